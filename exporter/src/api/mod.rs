@@ -1,0 +1,105 @@
+//! The API router and its shared state.
+
+mod metrics;
+mod services;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use causeway_model::TenantId;
+use causeway_processor::QueryHandle;
+use causeway_receiver::Authenticator;
+use prometheus_client::registry::Registry;
+
+/// Whether the process is ready to take traffic: set once every listener is
+/// bound and cleared when shutdown begins.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    /// Marks ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// Whether ready.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What the API handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    /// Resolves callers to tenants.
+    pub auth: Arc<Authenticator>,
+    /// Asks the processor.
+    pub processor: QueryHandle,
+    /// Every component's metrics (read-only once serving).
+    pub registry: Arc<Registry>,
+    /// Readiness flag.
+    pub ready: Arc<Readiness>,
+}
+
+/// The caller's tenant, put into request extensions by the auth middleware.
+#[derive(Debug, Clone)]
+struct Caller(TenantId);
+
+/// The API router.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let authed = Router::new()
+        .route("/api/v1/services", get(services::list))
+        .route("/metrics", get(metrics::scrape))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(authed)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    if state.ready.get() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn authenticate(
+    State(state): State<Arc<ApiState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match state.auth.authenticate(req.headers()) {
+        Ok(tenant) => {
+            req.extensions_mut().insert(Caller(tenant));
+            next.run(req).await
+        }
+        Err(e) => {
+            let mut r = error(StatusCode::UNAUTHORIZED, &e.to_string());
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+            r
+        }
+    }
+}
+
+/// The API's error body: `{"error": "..."}`.
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}

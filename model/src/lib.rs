@@ -1,0 +1,15 @@
+//! The vocabulary every causeway stage shares.
+//!
+//! Nothing here does I/O. The entry points are [`TenantId`], which every
+//! record, query and cache key carries, and [`TraceBatch`], the unit that
+//! flows from the receiver to the processor:
+//!
+//! ```text
+//! receiver ──TraceBatch (OTLP protobuf bytes + per-service counts)──> processor
+//! ```
+
+mod batch;
+mod tenant;
+
+pub use batch::{Lease, QueuedBatch, ServiceCount, TraceBatch, Transport};
+pub use tenant::{TenantId, TenantIdError};

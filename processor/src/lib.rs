@@ -1,0 +1,26 @@
+//! Per-tenant span processing.
+//!
+//! Entry point: [`ProcessorStage`], which owns all per-tenant state, consumes
+//! the bounded queue the receiver fills and answers [`Query`]s sent through
+//! a [`QueryHandle`]. State is owned by the stage's task and mutated through
+//! `&mut self`: no locks, and a query sees exactly the batches queued before
+//! it was asked, because the stage drains its input before answering.
+//!
+//! ```text
+//! receiver ──QueuedBatch──> ProcessorStage ──> catalog (per tenant × service)
+//!                                ^
+//! API ───────Query (oneshot)─────┘
+//! ```
+
+mod catalog;
+mod error;
+mod query;
+mod stage;
+
+pub use catalog::{Catalog, MAX_SERVICES_PER_TENANT, OVERFLOW_SERVICE, ServiceStats};
+pub use error::{Error, Result};
+pub use query::{Query, QueryHandle};
+pub use stage::ProcessorStage;
+
+/// Component name, used in config and metrics.
+pub const NAME: &str = "processor";

@@ -1,0 +1,132 @@
+//! Errors of the receiver, grouped by who is at fault, and how each maps to
+//! the status codes the OTLP specification prescribes.
+
+use std::time::Duration;
+
+use crate::otlp::body::Encoding;
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    // --- the client's fault ---
+    /// Missing or unknown credentials.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(&'static str),
+    /// The body is not a valid OTLP request.
+    #[error("{0}")]
+    Decode(String),
+    /// The compressed body could not be decompressed.
+    #[error("cannot decompress {encoding:?} body: {reason}")]
+    Decompress {
+        /// The declared encoding.
+        encoding: Encoding,
+        /// What the decompressor said.
+        reason: String,
+    },
+    /// The body, after decompression, is over the size limit.
+    #[error("request is larger than the limit of {limit} bytes (after decompression)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// `Content-Type` is neither protobuf nor JSON.
+    #[error("unsupported content type {0:?}: use application/x-protobuf or application/json")]
+    UnsupportedMediaType(String),
+    /// `Content-Encoding` is not one we decode.
+    #[error("unsupported content encoding {0:?}: use gzip, zstd, deflate or none")]
+    UnsupportedEncoding(String),
+
+    // --- the server's state ---
+    /// This tenant holds its whole share of the queue.
+    #[error("tenant is over its share of the ingest queue; retry after {retry_after:?}")]
+    TenantThrottled {
+        /// Suggested wait.
+        retry_after: Duration,
+    },
+    /// The queue is full.
+    #[error("ingest queue is full; retry after {retry_after:?}")]
+    Overloaded {
+        /// Suggested wait.
+        retry_after: Duration,
+    },
+    /// The server is shutting down and accepts nothing more.
+    #[error("shutting down; retry against another instance or after restart")]
+    ShuttingDown {
+        /// Suggested wait.
+        retry_after: Duration,
+    },
+}
+
+impl ReceiveError {
+    /// The metric label of this refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Decode(_) | Self::Decompress { .. } => "malformed",
+            Self::TooLarge { .. } => "too_large",
+            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
+                "unsupported_media_type"
+            }
+            Self::TenantThrottled { .. } => "tenant_throttled",
+            Self::Overloaded { .. } => "overloaded",
+            Self::ShuttingDown { .. } => "shutting_down",
+        }
+    }
+
+    /// The HTTP status the OTLP/HTTP specification gives this error.
+    pub fn http_status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            Self::Unauthenticated(_) => S::UNAUTHORIZED,
+            Self::Decode(_) | Self::Decompress { .. } => S::BAD_REQUEST,
+            Self::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
+                S::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::TenantThrottled { .. } => S::TOO_MANY_REQUESTS,
+            Self::Overloaded { .. } | Self::ShuttingDown { .. } => S::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The gRPC code the OTLP/gRPC specification gives this error.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code as C;
+        match self {
+            Self::Unauthenticated(_) => C::Unauthenticated,
+            Self::Decode(_)
+            | Self::Decompress { .. }
+            | Self::UnsupportedMediaType(_)
+            | Self::UnsupportedEncoding(_) => C::InvalidArgument,
+            Self::TooLarge { .. } => C::ResourceExhausted,
+            Self::TenantThrottled { .. } | Self::Overloaded { .. } | Self::ShuttingDown { .. } => {
+                C::Unavailable
+            }
+        }
+    }
+
+    /// When a retry makes sense, after how long.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::TenantThrottled { retry_after }
+            | Self::Overloaded { retry_after }
+            | Self::ShuttingDown { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// Errors setting a receiver up (the operator's or the environment's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A TLS file is missing or unparsable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Binding a listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}

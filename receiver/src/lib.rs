@@ -1,0 +1,116 @@
+//! causeway's front door: the OTLP trace receiver.
+//!
+//! Entry point: [`OtlpReceiver`], bound from [`config::OtlpReceiverConfig`],
+//! serving OTLP/gRPC and OTLP/HTTP (protobuf and JSON) into one [`Ingest`]
+//! path that authenticates the tenant, validates the request without
+//! building a struct per span, and queues it through [`Admission`].
+//!
+//! ```text
+//!  :4317 gRPC ─┐
+//!              ├─ Authenticator ─ size limit ─ decompress ─ wire scan ─ Admission ─> bounded queue
+//!  :4318 HTTP ─┘   (401)            (413)        (400/415)   (partial)   (429/503)
+//! ```
+//!
+//! The [`net`] module's listener (TLS, HTTP/1+2, graceful drain) is shared
+//! with the API server.
+
+pub mod admission;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod net;
+pub mod otlp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use admission::Admission;
+pub use auth::Authenticator;
+pub use error::{ReceiveError, SetupError};
+pub use metrics::ReceiverMetrics;
+pub use otlp::ingest::{Ingest, Outcome};
+
+use config::OtlpReceiverConfig;
+use net::{Listener, ServeOptions};
+use otlp::grpc::GrpcTraceService;
+
+/// Component name, used in config and metrics.
+pub const NAME: &str = "otlp";
+
+/// The bound OTLP receiver.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    grpc: Option<(Listener, GrpcTraceService, ServeOptions)>,
+    http: Option<(Listener, axum::Router, ServeOptions)>,
+}
+
+impl OtlpReceiver {
+    /// Binds the enabled transports' listeners.
+    pub async fn bind(
+        config: &OtlpReceiverConfig,
+        ingest: Arc<Ingest>,
+        auth: Arc<Authenticator>,
+        grace: std::time::Duration,
+    ) -> Result<Self, SetupError> {
+        let grpc = match &config.protocols.grpc {
+            Some(g) => {
+                let listener = Listener::bind(g.endpoint, g.tls.as_ref()).await?;
+                let service =
+                    GrpcTraceService::new(Arc::clone(&ingest), Arc::clone(&auth), g.max_bytes());
+                let options = ServeOptions {
+                    max_concurrent_streams: g.max_concurrent_streams,
+                    grace,
+                };
+                Some((listener, service, options))
+            }
+            None => None,
+        };
+        let http = match &config.protocols.http {
+            Some(h) => {
+                let listener = Listener::bind(h.endpoint, h.tls.as_ref()).await?;
+                let router = otlp::http::router(
+                    Arc::clone(&ingest),
+                    Arc::clone(&auth),
+                    h.max_request_body_size,
+                );
+                let options = ServeOptions {
+                    grace,
+                    ..ServeOptions::default()
+                };
+                Some((listener, router, options))
+            }
+            None => None,
+        };
+        Ok(Self { grpc, http })
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(|(l, _, _)| l.local_addr())
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|(l, _, _)| l.local_addr())
+    }
+
+    /// Serves until `shutdown`, then drains in-flight requests.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let grpc = async {
+            if let Some((listener, service, options)) = self.grpc {
+                tracing::info!(addr = %listener.local_addr(), tls = listener.is_tls(), "OTLP/gRPC receiver listening");
+                net::serve(listener, service, options, shutdown.clone()).await;
+            }
+        };
+        let http = async {
+            if let Some((listener, router, options)) = self.http {
+                tracing::info!(addr = %listener.local_addr(), tls = listener.is_tls(), "OTLP/HTTP receiver listening");
+                net::serve(listener, router, options, shutdown.clone()).await;
+            }
+        };
+        tokio::join!(grpc, http);
+    }
+}

@@ -1,0 +1,188 @@
+//! The `causeway` command: CLI, config loading, and handing over to
+//! [`app::run`], which wires the stages.
+
+mod app;
+mod config;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LogEncoding};
+
+/// causeway: OpenTelemetry trace analyzer: OTLP in, RED series, anomalies
+/// and root-cause analysis out.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the receivers, the processor and the API until SIGTERM/SIGINT.
+    Serve(ServeArgs),
+    /// Check a config file; print each problem with file, line and field.
+    Validate {
+        /// The config file.
+        #[arg(long, short, env = "CAUSEWAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the SHA-256 of an API key read from stdin, for `auth.api_keys[].key_sha256`.
+    HashKey,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Config file (YAML). Without it, the embedded default: loopback
+    /// ports 4317/4318/4319, data in ./causeway-data, tenant `default`.
+    #[arg(long, short, env = "CAUSEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides receivers.otlp.protocols.grpc.endpoint.
+    #[arg(long, value_parser = parse_addr)]
+    grpc_addr: Option<SocketAddr>,
+    /// Overrides receivers.otlp.protocols.http.endpoint.
+    #[arg(long, value_parser = parse_addr)]
+    http_addr: Option<SocketAddr>,
+    /// Overrides exporters.api.endpoint.
+    #[arg(long, value_parser = parse_addr)]
+    api_addr: Option<SocketAddr>,
+    /// Overrides storage.data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    causeway_receiver::config::parse_socket_addr(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { config } => match Config::load(&config) {
+            Ok(_) => {
+                eprintln!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(2)
+            }
+        },
+        Command::HashKey => {
+            let mut key = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut key) {
+                eprintln!("cannot read the key from stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+            let key = key.trim_end_matches(['\r', '\n']);
+            if key.is_empty() {
+                eprintln!("no key on stdin (try: printf %s \"$KEY\" | causeway hash-key)");
+                return ExitCode::FAILURE;
+            }
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", causeway_receiver::auth::key_digest_hex(key));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match load_for_serve(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("causeway")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("causeway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The config file (or the embedded default) with command-line overrides
+/// applied, then validated as a whole.
+fn load_for_serve(args: &ServeArgs) -> Result<Config, config::ConfigErrors> {
+    let (file, mut config) = match &args.config {
+        Some(path) => (path.display().to_string(), Config::load(path)?),
+        None => ("<embedded default>".to_owned(), Config::default()),
+    };
+    if let Some(a) = args.grpc_addr {
+        config
+            .receivers
+            .otlp
+            .protocols
+            .grpc
+            .get_or_insert_with(Default::default)
+            .endpoint = a;
+    }
+    if let Some(a) = args.http_addr {
+        config
+            .receivers
+            .otlp
+            .protocols
+            .http
+            .get_or_insert_with(Default::default)
+            .endpoint = a;
+    }
+    if let Some(a) = args.api_addr {
+        config.exporters.api.endpoint = a;
+    }
+    if let Some(d) = &args.data_dir {
+        config.storage.data_dir = d.clone();
+    }
+    let problems = config.validate();
+    if problems.is_empty() {
+        return Ok(config);
+    }
+    Err(config::ConfigErrors(
+        problems
+            .into_iter()
+            .map(|p| config::Located {
+                file: file.clone(),
+                line: None,
+                column: None,
+                field: p.path,
+                message: p.message,
+            })
+            .collect(),
+    ))
+}
+
+fn init_logging(config: &Config) {
+    let logs = &config.service.telemetry.logs;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&logs.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match logs.encoding {
+        LogEncoding::Console => builder.init(),
+        LogEncoding::Json => builder.json().init(),
+    }
+}
