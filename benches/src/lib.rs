@@ -1,1 +1,17 @@
-//! x
+//! Realistic OTLP trace workloads for benchmarks and tests.
+//!
+//! Entry point: [`Workload`], which produces `ExportTraceServiceRequest`s the
+//! way an OpenTelemetry SDK or Collector batch processor would send them:
+//! whole traces over a web-shop topology, grouped by service into
+//! `ResourceSpans`, with the resource and span attributes the SDKs and their
+//! HTTP, gRPC, database and messaging instrumentations set, and a small share
+//! of failed spans carrying an `exception` event.
+//!
+//! The generator is deterministic for a given seed, so a benchmark run and a
+//! test see the same data.
+
+mod topology;
+mod workload;
+
+pub use topology::{Call, Operation, Service, web_shop};
+pub use workload::{Rng, Workload, WorkloadConfig};

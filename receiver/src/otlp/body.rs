@@ -75,6 +75,12 @@ pub fn decompress(body: Bytes, encoding: Encoding, limit: usize) -> Result<Bytes
 /// Parses an OTLP/JSON body and re-encodes it as protobuf, so that every
 /// later stage reads one format.
 pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, ReceiveError> {
+    // serde would also read a struct from a JSON array; OTLP/JSON is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ReceiveError::Decode(
+            "invalid OTLP/JSON: the body must be a JSON object".into(),
+        ));
+    }
     let request: ExportTraceServiceRequest = serde_json::from_slice(body)
         .map_err(|e| ReceiveError::Decode(format!("invalid OTLP/JSON: {e}")))?;
     Ok(Bytes::from(request.encode_to_vec()))

@@ -307,6 +307,10 @@ fn scan_resource(buf: &[u8]) -> Result<Option<&[u8]>, WireError> {
                 expect(wire, VARINT, "Resource", "dropped_attributes_count")?;
                 r.varint()?;
             }
+            3 => {
+                expect(wire, LEN, "Resource", "entity_refs")?;
+                scan_strings(r.bytes("entity_refs")?, "EntityRef")?;
+            }
             _ => r.skip(wire)?,
         }
     }
@@ -330,6 +334,10 @@ fn scan_key_value(buf: &[u8], depth: u32) -> Result<(&[u8], Option<&[u8]>), Wire
                 expect(wire, LEN, "KeyValue", "value")?;
                 let v = r.bytes("value")?;
                 value = scan_any_value(v, depth + 1)?;
+            }
+            3 => {
+                expect(wire, VARINT, "KeyValue", "key_strindex")?;
+                r.varint()?;
             }
             _ => r.skip(wire)?,
         }
@@ -388,10 +396,29 @@ fn scan_any_value(buf: &[u8], depth: u32) -> Result<Option<&[u8]>, WireError> {
                 r.bytes("bytes_value")?;
                 string = None;
             }
+            8 => {
+                expect(wire, VARINT, "AnyValue", "string_value_strindex")?;
+                r.varint()?;
+                string = None;
+            }
             _ => r.skip(wire)?,
         }
     }
     Ok(string)
+}
+
+/// Validates a message whose known fields are all strings or repeated
+/// strings (`EntityRef`).
+fn scan_strings(buf: &[u8], message: &'static str) -> Result<(), WireError> {
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        if (1..=4).contains(&field) {
+            expect(wire, LEN, message, "string field")?;
+        }
+        r.skip(wire)?;
+    }
+    Ok(())
 }
 
 fn scan_scope_spans(

@@ -1,0 +1,456 @@
+//! Trace generation.
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+use crate::topology::{Protocol, Service, web_shop};
+
+/// A small deterministic PRNG (xorshift64*), enough for synthetic data.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator (a zero seed is replaced).
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// A log-normal-ish duration around `median_us`, in nanoseconds.
+    pub fn duration_ns(&mut self, median_us: u64) -> u64 {
+        // Sum of uniforms approximates a normal; exponentiate for a long tail.
+        let z = (self.unit() + self.unit() + self.unit() - 1.5) * 2.0;
+        ((median_us as f64) * (0.5 * z).exp() * 1000.0) as u64
+    }
+}
+
+/// Settings of a [`Workload`].
+#[derive(Debug, Clone)]
+pub struct WorkloadConfig {
+    /// PRNG seed.
+    pub seed: u64,
+    /// Probability that a leaf operation fails (with an exception event).
+    pub error_rate: f64,
+    /// Start time of the first trace, unix ns.
+    pub start_ns: u64,
+    /// Time between trace starts, ns.
+    pub spacing_ns: u64,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            error_rate: 0.01,
+            start_ns: 1_764_000_000_000_000_000,
+            spacing_ns: 2_000_000,
+        }
+    }
+}
+
+/// Generates batches of whole traces.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    services: Vec<Service>,
+    rng: Rng,
+    cfg: WorkloadConfig,
+    clock_ns: u64,
+    /// Spans per service index of the batch being built.
+    pending: Vec<Vec<Span>>,
+}
+
+/// Shorthand for a string attribute.
+fn kv(key: &str, value: impl Into<String>) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        key_strindex: 0,
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+    }
+}
+
+/// Shorthand for an int attribute.
+fn kvi(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        key_strindex: 0,
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+    }
+}
+
+impl Workload {
+    /// A workload over the web-shop topology.
+    pub fn new(cfg: WorkloadConfig) -> Self {
+        let services = web_shop();
+        let pending = vec![Vec::new(); services.len()];
+        Self {
+            rng: Rng::new(cfg.seed),
+            clock_ns: cfg.start_ns,
+            services,
+            cfg,
+            pending,
+        }
+    }
+
+    /// The services (index order matches span attribution).
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// One export request of whole traces holding at least `spans` spans.
+    pub fn batch(&mut self, spans: usize) -> ExportTraceServiceRequest {
+        let mut n = 0;
+        while n < spans {
+            n += self.trace();
+        }
+        self.flush()
+    }
+
+    /// `count` encoded requests of about `spans` spans each.
+    pub fn encoded(&mut self, count: usize, spans: usize) -> Vec<Bytes> {
+        (0..count)
+            .map(|_| Bytes::from(self.batch(spans).encode_to_vec()))
+            .collect()
+    }
+
+    fn flush(&mut self) -> ExportTraceServiceRequest {
+        let mut resource_spans = Vec::new();
+        for (i, spans) in self.pending.iter_mut().enumerate() {
+            if spans.is_empty() {
+                continue;
+            }
+            let s = &self.services[i];
+            let host = format!("{}-7d9c{}-x{}", s.name, i, i * 7 % 10);
+            let resource = Resource {
+                attributes: vec![
+                    kv("service.name", s.name),
+                    kv("service.version", s.version),
+                    kv("service.namespace", "shop"),
+                    kv("deployment.environment.name", "production"),
+                    kv("host.name", host.clone()),
+                    kv("k8s.pod.name", host),
+                    kv("k8s.namespace.name", "shop"),
+                    kv("telemetry.sdk.name", "opentelemetry"),
+                    kv("telemetry.sdk.language", s.language),
+                    kv("telemetry.sdk.version", "1.38.0"),
+                    kvi("process.pid", 1000 + i as i64),
+                ],
+                dropped_attributes_count: 0,
+                entity_refs: vec![],
+            };
+            resource_spans.push(ResourceSpans {
+                resource: Some(resource),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: format!("io.opentelemetry.{}", s.language),
+                        version: "2.10.0".into(),
+                        attributes: vec![],
+                        dropped_attributes_count: 0,
+                    }),
+                    spans: std::mem::take(spans),
+                    schema_url: "https://opentelemetry.io/schemas/1.27.0".into(),
+                }],
+                schema_url: String::new(),
+            });
+        }
+        ExportTraceServiceRequest { resource_spans }
+    }
+
+    /// Generates one trace; returns its span count.
+    fn trace(&mut self) -> usize {
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+        trace_id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+        let start = self.clock_ns;
+        self.clock_ns += self.cfg.spacing_ns;
+        let root_op = [0usize, 0, 0, 2, 2, 3, 1][self.rng.below(7) as usize];
+        let mut count = 0;
+        self.server_span(&trace_id, 0, root_op, None, start, &mut count);
+        count
+    }
+
+    fn new_span_id(&mut self) -> Vec<u8> {
+        self.rng.next_u64().max(1).to_be_bytes().to_vec()
+    }
+
+    /// Emits the server-side span of `service`/`op` and its subtree; returns
+    /// (end time, failed).
+    fn server_span(
+        &mut self,
+        trace_id: &[u8; 16],
+        service: usize,
+        op: usize,
+        parent: Option<Vec<u8>>,
+        start: u64,
+        count: &mut usize,
+    ) -> (u64, bool) {
+        let operation = self.services[service].operations[op].clone();
+        let span_id = self.new_span_id();
+        let mut t = start + self.rng.duration_ns(operation.self_us / 3);
+        let mut failed = false;
+        for c in &operation.calls {
+            if self.rng.unit() >= c.probability {
+                continue;
+            }
+            let (end, f) = self.client_call(trace_id, service, &span_id, c.service, c.operation, t, count);
+            t = end + self.rng.duration_ns(20);
+            failed |= f;
+        }
+        let leaf_failed = operation.calls.is_empty() && self.rng.unit() < self.cfg.error_rate;
+        failed |= leaf_failed;
+        let end = t + self.rng.duration_ns(operation.self_us * 2 / 3);
+        let mut attributes = Vec::new();
+        let kind = match operation.protocol {
+            Protocol::Http => {
+                let (method, path) = operation.name.split_once(' ').unwrap_or(("GET", "/"));
+                attributes.extend([
+                    kv("http.request.method", method),
+                    kv("url.path", path.replace(":id", &format!("{}", self.rng.below(5000)))),
+                    kv("url.scheme", "http"),
+                    kv("http.route", operation.detail),
+                    kvi("http.response.status_code", if failed { 500 } else { 200 }),
+                    kv("server.address", "shop.example.com"),
+                    kvi("server.port", 8080),
+                    kv("client.address", format!("10.0.{}.{}", self.rng.below(255), self.rng.below(255))),
+                    kv("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Safari/537.36"),
+                    kv("network.protocol.version", "1.1"),
+                ]);
+                SpanKind::Server
+            }
+            Protocol::Grpc => {
+                let (svc, method) = operation.name.split_once('/').unwrap_or(("svc", "m"));
+                attributes.extend([
+                    kv("rpc.system", "grpc"),
+                    kv("rpc.service", svc),
+                    kv("rpc.method", method),
+                    kvi("rpc.grpc.status_code", if failed { 2 } else { 0 }),
+                    kv("network.peer.address", format!("10.1.{}.{}", self.rng.below(255), self.rng.below(255))),
+                ]);
+                SpanKind::Server
+            }
+            Protocol::Messaging => {
+                attributes.extend([
+                    kv("messaging.system", "kafka"),
+                    kv("messaging.destination.name", operation.detail),
+                    kv("messaging.operation.type", "process"),
+                    kv("messaging.consumer.group.name", "email"),
+                ]);
+                SpanKind::Consumer
+            }
+            Protocol::Db(_) | Protocol::Cache => SpanKind::Internal,
+        };
+        let mut span = self.span(trace_id, span_id, parent, operation.name, kind, start, end, attributes);
+        if leaf_failed {
+            self.fail(&mut span, end);
+        } else if failed {
+            span.status = Some(Status {
+                message: String::new(),
+                code: StatusCode::Error as i32,
+            });
+        }
+        self.pending[service].push(span);
+        *count += 1;
+        (end, failed)
+    }
+
+    /// Emits a client span in `caller` and, for instrumented callees, the
+    /// callee's server span beneath it.
+    #[allow(clippy::too_many_arguments)]
+    fn client_call(
+        &mut self,
+        trace_id: &[u8; 16],
+        caller: usize,
+        parent: &[u8],
+        callee: usize,
+        op: usize,
+        start: u64,
+        count: &mut usize,
+    ) -> (u64, bool) {
+        let operation = self.services[callee].operations[op].clone();
+        let span_id = self.new_span_id();
+        let net = self.rng.duration_ns(150);
+        let (end, failed, kind, attributes) = match operation.protocol {
+            Protocol::Db(system) => {
+                let end = start + self.rng.duration_ns(operation.self_us);
+                let failed = self.rng.unit() < self.cfg.error_rate / 4.0;
+                let attrs = vec![
+                    kv("db.system", system),
+                    kv("db.namespace", "shop"),
+                    kv("db.operation.name", operation.name.split(' ').next().unwrap_or("SELECT")),
+                    kv("db.query.text", operation.detail),
+                    kv("server.address", "postgres.shop.svc"),
+                    kvi("server.port", 5432),
+                ];
+                (end, failed, SpanKind::Client, attrs)
+            }
+            Protocol::Cache => {
+                let end = start + self.rng.duration_ns(operation.self_us);
+                let attrs = vec![
+                    kv("db.system", "redis"),
+                    kv("db.operation.name", operation.name),
+                    kv("db.query.text", operation.detail),
+                    kv("server.address", "redis.shop.svc"),
+                    kvi("server.port", 6379),
+                ];
+                (end, false, SpanKind::Client, attrs)
+            }
+            Protocol::Messaging => {
+                // Publish (PRODUCER in the caller); the consumer runs later
+                // as a child in its own service.
+                let end = start + self.rng.duration_ns(operation.self_us);
+                let attrs = vec![
+                    kv("messaging.system", "kafka"),
+                    kv("messaging.destination.name", operation.detail),
+                    kv("messaging.operation.type", "publish"),
+                    kv("server.address", "kafka.shop.svc"),
+                ];
+                for c in &operation.calls {
+                    let (_, _) = self.server_span(trace_id, c.service, c.operation, Some(span_id.clone()), end + net, count);
+                }
+                (end, false, SpanKind::Producer, attrs)
+            }
+            Protocol::Http | Protocol::Grpc => {
+                let (end, failed) = self.server_span(trace_id, callee, op, Some(span_id.clone()), start + net, count);
+                let (svc, method) = operation.name.split_once('/').unwrap_or(("svc", "m"));
+                let attrs = vec![
+                    kv("rpc.system", "grpc"),
+                    kv("rpc.service", svc),
+                    kv("rpc.method", method),
+                    kv("server.address", format!("{}.shop.svc", self.services[callee].name)),
+                    kvi("server.port", 8080),
+                    kvi("rpc.grpc.status_code", if failed { 2 } else { 0 }),
+                ];
+                (end + net, failed, SpanKind::Client, attrs)
+            }
+        };
+        let name = match operation.protocol {
+            Protocol::Db(_) | Protocol::Cache => operation.name.to_owned(),
+            Protocol::Messaging => format!("{} publish", operation.detail),
+            _ => operation.name.to_owned(),
+        };
+        let mut span = self.span(trace_id, span_id, Some(parent.to_vec()), &name, kind, start, end, attributes);
+        if failed {
+            if matches!(operation.protocol, Protocol::Db(_)) {
+                self.fail(&mut span, end);
+            } else {
+                span.status = Some(Status {
+                    message: String::new(),
+                    code: StatusCode::Error as i32,
+                });
+            }
+        }
+        self.pending[caller].push(span);
+        *count += 1;
+        (end, failed)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn span(
+        &mut self,
+        trace_id: &[u8; 16],
+        span_id: Vec<u8>,
+        parent: Option<Vec<u8>>,
+        name: &str,
+        kind: SpanKind,
+        start: u64,
+        end: u64,
+        attributes: Vec<KeyValue>,
+    ) -> Span {
+        Span {
+            trace_id: trace_id.to_vec(),
+            span_id,
+            trace_state: String::new(),
+            parent_span_id: parent.unwrap_or_default(),
+            flags: 0x101,
+            name: name.to_owned(),
+            kind: kind as i32,
+            start_time_unix_nano: start,
+            end_time_unix_nano: end,
+            attributes,
+            dropped_attributes_count: 0,
+            events: vec![],
+            dropped_events_count: 0,
+            links: vec![],
+            dropped_links_count: 0,
+            status: Some(Status {
+                message: String::new(),
+                code: StatusCode::Unset as i32,
+            }),
+        }
+    }
+
+    fn fail(&mut self, span: &mut Span, at: u64) {
+        let (ty, msg) = [
+            ("java.net.SocketTimeoutException", "Read timed out"),
+            ("io.grpc.StatusRuntimeException", "UNAVAILABLE: upstream connect error"),
+            ("org.postgresql.util.PSQLException", "ERROR: deadlock detected"),
+        ][self.rng.below(3) as usize];
+        span.status = Some(Status {
+            message: msg.to_owned(),
+            code: StatusCode::Error as i32,
+        });
+        span.events.push(Event {
+            time_unix_nano: at,
+            name: "exception".into(),
+            attributes: vec![
+                kv("exception.type", ty),
+                kv("exception.message", msg),
+                kv(
+                    "exception.stacktrace",
+                    format!("{ty}: {msg}\n\tat shop.Handler.handle(Handler.java:42)\n\tat shop.Server.dispatch(Server.java:118)\n\tat java.base/java.lang.Thread.run(Thread.java:1583)"),
+                ),
+            ],
+            dropped_attributes_count: 0,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_whole_traces_with_valid_ids() {
+        let mut w = Workload::new(WorkloadConfig::default());
+        let req = w.batch(1000);
+        let spans: Vec<&Span> = req
+            .resource_spans
+            .iter()
+            .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
+            .collect();
+        assert!(spans.len() >= 1000 && spans.len() < 1100, "{}", spans.len());
+        assert!(spans.iter().all(|s| s.trace_id.len() == 16 && s.span_id.len() == 8));
+        // Every parent is in the batch: traces are whole.
+        let ids: std::collections::HashSet<&[u8]> = spans.iter().map(|s| s.span_id.as_slice()).collect();
+        assert!(spans.iter().all(|s| s.parent_span_id.is_empty() || ids.contains(s.parent_span_id.as_slice())));
+        assert!(req.resource_spans.len() >= 8);
+    }
+}
