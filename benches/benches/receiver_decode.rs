@@ -1,1 +1,46 @@
-fn main() {}
+//! Decode → internal representation, per span.
+//!
+//! `wire_scan` is causeway's ingest path (validate structure and ids, count
+//! spans and errors per service, no per-span allocation); `prost_decode` is
+//! what a receiver built on generated prost types (Rotel, tonic's default)
+//! does with the same bytes; `json_to_protobuf` is the OTLP/JSON path.
+//! Throughput is in spans, so criterion prints spans/s directly.
+
+use causeway_benches::{Workload, WorkloadConfig};
+use causeway_receiver::otlp::body::json_to_protobuf;
+use causeway_receiver::otlp::wire::scan_request;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+fn bench(c: &mut Criterion) {
+    let mut workload = Workload::new(WorkloadConfig::default());
+    let request = workload.batch(1000);
+    let spans: u64 = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum();
+    let bytes = request.encode_to_vec();
+    let json = serde_json::to_vec(&request).expect("json");
+
+    let mut group = c.benchmark_group("decode_1000_span_request");
+    group.throughput(Throughput::Elements(spans));
+    group.bench_function("wire_scan", |b| {
+        b.iter(|| scan_request(std::hint::black_box(&bytes)).expect("valid"))
+    });
+    group.bench_function("prost_decode", |b| {
+        b.iter(|| {
+            ExportTraceServiceRequest::decode(std::hint::black_box(bytes.as_slice()))
+                .expect("valid")
+        })
+    });
+    group.bench_function("json_to_protobuf", |b| {
+        b.iter(|| json_to_protobuf(std::hint::black_box(&json)).expect("valid"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -54,7 +54,13 @@ pub struct Service {
     pub operations: Vec<Operation>,
 }
 
-fn op(name: &'static str, detail: &'static str, protocol: Protocol, self_us: u64, calls: Vec<Call>) -> Operation {
+fn op(
+    name: &'static str,
+    detail: &'static str,
+    protocol: Protocol,
+    self_us: u64,
+    calls: Vec<Call>,
+) -> Operation {
     Operation {
         name,
         detail,
@@ -86,11 +92,33 @@ pub fn web_shop() -> Vec<Service> {
             version: "2.4.1",
             language: "nodejs",
             operations: vec![
-                op("GET /product/:id", "/product/:id", Http, 900, vec![
-                    call(3, 0, 1.0), call(4, 0, 0.8), call(8, 0, 0.9), call(9, 0, 0.6), call(2, 0, 0.5),
-                ]),
-                op("POST /cart/checkout", "/cart/checkout", Http, 1500, vec![call(1, 0, 1.0)]),
-                op("GET /", "/", Http, 600, vec![call(3, 1, 1.0), call(9, 0, 0.7), call(4, 0, 0.5)]),
+                op(
+                    "GET /product/:id",
+                    "/product/:id",
+                    Http,
+                    900,
+                    vec![
+                        call(3, 0, 1.0),
+                        call(4, 0, 0.8),
+                        call(8, 0, 0.9),
+                        call(9, 0, 0.6),
+                        call(2, 0, 0.5),
+                    ],
+                ),
+                op(
+                    "POST /cart/checkout",
+                    "/cart/checkout",
+                    Http,
+                    1500,
+                    vec![call(1, 0, 1.0)],
+                ),
+                op(
+                    "GET /",
+                    "/",
+                    Http,
+                    600,
+                    vec![call(3, 1, 1.0), call(9, 0, 0.7), call(4, 0, 0.5)],
+                ),
                 op("POST /cart", "/cart", Http, 500, vec![call(2, 1, 1.0)]),
             ],
         },
@@ -98,19 +126,49 @@ pub fn web_shop() -> Vec<Service> {
             name: "checkout",
             version: "1.9.0",
             language: "go",
-            operations: vec![op("oteldemo.CheckoutService/PlaceOrder", "PlaceOrder", Grpc, 2500, vec![
-                call(2, 0, 1.0), call(3, 0, 1.0), call(4, 0, 1.0), call(6, 0, 1.0),
-                call(5, 0, 1.0), call(10, 0, 1.0), call(12, 0, 1.0), call(2, 2, 1.0),
-            ])],
+            operations: vec![op(
+                "oteldemo.CheckoutService/PlaceOrder",
+                "PlaceOrder",
+                Grpc,
+                2500,
+                vec![
+                    call(2, 0, 1.0),
+                    call(3, 0, 1.0),
+                    call(4, 0, 1.0),
+                    call(6, 0, 1.0),
+                    call(5, 0, 1.0),
+                    call(10, 0, 1.0),
+                    call(12, 0, 1.0),
+                    call(2, 2, 1.0),
+                ],
+            )],
         },
         Service {
             name: "cart",
             version: "1.4.2",
             language: "dotnet",
             operations: vec![
-                op("oteldemo.CartService/GetCart", "GetCart", Grpc, 300, vec![call(11, 0, 1.0)]),
-                op("oteldemo.CartService/AddItem", "AddItem", Grpc, 350, vec![call(11, 1, 1.0)]),
-                op("oteldemo.CartService/EmptyCart", "EmptyCart", Grpc, 250, vec![call(11, 2, 1.0)]),
+                op(
+                    "oteldemo.CartService/GetCart",
+                    "GetCart",
+                    Grpc,
+                    300,
+                    vec![call(11, 0, 1.0)],
+                ),
+                op(
+                    "oteldemo.CartService/AddItem",
+                    "AddItem",
+                    Grpc,
+                    350,
+                    vec![call(11, 1, 1.0)],
+                ),
+                op(
+                    "oteldemo.CartService/EmptyCart",
+                    "EmptyCart",
+                    Grpc,
+                    250,
+                    vec![call(11, 2, 1.0)],
+                ),
             ],
         },
         Service {
@@ -118,39 +176,81 @@ pub fn web_shop() -> Vec<Service> {
             version: "3.0.0",
             language: "go",
             operations: vec![
-                op("oteldemo.ProductCatalogService/GetProduct", "GetProduct", Grpc, 400, vec![call(10, 1, 1.0)]),
-                op("oteldemo.ProductCatalogService/ListProducts", "ListProducts", Grpc, 800, vec![call(10, 2, 1.0)]),
+                op(
+                    "oteldemo.ProductCatalogService/GetProduct",
+                    "GetProduct",
+                    Grpc,
+                    400,
+                    vec![call(10, 1, 1.0)],
+                ),
+                op(
+                    "oteldemo.ProductCatalogService/ListProducts",
+                    "ListProducts",
+                    Grpc,
+                    800,
+                    vec![call(10, 2, 1.0)],
+                ),
             ],
         },
         Service {
             name: "currency",
             version: "1.2.0",
             language: "cpp",
-            operations: vec![op("oteldemo.CurrencyService/Convert", "Convert", Grpc, 120, vec![])],
+            operations: vec![op(
+                "oteldemo.CurrencyService/Convert",
+                "Convert",
+                Grpc,
+                120,
+                vec![],
+            )],
         },
         Service {
             name: "payment",
             version: "0.9.3",
             language: "nodejs",
-            operations: vec![op("oteldemo.PaymentService/Charge", "Charge", Grpc, 1800, vec![])],
+            operations: vec![op(
+                "oteldemo.PaymentService/Charge",
+                "Charge",
+                Grpc,
+                1800,
+                vec![],
+            )],
         },
         Service {
             name: "shipping",
             version: "1.1.0",
             language: "rust",
-            operations: vec![op("oteldemo.ShippingService/GetQuote", "GetQuote", Grpc, 450, vec![])],
+            operations: vec![op(
+                "oteldemo.ShippingService/GetQuote",
+                "GetQuote",
+                Grpc,
+                450,
+                vec![],
+            )],
         },
         Service {
             name: "email",
             version: "1.0.4",
             language: "ruby",
-            operations: vec![op("order-placed process", "order-placed", Messaging, 2200, vec![])],
+            operations: vec![op(
+                "order-placed process",
+                "order-placed",
+                Messaging,
+                2200,
+                vec![],
+            )],
         },
         Service {
             name: "recommendation",
             version: "2.0.1",
             language: "python",
-            operations: vec![op("oteldemo.RecommendationService/ListRecommendations", "ListRecommendations", Grpc, 1100, vec![call(3, 1, 1.0)])],
+            operations: vec![op(
+                "oteldemo.RecommendationService/ListRecommendations",
+                "ListRecommendations",
+                Grpc,
+                1100,
+                vec![call(3, 1, 1.0)],
+            )],
         },
         Service {
             name: "ad",
@@ -163,9 +263,27 @@ pub fn web_shop() -> Vec<Service> {
             version: "",
             language: "",
             operations: vec![
-                op("INSERT orders", "INSERT INTO orders (id, user_id, total) VALUES ($1, $2, $3)", Db("postgresql"), 1200, vec![]),
-                op("SELECT products", "SELECT * FROM products WHERE id = $1", Db("postgresql"), 600, vec![]),
-                op("SELECT products", "SELECT * FROM products ORDER BY rank LIMIT 20", Db("postgresql"), 1500, vec![]),
+                op(
+                    "INSERT orders",
+                    "INSERT INTO orders (id, user_id, total) VALUES ($1, $2, $3)",
+                    Db("postgresql"),
+                    1200,
+                    vec![],
+                ),
+                op(
+                    "SELECT products",
+                    "SELECT * FROM products WHERE id = $1",
+                    Db("postgresql"),
+                    600,
+                    vec![],
+                ),
+                op(
+                    "SELECT products",
+                    "SELECT * FROM products ORDER BY rank LIMIT 20",
+                    Db("postgresql"),
+                    1500,
+                    vec![],
+                ),
             ],
         },
         Service {
@@ -182,7 +300,13 @@ pub fn web_shop() -> Vec<Service> {
             name: "kafka",
             version: "",
             language: "",
-            operations: vec![op("orders publish", "orders", Messaging, 300, vec![call(7, 0, 1.0)])],
+            operations: vec![op(
+                "orders publish",
+                "orders",
+                Messaging,
+                300,
+                vec![call(7, 0, 1.0)],
+            )],
         },
     ]
 }

@@ -220,7 +220,15 @@ impl Workload {
             if self.rng.unit() >= c.probability {
                 continue;
             }
-            let (end, f) = self.client_call(trace_id, service, &span_id, c.service, c.operation, t, count);
+            let (end, f) = self.client_call(
+                trace_id,
+                service,
+                &span_id,
+                c.service,
+                c.operation,
+                t,
+                count,
+            );
             t = end + self.rng.duration_ns(20);
             failed |= f;
         }
@@ -252,7 +260,10 @@ impl Workload {
                     kv("rpc.service", svc),
                     kv("rpc.method", method),
                     kvi("rpc.grpc.status_code", if failed { 2 } else { 0 }),
-                    kv("network.peer.address", format!("10.1.{}.{}", self.rng.below(255), self.rng.below(255))),
+                    kv(
+                        "network.peer.address",
+                        format!("10.1.{}.{}", self.rng.below(255), self.rng.below(255)),
+                    ),
                 ]);
                 SpanKind::Server
             }
@@ -267,7 +278,16 @@ impl Workload {
             }
             Protocol::Db(_) | Protocol::Cache => SpanKind::Internal,
         };
-        let mut span = self.span(trace_id, span_id, parent, operation.name, kind, start, end, attributes);
+        let mut span = self.span(
+            trace_id,
+            span_id,
+            parent,
+            operation.name,
+            kind,
+            start,
+            end,
+            attributes,
+        );
         if leaf_failed {
             self.fail(&mut span, end);
         } else if failed {
@@ -304,7 +324,10 @@ impl Workload {
                 let attrs = vec![
                     kv("db.system", system),
                     kv("db.namespace", "shop"),
-                    kv("db.operation.name", operation.name.split(' ').next().unwrap_or("SELECT")),
+                    kv(
+                        "db.operation.name",
+                        operation.name.split(' ').next().unwrap_or("SELECT"),
+                    ),
                     kv("db.query.text", operation.detail),
                     kv("server.address", "postgres.shop.svc"),
                     kvi("server.port", 5432),
@@ -333,18 +356,35 @@ impl Workload {
                     kv("server.address", "kafka.shop.svc"),
                 ];
                 for c in &operation.calls {
-                    let (_, _) = self.server_span(trace_id, c.service, c.operation, Some(span_id.clone()), end + net, count);
+                    let (_, _) = self.server_span(
+                        trace_id,
+                        c.service,
+                        c.operation,
+                        Some(span_id.clone()),
+                        end + net,
+                        count,
+                    );
                 }
                 (end, false, SpanKind::Producer, attrs)
             }
             Protocol::Http | Protocol::Grpc => {
-                let (end, failed) = self.server_span(trace_id, callee, op, Some(span_id.clone()), start + net, count);
+                let (end, failed) = self.server_span(
+                    trace_id,
+                    callee,
+                    op,
+                    Some(span_id.clone()),
+                    start + net,
+                    count,
+                );
                 let (svc, method) = operation.name.split_once('/').unwrap_or(("svc", "m"));
                 let attrs = vec![
                     kv("rpc.system", "grpc"),
                     kv("rpc.service", svc),
                     kv("rpc.method", method),
-                    kv("server.address", format!("{}.shop.svc", self.services[callee].name)),
+                    kv(
+                        "server.address",
+                        format!("{}.shop.svc", self.services[callee].name),
+                    ),
                     kvi("server.port", 8080),
                     kvi("rpc.grpc.status_code", if failed { 2 } else { 0 }),
                 ];
@@ -356,7 +396,16 @@ impl Workload {
             Protocol::Messaging => format!("{} publish", operation.detail),
             _ => operation.name.to_owned(),
         };
-        let mut span = self.span(trace_id, span_id, Some(parent.to_vec()), &name, kind, start, end, attributes);
+        let mut span = self.span(
+            trace_id,
+            span_id,
+            Some(parent.to_vec()),
+            &name,
+            kind,
+            start,
+            end,
+            attributes,
+        );
         if failed {
             if matches!(operation.protocol, Protocol::Db(_)) {
                 self.fail(&mut span, end);
@@ -410,8 +459,14 @@ impl Workload {
     fn fail(&mut self, span: &mut Span, at: u64) {
         let (ty, msg) = [
             ("java.net.SocketTimeoutException", "Read timed out"),
-            ("io.grpc.StatusRuntimeException", "UNAVAILABLE: upstream connect error"),
-            ("org.postgresql.util.PSQLException", "ERROR: deadlock detected"),
+            (
+                "io.grpc.StatusRuntimeException",
+                "UNAVAILABLE: upstream connect error",
+            ),
+            (
+                "org.postgresql.util.PSQLException",
+                "ERROR: deadlock detected",
+            ),
         ][self.rng.below(3) as usize];
         span.status = Some(Status {
             message: msg.to_owned(),
@@ -447,10 +502,19 @@ mod tests {
             .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
             .collect();
         assert!(spans.len() >= 1000 && spans.len() < 1100, "{}", spans.len());
-        assert!(spans.iter().all(|s| s.trace_id.len() == 16 && s.span_id.len() == 8));
+        assert!(
+            spans
+                .iter()
+                .all(|s| s.trace_id.len() == 16 && s.span_id.len() == 8)
+        );
         // Every parent is in the batch: traces are whole.
-        let ids: std::collections::HashSet<&[u8]> = spans.iter().map(|s| s.span_id.as_slice()).collect();
-        assert!(spans.iter().all(|s| s.parent_span_id.is_empty() || ids.contains(s.parent_span_id.as_slice())));
+        let ids: std::collections::HashSet<&[u8]> =
+            spans.iter().map(|s| s.span_id.as_slice()).collect();
+        assert!(
+            spans
+                .iter()
+                .all(|s| s.parent_span_id.is_empty() || ids.contains(s.parent_span_id.as_slice()))
+        );
         assert!(req.resource_spans.len() >= 8);
     }
 }

@@ -350,7 +350,12 @@ impl Config {
             }
         }
         let level = &self.service.telemetry.logs.level;
-        if tracing_subscriber::EnvFilter::try_new(level).is_err() {
+        let plain_level = matches!(
+            level.to_ascii_lowercase().as_str(),
+            "off" | "error" | "warn" | "info" | "debug" | "trace"
+        );
+        let directive = level.contains('=') || level.contains(',');
+        if !(plain_level || directive && tracing_subscriber::EnvFilter::try_new(level).is_ok()) {
             problems.push(Problem::new(
                 "service.telemetry.logs.level",
                 format!("{level:?} is not a log level (error, warn, info, debug, trace) or filter"),

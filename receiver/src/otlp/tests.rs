@@ -56,7 +56,11 @@ fn prost_counts(req: &ExportTraceServiceRequest) -> Vec<(String, u64, u64)> {
         let spans: Vec<_> = rs.scope_spans.iter().flat_map(|s| &s.spans).collect();
         let errors = spans
             .iter()
-            .filter(|s| s.status.as_ref().is_some_and(|st| st.code == OtlpStatus::Error as i32))
+            .filter(|s| {
+                s.status
+                    .as_ref()
+                    .is_some_and(|st| st.code == OtlpStatus::Error as i32)
+            })
             .count() as u64;
         match out.iter_mut().find(|(n, _, _)| *n == name) {
             Some(e) => {
@@ -124,10 +128,19 @@ fn scan_agrees_with_prost_on_mutated_requests() {
             (Err(e), Ok(_)) if prost_only_error(e) => {}
             // The scan refuses groups, which prost skips.
             (Ok(_), Err(WireError::BadTag { wire: 3 | 4, .. })) => {}
-            _ => disagreements.push(format!("prost={:?} scan={:?}", prost.map(|_| ()), scan.map(|_| ()))),
+            _ => disagreements.push(format!(
+                "prost={:?} scan={:?}",
+                prost.map(|_| ()),
+                scan.map(|_| ())
+            )),
         }
     }
-    assert!(disagreements.is_empty(), "{} disagreements, e.g. {:?}", disagreements.len(), &disagreements[..disagreements.len().min(5)]);
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements, e.g. {:?}",
+        disagreements.len(),
+        &disagreements[..disagreements.len().min(5)]
+    );
 }
 
 #[test]
@@ -166,7 +179,12 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
 #[test]
 fn invalid_ids_are_rejected_per_span_and_dropped_from_the_payload() {
     let mut req = workload_batch(2, 50);
-    let total: usize = req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum();
+    let total: usize = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
     {
         let spans = &mut req.resource_spans[0].scope_spans[0].spans;
         spans[0].trace_id = vec![0; 16];
@@ -177,7 +195,11 @@ fn invalid_ids_are_rejected_per_span_and_dropped_from_the_payload() {
     let scan = scan_request(&bytes).expect("well-formed");
     assert_eq!(scan.invalid, 3);
     assert_eq!(scan.spans as usize, total - 3);
-    assert!(scan.invalid_reasons[0].contains("trace_id is all zeroes"), "{:?}", scan.invalid_reasons);
+    assert!(
+        scan.invalid_reasons[0].contains("trace_id is all zeroes"),
+        "{:?}",
+        scan.invalid_reasons
+    );
     let cleaned = super::body::drop_invalid_spans(&bytes).expect("re-encode");
     let rescan = scan_request(&cleaned).expect("well-formed");
     assert_eq!(rescan.invalid, 0);
@@ -195,13 +217,22 @@ fn decompresses_gzip_deflate_zstd() {
     let data = workload_batch(4, 100).encode_to_vec();
     let limit = 1 << 20;
     let gz = gzip(&data);
-    assert_eq!(decompress(Bytes::from(gz), Encoding::Gzip, limit).expect("gzip"), data);
+    assert_eq!(
+        decompress(Bytes::from(gz), Encoding::Gzip, limit).expect("gzip"),
+        data
+    );
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     z.write_all(&data).expect("zlib");
     let z = z.finish().expect("zlib");
-    assert_eq!(decompress(Bytes::from(z), Encoding::Deflate, limit).expect("deflate"), data);
+    assert_eq!(
+        decompress(Bytes::from(z), Encoding::Deflate, limit).expect("deflate"),
+        data
+    );
     let zs = zstd::encode_all(&data[..], 1).expect("zstd");
-    assert_eq!(decompress(Bytes::from(zs), Encoding::Zstd, limit).expect("zstd"), data);
+    assert_eq!(
+        decompress(Bytes::from(zs), Encoding::Zstd, limit).expect("zstd"),
+        data
+    );
     let garbage = Bytes::from_static(b"definitely not gzip");
     assert!(matches!(
         decompress(garbage, Encoding::Gzip, limit),
@@ -252,15 +283,30 @@ mod json {
     fn hex_ids_in_either_case_int64_as_string_or_number_enums_as_integers() {
         let req = decode(SPAN).expect("valid OTLP/JSON");
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(hex::encode(&span.span_id), "eee19b7ec3c1b174");
         assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
         assert_eq!(span.kind, 2);
         assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
         use opentelemetry_proto::tonic::common::v1::any_value::Value;
-        assert_eq!(span.attributes[0].value.as_ref().and_then(|v| v.value.clone()), Some(Value::IntValue(500)));
-        assert_eq!(span.attributes[1].value.as_ref().and_then(|v| v.value.clone()), Some(Value::IntValue(7)));
+        assert_eq!(
+            span.attributes[0]
+                .value
+                .as_ref()
+                .and_then(|v| v.value.clone()),
+            Some(Value::IntValue(500))
+        );
+        assert_eq!(
+            span.attributes[1]
+                .value
+                .as_ref()
+                .and_then(|v| v.value.clone()),
+            Some(Value::IntValue(7))
+        );
     }
 
     #[test]
@@ -273,13 +319,27 @@ mod json {
     #[test]
     fn empty_object_is_an_empty_request() {
         assert!(decode("{}").expect("empty").resource_spans.is_empty());
-        assert!(decode(r#"{"resourceSpans":[]}"#).expect("empty").resource_spans.is_empty());
+        assert!(
+            decode(r#"{"resourceSpans":[]}"#)
+                .expect("empty")
+                .resource_spans
+                .is_empty()
+        );
     }
 
     #[test]
     fn malformed_json_is_a_decode_error() {
-        for bad in ["", "{", "[]", r#"{"resourceSpans":5}"#, r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#] {
-            assert!(matches!(decode(bad), Err(ReceiveError::Decode(_))), "{bad:?}");
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"resourceSpans":5}"#,
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#,
+        ] {
+            assert!(
+                matches!(decode(bad), Err(ReceiveError::Decode(_))),
+                "{bad:?}"
+            );
         }
     }
 }
@@ -318,7 +378,10 @@ mod http_front {
         Request::post("/v1/traces").header("content-type", content_type)
     }
 
-    async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Bytes) {
+    async fn send(
+        router: &axum::Router,
+        req: Request<Body>,
+    ) -> (StatusCode, http::HeaderMap, Bytes) {
         let resp = router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -337,7 +400,9 @@ mod http_front {
         let bytes = req.encode_to_vec();
         let (status, headers, body) = send(
             &h.router,
-            post((), "application/x-protobuf").body(Body::from(bytes.clone())).expect("req"),
+            post((), "application/x-protobuf")
+                .body(Body::from(bytes.clone()))
+                .expect("req"),
         )
         .await;
         assert_eq!(status, StatusCode::OK);
@@ -362,7 +427,9 @@ mod http_front {
         let json = serde_json::to_vec(&req).expect("json");
         let (status, headers, body) = send(
             &h.router,
-            post((), "application/json; charset=utf-8").body(Body::from(json)).expect("req"),
+            post((), "application/json; charset=utf-8")
+                .body(Body::from(json))
+                .expect("req"),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body:?}");
@@ -378,11 +445,21 @@ mod http_front {
         let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
             {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"ok"},
             {"traceId":"5b8efff798038103d269b633813fc6","spanId":"eee19b7ec3c1b174","name":"short trace id"}]}]}]}"#;
-        let (status, _, body) = send(&h.router, post((), "application/json").body(Body::from(json)).expect("req")).await;
+        let (status, _, body) = send(
+            &h.router,
+            post((), "application/json")
+                .body(Body::from(json))
+                .expect("req"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["partialSuccess"]["rejectedSpans"], "1");
-        assert!(v["partialSuccess"]["errorMessage"].as_str().is_some_and(|m| m.contains("trace_id")));
+        assert!(
+            v["partialSuccess"]["errorMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("trace_id"))
+        );
         let q = h.rx.try_recv().expect("valid span queued");
         assert_eq!(q.batch.spans, 1);
     }
@@ -391,20 +468,29 @@ mod http_front {
     async fn error_statuses_follow_the_otlp_specification() {
         let h = harness(&[], QueueConfig::default());
         // 415: neither protobuf nor JSON.
-        let (status, _, body) = send(&h.router, post((), "text/plain").body(Body::from("x")).expect("req")).await;
+        let (status, _, body) = send(
+            &h.router,
+            post((), "text/plain").body(Body::from("x")).expect("req"),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert_eq!(rpc_status(&body).code, tonic::Code::InvalidArgument as i32);
         // 415: unknown content encoding.
         let (status, _, _) = send(
             &h.router,
-            post((), "application/x-protobuf").header("content-encoding", "br").body(Body::from("x")).expect("req"),
+            post((), "application/x-protobuf")
+                .header("content-encoding", "br")
+                .body(Body::from("x"))
+                .expect("req"),
         )
         .await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         // 400: undecodable protobuf, with a google.rpc.Status body.
         let (status, _, body) = send(
             &h.router,
-            post((), "application/x-protobuf").body(Body::from(vec![0x0a, 0xff, 0x01])).expect("req"),
+            post((), "application/x-protobuf")
+                .body(Body::from(vec![0x0a, 0xff, 0x01]))
+                .expect("req"),
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -412,7 +498,13 @@ mod http_front {
         assert_eq!(st.code, tonic::Code::InvalidArgument as i32);
         assert!(st.message.contains("invalid protobuf"), "{}", st.message);
         // 400 in JSON when the request was JSON.
-        let (status, headers, body) = send(&h.router, post((), "application/json").body(Body::from("{")).expect("req")).await;
+        let (status, headers, body) = send(
+            &h.router,
+            post((), "application/json")
+                .body(Body::from("{"))
+                .expect("req"),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(headers["content-type"], "application/json");
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json status");
@@ -420,44 +512,79 @@ mod http_front {
         // 400: corrupt gzip.
         let (status, _, _) = send(
             &h.router,
-            post((), "application/x-protobuf").header("content-encoding", "gzip").body(Body::from("nope")).expect("req"),
+            post((), "application/x-protobuf")
+                .header("content-encoding", "gzip")
+                .body(Body::from("nope"))
+                .expect("req"),
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         // 413: over the limit, plain and as a bomb.
         let (status, _, _) = send(
             &h.router,
-            post((), "application/x-protobuf").body(Body::from(vec![0u8; LIMIT + 1])).expect("req"),
+            post((), "application/x-protobuf")
+                .body(Body::from(vec![0u8; LIMIT + 1]))
+                .expect("req"),
         )
         .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         let bomb = gzip(&vec![0u8; 32 * LIMIT]);
         let (status, _, body) = send(
             &h.router,
-            post((), "application/x-protobuf").header("content-encoding", "gzip").body(Body::from(bomb)).expect("req"),
+            post((), "application/x-protobuf")
+                .header("content-encoding", "gzip")
+                .body(Body::from(bomb))
+                .expect("req"),
         )
         .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(rpc_status(&body).code, tonic::Code::ResourceExhausted as i32);
+        assert_eq!(
+            rpc_status(&body).code,
+            tonic::Code::ResourceExhausted as i32
+        );
         // 405 for other methods on the path, 404 elsewhere.
-        let (status, _, _) = send(&h.router, Request::get("/v1/traces").body(Body::empty()).expect("req")).await;
+        let (status, _, _) = send(
+            &h.router,
+            Request::get("/v1/traces").body(Body::empty()).expect("req"),
+        )
+        .await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        let (status, _, _) = send(&h.router, Request::post("/v1/metrics").body(Body::empty()).expect("req")).await;
+        let (status, _, _) = send(
+            &h.router,
+            Request::post("/v1/metrics")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
     async fn empty_request_succeeds_without_queueing() {
         let mut h = harness(&[], QueueConfig::default());
-        let (status, _, body) = send(&h.router, post((), "application/x-protobuf").body(Body::empty()).expect("req")).await;
+        let (status, _, body) = send(
+            &h.router,
+            post((), "application/x-protobuf")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
-        assert!(ExportTraceServiceResponse::decode(body).expect("resp").partial_success.is_none());
+        assert!(
+            ExportTraceServiceResponse::decode(body)
+                .expect("resp")
+                .partial_success
+                .is_none()
+        );
         assert!(h.rx.try_recv().is_err());
     }
 
     #[tokio::test]
     async fn credentials_pick_the_tenant_and_bad_ones_get_401() {
-        let mut h = harness(&[("acme", "key-a"), ("globex", "key-g")], QueueConfig::default());
+        let mut h = harness(
+            &[("acme", "key-a"), ("globex", "key-g")],
+            QueueConfig::default(),
+        );
         let bytes = workload_batch(1, 10).encode_to_vec();
         for (header, value, tenant) in [
             ("authorization", "Bearer key-a", "acme"),
@@ -465,18 +592,29 @@ mod http_front {
         ] {
             let (status, _, _) = send(
                 &h.router,
-                post((), "application/x-protobuf").header(header, value).body(Body::from(bytes.clone())).expect("req"),
+                post((), "application/x-protobuf")
+                    .header(header, value)
+                    .body(Body::from(bytes.clone()))
+                    .expect("req"),
             )
             .await;
             assert_eq!(status, StatusCode::OK);
-            assert_eq!(h.rx.try_recv().expect("queued").batch.tenant.as_str(), tenant);
+            assert_eq!(
+                h.rx.try_recv().expect("queued").batch.tenant.as_str(),
+                tenant
+            );
         }
-        for headers in [vec![], vec![("authorization", "Bearer wrong")], vec![("x-api-key", "key-a ")]] {
+        for headers in [
+            vec![],
+            vec![("authorization", "Bearer wrong")],
+            vec![("x-api-key", "key-a ")],
+        ] {
             let mut b = post((), "application/x-protobuf");
             for (k, v) in &headers {
                 b = b.header(*k, *v);
             }
-            let (status, _, body) = send(&h.router, b.body(Body::from(bytes.clone())).expect("req")).await;
+            let (status, _, body) =
+                send(&h.router, b.body(Body::from(bytes.clone())).expect("req")).await;
             if headers.first().is_some_and(|(_, v)| *v == "key-a ") {
                 // Surrounding whitespace is not part of a key.
                 assert_eq!(status, StatusCode::OK);
@@ -486,7 +624,10 @@ mod http_front {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{headers:?}");
             assert_eq!(rpc_status(&body).code, tonic::Code::Unauthenticated as i32);
         }
-        assert!(h.rx.try_recv().is_err(), "nothing from unauthenticated requests was queued");
+        assert!(
+            h.rx.try_recv().is_err(),
+            "nothing from unauthenticated requests was queued"
+        );
     }
 
     #[tokio::test]
@@ -499,7 +640,11 @@ mod http_front {
         };
         let mut h = harness(&[], queue);
         let bytes = workload_batch(1, 10).encode_to_vec();
-        let req = || post((), "application/x-protobuf").body(Body::from(bytes.clone())).expect("req");
+        let req = || {
+            post((), "application/x-protobuf")
+                .body(Body::from(bytes.clone()))
+                .expect("req")
+        };
         assert_eq!(send(&h.router, req()).await.0, StatusCode::OK);
         let (status, headers, body) = send(&h.router, req()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

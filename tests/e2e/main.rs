@@ -1,0 +1,12 @@
+#![allow(unreachable_pub, missing_docs)]
+//! End-to-end tests: each starts the real `causeway` binary on free ports
+//! and talks to it as clients in production would.
+
+mod config;
+mod errors;
+mod harness;
+mod polyglot;
+mod sdk_rust;
+mod shutdown;
+mod tenants;
+mod tls;
