@@ -302,14 +302,6 @@ impl OtlpReceiverConfig {
                 tls.validate(&format!("{path}.protocols.http.tls"), problems);
             }
         }
-        if let (Some(g), Some(h)) = (&p.grpc, &p.http) {
-            if g.endpoint == h.endpoint {
-                problems.push(Problem::new(
-                    format!("{path}.protocols.http.endpoint"),
-                    format!("{} is also the grpc endpoint", h.endpoint),
-                ));
-            }
-        }
     }
 
     /// The largest request any enabled transport accepts, in bytes.
@@ -380,10 +372,8 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse() {
         return Ok(a);
     }
-    if let Some(port) = s.strip_prefix("localhost:") {
-        if let Ok(port) = port.parse::<u16>() {
-            return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-        }
+    if let Some(Ok(port)) = s.strip_prefix("localhost:").map(str::parse::<u16>) {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     Err(format!(
         "{s:?} is not an address: use IP:PORT (e.g. 127.0.0.1:4317, 0.0.0.0:4317, [::1]:4317) or localhost:PORT"

@@ -26,9 +26,9 @@ pub(super) fn substitute(
             out.push_str(&rest[..i]);
             col += i;
             let tail = &rest[i..];
-            if tail.starts_with("$$") {
+            if let Some(after) = tail.strip_prefix("$$") {
                 out.push('$');
-                rest = &tail[2..];
+                rest = after;
                 col += 2;
                 continue;
             }

@@ -136,10 +136,8 @@ impl Server {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("causeway exited early ({status}):\n{}", self.log());
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("causeway exited early ({status}):\n{}", self.log());
             }
             if self.scheme == "http" {
                 if let Ok(mut s) = std::net::TcpStream::connect(self.api) {

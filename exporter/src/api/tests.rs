@@ -1,1 +1,157 @@
+use std::sync::Arc;
 
+use axum::body::Body;
+use bytes::Bytes;
+use causeway_model::{Lease, QueuedBatch, ServiceCount, TenantId, TraceBatch, Transport};
+use causeway_processor::{ProcessorStage, QueryHandle};
+use causeway_receiver::Authenticator;
+use causeway_receiver::config::ApiKeyConfig;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use sha2::Digest;
+use tokio::sync::{Semaphore, mpsc};
+use tower::ServiceExt;
+
+use super::{ApiState, Readiness, router};
+
+fn key(tenant: &str, key: &str) -> ApiKeyConfig {
+    ApiKeyConfig {
+        tenant: TenantId::new(tenant).expect("tenant"),
+        key_sha256: sha2::Sha256::digest(key.as_bytes()).into(),
+    }
+}
+
+fn batch(tenant: &str, service: &str, spans: u64, errors: u64) -> QueuedBatch {
+    let sem = Arc::new(Semaphore::new(1));
+    QueuedBatch {
+        batch: TraceBatch {
+            tenant: TenantId::new(tenant).expect("tenant"),
+            transport: Transport::Grpc,
+            payload: Bytes::new(),
+            spans,
+            services: vec![ServiceCount {
+                name: service.into(),
+                spans,
+                errors,
+                first_ns: 1_700_000_000_000_000_000,
+                last_ns: 1_700_000_001_500_000_000,
+            }],
+        },
+        lease: Lease::new(sem.try_acquire_owned().expect("permit"), None),
+    }
+}
+
+struct Api {
+    router: axum::Router,
+    data: mpsc::Sender<QueuedBatch>,
+    ready: Arc<Readiness>,
+}
+
+fn api() -> Api {
+    let (data, data_rx) = mpsc::channel(16);
+    let (qtx, qrx) = mpsc::channel(4);
+    tokio::spawn(ProcessorStage::new(data_rx, qrx).run());
+    let mut registry = Registry::default();
+    let family = Family::<Vec<(String, String)>, Counter>::default();
+    registry.register("demo", "per-tenant demo counter", family.clone());
+    family.get_or_create(&vec![("tenant".into(), "acme".into())]).inc();
+    family.get_or_create(&vec![("tenant".into(), "globex".into())]).inc();
+    family.get_or_create(&vec![("kind".into(), "process".into())]).inc();
+    let ready = Arc::new(Readiness::default());
+    let state = Arc::new(ApiState {
+        auth: Arc::new(Authenticator::new(&[key("acme", "ka"), key("globex", "kg")])),
+        processor: QueryHandle::new(qtx),
+        registry: Arc::new(registry),
+        ready: Arc::clone(&ready),
+    });
+    Api {
+        router: router(state),
+        data,
+        ready,
+    }
+}
+
+async fn get(api: &Api, path: &str, key: Option<&str>) -> (StatusCode, String) {
+    let mut req = Request::get(path);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let resp = api
+        .router
+        .clone()
+        .oneshot(req.body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn services_are_per_tenant_and_include_what_was_just_queued() {
+    let api = api();
+    api.data.send(batch("acme", "checkout", 10, 2)).await.expect("send");
+    api.data.send(batch("globex", "billing", 5, 0)).await.expect("send");
+    let (status, body) = get(&api, "/api/v1/services", Some("ka")).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        v,
+        serde_json::json!({"services": [{
+            "name": "checkout", "spans": 10, "errors": 2,
+            "first_seen": "2023-11-14T22:13:20.000Z", "last_seen": "2023-11-14T22:13:21.500Z"
+        }]})
+    );
+    let (_, body) = get(&api, "/api/v1/services", Some("kg")).await;
+    assert!(body.contains("billing") && !body.contains("checkout"), "{body}");
+}
+
+#[tokio::test]
+async fn data_endpoints_need_a_key_health_does_not() {
+    let api = api();
+    for path in ["/api/v1/services", "/metrics"] {
+        let (status, body) = get(&api, path, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(body.contains("missing credentials"), "{body}");
+        assert_eq!(get(&api, path, Some("wrong")).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(get(&api, "/healthz", None).await.0, StatusCode::OK);
+    assert_eq!(get(&api, "/readyz", None).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    api.ready.set(true);
+    assert_eq!(get(&api, "/readyz", None).await.0, StatusCode::OK);
+    let (status, body) = get(&api, "/api/v1/nope", Some("ka")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("error"));
+}
+
+#[tokio::test]
+async fn metrics_show_the_callers_tenant_and_process_series_only() {
+    let api = api();
+    let (status, body) = get(&api, "/metrics", Some("ka")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("demo_total{tenant=\"acme\"} 1"), "{body}");
+    assert!(body.contains("demo_total{kind=\"process\"} 1"), "{body}");
+    assert!(!body.contains("globex"), "{body}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+}
+
+#[tokio::test]
+async fn a_stopped_processor_is_503_not_a_hang() {
+    let (_data, data_rx) = mpsc::channel::<QueuedBatch>(1);
+    let (qtx, qrx) = mpsc::channel(1);
+    drop((data_rx, qrx));
+    let state = Arc::new(ApiState {
+        auth: Arc::new(Authenticator::new(&[])),
+        processor: QueryHandle::new(qtx),
+        registry: Arc::new(Registry::default()),
+        ready: Arc::new(Readiness::default()),
+    });
+    let resp = router(state)
+        .oneshot(Request::get("/api/v1/services").body(Body::empty()).expect("req"))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -228,3 +228,32 @@ impl Decoder for BytesDecoder {
         Ok(Some(src.copy_to_bytes(len)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn throttling_carries_retry_info_and_other_errors_do_not() {
+        let status = to_status(&ReceiveError::Overloaded {
+            retry_after: Duration::from_secs(2),
+        });
+        assert_eq!(status.code(), Code::Unavailable);
+        let details = status.get_error_details();
+        let retry = details.retry_info().expect("RetryInfo");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(2)));
+
+        let status = to_status(&ReceiveError::TooLarge { limit: 10 });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.get_error_details().retry_info().is_none());
+        assert_eq!(
+            to_status(&ReceiveError::Unauthenticated("x")).code(),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            to_status(&ReceiveError::Decode("x".into())).code(),
+            Code::InvalidArgument
+        );
+    }
+}

@@ -297,10 +297,8 @@ fn scan_resource(buf: &[u8]) -> Result<Option<&[u8]>, WireError> {
                 expect(wire, LEN, "Resource", "attributes")?;
                 let kv = r.bytes("attributes")?;
                 let (key, value) = scan_key_value(kv, 0)?;
-                if key == b"service.name" {
-                    if let Some(v) = value {
-                        service = Some(v);
-                    }
+                if key == b"service.name" && value.is_some() {
+                    service = value;
                 }
             }
             2 => {
