@@ -41,7 +41,10 @@ fn env_references_are_substituted_with_defaults_and_escapes() {
     )
     .expect("substituted");
     assert_eq!(c.exporters.api.endpoint.port(), 4999);
-    assert_eq!(c.storage.data_dir, std::path::PathBuf::from("/d/fallback/$x"));
+    assert_eq!(
+        c.storage.data_dir,
+        std::path::PathBuf::from("/d/fallback/$x")
+    );
     // Comments are not substituted.
     parse("# ${env:UNSET}\n").expect("comment ignored");
 }
@@ -72,7 +75,8 @@ fn type_errors_carry_position_and_path() {
 
 #[test]
 fn insecure_allows_public_addresses_and_keys_do_too() {
-    let public = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317\n";
+    let public =
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317\n";
     assert!(parse(public).is_err());
     parse(&format!("{public}insecure: true\n")).expect("insecure");
     let keyed = format!(
@@ -93,5 +97,11 @@ fn duplicate_keys_and_listeners_are_refused() {
     let fields: Vec<&str> = err.0.iter().map(|p| p.field.as_str()).collect();
     assert!(fields.contains(&"auth.api_keys[1].key_sha256"), "{err}");
     assert!(fields.contains(&"exporters.api.endpoint"), "{err}");
-    assert_eq!(err.0.iter().find(|p| p.field == "auth.api_keys[1].key_sha256").and_then(|p| p.line), Some(6));
+    assert_eq!(
+        err.0
+            .iter()
+            .find(|p| p.field == "auth.api_keys[1].key_sha256")
+            .and_then(|p| p.line),
+        Some(6)
+    );
 }

@@ -61,6 +61,10 @@ struct Args {
     /// PID of the server, for CPU and memory figures.
     #[arg(long)]
     pid: Option<u32>,
+    /// Send exactly this many requests (no warm-up, no time limit), then
+    /// report how many spans were acknowledged: for delivery checks.
+    #[arg(long)]
+    requests: Option<u64>,
     /// Name printed with the results.
     #[arg(long, default_value = "server")]
     label: String,
@@ -72,6 +76,13 @@ struct Counters {
     ok_spans: AtomicU64,
     failed: AtomicU64,
     throttled: AtomicU64,
+}
+
+/// Takes one request from the budget; false when it is spent.
+fn take(budget: &AtomicU64) -> bool {
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// CPU seconds (user + system) of a process, from /proc.
@@ -121,8 +132,16 @@ async fn main() -> anyhow::Result<()> {
     let avg_spans = batches.iter().map(|(_, s)| *s).sum::<u64>() / batches.len() as u64;
     let batches = Arc::new(batches);
     let counters = Arc::new(Counters::default());
-    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let deadline = Instant::now() + args.warmup + args.duration;
+    let exact = args.requests.is_some();
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(exact));
+    let (warmup, duration) = if exact {
+        (Duration::ZERO, Duration::from_secs(24 * 3600))
+    } else {
+        (args.warmup, args.duration)
+    };
+    let deadline = Instant::now() + warmup + duration;
+    // Requests left to send in --requests mode.
+    let budget = Arc::new(AtomicU64::new(args.requests.unwrap_or(u64::MAX)));
 
     let mut tasks = Vec::new();
     let transport;
@@ -142,13 +161,14 @@ async fn main() -> anyhow::Result<()> {
                 let measuring = Arc::clone(&measuring);
                 let key = args.api_key.clone();
                 let gzip = args.gzip;
+                let budget = Arc::clone(&budget);
                 tasks.push(tokio::spawn(async move {
                     let mut client = tonic::client::Grpc::new(channel);
                     if gzip {
                         client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
                     }
                     let mut n = c * 7 + i;
-                    while Instant::now() < deadline {
+                    while Instant::now() < deadline && take(&budget) {
                         let (bytes, spans) = &batches[n % batches.len()];
                         n += 1;
                         let mut req = tonic::Request::new(bytes.clone());
@@ -218,9 +238,10 @@ async fn main() -> anyhow::Result<()> {
             let url = url.clone();
             let key = args.api_key.clone();
             let gzip = args.gzip;
+            let budget = Arc::clone(&budget);
             tasks.push(tokio::spawn(async move {
                 let mut n = c;
-                while Instant::now() < deadline {
+                while Instant::now() < deadline && take(&budget) {
                     let (body, spans) = &bodies[n % bodies.len()];
                     n += 1;
                     let mut b = http::Request::post(url.clone())
@@ -265,11 +286,17 @@ async fn main() -> anyhow::Result<()> {
         bail!("give --grpc HOST:PORT or --http URL");
     }
 
-    tokio::time::sleep(args.warmup).await;
+    tokio::time::sleep(warmup).await;
     let cpu0 = args.pid.map(cpu_seconds).transpose()?;
     let t0 = Instant::now();
     measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(args.duration).await;
+    if exact {
+        for t in tasks.drain(..) {
+            let _ = t.await;
+        }
+    } else {
+        tokio::time::sleep(duration).await;
+    }
     measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = args.pid.map(cpu_seconds).transpose()?;

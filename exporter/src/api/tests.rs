@@ -57,12 +57,21 @@ fn api() -> Api {
     let mut registry = Registry::default();
     let family = Family::<Vec<(String, String)>, Counter>::default();
     registry.register("demo", "per-tenant demo counter", family.clone());
-    family.get_or_create(&vec![("tenant".into(), "acme".into())]).inc();
-    family.get_or_create(&vec![("tenant".into(), "globex".into())]).inc();
-    family.get_or_create(&vec![("kind".into(), "process".into())]).inc();
+    family
+        .get_or_create(&vec![("tenant".into(), "acme".into())])
+        .inc();
+    family
+        .get_or_create(&vec![("tenant".into(), "globex".into())])
+        .inc();
+    family
+        .get_or_create(&vec![("kind".into(), "process".into())])
+        .inc();
     let ready = Arc::new(Readiness::default());
     let state = Arc::new(ApiState {
-        auth: Arc::new(Authenticator::new(&[key("acme", "ka"), key("globex", "kg")])),
+        auth: Arc::new(Authenticator::new(&[
+            key("acme", "ka"),
+            key("globex", "kg"),
+        ])),
         processor: QueryHandle::new(qtx),
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
@@ -93,8 +102,14 @@ async fn get(api: &Api, path: &str, key: Option<&str>) -> (StatusCode, String) {
 #[tokio::test]
 async fn services_are_per_tenant_and_include_what_was_just_queued() {
     let api = api();
-    api.data.send(batch("acme", "checkout", 10, 2)).await.expect("send");
-    api.data.send(batch("globex", "billing", 5, 0)).await.expect("send");
+    api.data
+        .send(batch("acme", "checkout", 10, 2))
+        .await
+        .expect("send");
+    api.data
+        .send(batch("globex", "billing", 5, 0))
+        .await
+        .expect("send");
     let (status, body) = get(&api, "/api/v1/services", Some("ka")).await;
     assert_eq!(status, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -106,7 +121,10 @@ async fn services_are_per_tenant_and_include_what_was_just_queued() {
         }]})
     );
     let (_, body) = get(&api, "/api/v1/services", Some("kg")).await;
-    assert!(body.contains("billing") && !body.contains("checkout"), "{body}");
+    assert!(
+        body.contains("billing") && !body.contains("checkout"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -116,10 +134,16 @@ async fn data_endpoints_need_a_key_health_does_not() {
         let (status, body) = get(&api, path, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
         assert!(body.contains("missing credentials"), "{body}");
-        assert_eq!(get(&api, path, Some("wrong")).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            get(&api, path, Some("wrong")).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     assert_eq!(get(&api, "/healthz", None).await.0, StatusCode::OK);
-    assert_eq!(get(&api, "/readyz", None).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(&api, "/readyz", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     api.ready.set(true);
     assert_eq!(get(&api, "/readyz", None).await.0, StatusCode::OK);
     let (status, body) = get(&api, "/api/v1/nope", Some("ka")).await;
@@ -150,7 +174,11 @@ async fn a_stopped_processor_is_503_not_a_hang() {
         ready: Arc::new(Readiness::default()),
     });
     let resp = router(state)
-        .oneshot(Request::get("/api/v1/services").body(Body::empty()).expect("req"))
+        .oneshot(
+            Request::get("/api/v1/services")
+                .body(Body::empty())
+                .expect("req"),
+        )
         .await
         .expect("infallible");
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Side-by-side ingest benchmark: causeway vs Rotel (the reference Rust OTLP
+# collector), same load generator, same machine, one after the other.
+#
+#   benches/compare_rotel.sh [SECONDS]
+#
+# Prints, per transport, accepted spans/s and spans per server CPU-second
+# (the fair figure on a shared machine) and the ratio causeway/Rotel. Then
+# checks delivery through Rotel used as a forwarding collector in front of
+# causeway: every span acknowledged to the client must reach causeway.
+#
+# Rotel 0.0.1a10 ships in the PyPI package `rotel` as a manylinux_2_34
+# binary. On an older glibc (Debian 12 has 2.36) it runs under the loader of
+# Debian 13's libc6, downloaded and unpacked next to it, never installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS="${1:-15}"
+WORK="${ROTEL_DIR:-$HOME/.cache/causeway/rotel}"
+mkdir -p "$WORK"
+
+cargo build --release --locked --bin causeway -p causeway --bin loadgen -p causeway-benches >&2
+TARGET="${CARGO_TARGET_DIR:-target}"
+CW="$TARGET/release/causeway"
+LG="$TARGET/release/loadgen"
+
+if [ ! -x "$WORK/rotel/rotel-agent" ]; then
+  (cd "$WORK" && python3 -m pip download --no-deps --quiet "rotel==0.0.1a10" -d . && python3 -m zipfile -e rotel-0.0.1a10-*.whl .)
+  chmod +x "$WORK/rotel/rotel-agent"
+fi
+ROTEL=("$WORK/rotel/rotel-agent")
+if ! "$WORK/rotel/rotel-agent" --help >/dev/null 2>&1; then
+  if [ ! -e "$WORK/glibc/usr/lib/x86_64-linux-gnu/libc.so.6" ]; then
+    curl -sSfL -o "$WORK/libc6.deb" http://deb.debian.org/debian/pool/main/g/glibc/libc6_2.41-12_amd64.deb
+    dpkg-deb -x "$WORK/libc6.deb" "$WORK/glibc"
+  fi
+  G="$WORK/glibc/usr/lib/x86_64-linux-gnu"
+  ROTEL=("$G/ld-linux-x86-64.so.2" --library-path "$G" "$WORK/rotel/rotel-agent")
+fi
+
+DATA=$(mktemp -d)
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$DATA"; }
+PIDS=()
+trap cleanup EXIT
+
+start_causeway() {
+  RUST_LOG=warn "$CW" serve --grpc-addr 127.0.0.1:14317 --http-addr 127.0.0.1:14318 \
+    --api-addr 127.0.0.1:14319 --data-dir "$DATA/causeway" >"$DATA/causeway.log" 2>&1 &
+  CW_PID=$!; PIDS+=("$CW_PID")
+  for _ in $(seq 100); do curl -sf 127.0.0.1:14319/readyz >/dev/null && return; sleep 0.1; done
+  echo "causeway did not start" >&2; cat "$DATA/causeway.log" >&2; exit 1
+}
+start_rotel() { # exporter args...
+  "${ROTEL[@]}" start --otlp-grpc-endpoint 127.0.0.1:24317 --otlp-http-endpoint 127.0.0.1:24318 \
+    --otlp-grpc-max-recv-msg-size-mib 64 --log-level warn --pid-file "$DATA/rotel.pid" \
+    --log-file "$DATA/rotel.log" "$@" >"$DATA/rotel.out" 2>&1 &
+  RO_PID=$!; PIDS+=("$RO_PID")
+  sleep 1
+}
+
+run() { # label pid loadgen-args...
+  local label=$1 pid=$2; shift 2
+  "$LG" --label "$label" --pid "$pid" --duration "${SECS}s" "$@"
+}
+
+declare -A RESULT
+echo "== ingest: spans per server CPU-second (higher is better), ${SECS}s per run"
+for mode in grpc http grpc+gzip; do
+  case $mode in
+    grpc) args=(--grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
+    http) args=(--http); cw=http://127.0.0.1:14318; ro=http://127.0.0.1:24318 ;;
+    grpc+gzip) args=(--gzip --grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
+  esac
+  start_causeway
+  line=$(run causeway "$CW_PID" "${args[@]}" "$cw" 2>&1 | tail -1 | sed "s/^/ /")
+  echo "$line"; RESULT[cw_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+  kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
+  start_rotel --exporter blackhole
+  line=$(run rotel "$RO_PID" "${args[@]}" "$ro" 2>&1 | tail -1 | sed "s/^/ /")
+  echo "$line"; RESULT[ro_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+  kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
+  python3 -c "print(f'  ratio {\"$mode\":<9} causeway/rotel = {${RESULT[cw_$mode]}/${RESULT[ro_$mode]}:.2f}x spans per CPU-second')"
+done
+
+echo "== delivery through Rotel forwarding OTLP/gRPC to causeway"
+start_causeway
+start_rotel --exporter otlp --otlp-exporter-endpoint http://127.0.0.1:14317
+sent=$("$LG" --label via-rotel --requests 200 --connections 2 --inflight 2 --grpc 127.0.0.1:24317 | grep -oE 'accepted=[0-9]+' | cut -d= -f2)
+got=0
+for _ in $(seq 50); do
+  got=$(curl -s 127.0.0.1:14319/api/v1/services | python3 -c 'import json,sys; print(sum(s["spans"] for s in json.load(sys.stdin)["services"]))')
+  [ "$got" -ge "$sent" ] && break; sleep 0.2
+done
+echo " acknowledged to the client by Rotel: $sent spans; counted by causeway: $got spans"
+[ "$got" -eq "$sent" ] && echo " delivery: exact" || { echo " delivery: MISMATCH"; exit 1; }
