@@ -9,7 +9,9 @@
 //! ```
 
 mod batch;
+pub mod schema;
 mod tenant;
+pub mod wire;
 
 pub use batch::{Lease, QueuedBatch, ServiceCount, TraceBatch, Transport};
 pub use tenant::{TenantId, TenantIdError};

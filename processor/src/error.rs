@@ -6,6 +6,13 @@ pub enum Error {
     /// The stage has stopped (shutdown): no answer will come.
     #[error("the processor is shutting down")]
     Stopped,
+    /// A payload is not well-formed OTLP (the receiver validates payloads,
+    /// so from the ingest path this is a bug; from replayed files, bad data).
+    #[error("invalid OTLP payload: {0}")]
+    Decode(#[from] causeway_model::wire::WireError),
+    /// Arrow refused a batch we built (a bug).
+    #[error("internal error building Arrow data: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
 }
 
 /// Result alias of this crate.

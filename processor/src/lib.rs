@@ -14,6 +14,7 @@
 
 mod catalog;
 mod error;
+pub mod kernels;
 mod query;
 mod stage;
 
