@@ -16,6 +16,7 @@ mod catalog;
 mod error;
 pub mod kernels;
 mod query;
+pub mod series;
 mod stage;
 
 pub use catalog::{Catalog, MAX_SERVICES_PER_TENANT, OVERFLOW_SERVICE, ServiceStats};
