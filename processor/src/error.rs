@@ -10,6 +10,9 @@ pub enum Error {
     /// so from the ingest path this is a bug; from replayed files, bad data).
     #[error("invalid OTLP payload: {0}")]
     Decode(#[from] causeway_model::wire::WireError),
+    /// A batch lacks a column of the span schema (a bug).
+    #[error("internal error: {0}")]
+    Schema(String),
     /// Arrow refused a batch we built (a bug).
     #[error("internal error building Arrow data: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),

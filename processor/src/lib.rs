@@ -14,8 +14,10 @@
 
 mod catalog;
 mod error;
+pub mod graph;
 pub mod kernels;
 mod query;
+pub mod red;
 pub mod series;
 mod stage;
 

@@ -122,7 +122,9 @@ impl Cell {
         self.calls += calls;
         self.errors += errors;
         // Same layout and auto-resize: addition cannot fail.
-        let _ = self.open().add(hist);
+        let h = self.open();
+        h.auto(true);
+        let _ = h.add(hist);
     }
 
     /// Adds another cell.
@@ -176,7 +178,11 @@ impl Cell {
 /// Our own serialization, read back; corruption is impossible short of a
 /// bug, in which case an empty histogram is safer than a panic.
 fn decode(bytes: &[u8]) -> Histogram<u64> {
-    Deserializer::new()
+    let mut h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut &bytes[..])
-        .unwrap_or_else(|_| empty_histogram())
+        .unwrap_or_else(|_| empty_histogram());
+    // Deserialized histograms do not auto-resize; late data and merges need
+    // them to, or values beyond the old maximum would be clamped.
+    h.auto(true);
+    h
 }

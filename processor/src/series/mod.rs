@@ -65,7 +65,12 @@ pub struct Sealed<K> {
 pub trait SeriesKey: Clone + Eq + Hash + Ord + std::fmt::Debug {
     /// The key that absorbs data once `max_keys` is reached.
     fn overflow() -> Self;
+    /// Whether this is the overflow key.
+    fn is_overflow(&self) -> bool;
 }
+
+/// One observation: event time (ns), duration (µs), error.
+pub type Observation = (i64, u64, bool);
 
 #[derive(Debug, Default)]
 struct Series {
@@ -130,34 +135,56 @@ impl<K: SeriesKey> SeriesSet<K> {
 
     /// Records `n` identical observations.
     pub fn record_n(&mut self, key: &K, t_ns: i64, duration_us: u64, error: bool, n: u64) {
-        if *key == K::overflow() {
-            self.overflowed += n;
-        }
+        self.record_each(key, std::iter::once((t_ns, duration_us, error)), n);
+    }
+
+    /// Records observations of one key (one series lookup for all).
+    pub fn record_many(&mut self, key: &K, observations: impl IntoIterator<Item = Observation>) {
+        self.record_each(key, observations, 1);
+    }
+
+    fn record_each(
+        &mut self,
+        key: &K,
+        observations: impl IntoIterator<Item = Observation>,
+        n: u64,
+    ) {
         let w = self.settings.window_ns;
-        let start = t_ns.div_euclid(w) * w;
-        let series = self.series.entry(key.clone()).or_default();
-        let cell = series
-            .cells
-            .entry((Resolution::Base, start))
-            .or_insert_with(Cell::new);
-        let fresh = cell.calls() == 0;
-        cell.record(duration_us, error, n);
-        if cell.handed_on() {
-            // Late data for a window already handed on: its earlier content
-            // is in the roll-ups, so add this directly to them too.
-            cell.seal();
-            for (res, len) in [(Resolution::Minute, MINUTE_NS), (Resolution::Hour, HOUR_NS)] {
-                let rs = t_ns.div_euclid(len) * len;
-                series
-                    .cells
-                    .entry((res, rs))
-                    .or_insert_with(Cell::new)
-                    .record(duration_us, error, n);
+        let overflow = key.is_overflow();
+        let series = match self.series.get_mut(key) {
+            Some(s) => s,
+            None => self.series.entry(key.clone()).or_default(),
+        };
+        let mut newest = self.watermark_ns;
+        for (t_ns, duration_us, error) in observations {
+            if overflow {
+                self.overflowed += n;
             }
-        } else if fresh {
-            self.open.entry(start).or_default().push(key.clone());
+            let start = t_ns.div_euclid(w) * w;
+            let cell = series
+                .cells
+                .entry((Resolution::Base, start))
+                .or_insert_with(Cell::new);
+            let fresh = cell.calls() == 0;
+            cell.record(duration_us, error, n);
+            if cell.handed_on() {
+                // Late data for a window already handed on: its earlier
+                // content is in the roll-ups, so add this directly to them.
+                cell.seal();
+                for (res, len) in [(Resolution::Minute, MINUTE_NS), (Resolution::Hour, HOUR_NS)] {
+                    let rs = t_ns.div_euclid(len) * len;
+                    series
+                        .cells
+                        .entry((res, rs))
+                        .or_insert_with(Cell::new)
+                        .record(duration_us, error, n);
+                }
+            } else if fresh {
+                self.open.entry(start).or_default().push(key.clone());
+            }
+            newest = newest.max(t_ns);
         }
-        self.watermark_ns = self.watermark_ns.max(t_ns);
+        self.watermark_ns = newest;
     }
 
     fn is_sealed(&self, start: i64) -> bool {
@@ -179,7 +206,9 @@ impl<K: SeriesKey> SeriesSet<K> {
         for start in ready {
             let keys = self.open.remove(&start).unwrap_or_default();
             for key in keys {
-                let Some(series) = self.series.get_mut(&key) else { continue };
+                let Some(series) = self.series.get_mut(&key) else {
+                    continue;
+                };
                 let Some(cell) = series.cells.get_mut(&(Resolution::Base, start)) else {
                     continue;
                 };
@@ -226,7 +255,12 @@ impl<K: SeriesKey> SeriesSet<K> {
     }
 
     /// Merged stats per key over `[from, to)`.
-    pub fn query(&self, from_ns: i64, to_ns: i64, filter: impl Fn(&K) -> bool) -> Vec<(K, CellStats)> {
+    pub fn query(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        filter: impl Fn(&K) -> bool,
+    ) -> Vec<(K, CellStats)> {
         self.query_points(from_ns, to_ns, to_ns.saturating_sub(from_ns).max(1), filter)
             .into_iter()
             .filter_map(|(k, pts)| {
@@ -253,11 +287,19 @@ impl<K: SeriesKey> SeriesSet<K> {
         step_ns: i64,
         filter: impl Fn(&K) -> bool,
     ) -> Vec<(K, Vec<(i64, Cell)>)> {
-        let wm = if self.watermark_ns == i64::MIN { to_ns } else { self.watermark_ns };
+        let wm = if self.watermark_ns == i64::MIN {
+            to_ns
+        } else {
+            self.watermark_ns
+        };
         let [base_ret, minute_ret, _] = self.settings.retention_ns;
-        let ceil = |t: i64, unit: i64| t.div_euclid(unit) * unit + if t.rem_euclid(unit) == 0 { 0 } else { unit };
+        let ceil = |t: i64, unit: i64| {
+            t.div_euclid(unit) * unit + if t.rem_euclid(unit) == 0 { 0 } else { unit }
+        };
         let base_from = from_ns.max(ceil(wm.saturating_sub(base_ret), MINUTE_NS));
-        let minute_from = ceil(wm.saturating_sub(minute_ret), HOUR_NS).max(from_ns).min(base_from);
+        let minute_from = ceil(wm.saturating_sub(minute_ret), HOUR_NS)
+            .max(from_ns)
+            .min(base_from);
         let tiers = [
             (Resolution::Base, base_from, to_ns),
             (Resolution::Minute, minute_from, base_from.min(to_ns)),
@@ -280,7 +322,10 @@ impl<K: SeriesKey> SeriesSet<K> {
                 }
                 if res != Resolution::Base {
                     // Base windows not yet handed on are in no roll-up.
-                    for ((_, start), cell) in series.cells.range((Resolution::Base, lo)..(Resolution::Base, hi)) {
+                    for ((_, start), cell) in series
+                        .cells
+                        .range((Resolution::Base, lo)..(Resolution::Base, hi))
+                    {
                         if !cell.handed_on() {
                             let bucket = from_ns + (start - from_ns).div_euclid(step) * step;
                             points.entry(bucket).or_insert_with(Cell::new).merge(cell);

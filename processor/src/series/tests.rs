@@ -7,6 +7,9 @@ impl SeriesKey for K {
     fn overflow() -> Self {
         K("overflow")
     }
+    fn is_overflow(&self) -> bool {
+        self.0 == "overflow"
+    }
 }
 
 const S: i64 = 1_000_000_000;
@@ -116,7 +119,11 @@ fn each_window_is_handed_on_once_when_the_watermark_passes_it() {
     set.record(&K("a"), t0 + 15 * S, 10, false);
     let sealed = set.advance();
     assert_eq!(sealed.len(), 2);
-    assert!(sealed.iter().all(|s| s.start_ns == t0 && s.len_ns == 10 * S));
+    assert!(
+        sealed
+            .iter()
+            .all(|s| s.start_ns == t0 && s.len_ns == 10 * S)
+    );
     assert!(set.advance().is_empty());
     // A late span merges into the sealed window but is not handed on again.
     set.record(&K("a"), t0 + 2 * S, 10, true);
@@ -135,7 +142,11 @@ fn keys_beyond_the_limit_go_to_overflow_and_are_counted() {
     assert_eq!(set.len(), 4, "three keys plus overflow");
     assert_eq!(set.overflowed(), 2);
     let q = set.query(0, 100 * S, |_| true);
-    assert_eq!(q.iter().map(|(_, s)| s.calls).sum::<u64>(), 5, "nothing dropped");
+    assert_eq!(
+        q.iter().map(|(_, s)| s.calls).sum::<u64>(),
+        5,
+        "nothing dropped"
+    );
 }
 
 #[test]
@@ -149,6 +160,37 @@ fn retention_drops_old_cells_and_sealing_compacts() {
     let before = set.heap_bytes();
     set.advance();
     let q = set.query_points(0, 1000 * S, 10 * S, |_| true);
-    assert!(q[0].1.len() <= 8, "only the last minute of base windows: {}", q[0].1.len());
-    assert!(set.heap_bytes() < before, "{} >= {before}", set.heap_bytes());
+    assert!(
+        q[0].1.len() <= 8,
+        "only the last minute of base windows: {}",
+        q[0].1.len()
+    );
+    assert!(
+        set.heap_bytes() < before,
+        "{} >= {before}",
+        set.heap_bytes()
+    );
+}
+
+#[test]
+fn sealing_round_trips_histograms_exactly() {
+    let values = [
+        103u64, 105, 107, 108, 116, 116, 117, 119, 120, 168, 175, 176, 188, 207, 254, 257, 1000,
+        50_000,
+    ];
+    let mut cell = Cell::new();
+    for v in values {
+        cell.record(v, false, 1);
+    }
+    let open = cell.stats();
+    cell.seal();
+    assert_eq!(cell.stats(), open);
+    let mut merged = Cell::new();
+    merged.merge(&cell);
+    assert_eq!(merged.stats(), open);
+    // Recording into a sealed cell beyond its old maximum is exact too.
+    cell.record(5_000_000, true, 1);
+    let st = cell.stats();
+    assert!(st.max_us >= 4_950_000 && st.max_us <= 5_050_000, "{st:?}");
+    assert_eq!((st.calls, st.errors), (values.len() as u64 + 1, 1));
 }

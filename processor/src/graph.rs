@@ -1,0 +1,376 @@
+//! The service graph: edges client → server, found by pairing spans.
+//!
+//! Pairs, in order of preference:
+//! - a CLIENT span and its SERVER child in another service (`""`, direct);
+//! - a PRODUCER span and its CONSUMER child (`messaging_system`);
+//! - any parent and child in different services, for data whose span kinds
+//!   are missing or INTERNAL (direct);
+//! - a span naming a database (`db.system`) with no child: an edge to the
+//!   database as a virtual node (`database`);
+//! - a CLIENT/PRODUCER span whose server never shows up within the TTL but
+//!   that names its peer (`peer.service`, `server.address`): an edge to a
+//!   virtual node (`virtual_node`).
+//!
+//! Parent or child may arrive first: spans wait in a bounded store for up to
+//! `ttl` of event time. Spans that expire unpaired are counted, as are those
+//! evicted when the store is full. Edge names follow the Collector's
+//! `servicegraph` connector (`client`, `server`, `connection_type`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int8Type, Int64Type, TimestampNanosecondType};
+use arrow_array::{Array, RecordBatch};
+use causeway_model::schema::{col, kind, status};
+
+use crate::error::Error;
+use crate::red::DictColumn;
+use crate::series::{SeriesKey, SeriesSet};
+
+/// How client and server are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConnectionType {
+    /// Both ends instrumented.
+    Direct,
+    /// The server is not instrumented; named from the client's attributes.
+    VirtualNode,
+    /// Through a queue (PRODUCER → CONSUMER).
+    MessagingSystem,
+    /// The server is a database.
+    Database,
+}
+
+impl ConnectionType {
+    /// The `connection_type` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "",
+            Self::VirtualNode => "virtual_node",
+            Self::MessagingSystem => "messaging_system",
+            Self::Database => "database",
+        }
+    }
+}
+
+/// Overflow edge client name.
+pub const OVERFLOW: &str = "otel.metric.overflow";
+
+/// One edge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeKey {
+    /// Calling service.
+    pub client: Arc<str>,
+    /// Called service or virtual node.
+    pub server: Arc<str>,
+    /// How they connect.
+    pub connection: ConnectionType,
+}
+
+impl SeriesKey for EdgeKey {
+    fn overflow() -> Self {
+        Self {
+            client: Arc::from(OVERFLOW),
+            server: Arc::from(OVERFLOW),
+            connection: ConnectionType::Direct,
+        }
+    }
+
+    fn is_overflow(&self) -> bool {
+        &*self.client == OVERFLOW && &*self.server == OVERFLOW
+    }
+}
+
+/// Pairing settings.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphSettings {
+    /// How long (event time) a span waits for its partner, ns.
+    pub ttl_ns: i64,
+    /// Spans held waiting, at most.
+    pub max_pending: usize,
+}
+
+type SpanRef = ([u8; 16], [u8; 8]);
+
+#[derive(Debug, Clone)]
+struct Pending {
+    service: Arc<str>,
+    kind: i8,
+    start_ns: i64,
+    end_ns: i64,
+    duration_us: u64,
+    error: bool,
+    /// Virtual peer this span names, if any.
+    peer: Option<(Arc<str>, ConnectionType)>,
+    /// Already an edge's client end.
+    paired: bool,
+}
+
+/// The pairing store and edge series of one tenant.
+#[derive(Debug)]
+pub struct GraphState {
+    settings: GraphSettings,
+    spans: HashMap<SpanRef, Pending>,
+    /// Children whose parent has not arrived, by (trace, parent id).
+    waiting: HashMap<SpanRef, Vec<Pending>>,
+    /// Arrival order, for expiry and eviction: (end time, span, is_waiting).
+    order: VecDeque<(i64, SpanRef, bool)>,
+    watermark_ns: i64,
+    /// Spans that expired or were evicted without an edge.
+    pub unpaired: u64,
+    /// Spans evicted because the store was full.
+    pub evicted: u64,
+}
+
+impl GraphState {
+    /// An empty store.
+    pub fn new(settings: GraphSettings) -> Self {
+        Self {
+            settings,
+            spans: HashMap::new(),
+            waiting: HashMap::new(),
+            order: VecDeque::new(),
+            watermark_ns: i64::MIN,
+            unpaired: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Spans currently waiting.
+    pub fn pending(&self) -> usize {
+        self.spans.len() + self.waiting.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Pairs the spans of `batch`, recording edges into `edges`.
+    pub fn record_batch(
+        &mut self,
+        edges: &mut SeriesSet<EdgeKey>,
+        batch: &RecordBatch,
+    ) -> Result<(), Error> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::Schema(format!("span batch has no column {name}")))
+        };
+        let trace = column(col::TRACE_ID)?.as_fixed_size_binary().clone();
+        let span_id = column(col::SPAN_ID)?.as_fixed_size_binary().clone();
+        let parent = column(col::PARENT_SPAN_ID)?.as_fixed_size_binary().clone();
+        let kinds = column(col::SPAN_KIND)?.as_primitive::<Int8Type>().clone();
+        let codes = column(col::STATUS_CODE)?.as_primitive::<Int8Type>().clone();
+        let start = column(col::START_TIME)?
+            .as_primitive::<TimestampNanosecondType>()
+            .clone();
+        let end = column(col::END_TIME)?
+            .as_primitive::<TimestampNanosecondType>()
+            .clone();
+        let duration = column(col::DURATION_NS)?
+            .as_primitive::<Int64Type>()
+            .clone();
+        let services = DictColumn::of(batch, col::SERVICE_NAME)?;
+        let db = DictColumn::of(batch, col::DB_SYSTEM)?;
+        let peer_service = DictColumn::of(batch, col::PEER_SERVICE)?;
+        let server_address = DictColumn::of(batch, col::SERVER_ADDRESS)?;
+        let messaging = DictColumn::of(batch, col::MESSAGING_SYSTEM)?;
+        // One Arc per distinct service string in this batch.
+        let mut interned: HashMap<u32, Arc<str>> = HashMap::new();
+        for row in 0..batch.num_rows() {
+            let (Ok(t), Ok(s)) = (
+                <[u8; 16]>::try_from(trace.value(row)),
+                <[u8; 8]>::try_from(span_id.value(row)),
+            ) else {
+                continue;
+            };
+            let (sk, sname) = services.get(row).unwrap_or((u32::MAX, "unknown_service"));
+            let service = Arc::clone(interned.entry(sk).or_insert_with(|| Arc::from(sname)));
+            let k = kinds.value(row);
+            let db_system = db.get(row).map(|(_, v)| v);
+            let peer = if let Some(system) = db_system {
+                let name = peer_service.get(row).map_or(system, |(_, v)| v);
+                Some((Arc::from(name), ConnectionType::Database))
+            } else if k == kind::PRODUCER {
+                messaging
+                    .get(row)
+                    .map(|(_, v)| (Arc::from(v), ConnectionType::MessagingSystem))
+            } else if k == kind::CLIENT {
+                peer_service
+                    .get(row)
+                    .or_else(|| server_address.get(row))
+                    .map(|(_, v)| (Arc::from(v), ConnectionType::VirtualNode))
+            } else {
+                None
+            };
+            let span = Pending {
+                service,
+                kind: k,
+                start_ns: start.value(row),
+                end_ns: end.value(row),
+                duration_us: u64::try_from(duration.value(row) / 1000).unwrap_or(0),
+                error: codes.value(row) == status::ERROR,
+                peer,
+                paired: false,
+            };
+            let parent_id = (!parent.is_null(row))
+                .then(|| <[u8; 8]>::try_from(parent.value(row)).ok())
+                .flatten();
+            self.add(edges, t, s, parent_id, span);
+        }
+        self.expire(edges);
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        edges: &mut SeriesSet<EdgeKey>,
+        trace: [u8; 16],
+        id: [u8; 8],
+        parent: Option<[u8; 8]>,
+        mut span: Pending,
+    ) {
+        self.watermark_ns = self.watermark_ns.max(span.end_ns);
+        // A database call has no instrumented child: its edge is known now.
+        let is_db_call = matches!(span.peer, Some((_, ConnectionType::Database)))
+            && matches!(span.kind, kind::CLIENT | kind::UNSPECIFIED | kind::INTERNAL);
+        if is_db_call {
+            if let Some((server, connection)) = span.peer.clone() {
+                record_edge(
+                    edges,
+                    &span.service,
+                    server,
+                    connection,
+                    span.start_ns,
+                    span.duration_us,
+                    span.error,
+                );
+                span.paired = true;
+            }
+        }
+        if let Some(p) = parent {
+            match self.spans.get_mut(&(trace, p)) {
+                Some(parent_span) => pair(edges, parent_span, &span),
+                None => {
+                    self.waiting
+                        .entry((trace, p))
+                        .or_default()
+                        .push(span.clone());
+                    self.order.push_back((span.end_ns, (trace, p), true));
+                }
+            }
+        }
+        if let Some(children) = self.waiting.remove(&(trace, id)) {
+            for child in &children {
+                pair(edges, &mut span, child);
+            }
+        }
+        self.order.push_back((span.end_ns, (trace, id), false));
+        self.spans.insert((trace, id), span);
+        while self.pending() > self.settings.max_pending {
+            let Some((_, key, waiting)) = self.order.pop_front() else {
+                break;
+            };
+            let n = self.drop_entry(edges, key, waiting);
+            self.evicted += n;
+        }
+    }
+
+    /// Drops what waits under `key`; returns how many spans left unpaired.
+    fn drop_entry(&mut self, edges: &mut SeriesSet<EdgeKey>, key: SpanRef, waiting: bool) -> u64 {
+        if waiting {
+            let n = self.waiting.remove(&key).map_or(0, |v| v.len() as u64);
+            self.unpaired += n;
+            return n;
+        }
+        let Some(span) = self.spans.remove(&key) else {
+            return 0;
+        };
+        if span.paired || !matches!(span.kind, kind::CLIENT | kind::PRODUCER) {
+            return 0;
+        }
+        match span.peer {
+            Some((server, connection)) => {
+                record_edge(
+                    edges,
+                    &span.service,
+                    server,
+                    connection,
+                    span.start_ns,
+                    span.duration_us,
+                    span.error,
+                );
+                0
+            }
+            None => {
+                self.unpaired += 1;
+                1
+            }
+        }
+    }
+
+    /// Expires what waited longer than the TTL of event time.
+    fn expire(&mut self, edges: &mut SeriesSet<EdgeKey>) {
+        let horizon = self.watermark_ns.saturating_sub(self.settings.ttl_ns);
+        while let Some(&(end, key, waiting)) = self.order.front() {
+            if end > horizon {
+                break;
+            }
+            self.order.pop_front();
+            self.drop_entry(edges, key, waiting);
+        }
+    }
+
+    /// Expires everything now (shutdown, end of a replay).
+    pub fn flush(&mut self, edges: &mut SeriesSet<EdgeKey>) {
+        while let Some((_, key, waiting)) = self.order.pop_front() {
+            self.drop_entry(edges, key, waiting);
+        }
+    }
+}
+
+/// Records the edge between a parent span and its child, if they are in
+/// different services (or are a CLIENT/SERVER or PRODUCER/CONSUMER pair).
+fn pair(edges: &mut SeriesSet<EdgeKey>, parent: &mut Pending, child: &Pending) {
+    let connection = match (parent.kind, child.kind) {
+        (kind::PRODUCER, kind::CONSUMER) => ConnectionType::MessagingSystem,
+        _ => ConnectionType::Direct,
+    };
+    if parent.service == child.service {
+        // An internal call, not an edge.
+        return;
+    }
+    // The caller's view of the duration when it has one.
+    let duration = if matches!(parent.kind, kind::CLIENT | kind::PRODUCER) {
+        parent.duration_us
+    } else {
+        child.duration_us
+    };
+    let server = Arc::clone(&child.service);
+    record_edge(
+        edges,
+        &parent.service,
+        server,
+        connection,
+        parent.start_ns,
+        duration,
+        parent.error || child.error,
+    );
+    parent.paired = true;
+}
+
+fn record_edge(
+    edges: &mut SeriesSet<EdgeKey>,
+    client: &Arc<str>,
+    server: Arc<str>,
+    connection: ConnectionType,
+    t_ns: i64,
+    duration_us: u64,
+    error: bool,
+) {
+    let key = edges.admit(EdgeKey {
+        client: Arc::clone(client),
+        server,
+        connection,
+    });
+    edges.record(&key, t_ns, duration_us, error);
+}
+
+#[cfg(test)]
+mod tests;
