@@ -230,8 +230,8 @@ impl GraphState {
         // A database call has no instrumented child: its edge is known now.
         let is_db_call = matches!(span.peer, Some((_, ConnectionType::Database)))
             && matches!(span.kind, kind::CLIENT | kind::UNSPECIFIED | kind::INTERNAL);
-        if is_db_call {
-            if let Some((server, connection)) = span.peer.clone() {
+        if let (true, Some((server, connection))) = (is_db_call, span.peer.clone()) {
+            {
                 record_edge(
                     edges,
                     &span.service,

@@ -13,6 +13,7 @@
 //! ```
 
 mod catalog;
+pub mod config;
 mod error;
 pub mod graph;
 pub mod kernels;
@@ -23,7 +24,7 @@ mod stage;
 
 pub use catalog::{Catalog, MAX_SERVICES_PER_TENANT, OVERFLOW_SERVICE, ServiceStats};
 pub use error::{Error, Result};
-pub use query::{Query, QueryHandle};
+pub use query::{EdgeRow, Query, QueryHandle, RedQuery, RedRow};
 pub use stage::ProcessorStage;
 
 /// Component name, used in config and metrics.

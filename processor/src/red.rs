@@ -104,6 +104,9 @@ impl<'a> DictColumn<'a> {
     }
 }
 
+/// Dictionary keys of service and name, kind, status: a RED key within a batch.
+type GroupKey = (u32, u32, i8, i8);
+
 /// Records a span batch into a tenant's RED series.
 pub fn record_batch(set: &mut SeriesSet<RedKey>, batch: &RecordBatch) -> Result<(), Error> {
     let column = |name: &str| {
@@ -123,7 +126,7 @@ pub fn record_batch(set: &mut SeriesSet<RedKey>, batch: &RecordBatch) -> Result<
     // keys, so strings are hashed once per group instead of once per span.
     let services = DictColumn::of(batch, col::SERVICE_NAME)?;
     let names = DictColumn::of(batch, col::SPAN_NAME)?;
-    let mut groups: HashMap<(u32, u32, i8, i8), (RedKey, Vec<Observation>)> = HashMap::new();
+    let mut groups: HashMap<GroupKey, (RedKey, Vec<Observation>)> = HashMap::new();
     for row in 0..batch.num_rows() {
         let (sk, service) = services.get(row).unwrap_or((u32::MAX, "unknown_service"));
         let (nk, name) = names.get(row).unwrap_or((u32::MAX, ""));
@@ -155,6 +158,7 @@ pub fn record_batch(set: &mut SeriesSet<RedKey>, batch: &RecordBatch) -> Result<
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)]
 mod tests {
     use std::collections::BTreeMap;
 

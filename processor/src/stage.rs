@@ -1,30 +1,61 @@
-//! The processor stage: one task that owns the per-tenant state.
+//! The processor stage: one task that owns all per-tenant state.
 
-use causeway_model::QueuedBatch;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use causeway_model::{QueuedBatch, TenantId};
 use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
-use crate::query::Query;
+use crate::config::SpansConfig;
+use crate::graph::{EdgeKey, GraphState};
+use crate::kernels::otlp_to_arrow::otlp_to_arrow;
+use crate::query::{EdgeRow, Query, RedQuery, RedRow};
+use crate::red::{self, RedKey};
+use crate::series::{Cell, SeriesSet};
+
+/// How often windows past the watermark are sealed.
+const TICK: Duration = Duration::from_secs(1);
+
+/// RED series, graph edges and span pairing of one tenant.
+#[derive(Debug)]
+struct TenantState {
+    red: SeriesSet<RedKey>,
+    edges: SeriesSet<EdgeKey>,
+    graph: GraphState,
+}
 
 /// Consumes the ingest queue and answers queries.
 #[derive(Debug)]
 pub struct ProcessorStage {
     input: mpsc::Receiver<QueuedBatch>,
     queries: mpsc::Receiver<Query>,
+    config: SpansConfig,
     catalog: Catalog,
+    tenants: HashMap<TenantId, TenantState>,
     processed_batches: u64,
     processed_spans: u64,
+    sealed_windows: u64,
+    failed_batches: u64,
 }
 
 impl ProcessorStage {
     /// A stage reading `input` and answering `queries`.
-    pub fn new(input: mpsc::Receiver<QueuedBatch>, queries: mpsc::Receiver<Query>) -> Self {
+    pub fn new(
+        input: mpsc::Receiver<QueuedBatch>,
+        queries: mpsc::Receiver<Query>,
+        config: SpansConfig,
+    ) -> Self {
         Self {
             input,
             queries,
+            config,
             catalog: Catalog::default(),
+            tenants: HashMap::new(),
             processed_batches: 0,
             processed_spans: 0,
+            sealed_windows: 0,
+            failed_batches: 0,
         }
     }
 
@@ -32,6 +63,8 @@ impl ProcessorStage {
     /// have stopped) and everything queued is processed.
     pub async fn run(mut self) {
         let mut queries_open = true;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -50,13 +83,31 @@ impl ProcessorStage {
                     Some(batch) => self.process(batch),
                     None => break,
                 },
+                _ = tick.tick() => self.advance(),
             }
         }
+        for state in self.tenants.values_mut() {
+            state.graph.flush(&mut state.edges);
+        }
+        self.advance();
         tracing::info!(
             batches = self.processed_batches,
             spans = self.processed_spans,
+            sealed_windows = self.sealed_windows,
+            failed_batches = self.failed_batches,
             "processor drained its input and stopped"
         );
+    }
+
+    fn tenant(&mut self, tenant: &TenantId) -> &mut TenantState {
+        let config = &self.config;
+        self.tenants
+            .entry(tenant.clone())
+            .or_insert_with(|| TenantState {
+                red: SeriesSet::new(config.red_settings()),
+                edges: SeriesSet::new(config.edge_settings()),
+                graph: GraphState::new(config.graph_settings()),
+            })
     }
 
     fn process(&mut self, queued: QueuedBatch) {
@@ -64,17 +115,119 @@ impl ProcessorStage {
         self.catalog.add(&batch.tenant, &batch.services);
         self.processed_batches += 1;
         self.processed_spans += batch.spans;
+        let spans = match otlp_to_arrow(&batch.tenant, &batch.payload) {
+            Ok(b) => b,
+            Err(e) => {
+                // The receiver validated this payload: this is a bug, not bad
+                // input. Keep serving; the catalog already counted the spans.
+                self.failed_batches += 1;
+                tracing::error!(tenant = %batch.tenant, error = %e, "cannot convert an accepted batch");
+                return;
+            }
+        };
+        let tenant = batch.tenant.clone();
+        let state = self.tenant(&tenant);
+        let result = red::record_batch(&mut state.red, &spans)
+            .and_then(|()| state.graph.record_batch(&mut state.edges, &spans));
+        if let Err(e) = result {
+            self.failed_batches += 1;
+            tracing::error!(tenant = %tenant, error = %e, "cannot aggregate a batch");
+        }
         // `queued` drops here, releasing its queue memory.
     }
 
-    fn answer(&self, query: Query) {
+    /// Seals windows the watermark has passed.
+    fn advance(&mut self) {
+        for state in self.tenants.values_mut() {
+            self.sealed_windows += state.red.advance().len() as u64;
+            state.edges.advance();
+        }
+    }
+
+    fn answer(&mut self, query: Query) {
+        // The asker may have gone away (client hung up); nothing to do then.
         match query {
             Query::Services { tenant, reply } => {
-                // The asker may have gone away (client hung up); nothing to do.
                 let _ = reply.send(self.catalog.services(&tenant));
+            }
+            Query::Red {
+                tenant,
+                query,
+                reply,
+            } => {
+                let rows = self
+                    .tenants
+                    .get(&tenant)
+                    .map(|s| red_rows(&s.red, &query))
+                    .unwrap_or_default();
+                let _ = reply.send(rows);
+            }
+            Query::Graph {
+                tenant,
+                from_ns,
+                to_ns,
+                reply,
+            } => {
+                let rows = self
+                    .tenants
+                    .get(&tenant)
+                    .map(|s| {
+                        s.edges
+                            .query(from_ns, to_ns, |_| true)
+                            .into_iter()
+                            .map(|(k, stats)| EdgeRow {
+                                client: k.client.to_string(),
+                                server: k.server.to_string(),
+                                connection: k.connection,
+                                stats,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = reply.send(rows);
             }
         }
     }
+}
+
+/// The whole-range cell and the per-step cells of one row.
+type Merged = (Cell, BTreeMap<i64, Cell>);
+
+/// RED rows for a query: series of all status codes merged per
+/// (service, operation, kind).
+fn red_rows(set: &SeriesSet<RedKey>, q: &RedQuery) -> Vec<RedRow> {
+    let filter = |k: &RedKey| {
+        q.service.as_deref().is_none_or(|s| *k.service == *s)
+            && q.operation.as_deref().is_none_or(|o| *k.operation == *o)
+    };
+    let step = q
+        .step_ns
+        .unwrap_or(q.to_ns.saturating_sub(q.from_ns))
+        .max(1);
+    let mut merged: BTreeMap<(String, String, i8), Merged> = BTreeMap::new();
+    for (key, points) in set.query_points(q.from_ns, q.to_ns, step, filter) {
+        let entry = merged
+            .entry((key.service.to_string(), key.operation.to_string(), key.kind))
+            .or_default();
+        for (t, cell) in points {
+            entry.0.merge(&cell);
+            entry.1.entry(t).or_default().merge(&cell);
+        }
+    }
+    merged
+        .into_iter()
+        .map(|((service, operation, kind), (total, points))| RedRow {
+            service,
+            operation,
+            kind,
+            total: total.stats(),
+            points: if q.step_ns.is_some() {
+                points.into_iter().map(|(t, c)| (t, c.stats())).collect()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -82,21 +235,23 @@ mod tests {
     use super::*;
     use crate::query::QueryHandle;
     use bytes::Bytes;
-    use causeway_model::{Lease, ServiceCount, TenantId, TraceBatch, Transport};
+    use causeway_benches::{Workload, WorkloadConfig};
+    use causeway_model::{Lease, ServiceCount, TraceBatch, Transport};
+    use prost::Message;
     use std::sync::Arc;
     use tokio::sync::Semaphore;
 
-    fn queued(tenant: &str, service: &str, spans: u64) -> QueuedBatch {
+    fn queued(tenant: &str, payload: Bytes, spans: u64) -> QueuedBatch {
         let sem = Arc::new(Semaphore::new(10));
         let permit = sem.try_acquire_many_owned(1).expect("permit");
         QueuedBatch {
             batch: TraceBatch {
                 tenant: TenantId::new(tenant).expect("tenant"),
                 transport: Transport::Grpc,
-                payload: Bytes::new(),
+                payload,
                 spans,
                 services: vec![ServiceCount {
-                    name: service.into(),
+                    name: "svc".into(),
                     spans,
                     errors: 0,
                     first_ns: 1,
@@ -108,23 +263,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_query_sees_everything_queued_before_it() {
+    async fn queries_see_everything_queued_before_them_per_tenant() {
         let (tx, rx) = mpsc::channel(16);
         let (qtx, qrx) = mpsc::channel(4);
-        let stage = ProcessorStage::new(rx, qrx);
+        let stage = ProcessorStage::new(rx, qrx, SpansConfig::default());
         let handle = QueryHandle::new(qtx);
-        for _ in 0..10 {
-            tx.send(queued("acme", "cart", 3)).await.expect("send");
+        let req = Workload::new(WorkloadConfig::default()).batch(500);
+        let n: u64 = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum();
+        let payload = Bytes::from(req.encode_to_vec());
+        for _ in 0..3 {
+            tx.send(queued("acme", payload.clone(), n))
+                .await
+                .expect("send");
         }
         let task = tokio::spawn(stage.run());
-        let services = handle
-            .services(TenantId::new("acme").expect("tenant"))
+        let acme = TenantId::new("acme").expect("tenant");
+        let services = handle.services(acme.clone()).await.expect("answer");
+        assert_eq!(services[0].spans, 3 * n);
+        let all = RedQuery {
+            from_ns: 0,
+            to_ns: i64::MAX / 2,
+            ..RedQuery::default()
+        };
+        let red = handle.red(acme.clone(), all.clone()).await.expect("red");
+        assert_eq!(red.iter().map(|r| r.total.calls).sum::<u64>(), 3 * n);
+        let frontend = handle
+            .red(
+                acme.clone(),
+                RedQuery {
+                    service: Some("frontend".into()),
+                    ..all.clone()
+                },
+            )
             .await
-            .expect("answer");
-        assert_eq!(services.len(), 1);
-        assert_eq!(services[0].spans, 30);
+            .expect("red");
+        assert!(!frontend.is_empty() && frontend.iter().all(|r| r.service == "frontend"));
+        let edges = handle.graph(acme, 0, i64::MAX / 2).await.expect("graph");
+        assert!(
+            edges
+                .iter()
+                .any(|e| e.client == "frontend" && e.server == "checkout"),
+            "{edges:?}"
+        );
+        let other = handle
+            .red(TenantId::new("globex").expect("tenant"), all)
+            .await
+            .expect("red");
+        assert!(other.is_empty(), "tenants are apart");
         drop(tx);
         task.await.expect("stage ends when input closes");
-        assert!(handle.services(TenantId::default_tenant()).await.is_err());
     }
 }

@@ -46,7 +46,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting the API")?;
 
-    let processor = tokio::spawn(ProcessorStage::new(batch_rx, query_rx).run());
+    let processor = tokio::spawn(
+        ProcessorStage::new(batch_rx, query_rx, config.processors.spans.clone()).run(),
+    );
 
     let ready = Arc::new(Readiness::default());
     let api_state = Arc::new(ApiState {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use causeway_exporter::config::ApiConfig;
+use causeway_processor::config::SpansConfig;
 use causeway_receiver::config::{AuthConfig, OtlpReceiverConfig, Problem, QueueConfig};
 use serde::Deserialize;
 
@@ -57,6 +58,9 @@ pub(crate) struct Processors {
     /// The bounded queue between receivers and processing.
     #[serde(default)]
     pub(crate) queue: QueueConfig,
+    /// RED series and service graph.
+    #[serde(default)]
+    pub(crate) spans: SpansConfig,
 }
 
 /// `exporters`.
@@ -304,6 +308,9 @@ impl Config {
             .queue
             .validate("processors.queue", otlp.largest_request(), &mut problems);
         self.exporters.api.validate("exporters.api", &mut problems);
+        for (field, message) in self.processors.spans.problems() {
+            problems.push(Problem::new(format!("processors.spans.{field}"), message));
+        }
 
         let mut listeners = Vec::new();
         if let Some(g) = &otlp.protocols.grpc {

@@ -1,6 +1,7 @@
 //! The API router and its shared state.
 
 mod metrics;
+mod red;
 mod services;
 #[cfg(test)]
 mod tests;
@@ -57,6 +58,8 @@ struct Caller(TenantId);
 pub fn router(state: Arc<ApiState>) -> Router {
     let authed = Router::new()
         .route("/api/v1/services", get(services::list))
+        .route("/api/v1/red", get(red::red))
+        .route("/api/v1/graph", get(red::graph))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -53,7 +53,7 @@ struct Api {
 fn api() -> Api {
     let (data, data_rx) = mpsc::channel(16);
     let (qtx, qrx) = mpsc::channel(4);
-    tokio::spawn(ProcessorStage::new(data_rx, qrx).run());
+    tokio::spawn(ProcessorStage::new(data_rx, qrx, Default::default()).run());
     let mut registry = Registry::default();
     let family = Family::<Vec<(String, String)>, Counter>::default();
     registry.register("demo", "per-tenant demo counter", family.clone());
@@ -182,4 +182,96 @@ async fn a_stopped_processor_is_503_not_a_hang() {
         .await
         .expect("infallible");
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn red_and_graph_answer_for_the_callers_tenant_with_steps() {
+    use causeway_benches::{Workload, WorkloadConfig};
+    use prost::Message;
+    let api = api();
+    let req = Workload::new(WorkloadConfig::default()).batch(400);
+    let n: u64 = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum();
+    let mut b = batch("acme", "checkout", n, 0);
+    b.batch.payload = Bytes::from(req.encode_to_vec());
+    api.data.send(b).await.expect("send");
+    let start_ms = WorkloadConfig::default().start_ns / 1_000_000;
+    let range = format!("from={}&to={}", start_ms - 60_000, start_ms + 600_000);
+    let (status, body) = get(&api, &format!("/api/v1/red?{range}"), Some("ka")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let series = v["series"].as_array().expect("series");
+    let calls: u64 = series
+        .iter()
+        .map(|s| s["calls"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(calls, n);
+    let s0 = &series[0];
+    for f in [
+        "service",
+        "operation",
+        "kind",
+        "calls",
+        "errors",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "max_ms",
+    ] {
+        assert!(!s0[f].is_null(), "{f} in {s0}");
+    }
+    assert!(s0.get("points").is_none());
+
+    let (_, body) = get(
+        &api,
+        &format!("/api/v1/red?service=frontend&step=60s&{range}"),
+        Some("ka"),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let series = v["series"].as_array().expect("series");
+    assert!(!series.is_empty() && series.iter().all(|s| s["service"] == "frontend"));
+    let points = series[0]["points"].as_array().expect("points");
+    let point_calls: u64 = points
+        .iter()
+        .map(|p| p["calls"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(point_calls, series[0]["calls"].as_u64().unwrap_or(0));
+    assert!(points[0]["t"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+    let (_, body) = get(&api, &format!("/api/v1/graph?{range}"), Some("ka")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let edges = v["edges"].as_array().expect("edges");
+    assert!(
+        edges.iter().any(|e| e["client"] == "frontend"
+            && e["server"] == "checkout"
+            && e["connection_type"] == ""),
+        "{edges:?}"
+    );
+    assert!(
+        edges.iter().any(|e| e["connection_type"] == "database"),
+        "{edges:?}"
+    );
+
+    // Another tenant sees nothing; bad parameters are 400.
+    let (_, body) = get(&api, &format!("/api/v1/red?{range}"), Some("kg")).await;
+    assert_eq!(body, r#"{"series":[]}"#);
+    assert_eq!(
+        get(&api, "/api/v1/red?from=yesterday", Some("ka")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&api, &format!("/api/v1/red?step=1ms&{range}"), Some("ka"))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        get(&api, "/api/v1/graph", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 }

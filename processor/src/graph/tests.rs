@@ -1,3 +1,5 @@
+#![allow(clippy::type_complexity, clippy::collapsible_if)]
+
 use std::collections::BTreeMap;
 
 use causeway_benches::{Workload, WorkloadConfig};

@@ -161,10 +161,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                 self.overflowed += n;
             }
             let start = t_ns.div_euclid(w) * w;
-            let cell = series
-                .cells
-                .entry((Resolution::Base, start))
-                .or_insert_with(Cell::new);
+            let cell = series.cells.entry((Resolution::Base, start)).or_default();
             let fresh = cell.calls() == 0;
             cell.record(duration_us, error, n);
             if cell.handed_on() {
@@ -176,7 +173,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                     series
                         .cells
                         .entry((res, rs))
-                        .or_insert_with(Cell::new)
+                        .or_default()
                         .record(duration_us, error, n);
                 }
             } else if fresh {
@@ -221,7 +218,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                     series
                         .cells
                         .entry((res, rs))
-                        .or_insert_with(Cell::new)
+                        .or_default()
                         .merge_counts(calls, errors, &snapshot);
                 }
                 out.push(Sealed {
@@ -318,7 +315,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                 }
                 for ((_, start), cell) in series.cells.range((res, lo)..(res, hi)) {
                     let bucket = from_ns + (start - from_ns).div_euclid(step) * step;
-                    points.entry(bucket).or_insert_with(Cell::new).merge(cell);
+                    points.entry(bucket).or_default().merge(cell);
                 }
                 if res != Resolution::Base {
                     // Base windows not yet handed on are in no roll-up.
@@ -328,7 +325,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                     {
                         if !cell.handed_on() {
                             let bucket = from_ns + (start - from_ns).div_euclid(step) * step;
-                            points.entry(bucket).or_insert_with(Cell::new).merge(cell);
+                            points.entry(bucket).or_default().merge(cell);
                         }
                     }
                 }

@@ -1,0 +1,184 @@
+//! `processors.spans`: windows, lateness, cardinality and retention of the
+//! RED series and the service graph.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::graph::GraphSettings;
+use crate::series::SeriesSettings;
+
+/// `processors.spans`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpansConfig {
+    /// Base window of RED series and graph edges.
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// How long after its end (in event time) a window stays open before it
+    /// is handed to anomaly detection. Later spans still merge into it.
+    #[serde(default = "default_lateness", with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    /// RED series per tenant before new ones go to the overflow series.
+    #[serde(default = "default_max_series")]
+    pub max_series_per_tenant: usize,
+    /// Graph edges per tenant before new ones go to the overflow edge.
+    #[serde(default = "default_max_edges")]
+    pub max_edges_per_tenant: usize,
+    /// How long windows are kept in memory, per resolution.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    /// Span pairing for the service graph.
+    #[serde(default)]
+    pub graph: GraphConfig,
+}
+
+/// `processors.spans.retention`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Base windows.
+    #[serde(default = "default_ret_base", with = "humantime_serde")]
+    pub window: Duration,
+    /// One-minute roll-ups.
+    #[serde(default = "default_ret_minute", with = "humantime_serde")]
+    pub minute: Duration,
+    /// One-hour roll-ups.
+    #[serde(default = "default_ret_hour", with = "humantime_serde")]
+    pub hour: Duration,
+}
+
+/// `processors.spans.graph`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphConfig {
+    /// How long (event time) a span waits for its partner.
+    #[serde(default = "default_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Spans waiting per tenant, at most; beyond, the oldest are dropped
+    /// (and counted).
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+}
+
+impl Default for SpansConfig {
+    fn default() -> Self {
+        Self {
+            window: default_window(),
+            allowed_lateness: default_lateness(),
+            max_series_per_tenant: default_max_series(),
+            max_edges_per_tenant: default_max_edges(),
+            retention: RetentionConfig::default(),
+            graph: GraphConfig::default(),
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            window: default_ret_base(),
+            minute: default_ret_minute(),
+            hour: default_ret_hour(),
+        }
+    }
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self {
+            ttl: default_ttl(),
+            max_pending: default_max_pending(),
+        }
+    }
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_lateness() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_series() -> usize {
+    10_000
+}
+fn default_max_edges() -> usize {
+    2_000
+}
+fn default_ret_base() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_ret_minute() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_ret_hour() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_pending() -> usize {
+    200_000
+}
+
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl SpansConfig {
+    /// Problems of this section, as (field, message).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut p = Vec::new();
+        let w = self.window;
+        if w < Duration::from_secs(1) || w > Duration::from_secs(3600) {
+            p.push(("window", "must be between 1s and 1h".into()));
+        } else if w.subsec_nanos() != 0
+            || !(60u64.is_multiple_of(w.as_secs().max(1)) || w.as_secs().is_multiple_of(60))
+        {
+            p.push(("window", "must divide a minute evenly (1s, 2s, 5s, 10s, 15s, 30s, 1m, ...) so windows roll up into minutes".into()));
+        }
+        if self.max_series_per_tenant == 0 {
+            p.push(("max_series_per_tenant", "must be at least 1".into()));
+        }
+        if self.max_edges_per_tenant == 0 {
+            p.push(("max_edges_per_tenant", "must be at least 1".into()));
+        }
+        if self.retention.window < w {
+            p.push(("retention.window", "must be at least one window".into()));
+        }
+        if self.graph.max_pending == 0 {
+            p.push(("graph.max_pending", "must be at least 1".into()));
+        }
+        p
+    }
+
+    /// Settings of the RED series set.
+    pub fn red_settings(&self) -> SeriesSettings {
+        SeriesSettings {
+            max_keys: self.max_series_per_tenant,
+            ..self.edge_settings()
+        }
+    }
+
+    /// Settings of the edge series set.
+    pub fn edge_settings(&self) -> SeriesSettings {
+        SeriesSettings {
+            window_ns: ns(self.window),
+            lateness_ns: ns(self.allowed_lateness),
+            max_keys: self.max_edges_per_tenant,
+            retention_ns: [
+                ns(self.retention.window),
+                ns(self.retention.minute),
+                ns(self.retention.hour),
+            ],
+        }
+    }
+
+    /// Settings of span pairing.
+    pub fn graph_settings(&self) -> GraphSettings {
+        GraphSettings {
+            ttl_ns: ns(self.graph.ttl),
+            max_pending: self.graph.max_pending,
+        }
+    }
+}
