@@ -1,25 +1,68 @@
-//! OTLP bytes → Arrow span batch, per span (the processor's first step).
+//! The processor's per-span work: OTLP bytes → Arrow span batch, then RED
+//! series and the service graph.
 
 use causeway_benches::{Workload, WorkloadConfig};
 use causeway_model::TenantId;
+use causeway_processor::config::SpansConfig;
+use causeway_processor::graph::GraphState;
 use causeway_processor::kernels::otlp_to_arrow::otlp_to_arrow;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use causeway_processor::red;
+use causeway_processor::series::SeriesSet;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 
 fn bench(c: &mut Criterion) {
-    let request = Workload::new(WorkloadConfig::default()).batch(1000);
-    let spans: u64 = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum();
-    let bytes = request.encode_to_vec();
+    let mut workload = Workload::new(WorkloadConfig::default());
+    let requests: Vec<Vec<u8>> = (0..64)
+        .map(|_| workload.batch(1000).encode_to_vec())
+        .collect();
+    let spans = {
+        let r = Workload::new(WorkloadConfig::default()).batch(1000);
+        r.resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum::<u64>()
+    };
     let tenant = TenantId::default_tenant();
+    let config = SpansConfig::default();
     let mut group = c.benchmark_group("processor_1000_span_request");
     group.throughput(Throughput::Elements(spans));
     group.bench_function("otlp_to_arrow", |b| {
-        b.iter(|| otlp_to_arrow(&tenant, std::hint::black_box(&bytes)).expect("valid"))
+        b.iter(|| otlp_to_arrow(&tenant, std::hint::black_box(&requests[0])).expect("valid"))
+    });
+    let batches: Vec<_> = requests
+        .iter()
+        .map(|r| otlp_to_arrow(&tenant, r).expect("valid"))
+        .collect();
+    group.bench_function("red_record_batch", |b| {
+        let mut set = SeriesSet::new(config.red_settings());
+        let mut i = 0;
+        b.iter(|| {
+            red::record_batch(&mut set, &batches[i % batches.len()]).expect("record");
+            i += 1;
+        })
+    });
+    group.finish();
+    // Pairing needs a realistic store: each iteration replays 4 requests
+    // into a fresh one.
+    let mut group = c.benchmark_group("processor_4000_span_requests");
+    group.throughput(Throughput::Elements(4 * spans));
+    group.bench_function("graph_record_batch", |b| {
+        b.iter_batched(
+            || {
+                (
+                    SeriesSet::new(config.edge_settings()),
+                    GraphState::new(config.graph_settings()),
+                )
+            },
+            |(mut edges, mut graph)| {
+                for batch in &batches[..4] {
+                    graph.record_batch(&mut edges, batch).expect("record");
+                }
+            },
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 }

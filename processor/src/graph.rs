@@ -17,6 +17,8 @@
 //! `servicegraph` connector (`client`, `server`, `connection_type`).
 
 use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -110,9 +112,11 @@ struct Pending {
 #[derive(Debug)]
 pub struct GraphState {
     settings: GraphSettings,
-    spans: HashMap<SpanRef, Pending>,
+    // Ids are random bytes: a fast hash is enough, and SipHash's DoS
+    // resistance buys nothing for a per-tenant, bounded map.
+    spans: HashMap<SpanRef, Pending, RandomState>,
     /// Children whose parent has not arrived, by (trace, parent id).
-    waiting: HashMap<SpanRef, Vec<Pending>>,
+    waiting: HashMap<SpanRef, Vec<Pending>, RandomState>,
     /// Arrival order, for expiry and eviction: (end time, span, is_waiting).
     order: VecDeque<(i64, SpanRef, bool)>,
     watermark_ns: i64,
@@ -127,8 +131,8 @@ impl GraphState {
     pub fn new(settings: GraphSettings) -> Self {
         Self {
             settings,
-            spans: HashMap::new(),
-            waiting: HashMap::new(),
+            spans: HashMap::default(),
+            waiting: HashMap::default(),
             order: VecDeque::new(),
             watermark_ns: i64::MIN,
             unpaired: 0,
@@ -136,7 +140,7 @@ impl GraphState {
         }
     }
 
-    /// Spans currently waiting.
+    /// Spans currently waiting (walks the store; for tests and stats).
     pub fn pending(&self) -> usize {
         self.spans.len() + self.waiting.values().map(Vec::len).sum::<usize>()
     }
@@ -263,7 +267,9 @@ impl GraphState {
         }
         self.order.push_back((span.end_ns, (trace, id), false));
         self.spans.insert((trace, id), span);
-        while self.pending() > self.settings.max_pending {
+        // Every waiting span has at least one entry in `order`, so bounding
+        // `order` bounds the store, duplicates and a stalled clock included.
+        while self.order.len() > self.settings.max_pending {
             let Some((_, key, waiting)) = self.order.pop_front() else {
                 break;
             };

@@ -126,7 +126,8 @@ pub fn record_batch(set: &mut SeriesSet<RedKey>, batch: &RecordBatch) -> Result<
     // keys, so strings are hashed once per group instead of once per span.
     let services = DictColumn::of(batch, col::SERVICE_NAME)?;
     let names = DictColumn::of(batch, col::SPAN_NAME)?;
-    let mut groups: HashMap<GroupKey, (RedKey, Vec<Observation>)> = HashMap::new();
+    let mut groups: HashMap<GroupKey, (RedKey, Vec<Observation>), foldhash::fast::RandomState> =
+        HashMap::default();
     for row in 0..batch.num_rows() {
         let (sk, service) = services.get(row).unwrap_or((u32::MAX, "unknown_service"));
         let (nk, name) = names.get(row).unwrap_or((u32::MAX, ""));

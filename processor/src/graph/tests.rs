@@ -209,3 +209,19 @@ fn the_store_is_bounded_and_counts_what_it_drops() {
     assert!(state.evicted > 0);
     assert!(state.unpaired > 0);
 }
+
+#[test]
+fn repeated_spans_and_a_stalled_clock_do_not_grow_the_store() {
+    let req = Workload::new(WorkloadConfig::default()).batch(500);
+    let batch = otlp_to_arrow(&TenantId::default_tenant(), &req.encode_to_vec()).expect("convert");
+    let mut edges = edges_set();
+    let mut state = GraphState::new(GraphSettings {
+        ttl_ns: 60 * S,
+        max_pending: 1000,
+    });
+    for _ in 0..50 {
+        state.record_batch(&mut edges, &batch).expect("record");
+        assert!(state.order.len() <= 1000);
+        assert!(state.pending() <= 1000);
+    }
+}
