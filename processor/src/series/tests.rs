@@ -194,3 +194,25 @@ fn sealing_round_trips_histograms_exactly() {
     assert!(st.max_us >= 4_950_000 && st.max_us <= 5_050_000, "{st:?}");
     assert_eq!((st.calls, st.errors), (values.len() as u64 + 1, 1));
 }
+
+#[test]
+fn memory_per_window_is_small_and_sealing_shrinks_it() {
+    let mut fast = Cell::new();
+    let mut slow = Cell::new();
+    for i in 0..10_000u64 {
+        fast.record(50 + i % 900, false, 1); // 50 µs .. 1 ms
+        slow.record(1000 + (i * 997) % 5_000_000, false, 1); // 1 ms .. 5 s
+    }
+    let (f, s) = (fast.heap_bytes(), slow.heap_bytes());
+    eprintln!("open cell: {f} bytes (sub-ms), {s} bytes (to 5 s)");
+    assert!(f <= 4 * 1024, "{f}");
+    assert!(s <= 20 * 1024, "{s}");
+    fast.seal();
+    slow.seal();
+    eprintln!(
+        "sealed cell: {} bytes (sub-ms), {} bytes (to 5 s)",
+        fast.heap_bytes(),
+        slow.heap_bytes()
+    );
+    assert!(fast.heap_bytes() < f && slow.heap_bytes() < s);
+}
