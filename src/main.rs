@@ -34,6 +34,26 @@ enum Command {
     },
     /// Print the SHA-256 of an API key read from stdin, for `auth.api_keys[].key_sha256`.
     HashKey,
+    /// Feed OTLP files (protobuf or OTLP/JSON, one request per file or per
+    /// line, optionally .gz) through the pipeline at full speed, in event
+    /// time; results land in the data directory.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReplayArgs {
+    /// Config file (YAML); without it, the embedded default.
+    #[arg(long, short, env = "CAUSEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides storage.data_dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The tenant the spans belong to.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// OTLP files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +111,68 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve(args),
+        Command::Replay(args) => replay(args),
+    }
+}
+
+fn replay(args: ReplayArgs) -> ExitCode {
+    let tenant = match causeway_model::TenantId::new(&args.tenant) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("--tenant {:?}: {e}", args.tenant);
+            return ExitCode::from(2);
+        }
+    };
+    let serve_args = ServeArgs {
+        config: args.config,
+        grpc_addr: None,
+        http_addr: None,
+        api_addr: None,
+        data_dir: args.data_dir,
+    };
+    let config = match load_for_serve(&serve_args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::replay(config, tenant, args.files)) {
+        Ok(report) => {
+            for e in &report.errors {
+                eprintln!("{e}");
+            }
+            let secs = report.elapsed.as_secs_f64().max(1e-9);
+            eprintln!(
+                "replayed {} file(s), {} request(s), {} span(s) ({} rejected) in {:.2} s: {:.0} spans/s",
+                report.files,
+                report.requests,
+                report.spans,
+                report.rejected_spans,
+                secs,
+                report.spans as f64 / secs
+            );
+            if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("causeway replay: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

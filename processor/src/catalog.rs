@@ -40,6 +40,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Catalog {
     tenants: HashMap<TenantId, HashMap<String, Entry>>,
+    /// (tenant, service) changed since the last checkpoint.
+    dirty: std::collections::HashSet<(TenantId, String)>,
 }
 
 impl Catalog {
@@ -55,6 +57,7 @@ impl Catalog {
             } else {
                 OVERFLOW_SERVICE
             };
+            self.dirty.insert((tenant.clone(), key.to_owned()));
             let entry = match map.get_mut(key) {
                 Some(e) => e,
                 None => map.entry(key.to_owned()).or_default(),
@@ -66,6 +69,45 @@ impl Catalog {
             }
             entry.last_ns = entry.last_ns.max(s.last_ns);
         }
+    }
+
+    /// Rows changed since the last call, and forgets them.
+    pub fn take_dirty(&mut self) -> Vec<causeway_store::ServiceRow> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|(tenant, name)| {
+                let e = self.tenants.get(&tenant)?.get(&name)?;
+                Some(causeway_store::ServiceRow {
+                    spans: e.spans,
+                    errors: e.errors,
+                    first_ns: e.first_ns,
+                    last_ns: e.last_ns,
+                    tenant,
+                    name,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts back stored rows (at startup).
+    pub fn restore(&mut self, rows: Vec<causeway_store::ServiceRow>) {
+        for r in rows {
+            self.tenants.entry(r.tenant).or_default().insert(
+                r.name,
+                Entry {
+                    spans: r.spans,
+                    errors: r.errors,
+                    first_ns: r.first_ns,
+                    last_ns: r.last_ns,
+                },
+            );
+        }
+    }
+
+    /// Forgets one tenant.
+    pub fn delete_tenant(&mut self, tenant: &TenantId) {
+        self.tenants.remove(tenant);
+        self.dirty.retain(|(t, _)| t != tenant);
     }
 
     /// The services of one tenant, by name.

@@ -31,6 +31,9 @@ pub struct SpansConfig {
     /// Span pairing for the service graph.
     #[serde(default)]
     pub graph: GraphConfig,
+    /// Limits of `POST /api/v1/query`.
+    #[serde(default)]
+    pub sql: crate::sql::SqlConfig,
 }
 
 /// `processors.spans.retention`.
@@ -70,6 +73,7 @@ impl Default for SpansConfig {
             max_edges_per_tenant: default_max_edges(),
             retention: RetentionConfig::default(),
             graph: GraphConfig::default(),
+            sql: crate::sql::SqlConfig::default(),
         }
     }
 }
@@ -149,6 +153,7 @@ impl SpansConfig {
         if self.graph.max_pending == 0 {
             p.push(("graph.max_pending", "must be at least 1".into()));
         }
+        p.extend(self.sql.problems());
         p
     }
 
@@ -180,5 +185,44 @@ impl SpansConfig {
             ttl_ns: ns(self.graph.ttl),
             max_pending: self.graph.max_pending,
         }
+    }
+}
+
+/// Where and how long the processor keeps what it computes.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// The data directory (DuckDB file and span Parquet files).
+    pub data_dir: std::path::PathBuf,
+    /// How often changed series and catalog rows are written.
+    pub checkpoint_interval: Duration,
+    /// How long spans are kept, unless the tenant has its own.
+    pub span_retention: Duration,
+    /// Per-tenant span retention.
+    pub tenant_span_retention: std::collections::HashMap<causeway_model::TenantId, Duration>,
+    /// How often buffered spans are written even if few.
+    pub span_flush_interval: Duration,
+    /// Spans buffered per tenant before a file is written.
+    pub span_flush_rows: usize,
+}
+
+impl StorageSettings {
+    /// Defaults under `data_dir`.
+    pub fn new(data_dir: std::path::PathBuf) -> Self {
+        Self {
+            data_dir,
+            checkpoint_interval: Duration::from_secs(10),
+            span_retention: Duration::from_secs(7 * 24 * 3600),
+            tenant_span_retention: Default::default(),
+            span_flush_interval: Duration::from_secs(30),
+            span_flush_rows: 65_536,
+        }
+    }
+
+    /// Span retention of one tenant.
+    pub fn retention_of(&self, tenant: &causeway_model::TenantId) -> Duration {
+        self.tenant_span_retention
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.span_retention)
     }
 }

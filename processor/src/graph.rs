@@ -28,7 +28,7 @@ use causeway_model::schema::{col, kind, status};
 
 use crate::error::Error;
 use crate::red::DictColumn;
-use crate::series::{SeriesKey, SeriesSet};
+use crate::series::{SeriesKey, SeriesSet, Totals};
 
 /// How client and server are connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,6 +81,31 @@ impl SeriesKey for EdgeKey {
     fn is_overflow(&self) -> bool {
         &*self.client == OVERFLOW && &*self.server == OVERFLOW
     }
+
+    fn parts(&self) -> (&str, &str, i8, i8) {
+        let c = match self.connection {
+            ConnectionType::Direct => 0,
+            ConnectionType::VirtualNode => 1,
+            ConnectionType::MessagingSystem => 2,
+            ConnectionType::Database => 3,
+        };
+        (&self.client, &self.server, c, 0)
+    }
+
+    fn from_parts(a: &str, b: &str, c: i8, _: i8) -> Option<Self> {
+        let connection = match c {
+            0 => ConnectionType::Direct,
+            1 => ConnectionType::VirtualNode,
+            2 => ConnectionType::MessagingSystem,
+            3 => ConnectionType::Database,
+            _ => return None,
+        };
+        Some(Self {
+            client: Arc::from(a),
+            server: Arc::from(b),
+            connection,
+        })
+    }
 }
 
 /// Pairing settings.
@@ -124,6 +149,10 @@ pub struct GraphState {
     pub unpaired: u64,
     /// Spans evicted because the store was full.
     pub evicted: u64,
+    /// The server side's view of each paired edge (its SERVER or CONSUMER
+    /// span's duration), for `traces_service_graph_request_server_seconds`;
+    /// the edge series hold the client's view.
+    server_side: HashMap<EdgeKey, Totals, RandomState>,
 }
 
 impl GraphState {
@@ -137,7 +166,14 @@ impl GraphState {
             watermark_ns: i64::MIN,
             unpaired: 0,
             evicted: 0,
+            server_side: HashMap::default(),
         }
+    }
+
+    /// The server side's cumulative view of each edge with an instrumented
+    /// server.
+    pub fn server_totals(&self) -> impl Iterator<Item = (&EdgeKey, &Totals)> {
+        self.server_side.iter()
     }
 
     /// Spans currently waiting (walks the store; for tests and stats).
@@ -250,7 +286,7 @@ impl GraphState {
         }
         if let Some(p) = parent {
             match self.spans.get_mut(&(trace, p)) {
-                Some(parent_span) => pair(edges, parent_span, &span),
+                Some(parent_span) => pair(edges, &mut self.server_side, parent_span, &span),
                 None => {
                     self.waiting
                         .entry((trace, p))
@@ -262,7 +298,7 @@ impl GraphState {
         }
         if let Some(children) = self.waiting.remove(&(trace, id)) {
             for child in &children {
-                pair(edges, &mut span, child);
+                pair(edges, &mut self.server_side, &mut span, child);
             }
         }
         self.order.push_back((span.end_ns, (trace, id), false));
@@ -333,7 +369,12 @@ impl GraphState {
 
 /// Records the edge between a parent span and its child, if they are in
 /// different services (or are a CLIENT/SERVER or PRODUCER/CONSUMER pair).
-fn pair(edges: &mut SeriesSet<EdgeKey>, parent: &mut Pending, child: &Pending) {
+fn pair(
+    edges: &mut SeriesSet<EdgeKey>,
+    server_side: &mut HashMap<EdgeKey, Totals, RandomState>,
+    parent: &mut Pending,
+    child: &Pending,
+) {
     let connection = match (parent.kind, child.kind) {
         (kind::PRODUCER, kind::CONSUMER) => ConnectionType::MessagingSystem,
         _ => ConnectionType::Direct,
@@ -349,7 +390,7 @@ fn pair(edges: &mut SeriesSet<EdgeKey>, parent: &mut Pending, child: &Pending) {
         child.duration_us
     };
     let server = Arc::clone(&child.service);
-    record_edge(
+    let key = record_edge(
         edges,
         &parent.service,
         server,
@@ -358,6 +399,13 @@ fn pair(edges: &mut SeriesSet<EdgeKey>, parent: &mut Pending, child: &Pending) {
         duration,
         parent.error || child.error,
     );
+    if matches!(child.kind, kind::SERVER | kind::CONSUMER) {
+        // Keys come from `admit`, so this map is bounded like the edges.
+        server_side
+            .entry(key)
+            .or_default()
+            .record(child.duration_us, child.error, 1);
+    }
     parent.paired = true;
 }
 
@@ -369,13 +417,14 @@ fn record_edge(
     t_ns: i64,
     duration_us: u64,
     error: bool,
-) {
+) -> EdgeKey {
     let key = edges.admit(EdgeKey {
         client: Arc::clone(client),
         server,
         connection,
     });
     edges.record(&key, t_ns, duration_us, error);
+    key
 }
 
 #[cfg(test)]

@@ -17,14 +17,20 @@ pub mod config;
 mod error;
 pub mod graph;
 pub mod kernels;
+pub mod persist;
 mod query;
 pub mod red;
 pub mod series;
+pub mod sql;
 mod stage;
 
 pub use catalog::{Catalog, MAX_SERVICES_PER_TENANT, OVERFLOW_SERVICE, ServiceStats};
 pub use error::{Error, Result};
-pub use query::{EdgeRow, Query, QueryHandle, RedQuery, RedRow};
+pub use query::{
+    CellRange, EdgeRow, MetricsSnapshot, Query, QueryHandle, RedQuery, RedRow, Snapshot,
+    SnapshotCell, SnapshotRequest,
+};
+pub use sql::{SqlAnswer, SqlConfig, SqlEngine, SqlError};
 pub use stage::ProcessorStage;
 
 /// Component name, used in config and metrics.

@@ -6,7 +6,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::ServiceStats;
 use crate::error::{Error, Result};
 use crate::graph::ConnectionType;
-use crate::series::CellStats;
+use crate::graph::EdgeKey;
+use crate::red::RedKey;
+use crate::series::{Cell, CellStats, Resolution, Totals};
+use arrow_array::RecordBatch;
+use std::path::PathBuf;
 
 /// A RED query: filters and a time range (unix ns, `[from, to)`).
 #[derive(Debug, Clone, Default)]
@@ -82,6 +86,99 @@ pub enum Query {
         /// Where the answer goes.
         reply: oneshot::Sender<Vec<EdgeRow>>,
     },
+    /// Cumulative span metrics and service graph metrics of a tenant.
+    Metrics {
+        /// Whose.
+        tenant: TenantId,
+        /// Where the answer goes.
+        reply: oneshot::Sender<MetricsSnapshot>,
+    },
+    /// What a SQL query over a tenant reads.
+    Snapshot {
+        /// Whose.
+        tenant: TenantId,
+        /// Which tables.
+        want: SnapshotRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Snapshot>,
+    },
+}
+
+/// Cumulative counts per RED series and per edge, since the process
+/// started (Prometheus counters and histograms).
+#[derive(Debug, Default)]
+pub struct MetricsSnapshot {
+    /// Per RED series (overflow included).
+    pub red: Vec<(RedKey, Totals)>,
+    /// Per graph edge, the client's view.
+    pub edges: Vec<(EdgeKey, Totals)>,
+    /// Per graph edge with an instrumented server, the server's view.
+    pub edges_server: Vec<(EdgeKey, Totals)>,
+}
+
+/// Which tables a SQL statement reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SnapshotRequest {
+    /// `spans`: stored files and buffered batches.
+    pub spans: bool,
+    /// `red`: RED cells.
+    pub red: bool,
+    /// `edges`: graph edge cells.
+    pub edges: bool,
+    /// Which cells.
+    pub range: CellRange,
+    /// Cells at most (0: no limit); beyond, `cells_cut` is set.
+    pub max_cells: usize,
+}
+
+/// Cells whose window starts in `[from_ns, to_ns)`, of one resolution or all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellRange {
+    /// Earliest window start.
+    pub from_ns: i64,
+    /// Window starts before this.
+    pub to_ns: i64,
+    /// `None`: every resolution; `Some(None)`: none; `Some(Some(r))`: only `r`.
+    pub resolution: Option<Option<Resolution>>,
+}
+
+impl Default for CellRange {
+    fn default() -> Self {
+        Self {
+            from_ns: i64::MIN,
+            to_ns: i64::MAX,
+            resolution: None,
+        }
+    }
+}
+
+impl CellRange {
+    /// Whether a cell is in the range.
+    pub fn contains(&self, resolution: Resolution, start_ns: i64) -> bool {
+        (self.from_ns..self.to_ns).contains(&start_ns)
+            && self.resolution.is_none_or(|r| r == Some(resolution))
+    }
+}
+
+/// One cell of a series as the SQL tables show it.
+pub type SnapshotCell<K> = (K, Resolution, i64, Cell);
+
+/// A consistent view of one tenant's data at the moment of asking:
+/// everything acknowledged before is in it.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Parquet files of the tenant's spans.
+    pub span_files: Vec<PathBuf>,
+    /// Spans not written to a file yet.
+    pub buffered: Vec<RecordBatch>,
+    /// RED cells (service, operation, kind, status).
+    pub red: Vec<SnapshotCell<RedKey>>,
+    /// Graph edge cells.
+    pub edges: Vec<SnapshotCell<EdgeKey>>,
+    /// Base window length, ns.
+    pub window_ns: i64,
+    /// More cells matched than `max_cells`.
+    pub cells_cut: bool,
 }
 
 /// The API's handle on the processor.
@@ -130,5 +227,20 @@ impl QueryHandle {
             reply,
         })
         .await
+    }
+
+    /// What a SQL statement over `tenant` reads.
+    pub async fn snapshot(&self, tenant: TenantId, want: SnapshotRequest) -> Result<Snapshot> {
+        self.ask(|reply| Query::Snapshot {
+            tenant,
+            want,
+            reply,
+        })
+        .await
+    }
+
+    /// Cumulative span and service graph metrics of `tenant`.
+    pub async fn metrics(&self, tenant: TenantId) -> Result<MetricsSnapshot> {
+        self.ask(|reply| Query::Metrics { tenant, reply }).await
     }
 }

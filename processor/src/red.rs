@@ -45,6 +45,19 @@ impl SeriesKey for RedKey {
     fn is_overflow(&self) -> bool {
         self.operation.is_empty() && &*self.service == OVERFLOW
     }
+
+    fn parts(&self) -> (&str, &str, i8, i8) {
+        (&self.service, &self.operation, self.kind, self.status)
+    }
+
+    fn from_parts(a: &str, b: &str, c: i8, d: i8) -> Option<Self> {
+        Some(Self {
+            service: Arc::from(a),
+            operation: Arc::from(b),
+            kind: c,
+            status: d,
+        })
+    }
 }
 
 /// Span kind as the Collector's metrics label it.

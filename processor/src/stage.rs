@@ -10,9 +10,12 @@ use crate::catalog::Catalog;
 use crate::config::SpansConfig;
 use crate::graph::{EdgeKey, GraphState};
 use crate::kernels::otlp_to_arrow::otlp_to_arrow;
-use crate::query::{EdgeRow, Query, RedQuery, RedRow};
+use crate::persist::{Persistence, from_row, to_row};
+use crate::query::{
+    CellRange, EdgeRow, MetricsSnapshot, Query, RedQuery, RedRow, Snapshot, SnapshotCell,
+};
 use crate::red::{self, RedKey};
-use crate::series::{Cell, SeriesSet};
+use crate::series::{Cell, SeriesKey, SeriesSet};
 
 /// How often windows past the watermark are sealed.
 const TICK: Duration = Duration::from_secs(1);
@@ -37,16 +40,20 @@ pub struct ProcessorStage {
     processed_spans: u64,
     sealed_windows: u64,
     failed_batches: u64,
+    persist: Persistence,
 }
 
 impl ProcessorStage {
-    /// A stage reading `input` and answering `queries`.
+    /// A stage reading `input` and answering `queries`, starting from what
+    /// `persist` holds (series, graph edges and catalog of earlier runs).
     pub fn new(
         input: mpsc::Receiver<QueuedBatch>,
         queries: mpsc::Receiver<Query>,
         config: SpansConfig,
-    ) -> Self {
-        Self {
+        persist: Persistence,
+    ) -> causeway_store::Result<Self> {
+        let (cells, services) = persist.load()?;
+        let mut stage = Self {
             input,
             queries,
             config,
@@ -56,7 +63,38 @@ impl ProcessorStage {
             processed_spans: 0,
             sealed_windows: 0,
             failed_batches: 0,
+            persist,
+        };
+        stage.catalog.restore(services);
+        let (mut restored, mut skipped) = (0u64, 0u64);
+        for row in cells {
+            let tenant = row.tenant.clone();
+            let ok = match row.family {
+                causeway_store::Family::Red => {
+                    from_row(row).map(|c| stage.tenant(&tenant).red.restore(c))
+                }
+                causeway_store::Family::Edge => {
+                    from_row(row).map(|c| stage.tenant(&tenant).edges.restore(c))
+                }
+            };
+            if ok.is_some() {
+                restored += 1;
+            } else {
+                skipped += 1;
+            }
         }
+        if skipped > 0 {
+            tracing::warn!(
+                skipped,
+                "stored cells with an unknown key or resolution were skipped"
+            );
+        }
+        tracing::info!(
+            cells = restored,
+            tenants = stage.tenants.len(),
+            "restored series"
+        );
+        Ok(stage)
     }
 
     /// Runs until the input closes (every sender dropped, i.e. the receivers
@@ -83,18 +121,25 @@ impl ProcessorStage {
                     Some(batch) => self.process(batch),
                     None => break,
                 },
-                _ = tick.tick() => self.advance(),
+                _ = tick.tick() => {
+                    self.advance();
+                    if self.persist.checkpoint_due() {
+                        self.checkpoint(false);
+                    }
+                }
             }
         }
         for state in self.tenants.values_mut() {
             state.graph.flush(&mut state.edges);
         }
         self.advance();
+        self.checkpoint(true);
         tracing::info!(
             batches = self.processed_batches,
             spans = self.processed_spans,
             sealed_windows = self.sealed_windows,
             failed_batches = self.failed_batches,
+            store_failures = self.persist.failures,
             "processor drained its input and stopped"
         );
     }
@@ -126,6 +171,7 @@ impl ProcessorStage {
             }
         };
         let tenant = batch.tenant.clone();
+        self.persist.append_spans(&tenant, spans.clone());
         let state = self.tenant(&tenant);
         let result = red::record_batch(&mut state.red, &spans)
             .and_then(|()| state.graph.record_batch(&mut state.edges, &spans));
@@ -134,6 +180,28 @@ impl ProcessorStage {
             tracing::error!(tenant = %tenant, error = %e, "cannot aggregate a batch");
         }
         // `queued` drops here, releasing its queue memory.
+    }
+
+    /// Writes what changed since the last checkpoint.
+    fn checkpoint(&mut self, force: bool) {
+        let mut rows = Vec::new();
+        let mut horizon: Option<[i64; 3]> = None;
+        for (tenant, state) in &mut self.tenants {
+            for c in state.red.take_dirty() {
+                rows.push(to_row(tenant, causeway_store::Family::Red, c));
+            }
+            for c in state.edges.take_dirty() {
+                rows.push(to_row(tenant, causeway_store::Family::Edge, c));
+            }
+            // Prune only what every tenant's retention has let go.
+            let h = state.red.retention_horizon();
+            horizon = Some(match horizon {
+                None => h,
+                Some(p) => [p[0].min(h[0]), p[1].min(h[1]), p[2].min(h[2])],
+            });
+        }
+        let services = self.catalog.take_dirty();
+        self.persist.checkpoint(rows, services, horizon, force);
     }
 
     /// Seals windows the watermark has passed.
@@ -186,8 +254,75 @@ impl ProcessorStage {
                     .unwrap_or_default();
                 let _ = reply.send(rows);
             }
+            Query::Metrics { tenant, reply } => {
+                let mut snap = MetricsSnapshot::default();
+                if let Some(state) = self.tenants.get(&tenant) {
+                    snap.red = state.red.totals().map(|(k, t)| (k.clone(), *t)).collect();
+                    snap.edges = state.edges.totals().map(|(k, t)| (k.clone(), *t)).collect();
+                    snap.edges_server = state
+                        .graph
+                        .server_totals()
+                        .map(|(k, t)| (k.clone(), *t))
+                        .collect();
+                }
+                let _ = reply.send(snap);
+            }
+            Query::Snapshot {
+                tenant,
+                want,
+                reply,
+            } => {
+                let mut snap = Snapshot {
+                    window_ns: self.config.red_settings().window_ns,
+                    ..Snapshot::default()
+                };
+                if want.spans {
+                    snap.buffered = self.persist.spans().buffered(&tenant);
+                    match self.persist.spans().files(&tenant) {
+                        Ok(files) => snap.span_files = files,
+                        Err(e) => tracing::error!(%tenant, error = %e, "cannot list span files"),
+                    }
+                }
+                if let Some(state) = self.tenants.get(&tenant) {
+                    // Cells are copied here in compact form and summarized
+                    // on the SQL runtime: quantiles of thousands of cells
+                    // would hold up ingest.
+                    let limit = if want.max_cells == 0 {
+                        usize::MAX
+                    } else {
+                        want.max_cells
+                    };
+                    if want.red {
+                        snap.cells_cut |= copy_cells(&state.red, &want.range, limit, &mut snap.red);
+                    }
+                    if want.edges {
+                        snap.cells_cut |=
+                            copy_cells(&state.edges, &want.range, limit, &mut snap.edges);
+                    }
+                }
+                let _ = reply.send(snap);
+            }
         }
     }
+}
+
+/// Copies the cells of `set` in `range`, at most `limit`; true if more matched.
+fn copy_cells<K: SeriesKey>(
+    set: &SeriesSet<K>,
+    range: &CellRange,
+    limit: usize,
+    out: &mut Vec<SnapshotCell<K>>,
+) -> bool {
+    for (k, r, t, c) in set.cells() {
+        if !range.contains(r, t) {
+            continue;
+        }
+        if out.len() == limit {
+            return true;
+        }
+        out.push((k.clone(), r, t, c.compact_clone()));
+    }
+    false
 }
 
 /// The whole-range cell and the per-step cells of one row.
@@ -262,11 +397,18 @@ mod tests {
         }
     }
 
+    fn test_persistence(tag: &str) -> Persistence {
+        let dir = std::env::temp_dir().join(format!("causeway-stage-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Persistence::open(crate::config::StorageSettings::new(dir)).expect("persistence")
+    }
+
     #[tokio::test]
     async fn queries_see_everything_queued_before_them_per_tenant() {
         let (tx, rx) = mpsc::channel(16);
         let (qtx, qrx) = mpsc::channel(4);
-        let stage = ProcessorStage::new(rx, qrx, SpansConfig::default());
+        let stage = ProcessorStage::new(rx, qrx, SpansConfig::default(), test_persistence("stage"))
+            .expect("stage");
         let handle = QueryHandle::new(qtx);
         let req = Workload::new(WorkloadConfig::default()).batch(500);
         let n: u64 = req

@@ -1,5 +1,7 @@
 //! Wiring the stages together and running them until a signal.
 
+mod replay;
 mod wiring;
 
+pub(crate) use replay::replay;
 pub(crate) use wiring::run;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use causeway_exporter::api::{self, ApiState, Readiness};
-use causeway_processor::{ProcessorStage, QueryHandle};
+use causeway_processor::persist::Persistence;
+use causeway_processor::{ProcessorStage, QueryHandle, SqlEngine};
 use causeway_receiver::net::{self, Listener, ServeOptions};
 use causeway_receiver::{Admission, Authenticator, Ingest, OtlpReceiver, ReceiverMetrics};
 use prometheus_client::registry::Registry;
@@ -22,12 +23,6 @@ const QUERY_CAPACITY: usize = 64;
 /// Runs causeway until SIGTERM or SIGINT, then shuts down losing nothing
 /// that was acknowledged.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.storage.data_dir.display()
-        )
-    })?;
     let grace = config.service.shutdown_timeout;
     let mut registry = Registry::default();
     let receiver_metrics = ReceiverMetrics::register(&mut registry);
@@ -46,14 +41,19 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting the API")?;
 
-    let processor = tokio::spawn(
-        ProcessorStage::new(batch_rx, query_rx, config.processors.spans.clone()).run(),
-    );
+    let processor = start_processor(&config, batch_rx, query_rx)?;
 
+    let processor_handle = QueryHandle::new(query_tx);
+    let sql = SqlEngine::start(
+        processor_handle.clone(),
+        config.processors.spans.sql.clone(),
+    )
+    .context("starting the SQL runtime")?;
     let ready = Arc::new(Readiness::default());
     let api_state = Arc::new(ApiState {
         auth: Arc::clone(&auth),
-        processor: QueryHandle::new(query_tx),
+        processor: processor_handle,
+        sql: Arc::new(sql),
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
     });
@@ -96,11 +96,51 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     receivers.await.context("receiver task")?;
     // Every sender of the queue is gone now; the processor ends once it
     // has processed everything that was queued.
-    processor.await.context("processor task")?;
+    processor
+        .await
+        .context("the processor thread ended abnormally")?;
     api_stop.cancel();
     api_server.await.context("API task")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Opens the stores, restores the processor's state from them and runs the
+/// processor on a thread of its own; the receiver fires when it has drained
+/// `batches` (every sender dropped) and written its final checkpoint.
+pub(crate) fn start_processor(
+    config: &Config,
+    batches: mpsc::Receiver<causeway_model::QueuedBatch>,
+    queries: mpsc::Receiver<causeway_processor::Query>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let dir = &config.storage.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let persist = Persistence::open(config.storage.settings()).with_context(|| {
+        format!(
+            "opening the stores under {} (another causeway using the same data directory holds its lock?)",
+            dir.display()
+        )
+    })?;
+    let stage = ProcessorStage::new(batches, queries, config.processors.spans.clone(), persist)
+        .context("restoring stored series")?;
+    // The processor is CPU-bound and does blocking disk writes: it gets a
+    // thread of its own instead of a runtime worker.
+    let (done, processor) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("causeway-processor".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
+            match rt {
+                Ok(rt) => rt.block_on(stage.run()),
+                Err(e) => tracing::error!(error = %e, "cannot start the processor's runtime"),
+            }
+            let _ = done.send(());
+        })
+        .context("starting the processor thread")?;
+    Ok(processor)
 }
 
 /// Waits for SIGTERM or SIGINT; returns its name.

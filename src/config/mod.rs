@@ -79,13 +79,90 @@ pub(crate) struct StorageConfig {
     /// Directory for everything causeway keeps.
     #[serde(default = "default_data_dir")]
     pub(crate) data_dir: PathBuf,
+    /// How often changed series and catalog rows are written.
+    #[serde(default = "default_checkpoint", with = "humantime_serde")]
+    pub(crate) checkpoint_interval: Duration,
+    /// Span files.
+    #[serde(default)]
+    pub(crate) spans: SpanStorageConfig,
+    /// Per-tenant overrides.
+    #[serde(default)]
+    pub(crate) tenants: std::collections::BTreeMap<causeway_model::TenantId, TenantStorageConfig>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             data_dir: default_data_dir(),
+            checkpoint_interval: default_checkpoint(),
+            spans: SpanStorageConfig::default(),
+            tenants: Default::default(),
         }
+    }
+}
+
+fn default_checkpoint() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `storage.spans`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SpanStorageConfig {
+    /// How long spans are kept (whole hours are deleted).
+    #[serde(default = "default_span_retention", with = "humantime_serde")]
+    pub(crate) retention: Duration,
+    /// How often buffered spans are written even if few.
+    #[serde(default = "default_flush_interval", with = "humantime_serde")]
+    pub(crate) flush_interval: Duration,
+    /// Spans buffered per tenant before a file is written.
+    #[serde(default = "default_flush_rows")]
+    pub(crate) flush_rows: usize,
+}
+
+impl Default for SpanStorageConfig {
+    fn default() -> Self {
+        Self {
+            retention: default_span_retention(),
+            flush_interval: default_flush_interval(),
+            flush_rows: default_flush_rows(),
+        }
+    }
+}
+
+fn default_span_retention() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_flush_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_flush_rows() -> usize {
+    65_536
+}
+
+/// `storage.tenants.<tenant>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantStorageConfig {
+    /// This tenant's span retention.
+    #[serde(with = "humantime_serde")]
+    pub(crate) span_retention: Duration,
+}
+
+impl StorageConfig {
+    /// The processor's view of this section.
+    pub(crate) fn settings(&self) -> causeway_processor::config::StorageSettings {
+        let mut s = causeway_processor::config::StorageSettings::new(self.data_dir.clone());
+        s.checkpoint_interval = self.checkpoint_interval;
+        s.span_retention = self.spans.retention;
+        s.span_flush_interval = self.spans.flush_interval;
+        s.span_flush_rows = self.spans.flush_rows;
+        s.tenant_span_retention = self
+            .tenants
+            .iter()
+            .map(|(t, c)| (t.clone(), c.span_retention))
+            .collect();
+        s
     }
 }
 
@@ -366,6 +443,19 @@ impl Config {
             problems.push(Problem::new(
                 "service.telemetry.logs.level",
                 format!("{level:?} is not a log level (error, warn, info, debug, trace) or filter"),
+            ));
+        }
+        if self.storage.checkpoint_interval.is_zero() || self.storage.spans.flush_interval.is_zero()
+        {
+            problems.push(Problem::new(
+                "storage.checkpoint_interval",
+                "checkpoint_interval and spans.flush_interval must be positive",
+            ));
+        }
+        if self.storage.spans.flush_rows == 0 {
+            problems.push(Problem::new(
+                "storage.spans.flush_rows",
+                "must be at least 1",
             ));
         }
         if self.service.shutdown_timeout.is_zero() {

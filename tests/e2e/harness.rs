@@ -60,6 +60,8 @@ pub struct Options {
     pub extra: String,
     /// The API serves TLS.
     pub https: bool,
+    /// Data directory (default: a fresh one in the scratch directory).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A running causeway.
@@ -70,6 +72,7 @@ pub struct Server {
     pub api: SocketAddr,
     pub scheme: &'static str,
     log: PathBuf,
+    config_path: PathBuf,
     _dir: Scratch,
 }
 
@@ -105,32 +108,69 @@ impl Server {
             g = indent(&opts.grpc, 8),
             h = indent(&opts.http, 8),
             a = indent(&opts.api, 4),
-            data = dir.0.join("data").display(),
+            data = opts
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| dir.0.join("data"))
+                .display(),
             extra = opts.extra,
         );
         let config_path = dir.0.join("causeway.yaml");
         std::fs::write(&config_path, config).expect("write config");
         let log = dir.0.join("causeway.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary())
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start causeway");
         let mut server = Self {
-            child: Some(child),
+            child: None,
             grpc,
             http,
             api,
             scheme: if opts.https { "https" } else { "http" },
             log,
+            config_path,
             _dir: dir,
         };
-        server.wait_ready();
+        server.spawn();
         server
+    }
+
+    fn spawn(&mut self) {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start causeway");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Starts again with the same config and data after [`Self::terminate`].
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "terminate first");
+        self.spawn();
+    }
+
+    /// POST JSON to an API path with a key; returns status and body.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: &serde_json::Value,
+    ) -> (u16, String) {
+        let client = reqwest::Client::new();
+        let mut req = client.post(self.api_url(path)).json(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.expect("API request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
     }
 
     fn wait_ready(&mut self) {

@@ -6,6 +6,7 @@ mod config;
 mod errors;
 mod harness;
 mod polyglot;
+mod restart;
 mod sdk_rust;
 mod shutdown;
 mod tenants;

@@ -3,6 +3,14 @@
 //! Series carry a `tenant` label; a caller sees only its own tenant's series
 //! and those without a tenant (process-wide health), so one tenant cannot
 //! learn another's names or volumes from the scrape.
+//!
+//! After the process's own metrics come the caller's span metrics and
+//! service graph metrics, named as the OpenTelemetry Collector's
+//! `spanmetrics` and `servicegraph` connectors name them behind its
+//! Prometheus exporter (`traces_span_metrics_calls_total`,
+//! `traces_span_metrics_duration_seconds`, `traces_service_graph_request_total`,
+//! `…_failed_total`, `…_server_seconds`, `…_client_seconds`), with the same
+//! labels and default buckets, so dashboards built for those work unchanged.
 
 use std::sync::Arc;
 
@@ -10,6 +18,13 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use std::fmt::Write as _;
+
+use causeway_processor::MetricsSnapshot;
+use causeway_processor::graph::EdgeKey;
+use causeway_processor::red::{RedKey, kind_label, status_label};
+use causeway_processor::series::{TOTALS_BUCKETS_US, Totals};
 
 use super::{ApiState, Caller, error};
 
@@ -25,11 +40,19 @@ pub(super) async fn scrape(
         );
     }
     let own = format!("tenant=\"{}\"", tenant.as_str());
-    let filtered: String = text
+    let mut filtered: String = text
         .lines()
-        .filter(|line| line.starts_with('#') || !line.contains("tenant=\"") || line.contains(&own))
+        .filter(|line| {
+            *line != "# EOF"
+                && (line.starts_with('#') || !line.contains("tenant=\"") || line.contains(&own))
+        })
         .flat_map(|line| [line, "\n"])
         .collect();
+    match state.processor.metrics(tenant).await {
+        Ok(snap) => render_trace_metrics(&mut filtered, &snap),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+    filtered.push_str("# EOF\n");
     (
         StatusCode::OK,
         [(
@@ -39,4 +62,122 @@ pub(super) async fn scrape(
         filtered,
     )
         .into_response()
+}
+
+/// Appends the span and service graph metrics in OpenMetrics text.
+fn render_trace_metrics(out: &mut String, snap: &MetricsSnapshot) {
+    let span_labels = |k: &RedKey| {
+        format!(
+            "service_name=\"{}\",span_name=\"{}\",span_kind=\"{}\",status_code=\"{}\"",
+            escape(&k.service),
+            escape(&k.operation),
+            kind_label(k.kind),
+            status_label(k.status)
+        )
+    };
+    let mut red: Vec<(String, &Totals)> =
+        snap.red.iter().map(|(k, t)| (span_labels(k), t)).collect();
+    red.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.push_str("# TYPE traces_span_metrics_calls counter\n");
+    out.push_str(
+        "# HELP traces_span_metrics_calls Spans, by service, span name, kind and status.\n",
+    );
+    for (labels, t) in &red {
+        let _ = writeln!(
+            out,
+            "traces_span_metrics_calls_total{{{labels}}} {}",
+            t.calls
+        );
+    }
+    histogram(
+        out,
+        "traces_span_metrics_duration_seconds",
+        "Span durations, by service, span name, kind and status.",
+        &red,
+    );
+
+    let edge_labels = |k: &EdgeKey| {
+        format!(
+            "client=\"{}\",server=\"{}\",connection_type=\"{}\"",
+            escape(&k.client),
+            escape(&k.server),
+            k.connection.as_str()
+        )
+    };
+    let mut edges: Vec<(String, &Totals)> = snap
+        .edges
+        .iter()
+        .map(|(k, t)| (edge_labels(k), t))
+        .collect();
+    edges.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut server: Vec<(String, &Totals)> = snap
+        .edges_server
+        .iter()
+        .map(|(k, t)| (edge_labels(k), t))
+        .collect();
+    server.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.push_str("# TYPE traces_service_graph_request counter\n");
+    out.push_str(
+        "# HELP traces_service_graph_request Requests between two nodes of the service graph.\n",
+    );
+    for (labels, t) in &edges {
+        let _ = writeln!(
+            out,
+            "traces_service_graph_request_total{{{labels}}} {}",
+            t.calls
+        );
+    }
+    out.push_str("# TYPE traces_service_graph_request_failed counter\n");
+    out.push_str("# HELP traces_service_graph_request_failed Failed requests between two nodes of the service graph.\n");
+    for (labels, t) in &edges {
+        let _ = writeln!(
+            out,
+            "traces_service_graph_request_failed_total{{{labels}}} {}",
+            t.errors
+        );
+    }
+    histogram(
+        out,
+        "traces_service_graph_request_server_seconds",
+        "Request durations as the server saw them.",
+        &server,
+    );
+    histogram(
+        out,
+        "traces_service_graph_request_client_seconds",
+        "Request durations as the client saw them (the server's when the client has no span).",
+        &edges,
+    );
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, rows: &[(String, &Totals)]) {
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let _ = writeln!(out, "# UNIT {name} seconds");
+    let _ = writeln!(out, "# HELP {name} {help}");
+    for (labels, t) in rows {
+        let mut cumulative = 0u64;
+        for (i, le) in TOTALS_BUCKETS_US.iter().enumerate() {
+            cumulative += t.buckets[i];
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}",
+                *le as f64 / 1e6
+            );
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", t.calls);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", t.sum_us as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", t.calls);
+    }
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    std::borrow::Cow::Owned(
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
 }

@@ -3,6 +3,7 @@
 mod metrics;
 mod red;
 mod services;
+mod sql;
 #[cfg(test)]
 mod tests;
 
@@ -14,9 +15,9 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use causeway_model::TenantId;
-use causeway_processor::QueryHandle;
+use causeway_processor::{QueryHandle, SqlEngine};
 use causeway_receiver::Authenticator;
 use prometheus_client::registry::Registry;
 
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub auth: Arc<Authenticator>,
     /// Asks the processor.
     pub processor: QueryHandle,
+    /// Runs SQL statements.
+    pub sql: Arc<SqlEngine>,
     /// Every component's metrics (read-only once serving).
     pub registry: Arc<Registry>,
     /// Readiness flag.
@@ -60,6 +63,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/services", get(services::list))
         .route("/api/v1/red", get(red::red))
         .route("/api/v1/graph", get(red::graph))
+        .route("/api/v1/query", post(sql::query))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use bytes::Bytes;
 use causeway_model::{Lease, QueuedBatch, ServiceCount, TenantId, TraceBatch, Transport};
-use causeway_processor::{ProcessorStage, QueryHandle};
+use causeway_processor::{ProcessorStage, QueryHandle, SqlConfig, SqlEngine};
 use causeway_receiver::Authenticator;
 use causeway_receiver::config::ApiKeyConfig;
 use http::{Request, StatusCode};
@@ -16,6 +16,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tower::ServiceExt;
 
 use super::{ApiState, Readiness, router};
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn key(tenant: &str, key: &str) -> ApiKeyConfig {
     ApiKeyConfig {
@@ -53,7 +55,18 @@ struct Api {
 fn api() -> Api {
     let (data, data_rx) = mpsc::channel(16);
     let (qtx, qrx) = mpsc::channel(4);
-    tokio::spawn(ProcessorStage::new(data_rx, qrx, Default::default()).run());
+    let dir = std::env::temp_dir().join(format!(
+        "causeway-api-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let persist = causeway_processor::persist::Persistence::open(
+        causeway_processor::config::StorageSettings::new(dir),
+    )
+    .expect("persistence");
+    let stage = ProcessorStage::new(data_rx, qrx, Default::default(), persist).expect("stage");
+    tokio::spawn(stage.run());
     let mut registry = Registry::default();
     let family = Family::<Vec<(String, String)>, Counter>::default();
     registry.register("demo", "per-tenant demo counter", family.clone());
@@ -72,7 +85,8 @@ fn api() -> Api {
             key("acme", "ka"),
             key("globex", "kg"),
         ])),
-        processor: QueryHandle::new(qtx),
+        processor: QueryHandle::new(qtx.clone()),
+        sql: Arc::new(SqlEngine::start(QueryHandle::new(qtx), SqlConfig::default()).expect("sql")),
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
     });
@@ -169,7 +183,8 @@ async fn a_stopped_processor_is_503_not_a_hang() {
     drop((data_rx, qrx));
     let state = Arc::new(ApiState {
         auth: Arc::new(Authenticator::new(&[])),
-        processor: QueryHandle::new(qtx),
+        processor: QueryHandle::new(qtx.clone()),
+        sql: Arc::new(SqlEngine::start(QueryHandle::new(qtx), SqlConfig::default()).expect("sql")),
         registry: Arc::new(Registry::default()),
         ready: Arc::new(Readiness::default()),
     });
@@ -274,4 +289,138 @@ async fn red_and_graph_answer_for_the_callers_tenant_with_steps() {
         get(&api, "/api/v1/graph", None).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+async fn post(
+    api: &Api,
+    path: &str,
+    key: Option<&str>,
+    accept: Option<&str>,
+    body: &str,
+) -> (StatusCode, Option<String>, Vec<u8>) {
+    let mut req = Request::post(path).header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    if let Some(a) = accept {
+        req = req.header("accept", a);
+    }
+    let resp = api
+        .router
+        .clone()
+        .oneshot(req.body(Body::from(body.to_owned())).expect("request"))
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let media = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, media, body.to_vec())
+}
+
+async fn send_workload(api: &Api, tenant: &str, spans: usize) -> u64 {
+    use causeway_benches::{Workload, WorkloadConfig};
+    use prost::Message;
+    let req = Workload::new(WorkloadConfig::default()).batch(spans);
+    let n: u64 = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum();
+    let mut b = batch(tenant, "frontend", n, 0);
+    b.batch.payload = Bytes::from(req.encode_to_vec());
+    api.data.send(b).await.expect("send");
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_answers_json_and_arrow_over_the_callers_tenant_only() {
+    let api = api();
+    let n = send_workload(&api, "acme", 300).await;
+    let count = r#"{"sql": "SELECT count(*) AS n FROM spans"}"#;
+    let (status, media, body) = post(&api, "/api/v1/query", Some("ka"), None, count).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(media.as_deref(), Some("application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["rows"][0]["n"], n);
+    assert_eq!(v["columns"][0]["name"], "n");
+    // globex sees its own (empty) spans, not acme's.
+    let (_, _, body) = post(&api, "/api/v1/query", Some("kg"), None, count).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["rows"][0]["n"], 0);
+    // Arrow IPC when asked.
+    let (status, media, body) = post(
+        &api,
+        "/api/v1/query",
+        Some("ka"),
+        Some("application/vnd.apache.arrow.stream"),
+        r#"{"sql": "SELECT service, sum(calls) AS calls FROM red WHERE window_seconds = 10 GROUP BY service"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        media.as_deref(),
+        Some("application/vnd.apache.arrow.stream")
+    );
+    assert!(
+        body.starts_with(&[0xff, 0xff, 0xff, 0xff]),
+        "IPC continuation marker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_errors_are_specific_and_authenticated() {
+    let api = api();
+    let (status, _, _) = post(&api, "/api/v1/query", None, None, r#"{"sql":"SELECT 1"}"#).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (body, want) in [
+        (r#"{"sql":"DROP TABLE spans"}"#, "DDL"),
+        (r#"{"sql":"SELECT nope FROM spans"}"#, "nope"),
+        (r#"{"query":"SELECT 1"}"#, "sql"),
+        ("not json", "JSON"),
+    ] {
+        let (status, _, resp) = post(&api, "/api/v1/query", Some("ka"), None, body).await;
+        let text = String::from_utf8_lossy(&resp);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+        assert!(text.contains(want), "{body}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_carry_span_and_service_graph_series_in_collector_names() {
+    let api = api();
+    let n = send_workload(&api, "acme", 300).await;
+    let (status, body) = get(&api, "/metrics", Some("ka")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let calls: u64 = body
+        .lines()
+        .filter(|l| l.starts_with("traces_span_metrics_calls_total{"))
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .expect("value")
+        })
+        .sum();
+    assert_eq!(calls, n);
+    for needle in [
+        "# TYPE traces_span_metrics_duration_seconds histogram",
+        "traces_span_metrics_duration_seconds_bucket{service_name=\"frontend\"",
+        "span_kind=\"SPAN_KIND_SERVER\"",
+        "le=\"+Inf\"",
+        "traces_service_graph_request_total{client=\"frontend\",server=\"checkout\",connection_type=\"\"}",
+        "traces_service_graph_request_failed_total{",
+        "traces_service_graph_request_server_seconds_bucket{",
+        "traces_service_graph_request_client_seconds_count{",
+    ] {
+        assert!(body.contains(needle), "{needle} missing in:\n{body}");
+    }
+    // Another tenant's scrape has none of acme's series.
+    let (_, other) = get(&api, "/metrics", Some("kg")).await;
+    assert!(!other.contains("service_name=\"frontend\""), "{other}");
 }

@@ -166,6 +166,40 @@ impl Cell {
         }
     }
 
+    /// The histogram, V2-serialized, for storage.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match &self.hist {
+            Hist::Sealed(b) => b.clone(),
+            Hist::Open(h) => {
+                let mut buf = Vec::new();
+                // Serializing an in-memory histogram into a Vec cannot fail.
+                let _ = V2Serializer::new().serialize(h.as_ref(), &mut buf);
+                buf
+            }
+        }
+    }
+
+    /// A copy with the histogram in its compact form (for snapshots: an
+    /// open histogram is kilobytes, its serialization hundreds of bytes).
+    pub fn compact_clone(&self) -> Self {
+        Self {
+            calls: self.calls,
+            errors: self.errors,
+            hist: Hist::Sealed(self.to_bytes()),
+            handed_on: self.handed_on,
+        }
+    }
+
+    /// A cell from stored parts.
+    pub fn from_parts(calls: u64, errors: u64, hist: &[u8], handed_on: bool) -> Self {
+        Self {
+            calls,
+            errors,
+            hist: Hist::Sealed(hist.to_vec()),
+            handed_on,
+        }
+    }
+
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         match &self.hist {

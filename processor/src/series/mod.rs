@@ -67,6 +67,50 @@ pub trait SeriesKey: Clone + Eq + Hash + Ord + std::fmt::Debug {
     fn overflow() -> Self;
     /// Whether this is the overflow key.
     fn is_overflow(&self) -> bool;
+    /// The key as stored: two strings and two small integers.
+    fn parts(&self) -> (&str, &str, i8, i8);
+    /// The key from its stored parts (None if they make no valid key).
+    fn from_parts(a: &str, b: &str, c: i8, d: i8) -> Option<Self>;
+}
+
+/// A cell that changed since the last [`SeriesSet::take_dirty`].
+#[derive(Debug, Clone)]
+pub struct DirtyCell<K> {
+    /// The series.
+    pub key: K,
+    /// Which resolution.
+    pub resolution: Resolution,
+    /// Window start, ns.
+    pub start_ns: i64,
+    /// Calls.
+    pub calls: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Serialized histogram.
+    pub hist: Vec<u8>,
+    /// Whether the window was handed on.
+    pub handed_on: bool,
+}
+
+impl Resolution {
+    /// Stored code.
+    pub fn code(self) -> u8 {
+        match self {
+            Resolution::Base => 0,
+            Resolution::Minute => 1,
+            Resolution::Hour => 2,
+        }
+    }
+
+    /// From a stored code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Resolution::Base),
+            1 => Some(Resolution::Minute),
+            2 => Some(Resolution::Hour),
+            _ => None,
+        }
+    }
 }
 
 /// One observation: event time (ns), duration (µs), error.
@@ -76,6 +120,43 @@ pub type Observation = (i64, u64, bool);
 struct Series {
     /// Cells by (resolution, window start).
     cells: BTreeMap<(Resolution, i64), Cell>,
+    /// Everything recorded since the process started (Prometheus counters).
+    totals: Totals,
+}
+
+/// Upper bounds (µs) of the cumulative histogram buckets: the defaults of
+/// the OpenTelemetry Collector's spanmetrics and servicegraph connectors
+/// (2 ms … 15 s), so their Grafana dashboards work unchanged.
+pub const TOTALS_BUCKETS_US: [u64; 16] = [
+    2_000, 4_000, 6_000, 8_000, 10_000, 50_000, 100_000, 200_000, 400_000, 800_000, 1_000_000,
+    1_400_000, 2_000_000, 5_000_000, 10_000_000, 15_000_000,
+];
+
+/// Cumulative counts of one series since the process started: what a
+/// Prometheus counter and histogram expose. Fixed buckets keep this at a
+/// couple of cache lines per series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Spans.
+    pub calls: u64,
+    /// Error spans.
+    pub errors: u64,
+    /// Sum of durations, µs.
+    pub sum_us: u64,
+    /// Spans per bucket of [`TOTALS_BUCKETS_US`] (not cumulative); the
+    /// last one counts those above 15 s.
+    pub buckets: [u64; 17],
+}
+
+impl Totals {
+    /// Adds `n` observations.
+    pub fn record(&mut self, duration_us: u64, error: bool, n: u64) {
+        self.calls += n;
+        self.errors += u64::from(error) * n;
+        self.sum_us = self.sum_us.saturating_add(duration_us.saturating_mul(n));
+        let i = TOTALS_BUCKETS_US.partition_point(|&b| b < duration_us);
+        self.buckets[i] += n;
+    }
 }
 
 /// All series of one tenant for one kind of key.
@@ -89,6 +170,8 @@ pub struct SeriesSet<K> {
     open: BTreeMap<i64, Vec<K>>,
     /// Spans recorded under the overflow key.
     overflowed: u64,
+    /// Cells changed since the last checkpoint.
+    dirty: std::collections::HashSet<(K, Resolution, i64), foldhash::fast::RandomState>,
 }
 
 impl<K: SeriesKey> SeriesSet<K> {
@@ -100,7 +183,81 @@ impl<K: SeriesKey> SeriesSet<K> {
             watermark_ns: i64::MIN,
             open: BTreeMap::new(),
             overflowed: 0,
+            dirty: Default::default(),
         }
+    }
+
+    /// The cells changed since the last call, serialized, and forgets them.
+    pub fn take_dirty(&mut self) -> Vec<DirtyCell<K>> {
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for (key, res, start) in std::mem::take(&mut self.dirty) {
+            let Some(cell) = self
+                .series
+                .get(&key)
+                .and_then(|s| s.cells.get(&(res, start)))
+            else {
+                continue; // dropped by retention since
+            };
+            out.push(DirtyCell {
+                hist: cell.to_bytes(),
+                calls: cell.calls(),
+                errors: cell.errors(),
+                handed_on: cell.handed_on(),
+                key,
+                resolution: res,
+                start_ns: start,
+            });
+        }
+        out
+    }
+
+    /// Puts back a stored cell (at startup). Windows not handed on yet are
+    /// open again and will be handed on once the watermark passes them.
+    pub fn restore(&mut self, cell: DirtyCell<K>) {
+        let restored = Cell::from_parts(cell.calls, cell.errors, &cell.hist, cell.handed_on);
+        if cell.resolution == Resolution::Base {
+            if !cell.handed_on {
+                self.open
+                    .entry(cell.start_ns)
+                    .or_default()
+                    .push(cell.key.clone());
+            }
+            self.watermark_ns = self.watermark_ns.max(cell.start_ns);
+        }
+        self.series
+            .entry(cell.key)
+            .or_default()
+            .cells
+            .insert((cell.resolution, cell.start_ns), restored);
+    }
+
+    /// Start of the oldest window each resolution keeps, given the
+    /// watermark (for pruning stored cells).
+    pub fn retention_horizon(&self) -> [i64; 3] {
+        let wm = self.watermark_ns;
+        let r = self.settings.retention_ns;
+        [
+            wm.saturating_sub(r[0]),
+            wm.saturating_sub(r[1]),
+            wm.saturating_sub(r[2]),
+        ]
+    }
+
+    /// Every cell: (key, resolution, window start, cell).
+    pub fn cells(&self) -> impl Iterator<Item = (&K, Resolution, i64, &Cell)> {
+        self.series
+            .iter()
+            .flat_map(|(k, s)| s.cells.iter().map(move |(&(r, t), c)| (k, r, t, c)))
+    }
+
+    /// Cumulative counts of every series since the process started.
+    pub fn totals(&self) -> impl Iterator<Item = (&K, &Totals)> {
+        self.series.iter().map(|(k, s)| (k, &s.totals))
+    }
+
+    /// Base window length, ns.
+    pub fn window_ns(&self) -> i64 {
+        self.settings.window_ns
     }
 
     /// Number of keys.
@@ -164,6 +321,8 @@ impl<K: SeriesKey> SeriesSet<K> {
             let cell = series.cells.entry((Resolution::Base, start)).or_default();
             let fresh = cell.calls() == 0;
             cell.record(duration_us, error, n);
+            series.totals.record(duration_us, error, n);
+            self.dirty.insert((key.clone(), Resolution::Base, start));
             if cell.handed_on() {
                 // Late data for a window already handed on: its earlier
                 // content is in the roll-ups, so add this directly to them.
@@ -175,6 +334,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                         .entry((res, rs))
                         .or_default()
                         .record(duration_us, error, n);
+                    self.dirty.insert((key.clone(), res, rs));
                 }
             } else if fresh {
                 self.open.entry(start).or_default().push(key.clone());
@@ -213,6 +373,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                 let snapshot = cell.histogram();
                 let (calls, errors) = (cell.calls(), cell.errors());
                 cell.hand_on();
+                self.dirty.insert((key.clone(), Resolution::Base, start));
                 for (res, len) in [(Resolution::Minute, MINUTE_NS), (Resolution::Hour, HOUR_NS)] {
                     let rs = start.div_euclid(len) * len;
                     series
@@ -220,6 +381,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                         .entry((res, rs))
                         .or_default()
                         .merge_counts(calls, errors, &snapshot);
+                    self.dirty.insert((key.clone(), res, rs));
                 }
                 out.push(Sealed {
                     key,

@@ -1,0 +1,192 @@
+//! What the processor keeps across restarts: series cells and the catalog in
+//! a [`Store`] (DuckDB by default), spans in a [`SpanStore`].
+//!
+//! The stage hands it changed cells at each checkpoint and spans as they are
+//! converted; this module owns the timing of writes, compaction and expiry,
+//! and keeps serving when the disk fails (errors are logged and counted; the
+//! data stays in memory and is written at the next checkpoint).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow_array::RecordBatch;
+use causeway_model::TenantId;
+use causeway_store::{
+    CellRow, DuckDbStore, Family, ServiceRow, SpanStore, SpanStoreSettings, Store,
+};
+
+use crate::config::StorageSettings;
+use crate::series::{DirtyCell, Resolution, SeriesKey};
+
+/// How often finished hours are compacted and expired hours deleted.
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The processor's persistence.
+pub struct Persistence {
+    store: Box<dyn Store>,
+    spans: SpanStore,
+    settings: StorageSettings,
+    last_checkpoint: Instant,
+    last_flush: Instant,
+    last_maintenance: Instant,
+    /// Failed writes (the disk's fault); data stays in memory meanwhile.
+    pub failures: u64,
+}
+
+impl std::fmt::Debug for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persistence")
+            .field("data_dir", &self.settings.data_dir)
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Persistence {
+    /// Opens the DuckDB file and the span directory under the data directory.
+    pub fn open(settings: StorageSettings) -> causeway_store::Result<Self> {
+        let store = DuckDbStore::open(&settings.data_dir.join("causeway.duckdb"))?;
+        let spans = SpanStore::open(
+            &settings.data_dir.join("spans"),
+            SpanStoreSettings {
+                flush_rows: settings.span_flush_rows,
+            },
+        )?;
+        Ok(Self::new(Box::new(store), spans, settings))
+    }
+
+    /// Uses the given stores.
+    pub fn new(store: Box<dyn Store>, spans: SpanStore, settings: StorageSettings) -> Self {
+        let now = Instant::now();
+        Self {
+            store,
+            spans,
+            settings,
+            last_checkpoint: now,
+            last_flush: now,
+            last_maintenance: now,
+            failures: 0,
+        }
+    }
+
+    /// Everything stored: cells and catalog.
+    pub fn load(&self) -> causeway_store::Result<(Vec<CellRow>, Vec<ServiceRow>)> {
+        Ok((self.store.load_cells()?, self.store.load_services()?))
+    }
+
+    /// The span store (for queries).
+    pub fn spans(&self) -> &SpanStore {
+        &self.spans
+    }
+
+    /// Buffers converted spans.
+    pub fn append_spans(&mut self, tenant: &TenantId, batch: RecordBatch) {
+        if let Err(e) = self.spans.append(tenant, batch) {
+            self.failures += 1;
+            tracing::error!(%tenant, error = %e, "cannot write spans");
+        }
+    }
+
+    /// Whether a checkpoint is due.
+    pub fn checkpoint_due(&self) -> bool {
+        self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval
+    }
+
+    /// Writes changed cells and catalog rows, prunes cells past retention,
+    /// and (when due) flushes spans and runs maintenance.
+    pub fn checkpoint(
+        &mut self,
+        cells: Vec<CellRow>,
+        services: Vec<ServiceRow>,
+        horizons: Option<[i64; 3]>,
+        force: bool,
+    ) {
+        self.last_checkpoint = Instant::now();
+        let result = self
+            .store
+            .save_cells(&cells)
+            .and_then(|()| self.store.save_services(&services))
+            .and_then(|()| horizons.map_or(Ok(0), |h| self.store.prune_cells(h)));
+        if let Err(e) = result {
+            self.failures += 1;
+            tracing::error!(error = %e, cells = cells.len(), "checkpoint failed; will retry");
+        }
+        if force || self.last_flush.elapsed() >= self.settings.span_flush_interval {
+            self.last_flush = Instant::now();
+            if let Err(e) = self.spans.flush() {
+                self.failures += 1;
+                tracing::error!(error = %e, "cannot write spans; will retry");
+            }
+        }
+        if self.last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
+            self.last_maintenance = Instant::now();
+            self.maintain();
+        }
+    }
+
+    /// Compacts finished hours and deletes hours past each tenant's retention.
+    pub fn maintain(&mut self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let tenants = match self.spans.tenants() {
+            Ok(t) => t,
+            Err(e) => {
+                self.failures += 1;
+                tracing::error!(error = %e, "cannot list span directories");
+                return;
+            }
+        };
+        for tenant in tenants {
+            let keep =
+                i64::try_from(self.settings.retention_of(&tenant).as_nanos()).unwrap_or(i64::MAX);
+            // Hours are compacted once they are over and no late span is
+            // likely to add a file: one hour after their end.
+            let result = self
+                .spans
+                .expire(&tenant, now.saturating_sub(keep))
+                .and_then(|_| self.spans.compact(&tenant, now - 3_600_000_000_000));
+            if let Err(e) = result {
+                self.failures += 1;
+                tracing::error!(%tenant, error = %e, "span maintenance failed");
+            }
+        }
+    }
+
+    /// Deletes every trace of a tenant.
+    pub fn delete_tenant(&mut self, tenant: &TenantId) -> causeway_store::Result<()> {
+        self.store.delete_tenant(tenant)?;
+        self.spans.delete_tenant(tenant)
+    }
+}
+
+/// A changed cell as a stored row.
+pub(crate) fn to_row<K: SeriesKey>(tenant: &TenantId, family: Family, c: DirtyCell<K>) -> CellRow {
+    let (a, b, kc, kd) = c.key.parts();
+    CellRow {
+        tenant: tenant.clone(),
+        family,
+        a: a.to_owned(),
+        b: b.to_owned(),
+        c: kc,
+        d: kd,
+        resolution: c.resolution.code(),
+        start_ns: c.start_ns,
+        calls: c.calls,
+        errors: c.errors,
+        hist: c.hist,
+        handed_on: c.handed_on,
+    }
+}
+
+/// A stored row as a cell to restore (None if it makes no valid key).
+pub(crate) fn from_row<K: SeriesKey>(r: CellRow) -> Option<DirtyCell<K>> {
+    Some(DirtyCell {
+        key: K::from_parts(&r.a, &r.b, r.c, r.d)?,
+        resolution: Resolution::from_code(r.resolution)?,
+        start_ns: r.start_ns,
+        calls: r.calls,
+        errors: r.errors,
+        hist: r.hist,
+        handed_on: r.handed_on,
+    })
+}

@@ -1,0 +1,162 @@
+//! `causeway replay`: OTLP files through the same ingest path and processor
+//! as `serve`, as fast as the processor takes them, in event time.
+//!
+//! Each file holds OTLP `ExportTraceServiceRequest`s: protobuf (one request
+//! per file), OTLP/JSON (one request per file, or one per line as the
+//! Collector's file exporter writes), optionally gzip-compressed (`.gz`).
+//! The results land in the data directory, where a later `serve` (or query)
+//! finds them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use causeway_model::{TenantId, Transport};
+use causeway_receiver::otlp::body::{Encoding, decompress, json_to_protobuf};
+use causeway_receiver::{Admission, Ingest, ReceiveError, ReceiverMetrics};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+
+use super::wiring::start_processor;
+use crate::config::Config;
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub(crate) struct ReplayReport {
+    pub files: u64,
+    pub requests: u64,
+    pub spans: u64,
+    pub rejected_spans: u64,
+    /// `file[:line]: problem`, for requests that were refused.
+    pub errors: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Replays `files` into `tenant`'s data under the config's data directory.
+pub(crate) async fn replay(
+    config: Config,
+    tenant: TenantId,
+    files: Vec<PathBuf>,
+) -> anyhow::Result<ReplayReport> {
+    let started = Instant::now();
+    let mut registry = Registry::default();
+    let metrics = ReceiverMetrics::register(&mut registry);
+    let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
+    // Nobody queries during a replay; the channel only has to exist.
+    let (_query_tx, query_rx) = mpsc::channel(1);
+    let admission = Admission::new(batch_tx, &config.processors.queue, 1);
+    let ingest = Arc::new(Ingest::new(admission, metrics));
+    let processor = start_processor(&config, batch_rx, query_rx)?;
+    let max_bytes = config.receivers.otlp.largest_request();
+
+    let mut report = ReplayReport::default();
+    for file in &files {
+        report.files += 1;
+        if let Err(e) = replay_file(&ingest, &tenant, file, max_bytes, &mut report).await {
+            report.errors.push(format!("{}: {e:#}", file.display()));
+        }
+    }
+    // Closing the queue lets the processor drain it, write its final
+    // checkpoint and stop.
+    drop(ingest);
+    processor
+        .await
+        .context("the processor thread ended abnormally")?;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+async fn replay_file(
+    ingest: &Ingest,
+    tenant: &TenantId,
+    path: &Path,
+    max_bytes: usize,
+    report: &mut ReplayReport,
+) -> anyhow::Result<()> {
+    let raw = std::fs::read(path).with_context(|| "cannot read the file".to_owned())?;
+    let mut data = Bytes::from(raw);
+    let name = path.to_string_lossy();
+    let name = name.strip_suffix(".gz").map(str::to_owned);
+    if name.is_some() || data.starts_with(&[0x1f, 0x8b]) {
+        data = decompress(data, Encoding::Gzip, max_bytes.saturating_mul(64))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let lower = name
+        .unwrap_or_else(|| path.to_string_lossy().into_owned())
+        .to_ascii_lowercase();
+    let first = data.iter().copied().find(|b| !b.is_ascii_whitespace());
+    let json = lower.ends_with(".json")
+        || lower.ends_with(".jsonl")
+        || lower.ends_with(".ndjson")
+        || first == Some(b'{');
+    if !json {
+        return submit(ingest, tenant, data, None, path, report).await;
+    }
+    // One request per file, or one per line.
+    match json_to_protobuf(&data) {
+        Ok(payload) => submit(ingest, tenant, payload, None, path, report).await,
+        Err(whole) => {
+            let text = std::str::from_utf8(&data).context("OTLP/JSON must be UTF-8")?;
+            let lines: Vec<(usize, &str)> = text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .collect();
+            if lines.len() < 2 {
+                anyhow::bail!("{whole}");
+            }
+            for (i, line) in lines {
+                match json_to_protobuf(line.as_bytes()) {
+                    Ok(payload) => {
+                        submit(ingest, tenant, payload, Some(i + 1), path, report).await?;
+                    }
+                    Err(e) => report
+                        .errors
+                        .push(format!("{}:{}: {e}", path.display(), i + 1)),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Submits one request, waiting while the queue is full: a replay has no
+/// client to push back on, so it slows down to the processor's pace.
+async fn submit(
+    ingest: &Ingest,
+    tenant: &TenantId,
+    payload: Bytes,
+    line: Option<usize>,
+    path: &Path,
+    report: &mut ReplayReport,
+) -> anyhow::Result<()> {
+    loop {
+        match ingest
+            .export(tenant.clone(), Transport::File, payload.clone())
+            .await
+        {
+            Ok(outcome) => {
+                report.requests += 1;
+                report.spans += outcome.accepted;
+                report.rejected_spans += outcome.rejected;
+                if outcome.rejected > 0 {
+                    let at = line.map_or_else(String::new, |l| format!(":{l}"));
+                    report
+                        .errors
+                        .push(format!("{}{at}: {}", path.display(), outcome.message));
+                }
+                return Ok(());
+            }
+            Err(ReceiveError::Overloaded { .. } | ReceiveError::TenantThrottled { .. }) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => {
+                let at = line.map_or_else(String::new, |l| format!(":{l}"));
+                report.errors.push(format!("{}{at}: {e}", path.display()));
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The embedded default [`Store`]: one DuckDB file.
+
+use std::path::Path;
+
+use causeway_model::TenantId;
+use duckdb::{Connection, params};
+
+use crate::error::{Error, Result};
+use crate::{CellRow, Family, ServiceRow, Store};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS cells (
+    tenant     VARCHAR  NOT NULL,
+    family     VARCHAR  NOT NULL,
+    a          VARCHAR  NOT NULL,
+    b          VARCHAR  NOT NULL,
+    c          TINYINT  NOT NULL,
+    d          TINYINT  NOT NULL,
+    resolution UTINYINT NOT NULL,
+    start_ns   BIGINT   NOT NULL,
+    calls      UBIGINT  NOT NULL,
+    errors     UBIGINT  NOT NULL,
+    hist       BLOB     NOT NULL,
+    handed_on  BOOLEAN  NOT NULL,
+    PRIMARY KEY (tenant, family, a, b, c, d, resolution, start_ns)
+);
+CREATE TABLE IF NOT EXISTS services (
+    tenant   VARCHAR NOT NULL,
+    name     VARCHAR NOT NULL,
+    spans    UBIGINT NOT NULL,
+    errors   UBIGINT NOT NULL,
+    first_ns UBIGINT NOT NULL,
+    last_ns  UBIGINT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+-- Checkpoints append here (DuckDB's appender is fast; row-at-a-time upserts
+-- are not), then upsert into `cells` in one statement.
+CREATE TABLE IF NOT EXISTS cells_stage AS SELECT * FROM cells LIMIT 0;
+";
+
+/// DuckDB-backed [`Store`].
+pub struct DuckDbStore {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for DuckDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckDbStore").finish_non_exhaustive()
+    }
+}
+
+impl DuckDbStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// An in-memory database (tests).
+    pub fn in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+}
+
+impl Store for DuckDbStore {
+    fn save_cells(&mut self, rows: &[CellRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM cells_stage", [])?;
+        {
+            let mut appender = tx.appender("cells_stage")?;
+            for r in rows {
+                appender.append_row(params![
+                    r.tenant.as_str(),
+                    r.family.as_str(),
+                    r.a,
+                    r.b,
+                    r.c,
+                    r.d,
+                    r.resolution,
+                    r.start_ns,
+                    r.calls,
+                    r.errors,
+                    r.hist,
+                    r.handed_on,
+                ])?;
+            }
+            appender.flush()?;
+        }
+        tx.execute("INSERT OR REPLACE INTO cells SELECT * FROM cells_stage", [])?;
+        tx.execute("DELETE FROM cells_stage", [])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_cells(&self) -> Result<Vec<CellRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT tenant, family, a, b, c, d, resolution, start_ns, calls, errors, hist, handed_on FROM cells",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                CellRow {
+                    tenant: TenantId::default_tenant(),
+                    family: Family::Red,
+                    a: row.get(2)?,
+                    b: row.get(3)?,
+                    c: row.get(4)?,
+                    d: row.get(5)?,
+                    resolution: row.get(6)?,
+                    start_ns: row.get(7)?,
+                    calls: row.get(8)?,
+                    errors: row.get(9)?,
+                    hist: row.get(10)?,
+                    handed_on: row.get(11)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (tenant, family, mut cell) = row?;
+            cell.tenant = TenantId::new(&tenant).map_err(|e| Error::Corrupt(e.to_string()))?;
+            cell.family = Family::parse(&family)
+                .ok_or_else(|| Error::Corrupt(format!("family {family:?}")))?;
+            out.push(cell);
+        }
+        Ok(out)
+    }
+
+    fn save_services(&mut self, rows: &[ServiceRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt =
+                tx.prepare("INSERT OR REPLACE INTO services VALUES (?, ?, ?, ?, ?, ?)")?;
+            for r in rows {
+                stmt.execute(params![
+                    r.tenant.as_str(),
+                    r.name,
+                    r.spans,
+                    r.errors,
+                    r.first_ns,
+                    r.last_ns
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_services(&self) -> Result<Vec<ServiceRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, name, spans, errors, first_ns, last_ns FROM services")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                ServiceRow {
+                    tenant: TenantId::default_tenant(),
+                    name: row.get(1)?,
+                    spans: row.get(2)?,
+                    errors: row.get(3)?,
+                    first_ns: row.get(4)?,
+                    last_ns: row.get(5)?,
+                },
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (tenant, mut s) = row?;
+            s.tenant = TenantId::new(&tenant).map_err(|e| Error::Corrupt(e.to_string()))?;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    fn prune_cells(&mut self, before_ns: [i64; 3]) -> Result<u64> {
+        let n = self.conn.execute(
+            "DELETE FROM cells WHERE (resolution = 0 AND start_ns < ?) OR (resolution = 1 AND start_ns < ?) OR (resolution = 2 AND start_ns < ?)",
+            params![before_ns[0], before_ns[1], before_ns[2]],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM cells WHERE tenant = ?",
+            params![tenant.as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM services WHERE tenant = ?",
+            params![tenant.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(tenant: &str, start: i64, calls: u64) -> CellRow {
+        CellRow {
+            tenant: TenantId::new(tenant).expect("tenant"),
+            family: Family::Red,
+            a: "checkout".into(),
+            b: "POST /orders".into(),
+            c: 2,
+            d: 0,
+            resolution: 0,
+            start_ns: start,
+            calls,
+            errors: 1,
+            hist: vec![1, 2, 3],
+            handed_on: true,
+        }
+    }
+
+    #[test]
+    fn cells_upsert_reload_prune_and_delete_per_tenant() {
+        let dir = std::env::temp_dir().join(format!("causeway-duck-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("causeway.duckdb");
+        {
+            let mut s = DuckDbStore::open(&path).expect("open");
+            s.save_cells(&[
+                cell("acme", 10, 1),
+                cell("acme", 20, 2),
+                cell("globex", 10, 5),
+            ])
+            .expect("save");
+            s.save_cells(&[cell("acme", 10, 7)]).expect("replace");
+            s.save_services(&[ServiceRow {
+                tenant: TenantId::new("acme").expect("tenant"),
+                name: "checkout".into(),
+                spans: 9,
+                errors: 1,
+                first_ns: 1,
+                last_ns: 2,
+            }])
+            .expect("services");
+        }
+        let mut s = DuckDbStore::open(&path).expect("reopen");
+        let mut cells = s.load_cells().expect("load");
+        cells.sort_by_key(|c| (c.tenant.clone(), c.start_ns));
+        assert_eq!(cells.len(), 3);
+        assert_eq!(cells[0].calls, 7, "replaced, not duplicated");
+        assert_eq!(cells[0].hist, vec![1, 2, 3]);
+        assert_eq!(s.load_services().expect("services")[0].spans, 9);
+        assert_eq!(s.prune_cells([15, 0, 0]).expect("prune"), 2);
+        s.delete_tenant(&TenantId::new("acme").expect("tenant"))
+            .expect("delete");
+        let left = s.load_cells().expect("load");
+        assert!(left.iter().all(|c| c.tenant.as_str() == "globex"));
+        assert!(s.load_services().expect("services").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn large_checkpoints_upsert_in_bulk() {
+        let mut s = DuckDbStore::in_memory().expect("open");
+        let rows: Vec<CellRow> = (0..20_000).map(|i| cell("acme", i, 1)).collect();
+        s.save_cells(&rows).expect("save");
+        let again: Vec<CellRow> = (10_000..30_000).map(|i| cell("acme", i, 2)).collect();
+        s.save_cells(&again).expect("save");
+        let cells = s.load_cells().expect("load");
+        assert_eq!(cells.len(), 30_000);
+        assert_eq!(cells.iter().filter(|c| c.calls == 2).count(), 20_000);
+    }
+}

@@ -1,0 +1,115 @@
+//! Persistence for causeway.
+//!
+//! Entry points: [`Store`], the trait for everything that is not raw spans
+//! (series cells, the service catalog; later anomalies, signals and RCAs),
+//! with [`DuckDbStore`] as the embedded default (a PostgreSQL implementation
+//! fills the same trait for shared deployments); and [`SpanStore`], which
+//! keeps spans as Parquet files per tenant and hour under the data
+//! directory.
+//!
+//! ```text
+//! processor ──cells, services──> Store (DuckDB file: <data_dir>/causeway.duckdb)
+//!           ──span batches────> SpanStore (<data_dir>/spans/tenant=T/hour=YYYY-MM-DDTHH/*.parquet)
+//! ```
+//!
+//! Every row and every file path carries the tenant; deleting a tenant
+//! removes its rows and its directory.
+
+mod duck;
+mod error;
+mod spans;
+
+pub use duck::DuckDbStore;
+pub use error::{Error, Result};
+pub use spans::{SpanStore, SpanStoreSettings};
+
+use causeway_model::TenantId;
+
+/// Which series family a cell belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// RED: a = service, b = operation, c = span kind, d = status code.
+    Red,
+    /// Graph edge: a = client, b = server, c = connection type, d = 0.
+    Edge,
+}
+
+impl Family {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Red => "red",
+            Family::Edge => "edge",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "red" => Some(Family::Red),
+            "edge" => Some(Family::Edge),
+            _ => None,
+        }
+    }
+}
+
+/// One window of one series, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellRow {
+    /// Whose.
+    pub tenant: TenantId,
+    /// RED or edge.
+    pub family: Family,
+    /// Service / client.
+    pub a: String,
+    /// Operation / server.
+    pub b: String,
+    /// Kind / connection type.
+    pub c: i8,
+    /// Status code / 0.
+    pub d: i8,
+    /// 0 base window, 1 minute, 2 hour.
+    pub resolution: u8,
+    /// Window start, unix ns.
+    pub start_ns: i64,
+    /// Spans.
+    pub calls: u64,
+    /// Error spans.
+    pub errors: u64,
+    /// HdrHistogram, V2 serialization.
+    pub hist: Vec<u8>,
+    /// Whether the window was already handed on (sealed).
+    pub handed_on: bool,
+}
+
+/// One service of the catalog, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRow {
+    /// Whose.
+    pub tenant: TenantId,
+    /// `service.name`.
+    pub name: String,
+    /// Spans.
+    pub spans: u64,
+    /// Error spans.
+    pub errors: u64,
+    /// Earliest span start, unix ns.
+    pub first_ns: u64,
+    /// Latest span end, unix ns.
+    pub last_ns: u64,
+}
+
+/// Persistence of everything but raw spans.
+pub trait Store: Send {
+    /// Inserts or replaces cells (by tenant, family, key, resolution, start).
+    fn save_cells(&mut self, rows: &[CellRow]) -> Result<()>;
+    /// Every stored cell.
+    fn load_cells(&self) -> Result<Vec<CellRow>>;
+    /// Inserts or replaces catalog rows.
+    fn save_services(&mut self, rows: &[ServiceRow]) -> Result<()>;
+    /// The whole catalog.
+    fn load_services(&self) -> Result<Vec<ServiceRow>>;
+    /// Deletes cells that start before `before_ns[resolution]`; returns how many.
+    fn prune_cells(&mut self, before_ns: [i64; 3]) -> Result<u64>;
+    /// Deletes everything of one tenant.
+    fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()>;
+}

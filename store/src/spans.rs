@@ -1,0 +1,425 @@
+//! Spans as Parquet files, per tenant and hour.
+//!
+//! Layout: `<root>/tenant=<t>/hour=<YYYY-MM-DDTHH>/<n>.parquet`, hive-style so
+//! the tenant and hour are visible in every path. Batches are buffered per
+//! tenant and written when a tenant holds `flush_rows` spans, on
+//! [`SpanStore::flush`] (periodic, and on shutdown). Files are written under a
+//! temporary name and renamed, so a reader never sees half a file.
+//!
+//! Compaction merges the files of an hour that is over into one; it writes
+//! the merged file, records which files it replaces, renames, then deletes
+//! them, and [`SpanStore::open`] finishes a compaction a crash interrupted,
+//! so spans are neither lost nor duplicated. Retention deletes whole hours.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampNanosecondType;
+use arrow_array::{BooleanArray, RecordBatch};
+use causeway_model::TenantId;
+use causeway_model::schema::{col, span_schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{Error, Result};
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// Settings of a [`SpanStore`].
+#[derive(Debug, Clone, Copy)]
+pub struct SpanStoreSettings {
+    /// Spans buffered per tenant before a file is written.
+    pub flush_rows: usize,
+}
+
+impl Default for SpanStoreSettings {
+    fn default() -> Self {
+        Self { flush_rows: 65_536 }
+    }
+}
+
+/// Parquet span files under one directory.
+#[derive(Debug)]
+pub struct SpanStore {
+    root: PathBuf,
+    settings: SpanStoreSettings,
+    buffers: HashMap<TenantId, (Vec<RecordBatch>, usize)>,
+    seq: u64,
+}
+
+impl SpanStore {
+    /// Opens `root`, finishing any compaction a crash interrupted.
+    pub fn open(root: &Path, settings: SpanStoreSettings) -> Result<Self> {
+        fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        let store = Self {
+            root: root.to_owned(),
+            settings,
+            buffers: HashMap::new(),
+            seq: 0,
+        };
+        for tenant_dir in read_dirs(root)? {
+            for hour_dir in read_dirs(&tenant_dir)? {
+                store.recover(&hour_dir)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The directory of one tenant's spans (it may not exist yet).
+    pub fn tenant_dir(&self, tenant: &TenantId) -> PathBuf {
+        self.root.join(format!("tenant={}", tenant.as_str()))
+    }
+
+    /// Buffers a batch (span schema) of `tenant`; writes when enough is buffered.
+    pub fn append(&mut self, tenant: &TenantId, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let entry = self.buffers.entry(tenant.clone()).or_default();
+        entry.1 += batch.num_rows();
+        entry.0.push(batch);
+        if entry.1 >= self.settings.flush_rows {
+            self.flush_tenant(tenant)?;
+        }
+        Ok(())
+    }
+
+    /// Batches of `tenant` not yet written (queries read them too).
+    pub fn buffered(&self, tenant: &TenantId) -> Vec<RecordBatch> {
+        self.buffers
+            .get(tenant)
+            .map(|(b, _)| b.clone())
+            .unwrap_or_default()
+    }
+
+    /// Writes every buffer.
+    pub fn flush(&mut self) -> Result<()> {
+        let tenants: Vec<TenantId> = self.buffers.keys().cloned().collect();
+        for t in tenants {
+            self.flush_tenant(&t)?;
+        }
+        Ok(())
+    }
+
+    fn flush_tenant(&mut self, tenant: &TenantId) -> Result<()> {
+        let Some((batches, _)) = self.buffers.remove(tenant) else {
+            return Ok(());
+        };
+        // Split by the hour each span starts in.
+        let mut by_hour: HashMap<i64, Vec<RecordBatch>> = HashMap::new();
+        for batch in &batches {
+            for (hour, part) in split_by_hour(batch)? {
+                by_hour.entry(hour).or_default().push(part);
+            }
+        }
+        for (hour, parts) in by_hour {
+            let dir = self
+                .tenant_dir(tenant)
+                .join(format!("hour={}", hour_label(hour)));
+            fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            self.seq += 1;
+            let name = format!("{}-{}.parquet", now_ms(), self.seq);
+            write_file(&dir.join(&name), &parts)?;
+        }
+        Ok(())
+    }
+
+    /// Every Parquet file of `tenant`.
+    pub fn files(&self, tenant: &TenantId) -> Result<Vec<PathBuf>> {
+        let mut out = Vec::new();
+        let dir = self.tenant_dir(tenant);
+        if !dir.exists() {
+            return Ok(out);
+        }
+        for hour in read_dirs(&dir)? {
+            out.extend(parquet_files(&hour)?);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Merges the files of each finished hour (`hour end <= before_ns`) into
+    /// one. Returns how many files were merged away.
+    pub fn compact(&mut self, tenant: &TenantId, before_ns: i64) -> Result<usize> {
+        let dir = self.tenant_dir(tenant);
+        if !dir.exists() {
+            return Ok(0);
+        }
+        let mut merged = 0;
+        for hour_dir in read_dirs(&dir)? {
+            let Some(start) = parse_hour(&hour_dir) else {
+                continue;
+            };
+            if start + HOUR_NS > before_ns {
+                continue;
+            }
+            let files = parquet_files(&hour_dir)?;
+            if files.len() < 2 {
+                continue;
+            }
+            let mut batches = Vec::new();
+            for f in &files {
+                batches.extend(read_file(f)?);
+            }
+            self.seq += 1;
+            let target = hour_dir.join(format!("{}-{}-compacted.parquet", now_ms(), self.seq));
+            let tmp = with_suffix(&target, ".tmp");
+            write_plain(&tmp, &batches)?;
+            // Record what the new file replaces before it becomes visible.
+            let sources = with_suffix(&target, ".sources");
+            let list: Vec<String> = files
+                .iter()
+                .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect();
+            fs::write(&sources, list.join("\n")).map_err(|e| Error::io(&sources, e))?;
+            fs::rename(&tmp, &target).map_err(|e| Error::io(&target, e))?;
+            self.recover(&hour_dir)?;
+            merged += files.len();
+        }
+        Ok(merged)
+    }
+
+    /// Completes or rolls back an interrupted compaction in `hour_dir`.
+    fn recover(&self, hour_dir: &Path) -> Result<()> {
+        for entry in fs::read_dir(hour_dir).map_err(|e| Error::io(hour_dir, e))? {
+            let path = entry.map_err(|e| Error::io(hour_dir, e))?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(target) = name.strip_suffix(".sources") {
+                if hour_dir.join(target).exists() {
+                    // The merged file is in place: the sources go.
+                    let list = fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                    for source in list.lines().filter(|l| !l.is_empty()) {
+                        let p = hour_dir.join(source);
+                        if p.exists() {
+                            fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                        }
+                    }
+                }
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            } else if name.ends_with(".tmp") {
+                // A write that never completed; its data is still in the
+                // sources (compaction) or was never acknowledged as stored.
+                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the hours of `tenant` that ended before `before_ns`.
+    pub fn expire(&mut self, tenant: &TenantId, before_ns: i64) -> Result<usize> {
+        let dir = self.tenant_dir(tenant);
+        if !dir.exists() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for hour_dir in read_dirs(&dir)? {
+            if parse_hour(&hour_dir).is_some_and(|start| start + HOUR_NS <= before_ns) {
+                fs::remove_dir_all(&hour_dir).map_err(|e| Error::io(&hour_dir, e))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Tenants with files or buffers.
+    pub fn tenants(&self) -> Result<Vec<TenantId>> {
+        let mut out: Vec<TenantId> = self.buffers.keys().cloned().collect();
+        for dir in read_dirs(&self.root)? {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(t) = name
+                .strip_prefix("tenant=")
+                .and_then(|t| TenantId::new(t).ok())
+            {
+                out.push(t);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Deletes every span of `tenant`, buffered or written.
+    pub fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
+        self.buffers.remove(tenant);
+        let dir = self.tenant_dir(tenant);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.file_type().map_err(|e| Error::io(dir, e))?.is_dir() {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `YYYY-MM-DDTHH` (UTC) of an hour start.
+fn hour_label(start_ns: i64) -> String {
+    let secs = u64::try_from(start_ns.div_euclid(1_000_000_000)).unwrap_or(0);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let s = humantime_rfc3339(t);
+    s[..13].to_owned()
+}
+
+fn humantime_rfc3339(t: std::time::SystemTime) -> String {
+    // RFC 3339 without a date crate: days from the civil calendar.
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days → (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) → days since the epoch.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The hour start of an `hour=YYYY-MM-DDTHH` directory.
+fn parse_hour(dir: &Path) -> Option<i64> {
+    let name = dir.file_name()?.to_str()?;
+    let label = name.strip_prefix("hour=")?;
+    let (date, hour) = label.split_once('T')?;
+    let mut parts = date.split('-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    let h: i64 = hour.parse().ok()?;
+    Some((days_from_civil(y, m, d) * 24 + h) * HOUR_NS)
+}
+
+/// Splits a batch by the hour its spans start in.
+fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
+    let start = batch
+        .column_by_name(col::START_TIME)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| Error::Corrupt("span batch without start_time".into()))?;
+    let hour = |i: usize| start.value(i).div_euclid(HOUR_NS) * HOUR_NS;
+    let first = hour(0);
+    if (1..start.len()).all(|i| hour(i) == first) {
+        return Ok(vec![(first, batch.clone())]);
+    }
+    let mut hours: Vec<i64> = (0..start.len()).map(hour).collect();
+    hours.sort_unstable();
+    hours.dedup();
+    let mut out = Vec::new();
+    for h in hours {
+        let mask: BooleanArray = (0..start.len()).map(|i| Some(hour(i) == h)).collect();
+        out.push((h, arrow_select::filter::filter_record_batch(batch, &mask)?));
+    }
+    Ok(out)
+}
+
+fn writer_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
+
+/// Writes under a temporary name, then renames.
+fn write_file(path: &Path, batches: &[RecordBatch]) -> Result<()> {
+    let tmp = with_suffix(path, ".tmp");
+    write_plain(&tmp, batches)?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn write_plain(path: &Path, batches: &[RecordBatch]) -> Result<()> {
+    let file = fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, span_schema(), Some(writer_props()))?;
+    for b in batches {
+        writer.write(b)?;
+    }
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Reads a span file back.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    let schema = span_schema();
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b?;
+        // Files carry the span schema; re-attach ours so timezone and
+        // dictionary types compare equal everywhere.
+        out.push(RecordBatch::try_new(
+            Arc::clone(&schema),
+            b.columns().to_vec(),
+        )?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

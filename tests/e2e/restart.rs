@@ -1,0 +1,172 @@
+//! Stop and start: series, graph, catalog and spans are all still there.
+//! And `causeway replay` puts files into the same stores `serve` reads.
+
+use bytes::Bytes;
+use causeway_benches::{Workload, WorkloadConfig};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use serde_json::json;
+
+use crate::harness::{Options, Scratch, Server, binary, grpc};
+
+fn spans_in(req: &ExportTraceServiceRequest) -> u64 {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
+}
+
+/// Everything the API says about the data, in a comparable form.
+async fn everything(
+    server: &Server,
+) -> (serde_json::Value, serde_json::Value, serde_json::Value, i64) {
+    let range = "from=0&to=4102444800000";
+    let (s, red) = server.get(&format!("/api/v1/red?{range}"), None).await;
+    assert_eq!(s, 200, "{red}");
+    let (s, graph) = server.get(&format!("/api/v1/graph?{range}"), None).await;
+    assert_eq!(s, 200, "{graph}");
+    let (s, services) = server.get("/api/v1/services", None).await;
+    assert_eq!(s, 200, "{services}");
+    let (s, sql) = server
+        .post_json(
+            "/api/v1/query",
+            None,
+            &json!({"sql": "SELECT count(*) AS n FROM spans"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{sql}");
+    let sql: serde_json::Value = serde_json::from_str(&sql).expect("json");
+    let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).expect("json");
+    (
+        parse(&red),
+        parse(&graph),
+        parse(&services),
+        sql["rows"][0]["n"].as_i64().expect("count"),
+    )
+}
+
+fn total_calls(red: &serde_json::Value) -> u64 {
+    red["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|s| s["calls"].as_u64().expect("calls"))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_graph_catalog_and_spans_survive_a_restart() {
+    let mut server = Server::start("");
+    let mut workload = Workload::new(WorkloadConfig::default());
+    let mut sent = 0u64;
+    for _ in 0..6 {
+        let req = workload.batch(400);
+        sent += spans_in(&req);
+        grpc::export(server.grpc, Bytes::from(req.encode_to_vec()), None, false)
+            .await
+            .expect("export");
+    }
+    let before = everything(&server).await;
+    assert_eq!(total_calls(&before.0), sent);
+    assert_eq!(before.3, i64::try_from(sent).expect("fits"));
+    assert!(
+        !before.1["edges"].as_array().expect("edges").is_empty(),
+        "{}",
+        before.1
+    );
+
+    let status = server.terminate();
+    assert!(status.success(), "{}", server.log());
+    server.restart();
+    let after = everything(&server).await;
+    assert_eq!(after.0, before.0, "RED series differ after restart");
+    assert_eq!(after.1, before.1, "graph differs after restart");
+    assert_eq!(after.2, before.2, "catalog differs after restart");
+    assert_eq!(after.3, before.3, "spans differ after restart");
+
+    // New data adds to the restored state.
+    let req = workload.batch(100);
+    let more = spans_in(&req);
+    grpc::export(server.grpc, Bytes::from(req.encode_to_vec()), None, false)
+        .await
+        .expect("export");
+    let (red, _, _, n) = everything(&server).await;
+    assert_eq!(total_calls(&red), sent + more);
+    assert_eq!(n, i64::try_from(sent + more).expect("fits"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_files_are_what_serve_then_shows() {
+    let scratch = Scratch::new("replay");
+    let data = scratch.0.join("data");
+    let mut workload = Workload::new(WorkloadConfig::default());
+    let mut sent = 0u64;
+    // A protobuf file, a gzipped protobuf file, a JSON file and a JSON-lines
+    // file (the Collector's file exporter format).
+    let proto = scratch.0.join("a.pb");
+    let req = workload.batch(300);
+    sent += spans_in(&req);
+    std::fs::write(&proto, req.encode_to_vec()).expect("write");
+    let gz = scratch.0.join("b.pb.gz");
+    let req = workload.batch(300);
+    sent += spans_in(&req);
+    {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&req.encode_to_vec()).expect("gzip");
+        std::fs::write(&gz, enc.finish().expect("gzip")).expect("write");
+    }
+    let json_file = scratch.0.join("c.json");
+    let req = workload.batch(300);
+    sent += spans_in(&req);
+    std::fs::write(&json_file, serde_json::to_vec_pretty(&req).expect("json")).expect("write");
+    let lines = scratch.0.join("d.jsonl");
+    let mut text = String::new();
+    for _ in 0..3 {
+        let req = workload.batch(200);
+        sent += spans_in(&req);
+        text.push_str(&serde_json::to_string(&req).expect("json"));
+        text.push('\n');
+    }
+    std::fs::write(&lines, text).expect("write");
+
+    let out = std::process::Command::new(binary())
+        .args(["replay", "--data-dir"])
+        .arg(&data)
+        .args([&proto, &gz, &json_file, &lines])
+        .output()
+        .expect("run replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("{sent} span(s)")), "{stderr}");
+
+    let server = Server::start_opts(Options {
+        data_dir: Some(data.clone()),
+        ..Options::default()
+    });
+    let (red, graph, services, n) = everything(&server).await;
+    assert_eq!(total_calls(&red), sent);
+    assert_eq!(n, i64::try_from(sent).expect("fits"));
+    assert!(!graph["edges"].as_array().expect("edges").is_empty());
+    assert!(
+        services["services"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+    );
+    drop(server);
+
+    // A bad file is reported with its name; the others still go in.
+    let bad = scratch.0.join("bad.json");
+    std::fs::write(&bad, "{\"resourceSpans\": 7}").expect("write");
+    let out = std::process::Command::new(binary())
+        .args(["replay", "--data-dir"])
+        .arg(scratch.0.join("data2"))
+        .args([&bad, &proto])
+        .output()
+        .expect("run replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("bad.json"), "{stderr}");
+    assert!(stderr.contains("1 request(s)"), "{stderr}");
+}
