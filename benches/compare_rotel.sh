@@ -18,7 +18,9 @@ SECS="${1:-15}"
 WORK="${ROTEL_DIR:-$HOME/.cache/causeway/rotel}"
 mkdir -p "$WORK"
 
-cargo build --release --locked --bin causeway -p causeway --bin loadgen -p causeway-benches >&2
+# --workspace: the same feature set as `cargo test --workspace`, so nothing
+# is rebuilt for a different one.
+cargo build --release --locked --workspace --bins >&2
 TARGET="${CARGO_TARGET_DIR:-target}"
 CW="$TARGET/release/causeway"
 LG="$TARGET/release/loadgen"

@@ -93,6 +93,13 @@ pub enum Query {
         /// Where the answer goes.
         reply: oneshot::Sender<MetricsSnapshot>,
     },
+    /// Deletes everything of a tenant: series, graph, catalog, spans.
+    DeleteTenant {
+        /// Whose.
+        tenant: TenantId,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<causeway_store::Result<()>>,
+    },
     /// What a SQL query over a tenant reads.
     Snapshot {
         /// Whose.
@@ -242,5 +249,12 @@ impl QueryHandle {
     /// Cumulative span and service graph metrics of `tenant`.
     pub async fn metrics(&self, tenant: TenantId) -> Result<MetricsSnapshot> {
         self.ask(|reply| Query::Metrics { tenant, reply }).await
+    }
+
+    /// Deletes everything `tenant` has: series, graph, catalog and spans, in
+    /// memory and on disk. Spans queued before this call are deleted too.
+    pub async fn delete_tenant(&self, tenant: TenantId) -> Result<causeway_store::Result<()>> {
+        self.ask(|reply| Query::DeleteTenant { tenant, reply })
+            .await
     }
 }

@@ -254,6 +254,16 @@ impl ProcessorStage {
                     .unwrap_or_default();
                 let _ = reply.send(rows);
             }
+            Query::DeleteTenant { tenant, reply } => {
+                self.tenants.remove(&tenant);
+                self.catalog.delete_tenant(&tenant);
+                let outcome = self.persist.delete_tenant(&tenant);
+                match &outcome {
+                    Ok(()) => tracing::warn!(%tenant, "deleted every record of the tenant"),
+                    Err(e) => tracing::error!(%tenant, error = %e, "deleting the tenant failed"),
+                }
+                let _ = reply.send(outcome);
+            }
             Query::Metrics { tenant, reply } => {
                 let mut snap = MetricsSnapshot::default();
                 if let Some(state) = self.tenants.get(&tenant) {

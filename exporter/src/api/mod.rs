@@ -15,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use causeway_model::TenantId;
 use causeway_processor::{QueryHandle, SqlEngine};
 use causeway_receiver::Authenticator;
@@ -64,6 +64,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/red", get(red::red))
         .route("/api/v1/graph", get(red::graph))
         .route("/api/v1/query", post(sql::query))
+        .route("/api/v1/data", delete(services::delete_data))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),

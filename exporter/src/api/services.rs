@@ -54,3 +54,35 @@ pub(super) async fn list(
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
+
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct DeleteParams {
+    confirm: Option<String>,
+}
+
+/// `DELETE /api/v1/data?confirm=<tenant>`: deletes every record of the
+/// caller's tenant (series, graph, catalog, spans). The tenant's name must be
+/// repeated in `confirm`, so a stray request cannot do it.
+pub(super) async fn delete_data(
+    State(state): State<Arc<ApiState>>,
+    Extension(Caller(tenant)): Extension<Caller>,
+    axum::extract::Query(params): axum::extract::Query<DeleteParams>,
+) -> Response {
+    if params.confirm.as_deref() != Some(tenant.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "deleting a tenant's data needs ?confirm=<tenant name>",
+        );
+    }
+    match state.processor.delete_tenant(tenant.clone()).await {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(%tenant, error = %e, "tenant delete failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("deleting failed part-way: {e}; retry"),
+            )
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}

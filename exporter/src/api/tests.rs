@@ -424,3 +424,48 @@ async fn metrics_carry_span_and_service_graph_series_in_collector_names() {
     let (_, other) = get(&api, "/metrics", Some("kg")).await;
     assert!(!other.contains("service_name=\"frontend\""), "{other}");
 }
+
+async fn delete(api: &Api, path: &str, key: &str) -> StatusCode {
+    api.router
+        .clone()
+        .oneshot(
+            Request::delete(path)
+                .header("authorization", format!("Bearer {key}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_deletes_its_own_data_and_only_its_own() {
+    let api = api();
+    send_workload(&api, "acme", 300).await;
+    let g = send_workload(&api, "globex", 200).await;
+    let count = r#"{"sql": "SELECT count(*) AS n FROM spans"}"#;
+    assert_eq!(
+        delete(&api, "/api/v1/data", "ka").await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        delete(&api, "/api/v1/data?confirm=globex", "ka").await,
+        StatusCode::BAD_REQUEST,
+        "a tenant cannot name another"
+    );
+    assert_eq!(
+        delete(&api, "/api/v1/data?confirm=acme", "ka").await,
+        StatusCode::NO_CONTENT
+    );
+    let (_, _, body) = post(&api, "/api/v1/query", Some("ka"), None, count).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["rows"][0]["n"], 0);
+    let (_, body) = get(&api, "/api/v1/services", Some("ka")).await;
+    assert!(body.contains("\"services\":[]"), "{body}");
+    let (_, body) = get(&api, "/api/v1/red?from=0&to=4102444800000", Some("ka")).await;
+    assert!(body.contains("\"series\":[]"), "{body}");
+    let (_, _, body) = post(&api, "/api/v1/query", Some("kg"), None, count).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["rows"][0]["n"], g, "globex is untouched");
+}
