@@ -14,6 +14,7 @@
 
 mod catalog;
 pub mod config;
+pub mod detect;
 mod error;
 pub mod graph;
 pub mod kernels;

@@ -1,0 +1,365 @@
+//! Anomaly detection over sealed windows: a robust baseline per series and
+//! metric, learned online, and a detector that reports a shift with its
+//! onset (the change point, not the moment it was noticed).
+//!
+//! Kernels here are pure: they take sealed window statistics and return
+//! findings; the stage decides what to feed them and where findings go.
+//!
+//! ```text
+//! Sealed window ─> SeriesDetector ─┬─ latency p50/p90/p99: robust z vs median/MAD of recent windows
+//!                                  └─ error ratio: binomial z vs the baseline ratio
+//! ```
+//!
+//! Guards against paging on noise: a minimum number of calls per window, a
+//! warm-up before anything is reported, a relative-change floor besides the
+//! z-score (a 2 ms service that becomes 2.2 ms is not an incident however
+//! steady it was), and anomalous windows are kept out of the baseline so a
+//! long fault does not become the new normal.
+
+mod baseline;
+#[cfg(test)]
+mod tests;
+
+pub use baseline::Baseline;
+
+use std::collections::VecDeque;
+
+use crate::series::CellStats;
+
+/// What is measured per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// Median duration.
+    LatencyP50,
+    /// 90th percentile duration.
+    LatencyP90,
+    /// 99th percentile duration.
+    LatencyP99,
+    /// Errors / calls.
+    ErrorRatio,
+}
+
+impl Metric {
+    /// Every metric, in a fixed order.
+    pub const ALL: [Metric; 4] = [
+        Metric::LatencyP50,
+        Metric::LatencyP90,
+        Metric::LatencyP99,
+        Metric::ErrorRatio,
+    ];
+
+    /// The stable name (API, storage).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::LatencyP50 => "latency_p50",
+            Metric::LatencyP90 => "latency_p90",
+            Metric::LatencyP99 => "latency_p99",
+            Metric::ErrorRatio => "error_ratio",
+        }
+    }
+
+    fn value(self, s: &CellStats) -> f64 {
+        match self {
+            Metric::LatencyP50 => s.p50_us as f64,
+            Metric::LatencyP90 => s.p90_us as f64,
+            Metric::LatencyP99 => s.p99_us as f64,
+            Metric::ErrorRatio => {
+                if s.calls == 0 {
+                    0.0
+                } else {
+                    s.errors as f64 / s.calls as f64
+                }
+            }
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Detector settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DetectSettings {
+    /// Windows a baseline remembers.
+    pub history: usize,
+    /// Windows seen before anything is reported.
+    pub warmup: usize,
+    /// Calls a window needs to count, for latency (quantiles of a handful of
+    /// spans are noise).
+    pub min_calls: u64,
+    /// Robust z-score that opens an anomaly.
+    pub z_open: f64,
+    /// Robust z-score that still counts as anomalous (onset search and
+    /// recovery).
+    pub z_hold: f64,
+    /// Latency must also be this many times the baseline median.
+    pub min_latency_ratio: f64,
+    /// Errors a window needs before an error anomaly opens.
+    pub min_errors: u64,
+    /// The error ratio must also exceed the baseline's by this much.
+    pub min_error_ratio_delta: f64,
+    /// Normal windows in a row that close an anomaly.
+    pub quiet_windows: usize,
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        Self {
+            history: 180,
+            warmup: 12,
+            min_calls: 10,
+            z_open: 6.0,
+            z_hold: 3.0,
+            min_latency_ratio: 1.5,
+            min_errors: 3,
+            min_error_ratio_delta: 0.05,
+            quiet_windows: 6,
+        }
+    }
+}
+
+/// A finding about one metric of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// Which metric.
+    pub metric: Metric,
+    /// Start of the first window of the shift, unix ns.
+    pub onset_ns: i64,
+    /// Start of the window that confirmed it, unix ns.
+    pub detected_ns: i64,
+    /// The metric in that window (µs for latency, a ratio for errors).
+    pub observed: f64,
+    /// The baseline (median) it is compared with.
+    pub expected: f64,
+    /// Robust z-score (how many spreads away).
+    pub score: f64,
+}
+
+/// A change of state of one metric of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The metric shifted.
+    Opened(Finding),
+    /// Still shifted; the newest window's figures.
+    Ongoing(Finding),
+    /// Back to normal since the given window start.
+    Resolved {
+        /// Which metric.
+        metric: Metric,
+        /// First normal window of the quiet run, unix ns.
+        since_ns: i64,
+    },
+}
+
+/// One recent window, kept for the onset search.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    start_ns: i64,
+    stats: CellStats,
+}
+
+/// State of one metric.
+#[derive(Debug, Clone, Default)]
+struct MetricState {
+    baseline: Baseline,
+    /// Open anomaly: its onset, and normal windows seen in a row since.
+    open: Option<(i64, usize)>,
+}
+
+/// Detection state of one series (one RED key or one edge).
+#[derive(Debug, Clone)]
+pub struct SeriesDetector {
+    metrics: [MetricState; 4],
+    recent: VecDeque<Recent>,
+    seen: usize,
+}
+
+/// Windows kept for the onset search.
+const RECENT: usize = 30;
+
+impl SeriesDetector {
+    /// A fresh detector.
+    pub fn new(settings: &DetectSettings) -> Self {
+        let state = || MetricState {
+            baseline: Baseline::new(settings.history),
+            open: None,
+        };
+        Self {
+            metrics: [state(), state(), state(), state()],
+            recent: VecDeque::with_capacity(RECENT),
+            seen: 0,
+        }
+    }
+
+    /// Feeds the next sealed window (in start order) and returns what changed.
+    pub fn observe(
+        &mut self,
+        settings: &DetectSettings,
+        start_ns: i64,
+        stats: CellStats,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        let warm = self.seen >= settings.warmup;
+        for metric in Metric::ALL {
+            let Some(z) = self.score(settings, metric, &stats) else {
+                continue;
+            };
+            let state = &mut self.metrics[metric.index()];
+            let expected = state.baseline.median();
+            let observed = metric.value(&stats);
+            let shifted = warm && opens(settings, metric, &stats, z, expected);
+            match state.open {
+                None if shifted => {
+                    let onset = onset(settings, metric, &state.baseline, &self.recent, start_ns);
+                    state.open = Some((onset, 0));
+                    events.push(Event::Opened(Finding {
+                        metric,
+                        onset_ns: onset,
+                        detected_ns: start_ns,
+                        observed,
+                        expected,
+                        score: z,
+                    }));
+                }
+                None => {
+                    // Only normal windows teach the baseline, once it has
+                    // learned enough to say what normal is.
+                    if z < settings.z_open || state.baseline.len() < settings.warmup {
+                        state.baseline.push(observed);
+                    }
+                }
+                Some((onset, quiet)) => {
+                    if z < settings.z_hold {
+                        let quiet = quiet + 1;
+                        if quiet >= settings.quiet_windows {
+                            state.open = None;
+                            // The quiet run began `quiet - 1` windows ago.
+                            let since = if quiet == 1 {
+                                start_ns
+                            } else {
+                                self.recent
+                                    .iter()
+                                    .rev()
+                                    .nth(quiet - 2)
+                                    .map_or(start_ns, |r| r.start_ns)
+                            };
+                            events.push(Event::Resolved {
+                                metric,
+                                since_ns: since,
+                            });
+                        } else {
+                            state.open = Some((onset, quiet));
+                        }
+                    } else {
+                        state.open = Some((onset, 0));
+                        events.push(Event::Ongoing(Finding {
+                            metric,
+                            onset_ns: onset,
+                            detected_ns: start_ns,
+                            observed,
+                            expected,
+                            score: z,
+                        }));
+                    }
+                }
+            }
+        }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(Recent { start_ns, stats });
+        self.seen += 1;
+        events
+    }
+
+    /// Whether any metric is anomalous now.
+    pub fn is_open(&self) -> bool {
+        self.metrics.iter().any(|m| m.open.is_some())
+    }
+
+    /// The score of `stats` for `metric` against its baseline, or `None`
+    /// when the window has too little volume to say anything.
+    fn score(&self, settings: &DetectSettings, metric: Metric, stats: &CellStats) -> Option<f64> {
+        score(
+            settings,
+            metric,
+            &self.metrics[metric.index()].baseline,
+            stats,
+        )
+    }
+}
+
+fn score(
+    settings: &DetectSettings,
+    metric: Metric,
+    baseline: &Baseline,
+    stats: &CellStats,
+) -> Option<f64> {
+    match metric {
+        Metric::ErrorRatio => {
+            if stats.calls == 0 {
+                return None;
+            }
+            // Binomial z against the baseline ratio, with a prior of one
+            // error in a hundred calls so a spotless history does not make
+            // a single error infinitely surprising.
+            let p0 = ((baseline.median() * 100.0) + 1.0) / 101.0;
+            let p0 = p0.clamp(1e-4, 0.999);
+            let n = stats.calls as f64;
+            let z = (stats.errors as f64 - n * p0) / (n * p0 * (1.0 - p0)).sqrt();
+            Some(z)
+        }
+        _ => {
+            if stats.calls < settings.min_calls {
+                return None;
+            }
+            if baseline.is_empty() {
+                return Some(0.0);
+            }
+            Some(baseline.robust_z(metric.value(stats)))
+        }
+    }
+}
+
+/// Whether a window with score `z` opens an anomaly.
+fn opens(
+    settings: &DetectSettings,
+    metric: Metric,
+    stats: &CellStats,
+    z: f64,
+    expected: f64,
+) -> bool {
+    if z < settings.z_open {
+        return false;
+    }
+    let observed = metric.value(stats);
+    match metric {
+        Metric::ErrorRatio => {
+            stats.errors >= settings.min_errors
+                && observed - expected >= settings.min_error_ratio_delta
+        }
+        _ => observed >= expected * settings.min_latency_ratio,
+    }
+}
+
+/// The change point: walking back from the newest window, the earliest of
+/// the consecutive windows that were already shifted (`z >= z_hold`).
+fn onset(
+    settings: &DetectSettings,
+    metric: Metric,
+    baseline: &Baseline,
+    recent: &VecDeque<Recent>,
+    detected_ns: i64,
+) -> i64 {
+    let mut onset = detected_ns;
+    for r in recent.iter().rev() {
+        match score(settings, metric, baseline, &r.stats) {
+            Some(z) if z >= settings.z_hold => onset = r.start_ns,
+            // A thin window (too few calls to score) does not break the run.
+            None => {}
+            Some(_) => break,
+        }
+    }
+    onset
+}
