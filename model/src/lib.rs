@@ -8,10 +8,12 @@
 //! receiver ──TraceBatch (OTLP protobuf bytes + per-service counts)──> processor
 //! ```
 
+pub mod anomaly;
 mod batch;
 pub mod schema;
 mod tenant;
 pub mod wire;
 
+pub use anomaly::{Anomaly, Incident, IncidentState, Severity, Subject};
 pub use batch::{Lease, QueuedBatch, ServiceCount, TraceBatch, Transport};
 pub use tenant::{TenantId, TenantIdError};

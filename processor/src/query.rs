@@ -1,6 +1,6 @@
 //! Questions the API asks the processor, and the answers' shapes.
 
-use causeway_model::TenantId;
+use causeway_model::{Anomaly, Incident, TenantId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::ServiceStats;
@@ -92,6 +92,33 @@ pub enum Query {
         tenant: TenantId,
         /// Where the answer goes.
         reply: oneshot::Sender<MetricsSnapshot>,
+    },
+    /// Anomalies of a tenant active in `[from, to)`, newest first.
+    Anomalies {
+        /// Whose.
+        tenant: TenantId,
+        /// Range start, ns.
+        from_ns: i64,
+        /// Range end, ns.
+        to_ns: i64,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<Anomaly>>,
+    },
+    /// Incidents of a tenant, newest first.
+    Incidents {
+        /// Whose.
+        tenant: TenantId,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<Incident>>,
+    },
+    /// One incident of a tenant with its anomalies.
+    Incident {
+        /// Whose.
+        tenant: TenantId,
+        /// Which.
+        id: u64,
+        /// Where the answer goes (None: no such incident for this tenant).
+        reply: oneshot::Sender<Option<(Incident, Vec<Anomaly>)>>,
     },
     /// Deletes everything of a tenant: series, graph, catalog, spans.
     DeleteTenant {
@@ -255,6 +282,37 @@ impl QueryHandle {
     /// memory and on disk. Spans queued before this call are deleted too.
     pub async fn delete_tenant(&self, tenant: TenantId) -> Result<causeway_store::Result<()>> {
         self.ask(|reply| Query::DeleteTenant { tenant, reply })
+            .await
+    }
+
+    /// Anomalies of `tenant` active in `[from, to)`.
+    pub async fn anomalies(
+        &self,
+        tenant: TenantId,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<Anomaly>> {
+        self.ask(|reply| Query::Anomalies {
+            tenant,
+            from_ns,
+            to_ns,
+            reply,
+        })
+        .await
+    }
+
+    /// Incidents of `tenant`, newest first.
+    pub async fn incidents(&self, tenant: TenantId) -> Result<Vec<Incident>> {
+        self.ask(|reply| Query::Incidents { tenant, reply }).await
+    }
+
+    /// One incident of `tenant` with its anomalies.
+    pub async fn incident(
+        &self,
+        tenant: TenantId,
+        id: u64,
+    ) -> Result<Option<(Incident, Vec<Anomaly>)>> {
+        self.ask(|reply| Query::Incident { tenant, id, reply })
             .await
     }
 }

@@ -1,6 +1,7 @@
 //! The processor stage: one task that owns all per-tenant state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_model::{QueuedBatch, TenantId};
@@ -8,6 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
 use crate::config::SpansConfig;
+use crate::detect::{DetectSettings, IncidentSettings, TenantDetection};
 use crate::graph::{EdgeKey, GraphState};
 use crate::kernels::otlp_to_arrow::otlp_to_arrow;
 use crate::persist::{Persistence, from_row, to_row};
@@ -26,6 +28,7 @@ struct TenantState {
     red: SeriesSet<RedKey>,
     edges: SeriesSet<EdgeKey>,
     graph: GraphState,
+    detect: TenantDetection,
 }
 
 /// Consumes the ingest queue and answers queries.
@@ -152,6 +155,10 @@ impl ProcessorStage {
                 red: SeriesSet::new(config.red_settings()),
                 edges: SeriesSet::new(config.edge_settings()),
                 graph: GraphState::new(config.graph_settings()),
+                detect: TenantDetection::new(
+                    DetectSettings::default(),
+                    IncidentSettings::default(),
+                ),
             })
     }
 
@@ -173,6 +180,7 @@ impl ProcessorStage {
         let tenant = batch.tenant.clone();
         self.persist.append_spans(&tenant, spans.clone());
         let state = self.tenant(&tenant);
+        state.detect.recent.push(spans.clone());
         let result = red::record_batch(&mut state.red, &spans)
             .and_then(|()| state.graph.record_batch(&mut state.edges, &spans));
         if let Err(e) = result {
@@ -207,8 +215,18 @@ impl ProcessorStage {
     /// Seals windows the watermark has passed.
     fn advance(&mut self) {
         for state in self.tenants.values_mut() {
-            self.sealed_windows += state.red.advance().len() as u64;
-            state.edges.advance();
+            let red = state.red.advance();
+            let edges = state.edges.advance();
+            self.sealed_windows += red.len() as u64;
+            if !red.is_empty() || !edges.is_empty() {
+                let links: HashSet<(Arc<str>, Arc<str>)> = state
+                    .edges
+                    .keys()
+                    .map(|k| (Arc::clone(&k.client), Arc::clone(&k.server)))
+                    .collect();
+                state.detect.observe(red, edges, &links);
+            }
+            state.detect.tick(state.red.watermark_ns());
         }
     }
 
@@ -253,6 +271,34 @@ impl ProcessorStage {
                     })
                     .unwrap_or_default();
                 let _ = reply.send(rows);
+            }
+            Query::Anomalies {
+                tenant,
+                from_ns,
+                to_ns,
+                reply,
+            } => {
+                let found = self
+                    .tenants
+                    .get(&tenant)
+                    .map(|s| s.detect.anomalies(from_ns, to_ns))
+                    .unwrap_or_default();
+                let _ = reply.send(found);
+            }
+            Query::Incidents { tenant, reply } => {
+                let found = self
+                    .tenants
+                    .get(&tenant)
+                    .map(|s| s.detect.incidents())
+                    .unwrap_or_default();
+                let _ = reply.send(found);
+            }
+            Query::Incident { tenant, id, reply } => {
+                let found = self
+                    .tenants
+                    .get(&tenant)
+                    .and_then(|s| s.detect.incident(id));
+                let _ = reply.send(found);
             }
             Query::DeleteTenant { tenant, reply } => {
                 self.tenants.remove(&tenant);

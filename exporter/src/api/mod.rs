@@ -1,5 +1,6 @@
 //! The API router and its shared state.
 
+mod incidents;
 mod metrics;
 mod red;
 mod services;
@@ -64,6 +65,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/red", get(red::red))
         .route("/api/v1/graph", get(red::graph))
         .route("/api/v1/query", post(sql::query))
+        .route("/api/v1/anomalies", get(incidents::anomalies))
+        .route("/api/v1/incidents", get(incidents::incidents))
+        .route("/api/v1/incidents/{id}", get(incidents::incident))
         .route("/api/v1/data", delete(services::delete_data))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(

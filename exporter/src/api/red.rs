@@ -28,8 +28,8 @@ pub(super) struct RedParams {
 
 #[derive(Debug, Deserialize)]
 pub(super) struct RangeParams {
-    from: Option<String>,
-    to: Option<String>,
+    pub(super) from: Option<String>,
+    pub(super) to: Option<String>,
 }
 
 /// Parses a time: RFC 3339, or unix milliseconds.
@@ -60,7 +60,7 @@ fn now_ns() -> i64 {
 }
 
 /// `[from, to)` in ns; default: the last 15 minutes.
-fn range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), String> {
+pub(super) fn range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), String> {
     let to = match to {
         Some(t) => parse_time("to", t)?,
         None => now_ns(),
@@ -75,7 +75,7 @@ fn range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), String> {
     Ok((from, to))
 }
 
-fn rfc3339(ns: i64) -> String {
+pub(super) fn rfc3339(ns: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
     humantime::format_rfc3339_millis(t).to_string()
 }

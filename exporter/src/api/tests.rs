@@ -469,3 +469,37 @@ async fn a_tenant_deletes_its_own_data_and_only_its_own() {
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["rows"][0]["n"], g, "globex is untouched");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anomalies_and_incidents_are_authenticated_tenant_scoped_and_404_when_unknown() {
+    let api = api();
+    send_workload(&api, "acme", 300).await;
+    let (status, body) = get(&api, "/api/v1/incidents", Some("ka")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body, r#"{"incidents":[]}"#,
+        "healthy traffic has no incident"
+    );
+    let (status, body) = get(
+        &api,
+        "/api/v1/anomalies?from=0&to=4102444800000",
+        Some("ka"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, r#"{"anomalies":[]}"#);
+    assert_eq!(
+        get(&api, "/api/v1/incidents", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&api, "/api/v1/anomalies", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    for id in ["1", "not-a-number", "18446744073709551616"] {
+        let (status, _) = get(&api, &format!("/api/v1/incidents/{id}"), Some("ka")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{id}");
+    }
+    let (status, body) = get(&api, "/api/v1/anomalies?from=nope", Some("ka")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -17,10 +17,14 @@
 //! long fault does not become the new normal.
 
 mod baseline;
+mod engine;
+mod exemplars;
 #[cfg(test)]
 mod tests;
 
 pub use baseline::Baseline;
+pub use engine::{IncidentSettings, TenantDetection};
+pub use exemplars::{RecentSpans, Want};
 
 use std::collections::VecDeque;
 
@@ -106,7 +110,7 @@ pub struct DetectSettings {
 impl Default for DetectSettings {
     fn default() -> Self {
         Self {
-            history: 180,
+            history: 120,
             warmup: 12,
             min_calls: 10,
             z_open: 6.0,

@@ -59,6 +59,8 @@ pub struct Sealed<K> {
     pub len_ns: i64,
     /// Counts and quantiles.
     pub stats: CellStats,
+    /// The window's histogram (to merge series, e.g. across status codes).
+    pub hist: hdrhistogram::Histogram<u64>,
 }
 
 /// Keys that have an overflow bucket.
@@ -255,6 +257,16 @@ impl<K: SeriesKey> SeriesSet<K> {
         self.series.iter().map(|(k, s)| (k, &s.totals))
     }
 
+    /// The keys.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.series.keys()
+    }
+
+    /// Newest event time seen, ns (`i64::MIN` before any).
+    pub fn watermark_ns(&self) -> i64 {
+        self.watermark_ns
+    }
+
     /// Base window length, ns.
     pub fn window_ns(&self) -> i64 {
         self.settings.window_ns
@@ -388,6 +400,7 @@ impl<K: SeriesKey> SeriesSet<K> {
                     start_ns: start,
                     len_ns: w,
                     stats,
+                    hist: snapshot,
                 });
             }
         }

@@ -1,0 +1,143 @@
+//! `GET /api/v1/anomalies`, `GET /api/v1/incidents`, `GET /api/v1/incidents/{id}`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use causeway_model::{Anomaly, Incident, Subject};
+use causeway_processor::red::kind_label;
+use serde_json::{Value, json};
+
+use super::red::{RangeParams, range, rfc3339};
+use super::{ApiState, Caller, error};
+
+fn anomaly_json(a: &Anomaly) -> Value {
+    let subject = match &a.subject {
+        Subject::Operation {
+            service,
+            operation,
+            kind,
+        } => {
+            json!({"type": "operation", "service": service, "operation": operation, "kind": kind_label(*kind)})
+        }
+        Subject::Edge {
+            client,
+            server,
+            connection,
+        } => {
+            json!({"type": "edge", "client": client, "server": server, "connection_type": connection})
+        }
+    };
+    // Latency in ms, ratios as they are.
+    let (unit, scale) = if a.metric.starts_with("latency") {
+        ("ms", 1e-3)
+    } else {
+        ("ratio", 1.0)
+    };
+    json!({
+        "id": a.id.to_string(),
+        "incident": a.incident.to_string(),
+        "subject": subject,
+        "metric": a.metric,
+        "unit": unit,
+        "observed": a.observed * scale,
+        "expected": a.expected * scale,
+        "score": (a.score * 100.0).round() / 100.0,
+        "severity": a.severity.as_str(),
+        "onset": rfc3339(a.onset_ns),
+        "detected": rfc3339(a.detected_ns),
+        "last": rfc3339(a.last_ns),
+        "resolved": a.resolved_ns.map(rfc3339),
+        "example_trace_ids": a.example_trace_ids,
+    })
+}
+
+fn incident_json(i: &Incident) -> Value {
+    json!({
+        "id": i.id.to_string(),
+        "state": i.state.as_str(),
+        "severity": i.severity.as_str(),
+        "onset": rfc3339(i.onset_ns),
+        "updated": rfc3339(i.updated_ns),
+        "resolved": i.resolved_ns.map(rfc3339),
+        "services": i.services,
+        "anomalies": i.anomalies.iter().map(u64::to_string).collect::<Vec<_>>(),
+    })
+}
+
+pub(super) async fn anomalies(
+    State(state): State<Arc<ApiState>>,
+    Extension(Caller(tenant)): Extension<Caller>,
+    Query(p): Query<RangeParams>,
+) -> Response {
+    let (from, to) = match range(p.from.as_deref(), p.to.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    match state.processor.anomalies(tenant, from, to).await {
+        Ok(list) => Json(json!({"anomalies": list.iter().map(anomaly_json).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+pub(super) async fn incidents(
+    State(state): State<Arc<ApiState>>,
+    Extension(Caller(tenant)): Extension<Caller>,
+) -> Response {
+    match state.processor.incidents(tenant).await {
+        Ok(list) => Json(json!({"incidents": list.iter().map(incident_json).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+pub(super) async fn incident(
+    State(state): State<Arc<ApiState>>,
+    Extension(Caller(tenant)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    // Unknown, malformed and other tenants' ids all read as "no such
+    // incident": existence is not leaked.
+    let Ok(id) = id.parse::<u64>() else {
+        return error(StatusCode::NOT_FOUND, "no such incident");
+    };
+    match state.processor.incident(tenant, id).await {
+        Ok(Some((incident, anomalies))) => {
+            let mut body = incident_json(&incident);
+            let mut timeline: Vec<(i64, String)> = Vec::new();
+            for a in &anomalies {
+                let what = match &a.subject {
+                    Subject::Operation {
+                        service, operation, ..
+                    } => format!("{service} {operation}"),
+                    Subject::Edge { client, server, .. } => format!("{client} → {server}"),
+                };
+                timeline.push((a.onset_ns, format!("{} of {what} shifted", a.metric)));
+                timeline.push((
+                    a.detected_ns,
+                    format!("{} of {what} detected ({})", a.metric, a.severity.as_str()),
+                ));
+                if let Some(r) = a.resolved_ns {
+                    timeline.push((r, format!("{} of {what} back to normal", a.metric)));
+                }
+            }
+            if let Some(r) = incident.resolved_ns {
+                timeline.push((r, "incident resolved".to_owned()));
+            }
+            timeline.sort_by_key(|(t, _)| *t);
+            body["anomalies"] = Value::Array(anomalies.iter().map(anomaly_json).collect());
+            body["timeline"] = Value::Array(
+                timeline
+                    .into_iter()
+                    .map(|(t, e)| json!({"time": rfc3339(t), "event": e}))
+                    .collect(),
+            );
+            Json(body).into_response()
+        }
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such incident"),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}

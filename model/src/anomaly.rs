@@ -1,0 +1,131 @@
+//! Anomalies and incidents: what detection hands to correlation and to
+//! people.
+
+use std::collections::BTreeSet;
+
+/// What an anomaly is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    /// One operation of one service (span name and kind).
+    Operation {
+        /// `service.name`.
+        service: String,
+        /// Span name.
+        operation: String,
+        /// OTLP span kind.
+        kind: i8,
+    },
+    /// One edge of the service graph.
+    Edge {
+        /// Calling service.
+        client: String,
+        /// Called service or virtual node.
+        server: String,
+        /// `connection_type` label.
+        connection: String,
+    },
+}
+
+impl Subject {
+    /// The services it touches.
+    pub fn services(&self) -> Vec<&str> {
+        match self {
+            Subject::Operation { service, .. } => vec![service],
+            Subject::Edge { client, server, .. } => vec![client, server],
+        }
+    }
+}
+
+/// How bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// Worth a look.
+    Minor,
+    /// Clearly broken for some users.
+    Major,
+    /// Broken for many, or by a lot.
+    Critical,
+}
+
+impl Severity {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Minor => "minor",
+            Severity::Major => "major",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One metric of one subject behaving unlike its baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Anomaly {
+    /// Unique within the tenant.
+    pub id: u64,
+    /// What.
+    pub subject: Subject,
+    /// Which metric (`latency_p50`, `error_ratio`, …).
+    pub metric: &'static str,
+    /// Start of the shift (change point), unix ns.
+    pub onset_ns: i64,
+    /// Start of the window that confirmed it, unix ns.
+    pub detected_ns: i64,
+    /// Latest window still anomalous, unix ns.
+    pub last_ns: i64,
+    /// When it went back to normal, unix ns.
+    pub resolved_ns: Option<i64>,
+    /// The metric when detected (µs for latency, a ratio for errors), and
+    /// the worst since.
+    pub observed: f64,
+    /// The baseline.
+    pub expected: f64,
+    /// Robust z-score when detected, and the highest since.
+    pub score: f64,
+    /// From score and ratio.
+    pub severity: Severity,
+    /// Traces that show it (slow or failed spans of the subject).
+    pub example_trace_ids: Vec<String>,
+    /// The incident it belongs to.
+    pub incident: u64,
+}
+
+/// Whether an incident is still going on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentState {
+    /// Anomalies are open, or closed less than the quiet period ago.
+    Open,
+    /// Every anomaly closed and the quiet period passed.
+    Resolved,
+}
+
+impl IncidentState {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentState::Open => "open",
+            IncidentState::Resolved => "resolved",
+        }
+    }
+}
+
+/// Anomalies that overlap in time and touch connected services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    /// Unique within the tenant.
+    pub id: u64,
+    /// Lifecycle.
+    pub state: IncidentState,
+    /// Earliest onset of its anomalies, unix ns.
+    pub onset_ns: i64,
+    /// Latest change, unix ns (event time).
+    pub updated_ns: i64,
+    /// When it was resolved, unix ns.
+    pub resolved_ns: Option<i64>,
+    /// Worst severity of its anomalies.
+    pub severity: Severity,
+    /// Services its anomalies touch.
+    pub services: BTreeSet<String>,
+    /// Its anomalies' ids, in detection order.
+    pub anomalies: Vec<u64>,
+}
