@@ -3,6 +3,7 @@
 
 mod app;
 mod config;
+mod nezha;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -38,6 +39,11 @@ enum Command {
     /// line, optionally .gz) through the pipeline at full speed, in event
     /// time; results land in the data directory.
     Replay(ReplayArgs),
+    /// The Nezha Train Ticket fault data set (CSV spans and logs) as OTLP.
+    Nezha {
+        #[command(subcommand)]
+        command: nezha::NezhaCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(args),
+        Command::Nezha { command } => nezha::run(command),
     }
 }
 

@@ -1,0 +1,730 @@
+//! The Nezha Train Ticket fault data set (one CSV of spans and one of logs
+//! per minute, plus fault labels) turned into OTLP export requests, so that
+//! labelled incidents can be replayed through causeway.
+//!
+//! The span CSV has neither span kind nor status. Kind is inferred from the
+//! call structure ([`infer_kind`]); errors come from the ERROR log lines,
+//! which carry trace and span ids, the way OpenTelemetry instrumentation
+//! records an exception: status ERROR and an `exception` span event.
+
+mod cli;
+mod logline;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+
+pub(crate) use cli::{NezhaCommand, run};
+
+/// A fault case spans the injection minute and the two after it, as Nezha
+/// evaluates.
+const CASE_MINUTES: i64 = 3;
+const NANOS_PER_MINUTE: i64 = 60_000_000_000;
+/// `Status.message` is cut to this many characters.
+const STATUS_MESSAGE_CHARS: usize = 256;
+const SCOPE_NAME: &str = "causeway.nezha";
+
+/// Problems that stop a file from being read. Malformed rows are not among
+/// them: they are skipped and counted in [`MinuteStats`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NezhaError {
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {source}", .path.display())]
+    Csv {
+        path: PathBuf,
+        line: u64,
+        source: csv::Error,
+    },
+    #[error("{}:1: no {column:?} column in the header", .path.display())]
+    MissingColumn { path: PathBuf, column: &'static str },
+    /// serde_json's message ends with the line and column.
+    #[error("{}: {source}", .path.display())]
+    Json {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+    #[error("{}: {message}", .path.display())]
+    Layout { path: PathBuf, message: String },
+}
+
+/// One labelled fault injection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FaultCase {
+    /// The fault list's group key ("08").
+    pub(crate) hour: String,
+    pub(crate) inject_time_ns: i64,
+    /// As written in the file: `2023-01-29 08:43:04`, UTC.
+    pub(crate) inject_time: String,
+    pub(crate) pod: String,
+    /// The root-cause service.
+    pub(crate) service: String,
+    /// `exception`, `return`, `cpu_contention`, ...
+    pub(crate) kind: String,
+}
+
+/// What converting one minute did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct MinuteStats {
+    /// Spans written.
+    pub(crate) spans: u64,
+    /// Pods, one `ResourceSpans` each.
+    pub(crate) pods: u64,
+    /// Span rows with malformed ids or times, or too few fields.
+    pub(crate) skipped_rows: u64,
+    /// Span rows repeating a (trace id, span id) already read; the first
+    /// wins (the data set has some exact duplicates).
+    pub(crate) duplicate_rows: u64,
+    /// Spans with status ERROR.
+    pub(crate) error_spans: u64,
+    pub(crate) exception_events: u64,
+    /// ERROR log lines seen.
+    pub(crate) error_lines: u64,
+    /// ERROR log lines whose span is not in this minute's span file (or
+    /// whose ids are malformed).
+    pub(crate) unattached_error_lines: u64,
+    /// Log rows with too few fields or an unreadable `Log` column.
+    pub(crate) skipped_log_rows: u64,
+}
+
+/// Reads a `YYYY-MM-DD-fault_list.json`, cases sorted by injection time.
+pub(crate) fn load_fault_list(path: &Path) -> Result<Vec<FaultCase>, NezhaError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        inject_time: InjectTime,
+        #[serde(deserialize_with = "non_empty")]
+        inject_pod: String,
+        inject_type: String,
+        // `inject_timestamp` is ignored: 8 hours off on 2023-01-29.
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| NezhaError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let groups: BTreeMap<String, Vec<Raw>> =
+        serde_json::from_str(&text).map_err(|source| NezhaError::Json {
+            path: path.to_owned(),
+            line: source.line(),
+            source,
+        })?;
+    let mut cases: Vec<FaultCase> = groups
+        .into_iter()
+        .flat_map(|(hour, raws)| {
+            raws.into_iter().map(move |r| FaultCase {
+                hour: hour.clone(),
+                inject_time_ns: r.inject_time.ns,
+                inject_time: r.inject_time.text,
+                service: service_of(&r.inject_pod).to_owned(),
+                pod: r.inject_pod,
+                kind: r.inject_type,
+            })
+        })
+        .collect();
+    cases.sort_by_key(|c| c.inject_time_ns);
+    Ok(cases)
+}
+
+/// The `inject_time` text and its value, parsed while deserializing so that
+/// a bad time is reported with its line.
+struct InjectTime {
+    text: String,
+    ns: i64,
+}
+
+impl<'de> Deserialize<'de> for InjectTime {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let ns = parse_utc_time(&text).map_err(D::Error::custom)?;
+        Ok(InjectTime { text, ns })
+    }
+}
+
+fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        return Err(D::Error::custom("empty inject_pod"));
+    }
+    Ok(s)
+}
+
+/// The service of a Kubernetes Deployment's pod: the pod name without its
+/// two last `-` parts (ReplicaSet hash and pod suffix). A name with fewer
+/// parts is returned whole.
+pub(crate) fn service_of(pod: &str) -> &str {
+    let mut parts = pod.rsplitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(service)) if !service.is_empty() => service,
+        _ => pod,
+    }
+}
+
+/// `2023-01-29 08:43:04` (or with `T`, fractional seconds, `Z`), UTC, in
+/// unix nanoseconds.
+pub(crate) fn parse_utc_time(s: &str) -> Result<i64, String> {
+    let bad = || format!("bad time {s:?}: expected YYYY-MM-DD HH:MM:SS (UTC)");
+    let bare = s.strip_suffix('Z').unwrap_or(s);
+    let (date, time) = bare
+        .split_once(' ')
+        .or_else(|| bare.split_once('T'))
+        .ok_or_else(bad)?;
+    let num = |part: &str, digits: usize| -> Result<i64, String> {
+        if part.len() != digits || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        part.parse::<i64>().map_err(|_| bad())
+    };
+    let mut d = date.split('-');
+    let (Some(y), Some(mo), Some(day), None) = (d.next(), d.next(), d.next(), d.next()) else {
+        return Err(bad());
+    };
+    let (y, mo, day) = (num(y, 4)?, num(mo, 2)?, num(day, 2)?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':');
+    let (Some(h), Some(mi), Some(sec), None) = (t.next(), t.next(), t.next(), t.next()) else {
+        return Err(bad());
+    };
+    let (h, mi, sec) = (num(h, 2)?, num(mi, 2)?, num(sec, 2)?);
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let frac_ns = if frac.is_empty() {
+        0
+    } else {
+        frac.parse::<i64>().map_err(|_| bad())? * 10i64.pow(9 - frac.len() as u32)
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let valid = usize::try_from(mo - 1)
+        .ok()
+        .and_then(|m| month_days.get(m))
+        .is_some_and(|&days| (1..=days).contains(&day))
+        && h < 24
+        && mi < 60
+        && sec < 60;
+    if !valid {
+        return Err(bad());
+    }
+    let secs = days_from_civil(y, mo, day) * 86_400 + h * 3600 + mi * 60 + sec;
+    Ok(secs * 1_000_000_000 + frac_ns)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `HH_MM` of a unix minute, as the data set names its files.
+pub(crate) fn minute_name(unix_minute: i64) -> String {
+    let of_day = unix_minute.rem_euclid(24 * 60);
+    format!("{:02}_{:02}", of_day / 60, of_day % 60)
+}
+
+/// `HH_MM` of a `HH_MM_trace.csv` path.
+pub(crate) fn minute_of(trace_csv: &Path) -> Option<&str> {
+    trace_csv.file_name()?.to_str()?.strip_suffix("_trace.csv")
+}
+
+/// The span and log files of a case's minutes that exist, in order; a
+/// missing one is skipped with a warning.
+pub(crate) fn case_minutes(day_dir: &Path, case: &FaultCase) -> Vec<(PathBuf, Option<PathBuf>)> {
+    let first = case.inject_time_ns.div_euclid(NANOS_PER_MINUTE);
+    (first..first + CASE_MINUTES)
+        .filter_map(|minute| {
+            let name = minute_name(minute);
+            let trace = day_dir.join("trace").join(format!("{name}_trace.csv"));
+            if !trace.is_file() {
+                tracing::warn!(file = %trace.display(), case = %case.inject_time, "no span file for this minute of the case");
+                return None;
+            }
+            let log = day_dir.join("log").join(format!("{name}_log.csv"));
+            let log = if log.is_file() {
+                Some(log)
+            } else {
+                tracing::warn!(file = %log.display(), case = %case.inject_time, "no log file for this minute of the case");
+                None
+            };
+            Some((trace, log))
+        })
+        .collect()
+}
+
+/// One span row, ids decoded.
+struct Row {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    /// `None` for `root`.
+    parent: Option<[u8; 8]>,
+    pod: usize,
+    name: String,
+    start: u64,
+    end: u64,
+}
+
+/// Converts one minute: spans from `trace_csv`, errors and hosts from
+/// `log_csv`.
+pub(crate) fn convert_minute(
+    trace_csv: &Path,
+    log_csv: Option<&Path>,
+) -> Result<(ExportTraceServiceRequest, MinuteStats), NezhaError> {
+    let mut stats = MinuteStats::default();
+    let mut pods = Pods::default();
+    let rows = read_spans(trace_csv, &mut pods, &mut stats)?;
+    let index: HashMap<([u8; 16], [u8; 8]), usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.trace_id, r.span_id), i))
+        .collect();
+    let mut spans: Vec<Span> = rows
+        .iter()
+        .map(|row| {
+            let parent_service = row.parent.map(|p| {
+                index
+                    .get(&(row.trace_id, p))
+                    .map(|&i| pods.service(rows[i].pod))
+            });
+            Span {
+                trace_id: row.trace_id.to_vec(),
+                span_id: row.span_id.to_vec(),
+                parent_span_id: row.parent.map(|p| p.to_vec()).unwrap_or_default(),
+                name: row.name.clone(),
+                kind: infer_kind(&row.name, pods.service(row.pod), parent_service) as i32,
+                start_time_unix_nano: row.start,
+                end_time_unix_nano: row.end,
+                ..Default::default()
+            }
+        })
+        .collect();
+    let mut nodes = HashMap::new();
+    if let Some(log_csv) = log_csv {
+        let errors = read_logs(log_csv, &mut nodes, &mut stats)?;
+        attach_errors(errors, &index, &mut spans, &mut stats);
+    }
+
+    let mut by_pod: BTreeMap<&str, (usize, Vec<Span>)> = BTreeMap::new();
+    for (row, span) in rows.iter().zip(spans) {
+        by_pod
+            .entry(pods.name(row.pod))
+            .or_insert_with(|| (row.pod, Vec::new()))
+            .1
+            .push(span);
+    }
+    stats.pods = by_pod.len() as u64;
+    let resource_spans = by_pod
+        .into_iter()
+        .map(|(pod, (id, spans))| {
+            let mut attributes = vec![
+                string_attr("service.name", pods.service(id)),
+                string_attr("k8s.pod.name", pod),
+            ];
+            if let Some(node) = nodes.get(pod) {
+                attributes.push(string_attr("host.name", node));
+            }
+            ResourceSpans {
+                resource: Some(Resource {
+                    attributes,
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: SCOPE_NAME.to_owned(),
+                        ..Default::default()
+                    }),
+                    spans,
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }
+        })
+        .collect();
+    Ok((ExportTraceServiceRequest { resource_spans }, stats))
+}
+
+/// The span kind the CSV does not record, from the call structure:
+///
+/// - an operation named `HTTP <method>` is an outgoing call: CLIENT (this
+///   wins over the rules below);
+/// - a root (`ParentID` `root`), or a span whose parent is in another
+///   service, handles an incoming call: SERVER;
+/// - otherwise INTERNAL, which includes a parent that is not in this
+///   minute's file (`parent_service` `Some(None)`): it may be in the
+///   previous minute or lost, and guessing SERVER there would invent
+///   service boundaries.
+///
+/// `parent_service`: `None` for a root, `Some(None)` for an unknown parent.
+pub(crate) fn infer_kind(
+    operation: &str,
+    service: &str,
+    parent_service: Option<Option<&str>>,
+) -> SpanKind {
+    if operation.starts_with("HTTP ") {
+        return SpanKind::Client;
+    }
+    match parent_service {
+        None => SpanKind::Server,
+        Some(Some(parent)) if parent != service => SpanKind::Server,
+        Some(_) => SpanKind::Internal,
+    }
+}
+
+/// Pod names, each with its service, interned.
+#[derive(Default)]
+struct Pods {
+    names: Vec<(String, String)>,
+    ids: HashMap<String, usize>,
+}
+
+impl Pods {
+    fn intern(&mut self, pod: &str) -> usize {
+        if let Some(&id) = self.ids.get(pod) {
+            return id;
+        }
+        let id = self.names.len();
+        self.names
+            .push((pod.to_owned(), service_of(pod).to_owned()));
+        self.ids.insert(pod.to_owned(), id);
+        id
+    }
+
+    fn name(&self, id: usize) -> &str {
+        &self.names[id].0
+    }
+
+    fn service(&self, id: usize) -> &str {
+        &self.names[id].1
+    }
+}
+
+/// A CSV reader over `path` and the indices of `columns` in its header.
+fn open_csv<const N: usize>(
+    path: &Path,
+    columns: [&'static str; N],
+) -> Result<(csv::Reader<File>, [usize; N]), NezhaError> {
+    let file = File::open(path).map_err(|source| NezhaError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    // Flexible: a row with a wrong field count is skipped and counted, not
+    // fatal (one log file has rows where two writes interleaved).
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+    let header = reader.byte_headers().map_err(|source| NezhaError::Csv {
+        path: path.to_owned(),
+        line: 1,
+        source,
+    })?;
+    let names: Vec<&[u8]> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let h = if i == 0 {
+                h.strip_prefix("\u{feff}".as_bytes()).unwrap_or(h)
+            } else {
+                h
+            };
+            h.trim_ascii()
+        })
+        .collect();
+    let mut indices = [0; N];
+    for (slot, column) in indices.iter_mut().zip(columns) {
+        *slot = names
+            .iter()
+            .position(|n| *n == column.as_bytes())
+            .ok_or_else(|| NezhaError::MissingColumn {
+                path: path.to_owned(),
+                column,
+            })?;
+    }
+    Ok((reader, indices))
+}
+
+/// Reads the next record; `Ok(None)` at the end of the file.
+fn next_record(
+    reader: &mut csv::Reader<File>,
+    record: &mut csv::ByteRecord,
+    path: &Path,
+) -> Result<Option<u64>, NezhaError> {
+    match reader.read_byte_record(record) {
+        Ok(true) => Ok(Some(record.position().map_or(0, csv::Position::line))),
+        Ok(false) => Ok(None),
+        Err(source) => Err(NezhaError::Csv {
+            path: path.to_owned(),
+            line: source
+                .position()
+                .map_or_else(|| reader.position().line(), csv::Position::line),
+            source,
+        }),
+    }
+}
+
+fn read_spans(
+    path: &Path,
+    pods: &mut Pods,
+    stats: &mut MinuteStats,
+) -> Result<Vec<Row>, NezhaError> {
+    let (mut reader, cols) = open_csv(
+        path,
+        [
+            "TraceID",
+            "SpanID",
+            "ParentID",
+            "PodName",
+            "OperationName",
+            "StartTimeUnixNano",
+            "EndTimeUnixNano",
+        ],
+    )?;
+    let mut record = csv::ByteRecord::new();
+    let mut rows = Vec::new();
+    let mut seen = HashSet::new();
+    while let Some(line) = next_record(&mut reader, &mut record, path)? {
+        let row = parse_span_row(&record, cols, pods);
+        let row = match row {
+            Ok(row) => row,
+            Err(why) => {
+                tracing::debug!(file = %path.display(), line, why, "span row skipped");
+                stats.skipped_rows += 1;
+                continue;
+            }
+        };
+        if seen.insert((row.trace_id, row.span_id)) {
+            rows.push(row);
+        } else {
+            stats.duplicate_rows += 1;
+        }
+    }
+    stats.spans = rows.len() as u64;
+    Ok(rows)
+}
+
+fn parse_span_row(
+    record: &csv::ByteRecord,
+    [trace, span, parent, pod, op, start, end]: [usize; 7],
+    pods: &mut Pods,
+) -> Result<Row, &'static str> {
+    let field = |i: usize| -> Result<&str, &'static str> {
+        let raw = record.get(i).ok_or("too few fields")?;
+        std::str::from_utf8(raw).map_err(|_| "not UTF-8")
+    };
+    let trace_id = hex_id::<16>(field(trace)?).ok_or("malformed TraceID")?;
+    let span_id = hex_id::<8>(field(span)?).ok_or("malformed SpanID")?;
+    let parent = match field(parent)? {
+        "root" => None,
+        p => Some(hex_id::<8>(p).ok_or("malformed ParentID")?),
+    };
+    let pod_name = field(pod)?;
+    if pod_name.is_empty() {
+        return Err("empty PodName");
+    }
+    let name = field(op)?.to_owned();
+    let start: u64 = field(start)?
+        .parse()
+        .map_err(|_| "malformed StartTimeUnixNano")?;
+    let end: u64 = field(end)?
+        .parse()
+        .map_err(|_| "malformed EndTimeUnixNano")?;
+    if start == 0 || end < start {
+        return Err("end before start, or zero start");
+    }
+    Ok(Row {
+        trace_id,
+        span_id,
+        parent,
+        pod: pods.intern(pod_name),
+        name,
+        start,
+        end,
+    })
+}
+
+/// A lowercase or uppercase hex id of exactly `N` bytes, not all zero (OTLP
+/// receivers reject all-zero ids).
+fn hex_id<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let s = s.trim().as_bytes();
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(s.chunks_exact(2)) {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        *byte = (hi * 16 + lo) as u8;
+    }
+    out.iter().any(|&b| b != 0).then_some(out)
+}
+
+/// An ERROR log line with trace context.
+struct ErrorLine {
+    time: u64,
+    ids: Option<([u8; 16], [u8; 8])>,
+    status: String,
+    exception: logline::ExceptionInfo,
+}
+
+/// Reads the log file: each pod's node into `nodes`, and the ERROR lines.
+fn read_logs(
+    path: &Path,
+    nodes: &mut HashMap<String, String>,
+    stats: &mut MinuteStats,
+) -> Result<Vec<ErrorLine>, NezhaError> {
+    let (mut reader, [time, node, pod, trace, span, log]) = open_csv(
+        path,
+        [
+            "TimeUnixNano",
+            "Node",
+            "PodName",
+            "TraceID",
+            "SpanID",
+            "Log",
+        ],
+    )?;
+    let mut record = csv::ByteRecord::new();
+    let mut errors = Vec::new();
+    while let Some(line) = next_record(&mut reader, &mut record, path)? {
+        let field = |i: usize| record.get(i).map(String::from_utf8_lossy);
+        let (Some(pod), Some(log)) = (field(pod), field(log)) else {
+            tracing::debug!(file = %path.display(), line, "log row with too few fields skipped");
+            stats.skipped_log_rows += 1;
+            continue;
+        };
+        if let Some(node) = field(node).filter(|n| !n.is_empty())
+            && !nodes.contains_key(pod.as_ref())
+        {
+            nodes.insert(pod.to_string(), node.into_owned());
+        }
+        let Some(text) = application_line(&log) else {
+            tracing::debug!(file = %path.display(), line, "unreadable Log column skipped");
+            stats.skipped_log_rows += 1;
+            continue;
+        };
+        let Some(parsed) = logline::parse(&text) else {
+            continue;
+        };
+        if parsed.level != "ERROR" {
+            continue;
+        }
+        stats.error_lines += 1;
+        let ids = match (field(trace), field(span)) {
+            (Some(t), Some(s)) => hex_id::<16>(&t).zip(hex_id::<8>(&s)),
+            _ => None,
+        };
+        errors.push(ErrorLine {
+            time: field(time).and_then(|t| t.trim().parse().ok()).unwrap_or(0),
+            ids,
+            status: logline::truncate_chars(parsed.message, STATUS_MESSAGE_CHARS).to_owned(),
+            exception: parsed.exception(),
+        });
+    }
+    Ok(errors)
+}
+
+/// The application line inside the `Log` column: the `log` field of the
+/// container runtime's JSON record, or the column itself when it is not
+/// JSON. Trailing bytes after the JSON object are ignored (interleaved
+/// writes left a few rows with garbage after a valid record).
+fn application_line(column: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Record {
+        log: String,
+    }
+    if !column.trim_start().starts_with('{') {
+        return Some(column.to_owned());
+    }
+    let mut records = serde_json::Deserializer::from_str(column).into_iter::<Record>();
+    records.next()?.ok().map(|r| r.log)
+}
+
+/// Marks the spans of ERROR lines: the earliest line's message becomes the
+/// status message, and each distinct exception type (a line without one
+/// counts as one type) adds an `exception` event.
+fn attach_errors(
+    mut errors: Vec<ErrorLine>,
+    index: &HashMap<([u8; 16], [u8; 8]), usize>,
+    spans: &mut [Span],
+    stats: &mut MinuteStats,
+) {
+    // Log rows are not in time order; a stable sort keeps file order on ties.
+    errors.sort_by_key(|e| e.time);
+    let mut types_seen: HashMap<usize, Vec<Option<String>>> = HashMap::new();
+    for error in errors {
+        let Some(&i) = error.ids.as_ref().and_then(|ids| index.get(ids)) else {
+            stats.unattached_error_lines += 1;
+            continue;
+        };
+        let span = &mut spans[i];
+        if span.status.is_none() {
+            span.status = Some(Status {
+                message: error.status,
+                code: StatusCode::Error as i32,
+            });
+            stats.error_spans += 1;
+        }
+        let seen = types_seen.entry(i).or_default();
+        if seen.contains(&error.exception.ty) {
+            continue;
+        }
+        let ex = error.exception;
+        let mut attributes = Vec::with_capacity(3);
+        if let Some(ty) = &ex.ty {
+            attributes.push(string_attr("exception.type", ty));
+        }
+        attributes.push(string_attr("exception.message", &ex.message));
+        if let Some(stack) = &ex.stacktrace {
+            attributes.push(string_attr("exception.stacktrace", stack));
+        }
+        span.events.push(Event {
+            time_unix_nano: if error.time == 0 {
+                span.start_time_unix_nano
+            } else {
+                error.time
+            },
+            name: "exception".to_owned(),
+            attributes,
+            dropped_attributes_count: 0,
+        });
+        seen.push(ex.ty);
+        stats.exception_events += 1;
+    }
+}
+
+fn string_attr(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..Default::default()
+    }
+}
