@@ -160,15 +160,47 @@ fn replay(args: ReplayArgs) -> ExitCode {
             for e in &report.errors {
                 eprintln!("{e}");
             }
+            for (incident, anomalies) in &report.incidents {
+                let subjects: Vec<String> = anomalies
+                    .iter()
+                    .map(|a| match &a.subject {
+                        causeway_model::Subject::Operation {
+                            service, operation, ..
+                        } => format!("{} {service} {operation}", a.metric),
+                        causeway_model::Subject::Edge { client, server, .. } => {
+                            format!("{} {client}->{server}", a.metric)
+                        }
+                    })
+                    .collect();
+                eprintln!(
+                    "incident {} {} onset {} services [{}]: {}",
+                    incident.id,
+                    incident.severity.as_str(),
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH
+                            + std::time::Duration::from_nanos(
+                                u64::try_from(incident.onset_ns).unwrap_or(0)
+                            )
+                    ),
+                    incident
+                        .services
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    subjects.join("; ")
+                );
+            }
             let secs = report.elapsed.as_secs_f64().max(1e-9);
             eprintln!(
-                "replayed {} file(s), {} request(s), {} span(s) ({} rejected) in {:.2} s: {:.0} spans/s",
+                "replayed {} file(s), {} request(s), {} span(s) ({} rejected) in {:.2} s: {:.0} spans/s; {} incident(s)",
                 report.files,
                 report.requests,
                 report.spans,
                 report.rejected_spans,
                 secs,
-                report.spans as f64 / secs
+                report.spans as f64 / secs,
+                report.incidents.len()
             );
             if report.errors.is_empty() {
                 ExitCode::SUCCESS

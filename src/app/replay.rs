@@ -31,6 +31,8 @@ pub(crate) struct ReplayReport {
     pub rejected_spans: u64,
     /// `file[:line]: problem`, for requests that were refused.
     pub errors: Vec<String>,
+    /// Incidents detected in the replayed data, with their anomalies.
+    pub incidents: Vec<(causeway_model::Incident, Vec<causeway_model::Anomaly>)>,
     pub elapsed: Duration,
 }
 
@@ -44,8 +46,9 @@ pub(crate) async fn replay(
     let mut registry = Registry::default();
     let metrics = ReceiverMetrics::register(&mut registry);
     let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
-    // Nobody queries during a replay; the channel only has to exist.
-    let (_query_tx, query_rx) = mpsc::channel(1);
+    // Asked once, at the end, for what detection found.
+    let (query_tx, query_rx) = mpsc::channel(1);
+    let queries = causeway_processor::QueryHandle::new(query_tx);
     let admission = Admission::new(batch_tx, &config.processors.queue, 1);
     let ingest = Arc::new(Ingest::new(admission, metrics));
     let processor = start_processor(&config, batch_rx, query_rx)?;
@@ -58,6 +61,16 @@ pub(crate) async fn replay(
             report.errors.push(format!("{}: {e:#}", file.display()));
         }
     }
+    // The stage answers after processing everything queued before the
+    // question: these are the incidents of the whole replay.
+    if let Ok(list) = queries.incidents(tenant.clone()).await {
+        for i in list.into_iter().rev() {
+            if let Ok(Some(detail)) = queries.incident(tenant.clone(), i.id).await {
+                report.incidents.push(detail);
+            }
+        }
+    }
+    drop(queries);
     // Closing the queue lets the processor drain it, write its final
     // checkpoint and stop.
     drop(ingest);
