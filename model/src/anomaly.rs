@@ -88,6 +88,8 @@ pub struct Anomaly {
     pub example_trace_ids: Vec<String>,
     /// The incident it belongs to.
     pub incident: u64,
+    /// What is new or different, in words (e.g. the new error signature).
+    pub detail: Option<String>,
 }
 
 /// Whether an incident is still going on.

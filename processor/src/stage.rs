@@ -181,6 +181,16 @@ impl ProcessorStage {
         self.persist.append_spans(&tenant, spans.clone());
         let state = self.tenant(&tenant);
         state.detect.recent.push(spans.clone());
+        let links: HashSet<(Arc<str>, Arc<str>)> = if state.detect.has_errors(&spans) {
+            state
+                .edges
+                .keys()
+                .map(|k| (Arc::clone(&k.client), Arc::clone(&k.server)))
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        state.detect.observe_batch(&spans, &links);
         let result = red::record_batch(&mut state.red, &spans)
             .and_then(|()| state.graph.record_batch(&mut state.edges, &spans));
         if let Err(e) = result {

@@ -51,6 +51,7 @@ fn anomaly_json(a: &Anomaly) -> Value {
         "last": rfc3339(a.last_ns),
         "resolved": a.resolved_ns.map(rfc3339),
         "example_trace_ids": a.example_trace_ids,
+        "detail": a.detail,
     })
 }
 

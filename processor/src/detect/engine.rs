@@ -12,6 +12,7 @@ use causeway_model::{Anomaly, Incident, IncidentState, Severity, Subject};
 use hdrhistogram::Histogram;
 
 use super::exemplars::{RecentSpans, Want};
+use super::signatures::Signatures;
 use super::{DetectSettings, Event, Finding, Metric, SeriesDetector};
 use crate::graph::EdgeKey;
 use crate::red::RedKey;
@@ -61,6 +62,9 @@ pub struct TenantDetection {
     next_id: u64,
     /// Recent spans, for example traces.
     pub recent: RecentSpans,
+    signatures: Signatures,
+    /// Open new-signature anomalies and when they resolve (event time).
+    signature_open: Vec<(u64, i64)>,
 }
 
 impl TenantDetection {
@@ -76,6 +80,8 @@ impl TenantDetection {
             incidents: BTreeMap::new(),
             next_id: 1,
             recent: RecentSpans::default(),
+            signatures: Signatures::default(),
+            signature_open: Vec::new(),
         }
     }
 
@@ -144,6 +150,77 @@ impl TenantDetection {
                 };
                 self.apply(subject, events, links);
             }
+        }
+    }
+
+    /// Whether a batch has error spans (only then is the graph needed).
+    pub fn has_errors(&self, batch: &arrow_array::RecordBatch) -> bool {
+        use arrow_array::cast::AsArray;
+        batch
+            .column_by_name(causeway_model::schema::col::STATUS_CODE)
+            .and_then(|a| a.as_primitive_opt::<arrow_array::types::Int8Type>())
+            .is_some_and(|c| c.values().contains(&causeway_model::schema::status::ERROR))
+    }
+
+    /// Reads a converted span batch for error signatures new to their
+    /// operation; each opens an anomaly at once (no window to wait for).
+    pub fn observe_batch(
+        &mut self,
+        batch: &arrow_array::RecordBatch,
+        links: &HashSet<(Arc<str>, Arc<str>)>,
+    ) {
+        for n in self
+            .signatures
+            .observe(batch, self.settings.signature_learn_ns)
+        {
+            let subject = Subject::Operation {
+                service: n.op.0.to_string(),
+                operation: n.op.1.to_string(),
+                kind: n.op.2,
+            };
+            let id = self.next_id;
+            self.next_id += 1;
+            let finding = Finding {
+                metric: Metric::ErrorRatio,
+                onset_ns: n.first_ns,
+                detected_ns: n.first_ns,
+                observed: n.count as f64,
+                expected: 0.0,
+                score: n.count as f64,
+            };
+            let incident = self.assign_incident(&subject, id, &finding, links);
+            let severity = if n.count >= 5 {
+                Severity::Major
+            } else {
+                Severity::Minor
+            };
+            if let Some(i) = self.incidents.get_mut(&incident) {
+                i.severity = i.severity.max(severity);
+            }
+            self.anomalies.insert(
+                id,
+                Anomaly {
+                    id,
+                    subject,
+                    metric: "new_error_signature",
+                    onset_ns: n.first_ns,
+                    detected_ns: n.first_ns,
+                    last_ns: n.first_ns,
+                    resolved_ns: None,
+                    observed: n.count as f64,
+                    expected: 0.0,
+                    score: n.count as f64,
+                    severity,
+                    example_trace_ids: n.traces,
+                    incident,
+                    detail: Some(format!("new error: {}", n.signature)),
+                },
+            );
+            self.signature_open.push((
+                id,
+                n.first_ns.saturating_add(self.settings.signature_quiet_ns),
+            ));
+            self.trim();
         }
     }
 
@@ -252,6 +329,7 @@ impl TenantDetection {
             example_trace_ids: examples,
             incident,
             subject: subject.clone(),
+            detail: None,
         };
         if let Some(i) = self.incidents.get_mut(&incident) {
             i.severity = i.severity.max(anomaly.severity);
@@ -313,6 +391,17 @@ impl TenantDetection {
     /// Resolves incidents whose anomalies are all resolved and that have
     /// been quiet for the quiet period, at event time `now_ns`.
     pub fn tick(&mut self, now_ns: i64) {
+        // A new signature is an event: it closes after its quiet period.
+        let anomalies = &mut self.anomalies;
+        self.signature_open.retain(|(id, until)| {
+            if now_ns < *until {
+                return true;
+            }
+            if let Some(a) = anomalies.get_mut(id) {
+                a.resolved_ns = Some(*until);
+            }
+            false
+        });
         let quiet = self.incident_settings.quiet_ns;
         for i in self.incidents.values_mut() {
             if i.state != IncidentState::Open {

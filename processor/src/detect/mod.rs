@@ -19,6 +19,7 @@
 mod baseline;
 mod engine;
 mod exemplars;
+mod signatures;
 #[cfg(test)]
 mod tests;
 
@@ -105,6 +106,11 @@ pub struct DetectSettings {
     pub min_error_ratio_delta: f64,
     /// Normal windows in a row that close an anomaly.
     pub quiet_windows: usize,
+    /// Event time a tenant is observed before new error signatures count
+    /// as new, ns.
+    pub signature_learn_ns: i64,
+    /// A new-signature anomaly closes this long after it appeared, ns.
+    pub signature_quiet_ns: i64,
 }
 
 impl Default for DetectSettings {
@@ -119,6 +125,8 @@ impl Default for DetectSettings {
             min_errors: 3,
             min_error_ratio_delta: 0.05,
             quiet_windows: 6,
+            signature_learn_ns: 60_000_000_000,
+            signature_quiet_ns: 60_000_000_000,
         }
     }
 }

@@ -382,3 +382,106 @@ fn examples_are_the_slowest_or_failed_spans_of_the_subject() {
     let distinct: HashSet<&String> = failed.iter().collect();
     assert_eq!(distinct.len(), failed.len());
 }
+
+#[test]
+fn a_new_error_signature_opens_at_once_after_learning() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+    use prost::Message;
+
+    use super::{IncidentSettings, TenantDetection};
+
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let t0: u64 = 1_764_000_000_000_000_000;
+    let mut n = 0u8;
+    let mut span = |t_s: u64, exception: Option<&str>| {
+        n = n.wrapping_add(1);
+        Span {
+            trace_id: vec![n.max(1); 16],
+            span_id: vec![n.max(1); 8],
+            name: "POST /orders".into(),
+            kind: 2,
+            start_time_unix_nano: t0 + t_s * 1_000_000_000,
+            end_time_unix_nano: t0 + t_s * 1_000_000_000 + 5_000_000,
+            status: exception.map(|_| Status {
+                code: 2,
+                message: "failed".into(),
+            }),
+            events: exception
+                .map(|e| {
+                    vec![span::Event {
+                        name: "exception".into(),
+                        attributes: vec![kv("exception.type", e)],
+                        ..Default::default()
+                    }]
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    };
+    let mut batch_of = |spans: Vec<Span>| {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", "checkout")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        crate::kernels::otlp_to_arrow::otlp_to_arrow(
+            &causeway_model::TenantId::default_tenant(),
+            &req.encode_to_vec(),
+        )
+        .expect("valid")
+    };
+    let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+    let none = HashSet::new();
+    // Learning: errors of type A and C in the first minute are not news.
+    let b = batch_of(vec![span(0, None), span(5, Some("A")), span(30, Some("C"))]);
+    d.observe_batch(&b, &none);
+    let b = batch_of(
+        (60..90)
+            .map(|t| span(t, if t % 10 == 0 { Some("A") } else { None }))
+            .collect(),
+    );
+    d.observe_batch(&b, &none);
+    assert!(d.incidents().is_empty(), "{:?}", d.incidents());
+    // B is new: an anomaly at the span's own time, with its trace.
+    let b = batch_of(vec![
+        span(120, None),
+        span(125, Some("B")),
+        span(126, Some("B")),
+        span(127, Some("A")),
+    ]);
+    d.observe_batch(&b, &none);
+    let anomalies = d.anomalies(0, i64::MAX);
+    assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
+    let a = &anomalies[0];
+    assert_eq!(a.metric, "new_error_signature");
+    assert_eq!(a.detail.as_deref(), Some("new error: B"));
+    assert_eq!(
+        a.onset_ns,
+        i64::try_from(t0 + 125_000_000_000).expect("fits")
+    );
+    assert_eq!(a.observed, 2.0);
+    assert_eq!(a.example_trace_ids.len(), 2);
+    // Seen once, it is known; it closes after its quiet period.
+    let b = batch_of(vec![span(200, Some("B"))]);
+    d.observe_batch(&b, &none);
+    assert_eq!(d.anomalies(0, i64::MAX).len(), 1);
+    d.tick(i64::try_from(t0 + 600_000_000_000).expect("fits"));
+    assert!(d.anomalies(0, i64::MAX)[0].resolved_ns.is_some());
+}
