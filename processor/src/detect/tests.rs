@@ -427,7 +427,7 @@ fn a_new_error_signature_opens_at_once_after_learning() {
             ..Default::default()
         }
     };
-    let mut batch_of = |spans: Vec<Span>| {
+    let batch_of = |spans: Vec<Span>| {
         let req = ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
