@@ -23,6 +23,7 @@ const QUERY_CAPACITY: usize = 64;
 /// Runs causeway until SIGTERM or SIGINT, then shuts down losing nothing
 /// that was acknowledged.
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = Signals::install();
     let grace = config.service.shutdown_timeout;
     let mut registry = Registry::default();
     let receiver_metrics = ReceiverMetrics::register(&mut registry);
@@ -79,15 +80,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     ));
     ready.set(true);
 
-    let signal = shutdown_signal().await;
+    let signal = signals.recv().await;
     tracing::info!(
         signal,
         "shutting down: no new requests; draining what was acknowledged"
     );
     ready.set(false);
     // A second signal stops at once, for operators who do not want to wait.
-    tokio::spawn(async {
-        let again = shutdown_signal().await;
+    tokio::spawn(async move {
+        let again = signals.recv().await;
         tracing::warn!(signal = again, "second signal: exiting without draining");
         std::process::exit(130);
     });
@@ -143,27 +144,43 @@ pub(crate) fn start_processor(
     Ok(processor)
 }
 
-/// Waits for SIGTERM or SIGINT; returns its name.
-async fn shutdown_signal() -> &'static str {
+/// SIGTERM and SIGINT, listened to from the moment this is created: a
+/// signal that arrives while the stores are still opening is not lost (nor
+/// does it kill the process with the default action).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
-            }
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Self { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    /// Waits for the next SIGTERM or SIGINT; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.streams {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+        }
         let _ = tokio::signal::ctrl_c().await;
         "SIGINT"
     }
