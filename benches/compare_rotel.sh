@@ -44,9 +44,13 @@ cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$DATA"; }
 PIDS=()
 trap cleanup EXIT
 
+RUNS=0
 start_causeway() {
+  # A fresh data directory per start: causeway restores what it stored, and
+  # each run must count only its own spans.
+  RUNS=$((RUNS + 1))
   RUST_LOG=warn "$CW" serve --grpc-addr 127.0.0.1:14317 --http-addr 127.0.0.1:14318 \
-    --api-addr 127.0.0.1:14319 --data-dir "$DATA/causeway" >"$DATA/causeway.log" 2>&1 &
+    --api-addr 127.0.0.1:14319 --data-dir "$DATA/causeway-$RUNS" >"$DATA/causeway.log" 2>&1 &
   CW_PID=$!; PIDS+=("$CW_PID")
   for _ in $(seq 100); do curl -sf 127.0.0.1:14319/readyz >/dev/null && return; sleep 0.1; done
   echo "causeway did not start" >&2; cat "$DATA/causeway.log" >&2; exit 1
