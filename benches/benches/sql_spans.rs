@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
         written += batch.num_rows() as u64;
         store.append(&tenant, batch).expect("append");
     }
-    store.flush().expect("flush");
+    store.flush_and_wait().expect("flush");
     let files = store.files(&tenant).expect("files");
     let bytes: u64 = files
         .iter()

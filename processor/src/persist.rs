@@ -86,6 +86,14 @@ impl Persistence {
         }
     }
 
+    /// Moves span files the writer finished into place.
+    pub fn poll(&mut self) {
+        if let Err(e) = self.spans.poll() {
+            self.failures += 1;
+            tracing::error!(error = %e, "cannot write spans; will retry");
+        }
+    }
+
     /// Whether a checkpoint is due.
     pub fn checkpoint_due(&self) -> bool {
         self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval
@@ -112,7 +120,13 @@ impl Persistence {
         }
         if force || self.last_flush.elapsed() >= self.settings.span_flush_interval {
             self.last_flush = Instant::now();
-            if let Err(e) = self.spans.flush() {
+            // At shutdown, wait until every file is in place.
+            let flushed = if force {
+                self.spans.flush_and_wait()
+            } else {
+                self.spans.flush()
+            };
+            if let Err(e) = flushed {
                 self.failures += 1;
                 tracing::error!(error = %e, "cannot write spans; will retry");
             }

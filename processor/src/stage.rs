@@ -125,6 +125,7 @@ impl ProcessorStage {
                     None => break,
                 },
                 _ = tick.tick() => {
+                    self.persist.poll();
                     self.advance();
                     if self.persist.checkpoint_due() {
                         self.checkpoint(false);

@@ -43,24 +43,95 @@ impl Default for SpanStoreSettings {
     }
 }
 
-/// Parquet span files under one directory.
+/// A file being written by the writer thread: its batches stay visible to
+/// queries (as buffered) until the file is renamed into place, which
+/// happens on the owner's thread in [`SpanStore::poll`], so a query sees
+/// each span exactly once.
+#[derive(Debug)]
+struct Pending {
+    tenant: TenantId,
+    /// Where the writer writes.
+    tmp: PathBuf,
+    /// Where the file goes when written.
+    path: PathBuf,
+    batches: Vec<RecordBatch>,
+    /// The tenant was deleted while this was in flight: discard it.
+    deleted: bool,
+}
+
+/// Work for the writer thread.
+struct Job {
+    id: u64,
+    tmp: PathBuf,
+    batches: Vec<RecordBatch>,
+}
+
+/// Files queued to the writer thread at most; beyond, `flush` waits (the
+/// writer's pace is the disk's).
+const WRITE_QUEUE: usize = 4;
+
+/// Parquet span files under one directory. Encoding and writing happen on a
+/// writer thread of its own, so the caller (the processor) only splits
+/// batches by hour and hands them over.
 #[derive(Debug)]
 pub struct SpanStore {
     root: PathBuf,
     settings: SpanStoreSettings,
     buffers: HashMap<TenantId, (Vec<RecordBatch>, usize)>,
     seq: u64,
+    pending: std::collections::BTreeMap<u64, Pending>,
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    done: std::sync::mpsc::Receiver<(u64, Result<()>)>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// Writes that failed (they are retried).
+    pub write_failures: u64,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("tmp", &self.tmp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SpanStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once its queue is empty.
+        self.jobs = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 impl SpanStore {
     /// Opens `root`, finishing any compaction a crash interrupted.
     pub fn open(root: &Path, settings: SpanStoreSettings) -> Result<Self> {
         fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<Job>(WRITE_QUEUE);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("causeway-span-writer".into())
+            .spawn(move || {
+                for job in rx {
+                    let result = write_plain(&job.tmp, &job.batches);
+                    if done_tx.send((job.id, result)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::io(root, e))?;
         let store = Self {
             root: root.to_owned(),
             settings,
             buffers: HashMap::new(),
             seq: 0,
+            pending: std::collections::BTreeMap::new(),
+            jobs: Some(jobs),
+            done,
+            writer: Some(writer),
+            write_failures: 0,
         };
         for tenant_dir in read_dirs(root)? {
             for hour_dir in read_dirs(&tenant_dir)? {
@@ -86,15 +157,95 @@ impl SpanStore {
         if entry.1 >= self.settings.flush_rows {
             self.flush_tenant(tenant)?;
         }
-        Ok(())
+        self.poll()
     }
 
     /// Batches of `tenant` not yet written (queries read them too).
     pub fn buffered(&self, tenant: &TenantId) -> Vec<RecordBatch> {
-        self.buffers
-            .get(tenant)
-            .map(|(b, _)| b.clone())
-            .unwrap_or_default()
+        let mut out: Vec<RecordBatch> = self
+            .pending
+            .values()
+            .filter(|p| &p.tenant == tenant && !p.deleted)
+            .flat_map(|p| p.batches.iter().cloned())
+            .collect();
+        if let Some((b, _)) = self.buffers.get(tenant) {
+            out.extend(b.iter().cloned());
+        }
+        out
+    }
+
+    /// Moves written files into place (and retries failed writes); cheap
+    /// when nothing finished. Call it often from the owning thread.
+    pub fn poll(&mut self) -> Result<()> {
+        let mut first_error = None;
+        while let Ok((id, result)) = self.done.try_recv() {
+            if let Err(e) = self.finish(id, result) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn finish(&mut self, id: u64, result: Result<()>) -> Result<()> {
+        let Some(p) = self.pending.remove(&id) else {
+            return Ok(());
+        };
+        if p.deleted {
+            let _ = fs::remove_file(&p.tmp);
+            return Ok(());
+        }
+        match result {
+            Ok(()) => fs::rename(&p.tmp, &p.path).map_err(|e| Error::io(&p.path, e)),
+            Err(e) => {
+                self.write_failures += 1;
+                let _ = fs::remove_file(&p.tmp);
+                // The hour was expired or the tenant deleted meanwhile:
+                // nothing to keep.
+                if p.path.parent().is_some_and(Path::exists) {
+                    self.send(id, p)?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn send(&mut self, id: u64, p: Pending) -> Result<()> {
+        let job = Job {
+            id,
+            tmp: p.tmp.clone(),
+            batches: p.batches.clone(),
+        };
+        self.pending.insert(id, p);
+        match &self.jobs {
+            Some(tx) => tx.send(job).map_err(|_| {
+                Error::io(
+                    &self.root,
+                    std::io::Error::other("the span writer thread has stopped"),
+                )
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes every buffer and waits until every file is in place.
+    pub fn flush_and_wait(&mut self) -> Result<()> {
+        self.flush()?;
+        let mut first_error = None;
+        let mut failures_here = 0;
+        while !self.pending.is_empty() {
+            let Ok((id, result)) = self.done.recv() else {
+                break;
+            };
+            if let Err(e) = self.finish(id, result) {
+                failures_here += 1;
+                first_error.get_or_insert(e);
+                // A disk that keeps failing must not hold shutdown forever.
+                if failures_here > 3 * self.pending.len().max(1) {
+                    break;
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Writes every buffer.
@@ -124,7 +275,15 @@ impl SpanStore {
             fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             self.seq += 1;
             let name = format!("{}-{}.parquet", now_ms(), self.seq);
-            write_file(&dir.join(&name), &parts)?;
+            let path = dir.join(&name);
+            let pending = Pending {
+                tenant: tenant.clone(),
+                tmp: with_suffix(&path, ".tmp"),
+                path,
+                batches: parts,
+                deleted: false,
+            };
+            self.send(self.seq, pending)?;
         }
         Ok(())
     }
@@ -252,6 +411,12 @@ impl SpanStore {
     /// Deletes every span of `tenant`, buffered or written.
     pub fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
         self.buffers.remove(tenant);
+        // Files in flight are dropped when they finish (see `finish`).
+        for p in self.pending.values_mut() {
+            if &p.tenant == tenant {
+                p.deleted = true;
+            }
+        }
         let dir = self.tenant_dir(tenant);
         if dir.exists() {
             fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -387,12 +552,6 @@ fn writer_props() -> WriterProperties {
 }
 
 /// Writes under a temporary name, then renames.
-fn write_file(path: &Path, batches: &[RecordBatch]) -> Result<()> {
-    let tmp = with_suffix(path, ".tmp");
-    write_plain(&tmp, batches)?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
 fn write_plain(path: &Path, batches: &[RecordBatch]) -> Result<()> {
     let file = fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut writer = ArrowWriter::try_new(file, span_schema(), Some(writer_props()))?;

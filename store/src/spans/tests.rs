@@ -77,7 +77,7 @@ fn batches_are_buffered_split_by_hour_written_and_read_back() {
         .expect("append");
     assert_eq!(store.buffered(&acme).len(), 1);
     assert!(store.files(&acme).expect("files").is_empty());
-    store.flush().expect("flush");
+    store.flush_and_wait().expect("flush");
     let files = store.files(&acme).expect("files");
     assert_eq!(files.len(), 2, "{files:?}");
     assert!(
@@ -98,6 +98,7 @@ fn batches_are_buffered_split_by_hour_written_and_read_back() {
     small
         .append(&acme, batch("acme", &[base, base + 1]))
         .expect("append");
+    small.flush_and_wait().expect("written");
     assert!(small.buffered(&acme).is_empty());
     assert_eq!(rows(&small, &acme), 5);
     let _ = fs::remove_dir_all(&dir);
@@ -117,6 +118,7 @@ fn compaction_merges_finished_hours_and_survives_a_crash_midway() {
     store
         .append(&t, batch("acme", &[base + H + 1]))
         .expect("current hour");
+    store.flush_and_wait().expect("written");
     assert_eq!(store.files(&t).expect("files").len(), 6);
     assert_eq!(store.compact(&t, base + H + 30).expect("compact"), 5);
     assert_eq!(
@@ -133,6 +135,7 @@ fn compaction_merges_finished_hours_and_survives_a_crash_midway() {
             .append(&t, batch("acme", &[base + 100 + i]))
             .expect("append");
     }
+    store.flush_and_wait().expect("written");
     let hour_dir = store.tenant_dir(&t).join("hour=2024-11-14T16");
     let sources = parquet_files(&hour_dir).expect("files");
     let mut all = Vec::new();
@@ -168,6 +171,7 @@ fn retention_and_tenant_deletion_remove_only_what_they_should() {
         .append(&a, batch("acme", &[base + 3 * H]))
         .expect("append");
     store.append(&b, batch("globex", &[base])).expect("append");
+    store.flush_and_wait().expect("written");
     assert_eq!(store.expire(&a, base + 2 * H).expect("expire"), 1);
     assert_eq!(rows(&store, &a), 1);
     assert_eq!(rows(&store, &b), 1, "other tenants keep theirs");
@@ -190,4 +194,31 @@ fn hour_labels_round_trip() {
         assert_eq!(parse_hour(&dir), Some(start), "{}", hour_label(start));
     }
     assert_eq!(hour_label(0), "1970-01-01T00");
+}
+
+#[test]
+fn spans_in_flight_to_the_writer_stay_visible_exactly_once() {
+    let dir = scratch("flight");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let mut store = SpanStore::open(&dir, SpanStoreSettings { flush_rows: 1 }).expect("open");
+    let b = batch(
+        "acme",
+        &[1_764_000_000_000_000_000, 1_764_000_000_100_000_000],
+    );
+    for i in 1..=20 {
+        store.append(&tenant, b.clone()).expect("append");
+        // Whatever the writer has finished so far, files plus buffered
+        // (including files in flight) hold every span exactly once.
+        let buffered: usize = store.buffered(&tenant).iter().map(|b| b.num_rows()).sum();
+        assert_eq!(
+            rows(&store, &tenant) + buffered,
+            i * b.num_rows(),
+            "after {i} appends"
+        );
+    }
+    store.flush_and_wait().expect("flush");
+    assert!(store.buffered(&tenant).is_empty());
+    assert_eq!(rows(&store, &tenant), 20 * b.num_rows());
+    assert_eq!(store.files(&tenant).expect("files").len(), 20);
+    let _ = std::fs::remove_dir_all(&dir);
 }
