@@ -137,23 +137,9 @@ fn replay(args: ReplayArgs) -> ExitCode {
         api_addr: None,
         data_dir: args.data_dir,
     };
-    let config = match load_for_serve(&serve_args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match start(&serve_args) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     match runtime.block_on(app::replay(config, tenant, args.files)) {
         Ok(report) => {
@@ -216,24 +202,9 @@ fn replay(args: ReplayArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let config = match load_for_serve(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    init_logging(&config);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("causeway")
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match start(&args) {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     match runtime.block_on(app::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -243,6 +214,25 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The validated config, logging set up, and the async runtime; or the
+/// exit code after saying what is wrong.
+fn start(args: &ServeArgs) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let config = load_for_serve(args).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })?;
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("causeway")
+        .build()
+        .map_err(|e| {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    Ok((config, runtime))
 }
 
 /// The config file (or the embedded default) with command-line overrides

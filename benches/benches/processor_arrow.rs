@@ -1,7 +1,7 @@
 //! The processor's per-span work: OTLP bytes → Arrow span batch, then RED
 //! series and the service graph.
 
-use causeway_benches::{Workload, WorkloadConfig};
+use causeway_benches::{Workload, WorkloadConfig, span_count};
 use causeway_model::TenantId;
 use causeway_processor::config::SpansConfig;
 use causeway_processor::graph::GraphState;
@@ -18,11 +18,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     let spans = {
         let r = Workload::new(WorkloadConfig::default()).batch(1000);
-        r.resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len() as u64)
-            .sum::<u64>()
+        span_count(&r)
     };
     let tenant = TenantId::default_tenant();
     let config = SpansConfig::default();

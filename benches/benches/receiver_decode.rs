@@ -6,7 +6,7 @@
 //! does with the same bytes; `json_to_protobuf` is the OTLP/JSON path.
 //! Throughput is in spans, so criterion prints spans/s directly.
 
-use causeway_benches::{Workload, WorkloadConfig};
+use causeway_benches::{Workload, WorkloadConfig, span_count};
 use causeway_receiver::otlp::body::json_to_protobuf;
 use causeway_receiver::otlp::wire::scan_request;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -16,12 +16,7 @@ use prost::Message;
 fn bench(c: &mut Criterion) {
     let mut workload = Workload::new(WorkloadConfig::default());
     let request = workload.batch(1000);
-    let spans: u64 = request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum();
+    let spans: u64 = span_count(&request);
     let bytes = request.encode_to_vec();
     let json = serde_json::to_vec(&request).expect("json");
 

@@ -15,3 +15,14 @@ mod workload;
 
 pub use topology::{Call, Operation, Service, web_shop};
 pub use workload::{Rng, Workload, WorkloadConfig};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+/// Spans in a request.
+pub fn span_count(req: &ExportTraceServiceRequest) -> u64 {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
+}

@@ -1,7 +1,6 @@
 //! The processor stage: one task that owns all per-tenant state.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use causeway_model::{QueuedBatch, TenantId};
@@ -9,7 +8,7 @@ use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
 use crate::config::SpansConfig;
-use crate::detect::{DetectSettings, IncidentSettings, TenantDetection};
+use crate::detect::{DetectSettings, IncidentSettings, TenantDetection, links_of};
 use crate::graph::{EdgeKey, GraphState};
 use crate::kernels::otlp_to_arrow::otlp_to_arrow;
 use crate::persist::{Persistence, from_row, to_row};
@@ -182,16 +181,7 @@ impl ProcessorStage {
         self.persist.append_spans(&tenant, spans.clone());
         let state = self.tenant(&tenant);
         state.detect.recent.push(spans.clone());
-        let links: HashSet<(Arc<str>, Arc<str>)> = if state.detect.has_errors(&spans) {
-            state
-                .edges
-                .keys()
-                .map(|k| (Arc::clone(&k.client), Arc::clone(&k.server)))
-                .collect()
-        } else {
-            HashSet::new()
-        };
-        state.detect.observe_batch(&spans, &links);
+        state.detect.observe_batch(&spans, &state.edges);
         let result = red::record_batch(&mut state.red, &spans)
             .and_then(|()| state.graph.record_batch(&mut state.edges, &spans));
         if let Err(e) = result {
@@ -230,12 +220,7 @@ impl ProcessorStage {
             let edges = state.edges.advance();
             self.sealed_windows += red.len() as u64;
             if !red.is_empty() || !edges.is_empty() {
-                let links: HashSet<(Arc<str>, Arc<str>)> = state
-                    .edges
-                    .keys()
-                    .map(|k| (Arc::clone(&k.client), Arc::clone(&k.server)))
-                    .collect();
-                state.detect.observe(red, edges, &links);
+                state.detect.observe(red, edges, &links_of(&state.edges));
             }
             state.detect.tick(state.red.watermark_ns());
         }
@@ -433,7 +418,7 @@ fn red_rows(set: &SeriesSet<RedKey>, q: &RedQuery) -> Vec<RedRow> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::query::QueryHandle;
     use bytes::Bytes;
@@ -443,7 +428,8 @@ mod tests {
     use std::sync::Arc;
     use tokio::sync::Semaphore;
 
-    fn queued(tenant: &str, payload: Bytes, spans: u64) -> QueuedBatch {
+    /// A queued batch of `spans` spans of `tenant` (for the processor's tests).
+    pub(crate) fn queued(tenant: &str, payload: Bytes, spans: u64) -> QueuedBatch {
         let sem = Arc::new(Semaphore::new(10));
         let permit = sem.try_acquire_many_owned(1).expect("permit");
         QueuedBatch {
@@ -478,12 +464,7 @@ mod tests {
             .expect("stage");
         let handle = QueryHandle::new(qtx);
         let req = Workload::new(WorkloadConfig::default()).batch(500);
-        let n: u64 = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len() as u64)
-            .sum();
+        let n: u64 = causeway_benches::span_count(&req);
         let payload = Bytes::from(req.encode_to_vec());
         for _ in 0..3 {
             tx.send(queued("acme", payload.clone(), n))

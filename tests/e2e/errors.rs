@@ -33,11 +33,7 @@ fn spans_in(b: &[u8]) -> u64 {
     let req =
         opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(b)
             .expect("decode");
-    req.resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum()
+    causeway_benches::span_count(&req)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

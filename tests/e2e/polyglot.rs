@@ -281,12 +281,7 @@ async fn a_collector_forwarding_over_otlp_grpc_and_http_delivers_every_span() {
     let mut sent = 0u64;
     for i in 0..20 {
         let req = workload.batch(500);
-        sent += req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len() as u64)
-            .sum::<u64>();
+        sent += causeway_benches::span_count(&req);
         let body = Bytes::from(req.encode_to_vec());
         for addr in &inputs {
             grpc::export(*addr, body.clone(), None, i % 2 == 0)

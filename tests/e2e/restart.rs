@@ -2,20 +2,11 @@
 //! And `causeway replay` puts files into the same stores `serve` reads.
 
 use bytes::Bytes;
-use causeway_benches::{Workload, WorkloadConfig};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use causeway_benches::{Workload, WorkloadConfig, span_count};
 use prost::Message;
 use serde_json::json;
 
 use crate::harness::{Options, Scratch, Server, binary, grpc};
-
-fn spans_in(req: &ExportTraceServiceRequest) -> u64 {
-    req.resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum()
-}
 
 /// Everything the API says about the data, in a comparable form.
 async fn everything(
@@ -62,7 +53,7 @@ async fn series_graph_catalog_and_spans_survive_a_restart() {
     let mut sent = 0u64;
     for _ in 0..6 {
         let req = workload.batch(400);
-        sent += spans_in(&req);
+        sent += span_count(&req);
         grpc::export(server.grpc, Bytes::from(req.encode_to_vec()), None, false)
             .await
             .expect("export");
@@ -87,7 +78,7 @@ async fn series_graph_catalog_and_spans_survive_a_restart() {
 
     // New data adds to the restored state.
     let req = workload.batch(100);
-    let more = spans_in(&req);
+    let more = span_count(&req);
     grpc::export(server.grpc, Bytes::from(req.encode_to_vec()), None, false)
         .await
         .expect("export");
@@ -106,11 +97,11 @@ async fn replayed_files_are_what_serve_then_shows() {
     // file (the Collector's file exporter format).
     let proto = scratch.0.join("a.pb");
     let req = workload.batch(300);
-    sent += spans_in(&req);
+    sent += span_count(&req);
     std::fs::write(&proto, req.encode_to_vec()).expect("write");
     let gz = scratch.0.join("b.pb.gz");
     let req = workload.batch(300);
-    sent += spans_in(&req);
+    sent += span_count(&req);
     {
         use std::io::Write;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -119,13 +110,13 @@ async fn replayed_files_are_what_serve_then_shows() {
     }
     let json_file = scratch.0.join("c.json");
     let req = workload.batch(300);
-    sent += spans_in(&req);
+    sent += span_count(&req);
     std::fs::write(&json_file, serde_json::to_vec_pretty(&req).expect("json")).expect("write");
     let lines = scratch.0.join("d.jsonl");
     let mut text = String::new();
     for _ in 0..3 {
         let req = workload.batch(200);
-        sent += spans_in(&req);
+        sent += span_count(&req);
         text.push_str(&serde_json::to_string(&req).expect("json"));
         text.push('\n');
     }

@@ -19,12 +19,7 @@ async fn graceful_shutdown_loses_nothing_acknowledged() {
         (0..8)
             .map(|_| {
                 let req = workload.batch(300);
-                let n = req
-                    .resource_spans
-                    .iter()
-                    .flat_map(|r| &r.scope_spans)
-                    .map(|s| s.spans.len() as u64)
-                    .sum();
+                let n = causeway_benches::span_count(&req);
                 (Bytes::from(req.encode_to_vec()), n)
             })
             .collect(),

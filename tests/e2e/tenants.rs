@@ -31,11 +31,7 @@ fn count(b: &Bytes) -> u64 {
         b.clone(),
     )
     .expect("decode");
-    req.resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum()
+    causeway_benches::span_count(&req)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,12 +51,7 @@ async fn receivers_and_api_serve_tls_13() {
     assert_eq!(health.status(), 200);
 
     let req = Workload::new(WorkloadConfig::default()).batch(50);
-    let n: u64 = req
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum();
+    let n: u64 = causeway_benches::span_count(&req);
     let body = Bytes::from(req.encode_to_vec());
     let resp = c
         .post(format!(

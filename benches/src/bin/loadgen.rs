@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BufMut, Bytes};
-use causeway_benches::{Workload, WorkloadConfig};
+use causeway_benches::{Workload, WorkloadConfig, span_count};
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -119,12 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let mut batches = Vec::with_capacity(args.batches);
     for _ in 0..args.batches {
         let req = workload.batch(args.spans);
-        let spans: u64 = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len() as u64)
-            .sum();
+        let spans: u64 = span_count(&req);
         let bytes = Bytes::from(prost::Message::encode_to_vec(&req));
         batches.push((bytes, spans));
     }

@@ -75,20 +75,14 @@ fn render_trace_metrics(out: &mut String, snap: &MetricsSnapshot) {
             status_label(k.status)
         )
     };
-    let mut red: Vec<(String, &Totals)> =
-        snap.red.iter().map(|(k, t)| (span_labels(k), t)).collect();
-    red.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.push_str("# TYPE traces_span_metrics_calls counter\n");
-    out.push_str(
-        "# HELP traces_span_metrics_calls Spans, by service, span name, kind and status.\n",
+    let red = labelled(&snap.red, span_labels);
+    counter(
+        out,
+        "traces_span_metrics_calls",
+        "Spans, by service, span name, kind and status.",
+        &red,
+        |t| t.calls,
     );
-    for (labels, t) in &red {
-        let _ = writeln!(
-            out,
-            "traces_span_metrics_calls_total{{{labels}}} {}",
-            t.calls
-        );
-    }
     histogram(
         out,
         "traces_span_metrics_duration_seconds",
@@ -104,38 +98,22 @@ fn render_trace_metrics(out: &mut String, snap: &MetricsSnapshot) {
             k.connection.as_str()
         )
     };
-    let mut edges: Vec<(String, &Totals)> = snap
-        .edges
-        .iter()
-        .map(|(k, t)| (edge_labels(k), t))
-        .collect();
-    edges.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut server: Vec<(String, &Totals)> = snap
-        .edges_server
-        .iter()
-        .map(|(k, t)| (edge_labels(k), t))
-        .collect();
-    server.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.push_str("# TYPE traces_service_graph_request counter\n");
-    out.push_str(
-        "# HELP traces_service_graph_request Requests between two nodes of the service graph.\n",
+    let edges = labelled(&snap.edges, edge_labels);
+    let server = labelled(&snap.edges_server, edge_labels);
+    counter(
+        out,
+        "traces_service_graph_request",
+        "Requests between two nodes of the service graph.",
+        &edges,
+        |t| t.calls,
     );
-    for (labels, t) in &edges {
-        let _ = writeln!(
-            out,
-            "traces_service_graph_request_total{{{labels}}} {}",
-            t.calls
-        );
-    }
-    out.push_str("# TYPE traces_service_graph_request_failed counter\n");
-    out.push_str("# HELP traces_service_graph_request_failed Failed requests between two nodes of the service graph.\n");
-    for (labels, t) in &edges {
-        let _ = writeln!(
-            out,
-            "traces_service_graph_request_failed_total{{{labels}}} {}",
-            t.errors
-        );
-    }
+    counter(
+        out,
+        "traces_service_graph_request_failed",
+        "Failed requests between two nodes of the service graph.",
+        &edges,
+        |t| t.errors,
+    );
     histogram(
         out,
         "traces_service_graph_request_server_seconds",
@@ -148,6 +126,27 @@ fn render_trace_metrics(out: &mut String, snap: &MetricsSnapshot) {
         "Request durations as the client saw them (the server's when the client has no span).",
         &edges,
     );
+}
+
+/// Rows with their label sets, sorted so scrapes are stable.
+fn labelled<K>(rows: &[(K, Totals)], label: impl Fn(&K) -> String) -> Vec<(String, &Totals)> {
+    let mut out: Vec<(String, &Totals)> = rows.iter().map(|(k, t)| (label(k), t)).collect();
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    rows: &[(String, &Totals)],
+    value: impl Fn(&Totals) -> u64,
+) {
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "# HELP {name} {help}");
+    for (labels, t) in rows {
+        let _ = writeln!(out, "{name}_total{{{labels}}} {}", value(t));
+    }
 }
 
 fn histogram(out: &mut String, name: &str, help: &str, rows: &[(String, &Totals)]) {

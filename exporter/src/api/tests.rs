@@ -205,12 +205,7 @@ async fn red_and_graph_answer_for_the_callers_tenant_with_steps() {
     use prost::Message;
     let api = api();
     let req = Workload::new(WorkloadConfig::default()).batch(400);
-    let n: u64 = req
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum();
+    let n: u64 = causeway_benches::span_count(&req);
     let mut b = batch("acme", "checkout", n, 0);
     b.batch.payload = Bytes::from(req.encode_to_vec());
     api.data.send(b).await.expect("send");
@@ -325,12 +320,7 @@ async fn send_workload(api: &Api, tenant: &str, spans: usize) -> u64 {
     use causeway_benches::{Workload, WorkloadConfig};
     use prost::Message;
     let req = Workload::new(WorkloadConfig::default()).batch(spans);
-    let n: u64 = req
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum();
+    let n: u64 = causeway_benches::span_count(&req);
     let mut b = batch(tenant, "frontend", n, 0);
     b.batch.payload = Bytes::from(req.encode_to_vec());
     api.data.send(b).await.expect("send");

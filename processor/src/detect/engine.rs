@@ -16,7 +16,7 @@ use super::signatures::Signatures;
 use super::{DetectSettings, Event, Finding, Metric, SeriesDetector};
 use crate::graph::EdgeKey;
 use crate::red::RedKey;
-use crate::series::{CellStats, Sealed};
+use crate::series::{CellStats, Sealed, SeriesSet};
 
 /// Anomalies kept per tenant (the oldest resolved ones go first).
 const MAX_ANOMALIES: usize = 10_000;
@@ -119,7 +119,7 @@ impl TenantDetection {
             }
         }
         for ((start, op), (calls, errors, hist)) in merged {
-            let stats = stats_of(calls, errors, &hist);
+            let stats = CellStats::of(calls, errors, &hist);
             let settings = self.settings;
             let events = self
                 .ops
@@ -153,26 +153,19 @@ impl TenantDetection {
         }
     }
 
-    /// Whether a batch has error spans (only then is the graph needed).
-    pub fn has_errors(&self, batch: &arrow_array::RecordBatch) -> bool {
-        use arrow_array::cast::AsArray;
-        batch
-            .column_by_name(causeway_model::schema::col::STATUS_CODE)
-            .and_then(|a| a.as_primitive_opt::<arrow_array::types::Int8Type>())
-            .is_some_and(|c| c.values().contains(&causeway_model::schema::status::ERROR))
-    }
-
     /// Reads a converted span batch for error signatures new to their
     /// operation; each opens an anomaly at once (no window to wait for).
-    pub fn observe_batch(
-        &mut self,
-        batch: &arrow_array::RecordBatch,
-        links: &HashSet<(Arc<str>, Arc<str>)>,
-    ) {
-        for n in self
+    pub fn observe_batch(&mut self, batch: &arrow_array::RecordBatch, edges: &SeriesSet<EdgeKey>) {
+        let found = self
             .signatures
-            .observe(batch, self.settings.signature_learn_ns)
-        {
+            .observe(batch, self.settings.signature_learn_ns);
+        if found.is_empty() {
+            return;
+        }
+        // Built only when there is something to group.
+        let links = links_of(edges);
+        let links = &links;
+        for n in found {
             let subject = Subject::Operation {
                 service: n.op.0.to_string(),
                 operation: n.op.1.to_string(),
@@ -472,28 +465,18 @@ impl TenantDetection {
     }
 }
 
+/// The service graph's (client, server) pairs, for grouping anomalies.
+pub fn links_of(edges: &SeriesSet<EdgeKey>) -> HashSet<(Arc<str>, Arc<str>)> {
+    edges
+        .keys()
+        .map(|k| (Arc::clone(&k.client), Arc::clone(&k.server)))
+        .collect()
+}
+
 /// Examples come from the onset to the end of the confirming window; the
 /// window length is not known here, so up to a minute past its start.
 fn examples_until(detected_ns: i64, onset_ns: i64) -> i64 {
     detected_ns.max(onset_ns).saturating_add(60_000_000_000)
-}
-
-fn stats_of(calls: u64, errors: u64, h: &Histogram<u64>) -> CellStats {
-    if h.is_empty() {
-        return CellStats {
-            calls,
-            errors,
-            ..CellStats::default()
-        };
-    }
-    CellStats {
-        calls,
-        errors,
-        p50_us: h.value_at_quantile(0.50),
-        p90_us: h.value_at_quantile(0.90),
-        p99_us: h.value_at_quantile(0.99),
-        max_us: h.max(),
-    }
 }
 
 /// Severity from how far and how much.

@@ -119,7 +119,7 @@ impl RecentSpans {
         found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
         let mut out: Vec<String> = Vec::with_capacity(n);
         for (_, id) in found {
-            let hex = hex_of(&id);
+            let hex = hex::encode(id);
             if !out.contains(&hex) {
                 out.push(hex);
                 if out.len() == n {
@@ -129,14 +129,4 @@ impl RecentSpans {
         }
         out
     }
-}
-
-fn hex_of(id: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(id.len() * 2);
-    for b in id {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
 }

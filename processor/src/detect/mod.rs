@@ -24,7 +24,7 @@ mod signatures;
 mod tests;
 
 pub use baseline::Baseline;
-pub use engine::{IncidentSettings, TenantDetection};
+pub use engine::{IncidentSettings, TenantDetection, links_of};
 pub use exemplars::{RecentSpans, Want};
 
 use std::collections::VecDeque;
@@ -221,18 +221,19 @@ impl SeriesDetector {
             let expected = state.baseline.median();
             let observed = metric.value(&stats);
             let shifted = warm && opens(settings, metric, &stats, z, expected);
+            let finding = |onset_ns| Finding {
+                metric,
+                onset_ns,
+                detected_ns: start_ns,
+                observed,
+                expected,
+                score: z,
+            };
             match state.open {
                 None if shifted => {
                     let onset = onset(settings, metric, &state.baseline, &self.recent, start_ns);
                     state.open = Some((onset, 0));
-                    events.push(Event::Opened(Finding {
-                        metric,
-                        onset_ns: onset,
-                        detected_ns: start_ns,
-                        observed,
-                        expected,
-                        score: z,
-                    }));
+                    events.push(Event::Opened(finding(onset)));
                 }
                 None => {
                     // Only normal windows teach the baseline, once it has
@@ -265,14 +266,7 @@ impl SeriesDetector {
                         }
                     } else {
                         state.open = Some((onset, 0));
-                        events.push(Event::Ongoing(Finding {
-                            metric,
-                            onset_ns: onset,
-                            detected_ns: start_ns,
-                            observed,
-                            expected,
-                            score: z,
-                        }));
+                        events.push(Event::Ongoing(finding(onset)));
                     }
                 }
             }

@@ -118,7 +118,7 @@ impl Signatures {
                     if n.traces.len() < 5
                         && let Some(tr) = trace
                     {
-                        let hex = hex(tr.value(r));
+                        let hex = hex::encode(tr.value(r));
                         if !n.traces.contains(&hex) {
                             n.traces.push(hex);
                         }
@@ -138,7 +138,9 @@ impl Signatures {
                         signature,
                         first_ns: t,
                         count: 1,
-                        traces: trace.map(|tr| vec![hex(tr.value(r))]).unwrap_or_default(),
+                        traces: trace
+                            .map(|tr| vec![hex::encode(tr.value(r))])
+                            .unwrap_or_default(),
                     },
                 );
             }
@@ -180,10 +182,6 @@ fn normalize(m: &str) -> String {
     }
     flush(&mut word, &mut out);
     out
-}
-
-fn hex(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -448,7 +448,9 @@ fn a_new_error_signature_opens_at_once_after_learning() {
         .expect("valid")
     };
     let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
-    let none = HashSet::new();
+    let none = crate::series::SeriesSet::<crate::graph::EdgeKey>::new(
+        crate::config::SpansConfig::default().edge_settings(),
+    );
     // Learning: errors of type A and C in the first minute are not news.
     let b = batch_of(vec![span(0, None), span(5, Some("A")), span(30, Some("C"))]);
     d.observe_batch(&b, &none);

@@ -23,6 +23,27 @@ pub struct CellStats {
     pub max_us: u64,
 }
 
+impl CellStats {
+    /// Counts and the quantiles of a histogram (zeros when it is empty).
+    pub fn of(calls: u64, errors: u64, h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self {
+                calls,
+                errors,
+                ..Self::default()
+            };
+        }
+        Self {
+            calls,
+            errors,
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        }
+    }
+}
+
 /// The histogram, full while the window is open and serialized (compact)
 /// once sealed.
 #[derive(Debug, Clone)]
@@ -149,21 +170,7 @@ impl Cell {
             Hist::Open(h) => std::borrow::Cow::Borrowed(h.as_ref()),
             Hist::Sealed(b) => std::borrow::Cow::Owned(decode(b)),
         };
-        if h.is_empty() {
-            return CellStats {
-                calls: self.calls,
-                errors: self.errors,
-                ..CellStats::default()
-            };
-        }
-        CellStats {
-            calls: self.calls,
-            errors: self.errors,
-            p50_us: h.value_at_quantile(0.50),
-            p90_us: h.value_at_quantile(0.90),
-            p99_us: h.value_at_quantile(0.99),
-            max_us: h.max(),
-        }
+        CellStats::of(self.calls, self.errors, &h)
     }
 
     /// The histogram, V2-serialized, for storage.

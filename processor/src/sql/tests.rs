@@ -1,36 +1,16 @@
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use causeway_benches::{Workload, WorkloadConfig};
-use causeway_model::{Lease, QueuedBatch, ServiceCount, TenantId, TraceBatch, Transport};
+use causeway_model::{QueuedBatch, TenantId};
 use prost::Message;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use super::*;
 use crate::ProcessorStage;
 use crate::config::{SpansConfig, StorageSettings};
 use crate::persist::Persistence;
-
-fn queued(tenant: &str, payload: Bytes, spans: u64) -> QueuedBatch {
-    let sem = Arc::new(Semaphore::new(1));
-    QueuedBatch {
-        batch: TraceBatch {
-            tenant: TenantId::new(tenant).expect("tenant"),
-            transport: Transport::Grpc,
-            payload,
-            spans,
-            services: vec![ServiceCount {
-                name: "frontend".into(),
-                spans,
-                errors: 0,
-                first_ns: 1,
-                last_ns: 2,
-            }],
-        },
-        lease: Lease::new(sem.try_acquire_owned().expect("permit"), None),
-    }
-}
+use crate::stage::tests::queued;
 
 struct Fixture {
     engine: SqlEngine,
@@ -50,12 +30,7 @@ async fn fixture(tag: &str, config: SqlConfig) -> Fixture {
     let dir = std::env::temp_dir().join(format!("causeway-sql-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let req = Workload::new(WorkloadConfig::default()).batch(500);
-    let n: u64 = req
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum();
+    let n: u64 = causeway_benches::span_count(&req);
     let mut settings = StorageSettings::new(dir.clone());
     settings.span_flush_rows = usize::try_from(n * 2).expect("fits") - 1;
     let persist = Persistence::open(settings).expect("persistence");
