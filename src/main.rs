@@ -4,6 +4,7 @@
 mod app;
 mod config;
 mod nezha;
+mod simulate;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -43,6 +44,28 @@ enum Command {
     Nezha {
         #[command(subcommand)]
         command: nezha::NezhaCommand,
+    },
+    /// Generate web-shop traffic with a daily cycle and injected faults:
+    /// send it to a receiver or write OTLP files, plus the ground truth.
+    Simulate(simulate::SimulateArgs),
+    /// Score causeway on labelled fault data.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// Every case of a Nezha-format data set (DIR holds `<day>/` with a
+    /// fault list, trace/ and log/, and `baseline/<day>/`) through the
+    /// pipeline; per case, the incident found and its onset.
+    Nezha {
+        /// The data set's root directory.
+        dir: PathBuf,
+        /// End with one JSON line of totals.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -119,6 +142,19 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(args),
         Command::Nezha { command } => nezha::run(command),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Eval {
+            command: EvalCommand::Nezha { dir, json },
+        } => {
+            nezha::init_logging();
+            match nezha::eval_nezha(&dir, json) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("causeway eval nezha: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -149,14 +185,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
             for (incident, anomalies) in &report.incidents {
                 let subjects: Vec<String> = anomalies
                     .iter()
-                    .map(|a| match &a.subject {
-                        causeway_model::Subject::Operation {
-                            service, operation, ..
-                        } => format!("{} {service} {operation}", a.metric),
-                        causeway_model::Subject::Edge { client, server, .. } => {
-                            format!("{} {client}->{server}", a.metric)
-                        }
-                    })
+                    .map(|a| format!("{} {}", a.metric, a.subject))
                     .collect();
                 eprintln!(
                     "incident {} {} onset {} services [{}]: {}",

@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
+use crate::sim::{Effects, Fault};
 use crate::topology::{Protocol, Service, web_shop};
 
 /// A small deterministic PRNG (xorshift64*), enough for synthetic data.
@@ -80,8 +81,12 @@ pub struct Workload {
     rng: Rng,
     cfg: WorkloadConfig,
     clock_ns: u64,
-    /// Spans per service index of the batch being built.
-    pending: Vec<Vec<Span>>,
+    /// Spans per (service index, `service.version`) of the batch being built.
+    pending: Vec<(usize, String, Vec<Span>)>,
+    /// Faults to inject, by event time.
+    faults: Vec<Fault>,
+    /// What the faults active for the trace being built do.
+    effects: Effects,
 }
 
 /// Shorthand for a string attribute.
@@ -109,15 +114,34 @@ fn kvi(key: &str, value: i64) -> KeyValue {
 impl Workload {
     /// A workload over the web-shop topology.
     pub fn new(cfg: WorkloadConfig) -> Self {
-        let services = web_shop();
-        let pending = vec![Vec::new(); services.len()];
         Self {
             rng: Rng::new(cfg.seed),
             clock_ns: cfg.start_ns,
-            services,
+            services: web_shop(),
             cfg,
-            pending,
+            pending: Vec::new(),
+            faults: Vec::new(),
+            effects: Effects::default(),
         }
+    }
+
+    /// Faults injected into traces that start while they are active.
+    pub fn with_faults(mut self, faults: Vec<Fault>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Generates one whole trace starting at `start_ns` into the pending
+    /// request; returns its span count.
+    pub fn trace_at(&mut self, start_ns: u64) -> usize {
+        self.clock_ns = start_ns;
+        self.trace()
+    }
+
+    /// The pending spans as one request (empty if none), grouped by
+    /// service and version.
+    pub fn take(&mut self) -> ExportTraceServiceRequest {
+        self.flush()
     }
 
     /// The services (index order matches span attribution).
@@ -143,7 +167,8 @@ impl Workload {
 
     fn flush(&mut self) -> ExportTraceServiceRequest {
         let mut resource_spans = Vec::new();
-        for (i, spans) in self.pending.iter_mut().enumerate() {
+        self.pending.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        for (i, version, spans) in std::mem::take(&mut self.pending) {
             if spans.is_empty() {
                 continue;
             }
@@ -152,7 +177,7 @@ impl Workload {
             let resource = Resource {
                 attributes: vec![
                     kv("service.name", s.name),
-                    kv("service.version", s.version),
+                    kv("service.version", version),
                     kv("service.namespace", "shop"),
                     kv("deployment.environment.name", "production"),
                     kv("host.name", host.clone()),
@@ -175,7 +200,7 @@ impl Workload {
                         attributes: vec![],
                         dropped_attributes_count: 0,
                     }),
-                    spans: std::mem::take(spans),
+                    spans,
                     schema_url: "https://opentelemetry.io/schemas/1.27.0".into(),
                 }],
                 schema_url: String::new(),
@@ -191,6 +216,7 @@ impl Workload {
         trace_id[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes());
         let start = self.clock_ns;
         self.clock_ns += self.cfg.spacing_ns;
+        self.effects = Effects::at(&self.faults, &self.services, start);
         let root_op = [0usize, 0, 0, 2, 2, 3, 1][self.rng.below(7) as usize];
         let mut count = 0;
         self.server_span(&trace_id, 0, root_op, None, start, &mut count);
@@ -214,7 +240,9 @@ impl Workload {
     ) -> (u64, bool) {
         let operation = self.services[service].operations[op].clone();
         let span_id = self.new_span_id();
-        let mut t = start + self.rng.duration_ns(operation.self_us / 3);
+        let slow = self.effects.slowdown(service, op);
+        let self_us = (operation.self_us as f64 * slow) as u64;
+        let mut t = start + self.rng.duration_ns(self_us / 3);
         let mut failed = false;
         for c in &operation.calls {
             if self.rng.unit() >= c.probability {
@@ -233,8 +261,12 @@ impl Workload {
             failed |= f;
         }
         let leaf_failed = operation.calls.is_empty() && self.rng.unit() < self.cfg.error_rate;
-        failed |= leaf_failed;
-        let end = t + self.rng.duration_ns(operation.self_us * 2 / 3);
+        let injected = match self.effects.failure(service) {
+            Some((rate, exception)) if self.rng.unit() < rate => Some(exception),
+            _ => None,
+        };
+        failed |= leaf_failed || injected.is_some();
+        let end = t + self.rng.duration_ns(self_us * 2 / 3);
         let mut attributes = Vec::new();
         let kind = match operation.protocol {
             Protocol::Http => {
@@ -288,7 +320,9 @@ impl Workload {
             end,
             attributes,
         );
-        if leaf_failed {
+        if let Some(Some((ty, msg))) = &injected {
+            self.fail_with(&mut span, end, ty, msg);
+        } else if leaf_failed || injected.is_some() {
             self.fail(&mut span, end);
         } else if failed {
             span.status = Some(Status {
@@ -296,9 +330,24 @@ impl Workload {
                 code: StatusCode::Error as i32,
             });
         }
-        self.pending[service].push(span);
+        self.push(service, span);
         *count += 1;
         (end, failed)
+    }
+
+    fn push(&mut self, service: usize, span: Span) {
+        let version = self
+            .effects
+            .version(service)
+            .unwrap_or(self.services[service].version);
+        match self
+            .pending
+            .iter_mut()
+            .find(|(s, v, _)| *s == service && v == version)
+        {
+            Some((_, _, spans)) => spans.push(span),
+            None => self.pending.push((service, version.to_owned(), vec![span])),
+        }
     }
 
     /// Emits a client span in `caller` and, for instrumented callees, the
@@ -316,10 +365,11 @@ impl Workload {
     ) -> (u64, bool) {
         let operation = self.services[callee].operations[op].clone();
         let span_id = self.new_span_id();
-        let net = self.rng.duration_ns(150);
+        let net = self.rng.duration_ns(150) + self.effects.edge_delay_ns(caller, callee);
         let (end, failed, kind, attributes) = match operation.protocol {
             Protocol::Db(system) => {
-                let end = start + self.rng.duration_ns(operation.self_us);
+                let slow = self.effects.slowdown(callee, op);
+                let end = start + net + self.rng.duration_ns((operation.self_us as f64 * slow) as u64);
                 let failed = self.rng.unit() < self.cfg.error_rate / 4.0;
                 let attrs = vec![
                     kv("db.system", system),
@@ -335,7 +385,8 @@ impl Workload {
                 (end, failed, SpanKind::Client, attrs)
             }
             Protocol::Cache => {
-                let end = start + self.rng.duration_ns(operation.self_us);
+                let slow = self.effects.slowdown(callee, op);
+                let end = start + net + self.rng.duration_ns((operation.self_us as f64 * slow) as u64);
                 let attrs = vec![
                     kv("db.system", "redis"),
                     kv("db.operation.name", operation.name),
@@ -416,7 +467,7 @@ impl Workload {
                 });
             }
         }
-        self.pending[caller].push(span);
+        self.push(caller, span);
         *count += 1;
         (end, failed)
     }
@@ -457,7 +508,12 @@ impl Workload {
     }
 
     fn fail(&mut self, span: &mut Span, at: u64) {
-        let (ty, msg) = [
+        let (ty, msg) = Self::COMMON_FAILURES[self.rng.below(3) as usize];
+        self.fail_with(span, at, ty, msg);
+    }
+
+    /// The benign failures every shop has now and then.
+    const COMMON_FAILURES: [(&'static str, &'static str); 3] = [
             ("java.net.SocketTimeoutException", "Read timed out"),
             (
                 "io.grpc.StatusRuntimeException",
@@ -467,7 +523,9 @@ impl Workload {
                 "org.postgresql.util.PSQLException",
                 "ERROR: deadlock detected",
             ),
-        ][self.rng.below(3) as usize];
+        ];
+
+    fn fail_with(&mut self, span: &mut Span, at: u64, ty: &str, msg: &str) {
         span.status = Some(Status {
             message: msg.to_owned(),
             code: StatusCode::Error as i32,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 /// What an anomaly is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Subject {
     /// One operation of one service (span name and kind).
     Operation {
@@ -14,6 +14,11 @@ pub enum Subject {
         operation: String,
         /// OTLP span kind.
         kind: i8,
+    },
+    /// One service as a whole (its own spans, over a sliding window).
+    Service {
+        /// `service.name`.
+        service: String,
     },
     /// One edge of the service graph.
     Edge {
@@ -30,14 +35,29 @@ impl Subject {
     /// The services it touches.
     pub fn services(&self) -> Vec<&str> {
         match self {
-            Subject::Operation { service, .. } => vec![service],
+            Subject::Operation { service, .. } | Subject::Service { service } => vec![service],
             Subject::Edge { client, server, .. } => vec![client, server],
         }
     }
 }
 
+impl std::fmt::Display for Subject {
+    /// `service operation`, `service`, or `client → server`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Operation {
+                service, operation, ..
+            } => write!(f, "{service} {operation}"),
+            Subject::Service { service } => f.write_str(service),
+            Subject::Edge { client, server, .. } => write!(f, "{client} → {server}"),
+        }
+    }
+}
+
 /// How bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Severity {
     /// Worth a look.
     Minor,
@@ -93,7 +113,7 @@ pub struct Anomaly {
 }
 
 /// Whether an incident is still going on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IncidentState {
     /// Anomalies are open, or closed less than the quiet period ago.
     Open,
@@ -112,7 +132,7 @@ impl IncidentState {
 }
 
 /// Anomalies that overlap in time and touch connected services.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Incident {
     /// Unique within the tenant.
     pub id: u64,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arrow_array::RecordBatch;
 use causeway_model::TenantId;
 use causeway_store::{
-    CellRow, DuckDbStore, Family, ServiceRow, SpanStore, SpanStoreSettings, Store,
+    CellRow, DuckDbStore, Family, ServiceRow, SpanStore, SpanStoreSettings, StateRow, Store,
 };
 
 use crate::config::StorageSettings;
@@ -19,6 +19,9 @@ use crate::series::{DirtyCell, Resolution, SeriesKey};
 
 /// How often finished hours are compacted and expired hours deleted.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600);
+/// How often detection state (baselines, signatures, anomalies, incidents)
+/// is saved; also at shutdown. A crash loses at most this much learning.
+const STATE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The processor's persistence.
 pub struct Persistence {
@@ -28,6 +31,7 @@ pub struct Persistence {
     last_checkpoint: Instant,
     last_flush: Instant,
     last_maintenance: Instant,
+    last_state: Instant,
     /// Failed writes (the disk's fault); data stays in memory meanwhile.
     pub failures: u64,
 }
@@ -64,13 +68,32 @@ impl Persistence {
             last_checkpoint: now,
             last_flush: now,
             last_maintenance: now,
+            last_state: now,
             failures: 0,
         }
     }
 
-    /// Everything stored: cells and catalog.
-    pub fn load(&self) -> causeway_store::Result<(Vec<CellRow>, Vec<ServiceRow>)> {
-        Ok((self.store.load_cells()?, self.store.load_services()?))
+    /// Everything stored: cells, catalog and state documents.
+    pub fn load(&self) -> causeway_store::Result<(Vec<CellRow>, Vec<ServiceRow>, Vec<StateRow>)> {
+        Ok((
+            self.store.load_cells()?,
+            self.store.load_services()?,
+            self.store.load_state()?,
+        ))
+    }
+
+    /// Whether state documents are due (or `force`, at shutdown).
+    pub fn state_due(&self, force: bool) -> bool {
+        force || self.last_state.elapsed() >= STATE_INTERVAL
+    }
+
+    /// Saves state documents.
+    pub fn save_state(&mut self, rows: &[StateRow]) {
+        self.last_state = Instant::now();
+        if let Err(e) = self.store.save_state(rows) {
+            self.failures += 1;
+            tracing::error!(error = %e, "cannot save detection state; will retry");
+        }
     }
 
     /// The span store (for queries).

@@ -18,6 +18,9 @@ use crate::query::{
 use crate::red::{self, RedKey};
 use crate::series::{Cell, SeriesKey, SeriesSet};
 
+/// The state document that holds a tenant's detection.
+const DETECTION_PART: &str = "detection";
+
 /// How often windows past the watermark are sealed.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -54,7 +57,7 @@ impl ProcessorStage {
         config: SpansConfig,
         persist: Persistence,
     ) -> causeway_store::Result<Self> {
-        let (cells, services) = persist.load()?;
+        let (cells, services, states) = persist.load()?;
         let mut stage = Self {
             input,
             queries,
@@ -83,6 +86,23 @@ impl ProcessorStage {
                 restored += 1;
             } else {
                 skipped += 1;
+            }
+        }
+        for row in states {
+            if row.part != DETECTION_PART {
+                continue;
+            }
+            match TenantDetection::restore(
+                DetectSettings::default(),
+                IncidentSettings::default(),
+                &row.state,
+            ) {
+                Ok(d) => stage.tenant(&row.tenant).detect = d,
+                Err(e) => tracing::warn!(
+                    tenant = %row.tenant,
+                    error = %e,
+                    "saved detection state not restored; detection learns again"
+                ),
             }
         }
         if skipped > 0 {
@@ -114,6 +134,12 @@ impl ProcessorStage {
                         // asked is already in the input: take it first.
                         while let Ok(batch) = self.input.try_recv() {
                             self.process(batch);
+                        }
+                        // Detection answers cover every window the
+                        // watermark has passed, not only those the last
+                        // tick sealed.
+                        if q.is_detection() {
+                            self.advance();
                         }
                         self.answer(q);
                     }
@@ -211,6 +237,24 @@ impl ProcessorStage {
         }
         let services = self.catalog.take_dirty();
         self.persist.checkpoint(rows, services, horizon, force);
+        if self.persist.state_due(force) {
+            let saved_ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+            let mut states = Vec::new();
+            for (tenant, state) in &self.tenants {
+                match state.detect.snapshot() {
+                    Ok(doc) => states.push(causeway_store::StateRow {
+                        tenant: tenant.clone(),
+                        part: DETECTION_PART.to_owned(),
+                        state: doc,
+                        saved_ns,
+                    }),
+                    Err(e) => tracing::error!(%tenant, error = %e, "cannot serialize detection state"),
+                }
+            }
+            self.persist.save_state(&states);
+        }
     }
 
     /// Seals windows the watermark has passed.

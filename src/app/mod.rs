@@ -3,5 +3,5 @@
 mod replay;
 mod wiring;
 
-pub(crate) use replay::replay;
+pub(crate) use replay::{Session, replay};
 pub(crate) use wiring::run;

@@ -42,58 +42,114 @@ pub(crate) async fn replay(
     tenant: TenantId,
     files: Vec<PathBuf>,
 ) -> anyhow::Result<ReplayReport> {
-    let started = Instant::now();
-    let mut registry = Registry::default();
-    let metrics = ReceiverMetrics::register(&mut registry);
-    let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
-    // Asked once, at the end, for what detection found.
-    let (query_tx, query_rx) = mpsc::channel(1);
-    let queries = causeway_processor::QueryHandle::new(query_tx);
-    let admission = Admission::new(batch_tx, &config.processors.queue, 1);
-    let ingest = Arc::new(Ingest::new(admission, metrics));
-    let processor = start_processor(&config, batch_rx, query_rx)?;
-    let max_bytes = config.receivers.otlp.largest_request();
-
-    let mut report = ReplayReport::default();
+    let mut session = Session::start(&config, tenant)?;
     for file in &files {
-        report.files += 1;
-        if let Err(e) = replay_file(&ingest, &tenant, file, max_bytes, &mut report).await {
-            report.errors.push(format!("{}: {e:#}", file.display()));
+        session.report.files += 1;
+        if let Err(e) = replay_file(&mut session, file).await {
+            session.report.errors.push(format!("{}: {e:#}", file.display()));
         }
     }
-    // The stage answers after processing everything queued before the
-    // question: these are the incidents of the whole replay.
-    if let Ok(list) = queries.incidents(tenant.clone()).await {
-        for i in list.into_iter().rev() {
-            if let Ok(Some(detail)) = queries.incident(tenant.clone(), i.id).await {
-                report.incidents.push(detail);
+    session.finish().await
+}
+
+/// A processor fed with requests through the same ingest path as `serve`,
+/// without network listeners.
+pub(crate) struct Session {
+    ingest: Arc<Ingest>,
+    queries: causeway_processor::QueryHandle,
+    processor: tokio::sync::oneshot::Receiver<()>,
+    max_bytes: usize,
+    tenant: TenantId,
+    started: Instant,
+    /// What was submitted so far.
+    pub(crate) report: ReplayReport,
+}
+
+impl Session {
+    /// Opens the stores under the config's data directory and starts the
+    /// processor.
+    pub(crate) fn start(config: &Config, tenant: TenantId) -> anyhow::Result<Self> {
+        let mut registry = Registry::default();
+        let metrics = ReceiverMetrics::register(&mut registry);
+        let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
+        // Asked once, at the end, for what detection found.
+        let (query_tx, query_rx) = mpsc::channel(1);
+        let admission = Admission::new(batch_tx, &config.processors.queue, 1);
+        let processor = start_processor(config, batch_rx, query_rx)?;
+        Ok(Self {
+            ingest: Arc::new(Ingest::new(admission, metrics)),
+            queries: causeway_processor::QueryHandle::new(query_tx),
+            processor,
+            max_bytes: config.receivers.otlp.largest_request(),
+            tenant,
+            started: Instant::now(),
+            report: ReplayReport::default(),
+        })
+    }
+
+    /// Submits one protobuf `ExportTraceServiceRequest`, waiting while the
+    /// queue is full: a replay has no client to push back on, so it slows
+    /// down to the processor's pace. `origin` names it in errors.
+    pub(crate) async fn submit(&mut self, payload: Bytes, origin: &str) {
+        loop {
+            match self
+                .ingest
+                .export(self.tenant.clone(), Transport::File, payload.clone())
+                .await
+            {
+                Ok(outcome) => {
+                    self.report.requests += 1;
+                    self.report.spans += outcome.accepted;
+                    self.report.rejected_spans += outcome.rejected;
+                    if outcome.rejected > 0 {
+                        self.report
+                            .errors
+                            .push(format!("{origin}: {}", outcome.message));
+                    }
+                    return;
+                }
+                Err(ReceiveError::Overloaded { .. } | ReceiveError::TenantThrottled { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => {
+                    self.report.errors.push(format!("{origin}: {e}"));
+                    return;
+                }
             }
         }
     }
-    drop(queries);
-    // Closing the queue lets the processor drain it, write its final
-    // checkpoint and stop.
-    drop(ingest);
-    processor
-        .await
-        .context("the processor thread ended abnormally")?;
-    report.elapsed = started.elapsed();
-    Ok(report)
+
+    /// Waits until everything submitted is processed, collects the
+    /// incidents found, and stops the processor (final checkpoint).
+    pub(crate) async fn finish(mut self) -> anyhow::Result<ReplayReport> {
+        // The stage answers after processing everything queued before the
+        // question: these are the incidents of the whole replay.
+        if let Ok(list) = self.queries.incidents(self.tenant.clone()).await {
+            for i in list.into_iter().rev() {
+                if let Ok(Some(detail)) = self.queries.incident(self.tenant.clone(), i.id).await {
+                    self.report.incidents.push(detail);
+                }
+            }
+        }
+        drop(self.queries);
+        // Closing the queue lets the processor drain it, write its final
+        // checkpoint and stop.
+        drop(self.ingest);
+        self.processor
+            .await
+            .context("the processor thread ended abnormally")?;
+        self.report.elapsed = self.started.elapsed();
+        Ok(self.report)
+    }
 }
 
-async fn replay_file(
-    ingest: &Ingest,
-    tenant: &TenantId,
-    path: &Path,
-    max_bytes: usize,
-    report: &mut ReplayReport,
-) -> anyhow::Result<()> {
+async fn replay_file(session: &mut Session, path: &Path) -> anyhow::Result<()> {
     let raw = std::fs::read(path).with_context(|| "cannot read the file".to_owned())?;
     let mut data = Bytes::from(raw);
     let name = path.to_string_lossy();
     let name = name.strip_suffix(".gz").map(str::to_owned);
     if name.is_some() || data.starts_with(&[0x1f, 0x8b]) {
-        data = decompress(data, Encoding::Gzip, max_bytes.saturating_mul(64))
+        data = decompress(data, Encoding::Gzip, session.max_bytes.saturating_mul(64))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let lower = name
@@ -104,12 +160,17 @@ async fn replay_file(
         || lower.ends_with(".jsonl")
         || lower.ends_with(".ndjson")
         || first == Some(b'{');
+    let origin = path.display().to_string();
     if !json {
-        return submit(ingest, tenant, data, None, path, report).await;
+        session.submit(data, &origin).await;
+        return Ok(());
     }
     // One request per file, or one per line.
     match json_to_protobuf(&data) {
-        Ok(payload) => submit(ingest, tenant, payload, None, path, report).await,
+        Ok(payload) => {
+            session.submit(payload, &origin).await;
+            Ok(())
+        }
         Err(whole) => {
             let text = std::str::from_utf8(&data).context("OTLP/JSON must be UTF-8")?;
             let lines: Vec<(usize, &str)> = text
@@ -121,55 +182,13 @@ async fn replay_file(
                 anyhow::bail!("{whole}");
             }
             for (i, line) in lines {
+                let at = format!("{origin}:{}", i + 1);
                 match json_to_protobuf(line.as_bytes()) {
-                    Ok(payload) => {
-                        submit(ingest, tenant, payload, Some(i + 1), path, report).await?;
-                    }
-                    Err(e) => report
-                        .errors
-                        .push(format!("{}:{}: {e}", path.display(), i + 1)),
+                    Ok(payload) => session.submit(payload, &at).await,
+                    Err(e) => session.report.errors.push(format!("{at}: {e}")),
                 }
             }
             Ok(())
-        }
-    }
-}
-
-/// Submits one request, waiting while the queue is full: a replay has no
-/// client to push back on, so it slows down to the processor's pace.
-async fn submit(
-    ingest: &Ingest,
-    tenant: &TenantId,
-    payload: Bytes,
-    line: Option<usize>,
-    path: &Path,
-    report: &mut ReplayReport,
-) -> anyhow::Result<()> {
-    loop {
-        match ingest
-            .export(tenant.clone(), Transport::File, payload.clone())
-            .await
-        {
-            Ok(outcome) => {
-                report.requests += 1;
-                report.spans += outcome.accepted;
-                report.rejected_spans += outcome.rejected;
-                if outcome.rejected > 0 {
-                    let at = line.map_or_else(String::new, |l| format!(":{l}"));
-                    report
-                        .errors
-                        .push(format!("{}{at}: {}", path.display(), outcome.message));
-                }
-                return Ok(());
-            }
-            Err(ReceiveError::Overloaded { .. } | ReceiveError::TenantThrottled { .. }) => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err(e) => {
-                let at = line.map_or_else(String::new, |l| format!(":{l}"));
-                report.errors.push(format!("{}{at}: {e}", path.display()));
-                return Ok(());
-            }
         }
     }
 }

@@ -39,7 +39,7 @@ pub(crate) fn run(command: NezhaCommand) -> ExitCode {
 
 /// Warnings (a case minute without its files) go to stderr; `RUST_LOG`
 /// shows more, such as each skipped row at `debug`.
-fn init_logging() {
+pub(crate) fn init_logging() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -156,7 +156,7 @@ pub(crate) fn convert_day(day_dir: &Path, out_dir: &Path) -> Result<(), NezhaErr
 }
 
 /// The day's `*fault_list.json`, if any (the baseline has none).
-fn find_fault_list(day_dir: &Path) -> Result<Option<PathBuf>, NezhaError> {
+pub(crate) fn find_fault_list(day_dir: &Path) -> Result<Option<PathBuf>, NezhaError> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(day_dir)
         .map_err(|source| NezhaError::Io {
             path: day_dir.to_owned(),

@@ -8,6 +8,7 @@
 //! records an exception: status ERROR and an `exception` span event.
 
 mod cli;
+mod eval;
 mod logline;
 #[cfg(test)]
 mod tests;
@@ -25,7 +26,8 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
-pub(crate) use cli::{NezhaCommand, run};
+pub(crate) use cli::{NezhaCommand, init_logging, run};
+pub(crate) use eval::eval_nezha;
 
 /// A fault case spans the injection minute and the two after it, as Nezha
 /// evaluates.
@@ -300,9 +302,23 @@ pub(crate) fn convert_minute(
     trace_csv: &Path,
     log_csv: Option<&Path>,
 ) -> Result<(ExportTraceServiceRequest, MinuteStats), NezhaError> {
+    convert_files(&[(trace_csv.to_owned(), log_csv.map(Path::to_owned))])
+}
+
+/// Converts several minutes as one: consecutive minute files share some
+/// spans, which count once, and a parent in the previous minute's file
+/// still decides its child's kind.
+pub(crate) fn convert_files(
+    files: &[(PathBuf, Option<PathBuf>)],
+) -> Result<(ExportTraceServiceRequest, MinuteStats), NezhaError> {
     let mut stats = MinuteStats::default();
     let mut pods = Pods::default();
-    let rows = read_spans(trace_csv, &mut pods, &mut stats)?;
+    let mut seen = HashSet::new();
+    let mut rows = Vec::new();
+    for (trace_csv, _) in files {
+        read_spans(trace_csv, &mut pods, &mut stats, &mut seen, &mut rows)?;
+    }
+    stats.spans = rows.len() as u64;
     let index: HashMap<([u8; 16], [u8; 8]), usize> = rows
         .iter()
         .enumerate()
@@ -329,10 +345,11 @@ pub(crate) fn convert_minute(
         })
         .collect();
     let mut nodes = HashMap::new();
-    if let Some(log_csv) = log_csv {
-        let errors = read_logs(log_csv, &mut nodes, &mut stats)?;
-        attach_errors(errors, &index, &mut spans, &mut stats);
+    let mut errors = Vec::new();
+    for log_csv in files.iter().filter_map(|(_, log)| log.as_deref()) {
+        errors.extend(read_logs(log_csv, &mut nodes, &mut stats)?);
     }
+    attach_errors(errors, &index, &mut spans, &mut stats);
 
     let mut by_pod: BTreeMap<&str, (usize, Vec<Span>)> = BTreeMap::new();
     for (row, span) in rows.iter().zip(spans) {
@@ -489,11 +506,14 @@ fn next_record(
     }
 }
 
+/// Appends the rows of `path` not already in `seen` to `rows`.
 fn read_spans(
     path: &Path,
     pods: &mut Pods,
     stats: &mut MinuteStats,
-) -> Result<Vec<Row>, NezhaError> {
+    seen: &mut HashSet<([u8; 16], [u8; 8])>,
+    rows: &mut Vec<Row>,
+) -> Result<(), NezhaError> {
     let (mut reader, cols) = open_csv(
         path,
         [
@@ -507,8 +527,6 @@ fn read_spans(
         ],
     )?;
     let mut record = csv::ByteRecord::new();
-    let mut rows = Vec::new();
-    let mut seen = HashSet::new();
     while let Some(line) = next_record(&mut reader, &mut record, path)? {
         let row = parse_span_row(&record, cols, pods);
         let row = match row {
@@ -525,8 +543,7 @@ fn read_spans(
             stats.duplicate_rows += 1;
         }
     }
-    stats.spans = rows.len() as u64;
-    Ok(rows)
+    Ok(())
 }
 
 fn parse_span_row(

@@ -6,7 +6,7 @@ use causeway_model::TenantId;
 use duckdb::{Connection, params};
 
 use crate::error::{Error, Result};
-use crate::{CellRow, Family, ServiceRow, Store};
+use crate::{CellRow, Family, ServiceRow, StateRow, Store};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS cells (
@@ -32,6 +32,15 @@ CREATE TABLE IF NOT EXISTS services (
     first_ns UBIGINT NOT NULL,
     last_ns  UBIGINT NOT NULL,
     PRIMARY KEY (tenant, name)
+);
+-- What a tenant's detection learned and found (baselines, signatures,
+-- anomalies, incidents), one document per tenant and part.
+CREATE TABLE IF NOT EXISTS detection_state (
+    tenant   VARCHAR NOT NULL,
+    part     VARCHAR NOT NULL,
+    state    BLOB    NOT NULL,
+    saved_ns BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, part)
 );
 -- Checkpoints append here (DuckDB's appender is fast; row-at-a-time upserts
 -- are not), then upsert into `cells` in one statement.
@@ -193,8 +202,49 @@ impl Store for DuckDbStore {
         Ok(n as u64)
     }
 
+    fn save_state(&mut self, rows: &[StateRow]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for r in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO detection_state VALUES (?, ?, ?, ?)",
+                params![r.tenant.as_str(), r.part, r.state, r.saved_ns],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_state(&self) -> Result<Vec<StateRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tenant, part, state, saved_ns FROM detection_state ORDER BY tenant, part")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (tenant, part, state, saved_ns) = row?;
+            out.push(StateRow {
+                tenant: TenantId::new(&tenant).map_err(|e| Error::Corrupt(e.to_string()))?,
+                part,
+                state,
+                saved_ns,
+            });
+        }
+        Ok(out)
+    }
+
     fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
         let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM detection_state WHERE tenant = ?",
+            params![tenant.as_str()],
+        )?;
         tx.execute(
             "DELETE FROM cells WHERE tenant = ?",
             params![tenant.as_str()],

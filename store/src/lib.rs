@@ -98,6 +98,19 @@ pub struct ServiceRow {
     pub last_ns: u64,
 }
 
+/// A saved document of one tenant's state (e.g. detection), by part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRow {
+    /// Whose.
+    pub tenant: TenantId,
+    /// Which part of the state (`detection`).
+    pub part: String,
+    /// The document.
+    pub state: Vec<u8>,
+    /// When it was saved, unix ns.
+    pub saved_ns: i64,
+}
+
 /// Persistence of everything but raw spans.
 pub trait Store: Send {
     /// Inserts or replaces cells (by tenant, family, key, resolution, start).
@@ -110,6 +123,10 @@ pub trait Store: Send {
     fn load_services(&self) -> Result<Vec<ServiceRow>>;
     /// Deletes cells that start before `before_ns[resolution]`; returns how many.
     fn prune_cells(&mut self, before_ns: [i64; 3]) -> Result<u64>;
+    /// Inserts or replaces state documents (by tenant and part).
+    fn save_state(&mut self, rows: &[StateRow]) -> Result<()>;
+    /// Every state document.
+    fn load_state(&self) -> Result<Vec<StateRow>>;
     /// Deletes everything of one tenant.
     fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()>;
 }

@@ -22,6 +22,7 @@ fn anomaly_json(a: &Anomaly) -> Value {
         } => {
             json!({"type": "operation", "service": service, "operation": operation, "kind": kind_label(*kind)})
         }
+        Subject::Service { service } => json!({"type": "service", "service": service}),
         Subject::Edge {
             client,
             server,
@@ -33,6 +34,8 @@ fn anomaly_json(a: &Anomaly) -> Value {
     // Latency in ms, ratios as they are.
     let (unit, scale) = if a.metric.starts_with("latency") {
         ("ms", 1e-3)
+    } else if a.metric.starts_with("traffic") {
+        ("calls", 1.0)
     } else {
         ("ratio", 1.0)
     };
@@ -110,12 +113,7 @@ pub(super) async fn incident(
             let mut body = incident_json(&incident);
             let mut timeline: Vec<(i64, String)> = Vec::new();
             for a in &anomalies {
-                let what = match &a.subject {
-                    Subject::Operation {
-                        service, operation, ..
-                    } => format!("{service} {operation}"),
-                    Subject::Edge { client, server, .. } => format!("{client} → {server}"),
-                };
+                let what = a.subject.to_string();
                 timeline.push((a.onset_ns, format!("{} of {what} shifted", a.metric)));
                 timeline.push((
                     a.detected_ns,

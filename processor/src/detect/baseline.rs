@@ -11,7 +11,7 @@ const ABSOLUTE_FLOOR: f64 = 200.0;
 
 /// The last `capacity` values of one metric with their median and median
 /// absolute deviation, recomputed on each push (capacity is small).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Baseline {
     values: VecDeque<f64>,
     capacity: usize,

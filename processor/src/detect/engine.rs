@@ -13,6 +13,10 @@ use hdrhistogram::Histogram;
 
 use super::exemplars::{RecentSpans, Want};
 use super::signatures::Signatures;
+use super::service::{
+    Counts, OpReference, ServiceDetector, SlidingEvent, SlidingFinding, SlidingSettings,
+    poisson_score,
+};
 use super::{DetectSettings, Event, Finding, Metric, SeriesDetector};
 use crate::graph::EdgeKey;
 use crate::red::RedKey;
@@ -45,6 +49,27 @@ impl Default for IncidentSettings {
     }
 }
 
+/// What is known of one edge of the graph, for its changes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct EdgeWatch {
+    /// Calls per window, learned while it carries calls.
+    rate: f64,
+    /// Last window start with calls.
+    last_ns: i64,
+    /// First window start with calls.
+    first_ns: i64,
+    /// Onset of an open `edge_vanished` anomaly.
+    vanished: Option<i64>,
+}
+
+fn edge_subject(key: &EdgeKey) -> Subject {
+    Subject::Edge {
+        client: key.client.to_string(),
+        server: key.server.to_string(),
+        connection: key.connection.as_str().to_owned(),
+    }
+}
+
 /// An operation: RED series merged over status codes.
 type OpKey = (Arc<str>, Arc<str>, i8);
 
@@ -55,6 +80,21 @@ pub struct TenantDetection {
     incident_settings: IncidentSettings,
     ops: HashMap<OpKey, SeriesDetector>,
     edges: HashMap<EdgeKey, SeriesDetector>,
+    /// Sliding-window detectors per service.
+    services: HashMap<Arc<str>, ServiceDetector>,
+    /// Normal durations per operation, for slow-span thresholds.
+    references: HashMap<OpKey, OpReference>,
+    /// Own-span histograms per window start, until their windows settle.
+    unsettled: BTreeMap<i64, Vec<(OpKey, Histogram<u64>)>>,
+    sliding: SlidingSettings,
+    /// Calls per window of every edge seen, for graph changes.
+    graph: HashMap<EdgeKey, EdgeWatch>,
+    /// Edges first seen in the current window start, reported after it.
+    new_edges: Vec<(EdgeKey, i64, u64)>,
+    /// First window start observed (event time).
+    first_start_ns: Option<i64>,
+    /// Window length of the sealed series, ns.
+    window_ns: i64,
     anomalies: BTreeMap<u64, Anomaly>,
     /// Open anomaly per (subject, metric).
     open: HashMap<(Subject, Metric), u64>,
@@ -75,6 +115,14 @@ impl TenantDetection {
             incident_settings,
             ops: HashMap::new(),
             edges: HashMap::new(),
+            services: HashMap::new(),
+            references: HashMap::new(),
+            unsettled: BTreeMap::new(),
+            sliding: SlidingSettings::default(),
+            graph: HashMap::new(),
+            new_edges: Vec::new(),
+            first_start_ns: None,
+            window_ns: 10_000_000_000,
             anomalies: BTreeMap::new(),
             open: HashMap::new(),
             incidents: BTreeMap::new(),
@@ -88,6 +136,12 @@ impl TenantDetection {
     /// Feeds sealed RED windows (merged per operation across status codes)
     /// and sealed edge windows; `links` are the graph's (client, server)
     /// pairs, for grouping.
+    ///
+    /// Per window start, in order: each operation's detector; the slow
+    /// spans of each operation against its reference; each service's
+    /// sliding detector (a service without spans in a window the tenant
+    /// had spans in sees zero calls: that is how a drop shows); then the
+    /// references of healthy services learn the window.
     pub fn observe(
         &mut self,
         red: Vec<Sealed<RedKey>>,
@@ -97,6 +151,9 @@ impl TenantDetection {
         // Merge status codes: error ratio needs them together, and latency
         // is of all calls.
         let mut merged: BTreeMap<(i64, OpKey), (u64, u64, Histogram<u64>)> = BTreeMap::new();
+        if let Some(s) = red.first() {
+            self.window_ns = s.len_ns.max(1);
+        }
         for s in red {
             let key = (
                 s.start_ns,
@@ -118,22 +175,30 @@ impl TenantDetection {
                 }
             }
         }
+        let mut by_start: BTreeMap<i64, Vec<(OpKey, u64, u64, Histogram<u64>)>> = BTreeMap::new();
         for ((start, op), (calls, errors, hist)) in merged {
-            let stats = CellStats::of(calls, errors, &hist);
-            let settings = self.settings;
-            let events = self
-                .ops
-                .entry(op.clone())
-                .or_insert_with(|| SeriesDetector::new(&settings))
-                .observe(&settings, start, stats);
-            if !events.is_empty() {
-                let subject = Subject::Operation {
-                    service: op.0.to_string(),
-                    operation: op.1.to_string(),
-                    kind: op.2,
-                };
-                self.apply(subject, events, links);
-            }
+            by_start
+                .entry(start)
+                .or_default()
+                .push((op, calls, errors, hist));
+        }
+        // Which services were active, and which edges carried calls, per
+        // window start: for the graph's changes.
+        let mut active: BTreeMap<i64, (HashSet<Arc<str>>, HashMap<EdgeKey, u64>)> = BTreeMap::new();
+        for (start, ops) in &by_start {
+            let (services, _) = active.entry(*start).or_default();
+            services.extend(ops.iter().map(|(op, ..)| Arc::clone(&op.0)));
+        }
+        for s in &edges {
+            active
+                .entry(s.start_ns)
+                .or_default()
+                .1
+                .insert(s.key.clone(), s.stats.calls);
+        }
+        for (start, ops) in by_start {
+            self.first_start_ns.get_or_insert(start);
+            self.observe_start(start, ops, links);
         }
         for s in edges {
             let settings = self.settings;
@@ -151,6 +216,230 @@ impl TenantDetection {
                 self.apply(subject, events, links);
             }
         }
+        for (start, (services, edges)) in active {
+            self.watch_edges(start, &services, &edges, links);
+        }
+    }
+
+    /// Graph changes at one window start: an edge never seen before (after
+    /// the tenant's learning period), and an edge that used to carry steady
+    /// calls and carried none for a sliding window while its client kept
+    /// working.
+    fn watch_edges(
+        &mut self,
+        start: i64,
+        active: &HashSet<Arc<str>>,
+        seen: &HashMap<EdgeKey, u64>,
+        links: &HashSet<(Arc<str>, Arc<str>)>,
+    ) {
+        let learned = self
+            .first_start_ns
+            .is_some_and(|f| start.saturating_sub(f) >= self.settings.signature_learn_ns);
+        let sliding = self.sliding;
+        let keep = 1.0 - 1.0 / sliding.memory_windows;
+        let window_ns = self.window_ns;
+        let mut events: Vec<(Subject, Event, &'static str)> = Vec::new();
+        for (key, calls) in seen {
+            match self.graph.get_mut(key) {
+                Some(w) => {
+                    w.rate = w.rate * keep + *calls as f64 * (1.0 - keep);
+                    w.last_ns = start;
+                    if w.vanished.take().is_some() {
+                        events.push((
+                            edge_subject(key),
+                            Event::Resolved {
+                                metric: Metric::TrafficDrop,
+                                since_ns: start,
+                            },
+                            "edge_vanished",
+                        ));
+                    }
+                }
+                None => {
+                    self.graph.insert(
+                        key.clone(),
+                        EdgeWatch {
+                            rate: *calls as f64,
+                            last_ns: start,
+                            first_ns: start,
+                            vanished: None,
+                        },
+                    );
+                    if learned {
+                        self.new_edges.push((key.clone(), start, *calls));
+                    }
+                }
+            }
+        }
+        // A vanished edge that stays away is the new shape of the graph:
+        // its anomaly closes and the edge is forgotten.
+        let forget_ns = self.settings.signature_regress_ns;
+        let mut gone = Vec::new();
+        for (key, w) in &mut self.graph {
+            let silent = start.saturating_sub(w.last_ns);
+            if w.vanished.is_some() && silent >= forget_ns {
+                gone.push(key.clone());
+                events.push((
+                    edge_subject(key),
+                    Event::Resolved {
+                        metric: Metric::TrafficDrop,
+                        since_ns: start,
+                    },
+                    "edge_vanished",
+                ));
+                continue;
+            }
+            if seen.contains_key(key) || w.vanished.is_some() || !active.contains(&key.client) {
+                continue;
+            }
+            // Calls the edge would carry over the silence at its usual rate
+            // (per window of its history).
+            let windows = silent as f64 / window_ns as f64;
+            let expected = w.rate * windows;
+            if silent >= sliding.slide_ns
+                && start.saturating_sub(w.first_ns) >= 2 * sliding.slide_ns
+                && expected >= sliding.min_traffic
+            {
+                let onset = w.last_ns.saturating_add(window_ns);
+                w.vanished = Some(onset);
+                events.push((
+                    edge_subject(key),
+                    Event::Opened(Finding {
+                        metric: Metric::TrafficDrop,
+                        onset_ns: onset,
+                        detected_ns: start,
+                        observed: 0.0,
+                        expected,
+                        score: poisson_score(0.0, expected),
+                    }),
+                    "edge_vanished",
+                ));
+            }
+        }
+        for key in gone {
+            self.graph.remove(&key);
+        }
+        for (subject, event, name) in events {
+            self.apply_named(subject, vec![event], links, Some(name));
+        }
+        for (key, at, calls) in std::mem::take(&mut self.new_edges) {
+            self.event_anomaly(
+                edge_subject(&key),
+                "new_edge",
+                at,
+                calls,
+                Vec::new(),
+                format!("first calls from {} to {}", key.client, key.server),
+                links,
+            );
+        }
+    }
+
+    /// One window start's operations.
+    fn observe_start(
+        &mut self,
+        start: i64,
+        ops: Vec<(OpKey, u64, u64, Histogram<u64>)>,
+        links: &HashSet<(Arc<str>, Arc<str>)>,
+    ) {
+        let mut services: HashMap<Arc<str>, Counts> = HashMap::new();
+        let mut tenant_calls = 0;
+        for (op, calls, errors, hist) in &ops {
+            let stats = CellStats::of(*calls, *errors, hist);
+            let settings = self.settings;
+            let events = self
+                .ops
+                .entry(op.clone())
+                .or_insert_with(|| SeriesDetector::new(&settings))
+                .observe(&settings, start, stats);
+            if !events.is_empty() {
+                let subject = Subject::Operation {
+                    service: op.0.to_string(),
+                    operation: op.1.to_string(),
+                    kind: op.2,
+                };
+                self.apply(subject, events, links);
+            }
+            tenant_calls += calls;
+            if !own_span(op.2) {
+                continue;
+            }
+            let c = services.entry(Arc::clone(&op.0)).or_default();
+            c.calls += calls;
+            c.errors += errors;
+            if let Some(slow) = self.references.get(op).and_then(|r| r.slow_in(hist)) {
+                c.measured += calls;
+                c.slow += slow;
+            }
+        }
+        // Services known but silent in this window see zero calls.
+        for known in self.services.keys() {
+            services.entry(Arc::clone(known)).or_default();
+        }
+        let sliding = self.sliding;
+        // This window's own-span durations wait until the window leaves the
+        // sliding window; then they teach their operations' references if
+        // nothing slow built up meanwhile.
+        let own: Vec<(OpKey, Histogram<u64>)> = ops
+            .into_iter()
+            .filter(|(op, ..)| own_span(op.2))
+            .map(|(op, _, _, hist)| (op, hist))
+            .collect();
+        if !own.is_empty() {
+            self.unsettled.insert(start, own);
+        }
+        let mut settled: Vec<(Arc<str>, i64)> = Vec::new();
+        for (service, counts) in services {
+            let detector = self.services.entry(Arc::clone(&service)).or_default();
+            let events = detector.observe(&sliding, start, counts, tenant_calls);
+            for (at, latency_ok) in detector.take_settled() {
+                if latency_ok {
+                    settled.push((Arc::clone(&service), at));
+                }
+            }
+            if !events.is_empty() {
+                self.apply_sliding(
+                    Subject::Service {
+                        service: service.to_string(),
+                    },
+                    events,
+                    links,
+                );
+            }
+        }
+        for (service, at) in settled {
+            let Some(ops) = self.unsettled.get(&at) else {
+                continue;
+            };
+            for (op, hist) in ops.iter().filter(|(op, _)| op.0 == service) {
+                self.references
+                    .entry(op.clone())
+                    .or_default()
+                    .learn(hist, &sliding);
+            }
+        }
+        // Every service settles a window within the sliding window's length
+        // (plus the onset search's memory); older ones are done.
+        let done = start.saturating_sub(sliding.slide_ns.saturating_mul(2));
+        self.unsettled = self.unsettled.split_off(&done);
+    }
+
+    /// Applies a service's sliding events.
+    fn apply_sliding(
+        &mut self,
+        subject: Subject,
+        events: Vec<SlidingEvent>,
+        links: &HashSet<(Arc<str>, Arc<str>)>,
+    ) {
+        let events = events
+            .into_iter()
+            .map(|e| match e {
+                SlidingEvent::Opened(f) => Event::Opened(finding_of(f)),
+                SlidingEvent::Ongoing(f) => Event::Ongoing(finding_of(f)),
+                SlidingEvent::Resolved { metric, since_ns } => Event::Resolved { metric, since_ns },
+            })
+            .collect();
+        self.apply(subject, events, links);
     }
 
     /// Reads a converted span batch for error signatures new to their
@@ -158,7 +447,15 @@ impl TenantDetection {
     pub fn observe_batch(&mut self, batch: &arrow_array::RecordBatch, edges: &SeriesSet<EdgeKey>) {
         let found = self
             .signatures
-            .observe(batch, self.settings.signature_learn_ns);
+            .observe(
+                batch,
+                self.settings.signature_learn_ns,
+                self.settings.signature_regress_ns,
+                (
+                    self.settings.signature_confirm,
+                    self.settings.signature_confirm_ns,
+                ),
+            );
         if found.is_empty() {
             return;
         }
@@ -171,50 +468,78 @@ impl TenantDetection {
                 operation: n.op.1.to_string(),
                 kind: n.op.2,
             };
-            let id = self.next_id;
-            self.next_id += 1;
-            let finding = Finding {
-                metric: Metric::ErrorRatio,
-                onset_ns: n.first_ns,
-                detected_ns: n.first_ns,
-                observed: n.count as f64,
-                expected: 0.0,
-                score: n.count as f64,
-            };
-            let incident = self.assign_incident(&subject, id, &finding, links);
-            let severity = if n.count >= 5 {
-                Severity::Major
+            let detail = if n.regression {
+                format!("error back after a quiet period: {}", n.signature)
             } else {
-                Severity::Minor
+                format!("new error: {}", n.signature)
             };
-            if let Some(i) = self.incidents.get_mut(&incident) {
-                i.severity = i.severity.max(severity);
-            }
-            self.anomalies.insert(
-                id,
-                Anomaly {
-                    id,
-                    subject,
-                    metric: "new_error_signature",
-                    onset_ns: n.first_ns,
-                    detected_ns: n.first_ns,
-                    last_ns: n.first_ns,
-                    resolved_ns: None,
-                    observed: n.count as f64,
-                    expected: 0.0,
-                    score: n.count as f64,
-                    severity,
-                    example_trace_ids: n.traces,
-                    incident,
-                    detail: Some(format!("new error: {}", n.signature)),
-                },
+            self.event_anomaly(
+                subject,
+                "new_error_signature",
+                n.first_ns,
+                n.count,
+                n.traces,
+                detail,
+                links,
             );
-            self.signature_open.push((
-                id,
-                n.first_ns.saturating_add(self.settings.signature_quiet_ns),
-            ));
-            self.trim();
         }
+    }
+
+    /// An anomaly that is an event rather than a shift (a new error
+    /// signature, a new edge): it opens and closes by itself after the
+    /// signature quiet period.
+    #[allow(clippy::too_many_arguments)]
+    fn event_anomaly(
+        &mut self,
+        subject: Subject,
+        metric: &'static str,
+        at_ns: i64,
+        count: u64,
+        traces: Vec<String>,
+        detail: String,
+        links: &HashSet<(Arc<str>, Arc<str>)>,
+    ) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let finding = Finding {
+            metric: Metric::ErrorRatio,
+            onset_ns: at_ns,
+            detected_ns: at_ns,
+            observed: count as f64,
+            expected: 0.0,
+            score: count as f64,
+        };
+        let incident = self.assign_incident(&subject, id, &finding, links);
+        let severity = if count >= 5 {
+            Severity::Major
+        } else {
+            Severity::Minor
+        };
+        if let Some(i) = self.incidents.get_mut(&incident) {
+            i.severity = i.severity.max(severity);
+        }
+        self.anomalies.insert(
+            id,
+            Anomaly {
+                id,
+                subject,
+                metric,
+                onset_ns: at_ns,
+                detected_ns: at_ns,
+                last_ns: at_ns,
+                resolved_ns: None,
+                observed: count as f64,
+                expected: 0.0,
+                score: count as f64,
+                severity,
+                example_trace_ids: traces,
+                incident,
+                detail: Some(detail),
+            },
+        );
+        self.signature_open
+            .push((id, at_ns.saturating_add(self.settings.signature_quiet_ns)));
+        self.trim();
     }
 
     fn apply(
@@ -223,9 +548,20 @@ impl TenantDetection {
         events: Vec<Event>,
         links: &HashSet<(Arc<str>, Arc<str>)>,
     ) {
+        self.apply_named(subject, events, links, None);
+    }
+
+    /// Applies events; `name` overrides the metric's name on new anomalies.
+    fn apply_named(
+        &mut self,
+        subject: Subject,
+        events: Vec<Event>,
+        links: &HashSet<(Arc<str>, Arc<str>)>,
+        name: Option<&'static str>,
+    ) {
         for event in events {
             match event {
-                Event::Opened(f) => self.open_anomaly(subject.clone(), f, links),
+                Event::Opened(f) => self.open_anomaly(subject.clone(), f, links, name),
                 Event::Ongoing(f) => {
                     if let Some(a) = self
                         .open
@@ -268,6 +604,7 @@ impl TenantDetection {
         subject: Subject,
         f: Finding,
         links: &HashSet<(Arc<str>, Arc<str>)>,
+        name: Option<&'static str>,
     ) {
         let id = self.next_id;
         self.next_id += 1;
@@ -279,6 +616,7 @@ impl TenantDetection {
                 } => (service.as_str(), Some(operation.as_str())),
                 // An edge's symptoms show on the called side.
                 Subject::Edge { server, .. } => (server.as_str(), None),
+                Subject::Service { service } => (service.as_str(), None),
             };
             let errors = f.metric == Metric::ErrorRatio;
             let mut ids = self.recent.examples(
@@ -310,7 +648,7 @@ impl TenantDetection {
         let incident = self.assign_incident(&subject, id, &f, links);
         let anomaly = Anomaly {
             id,
-            metric: f.metric.as_str(),
+            metric: name.unwrap_or(f.metric.as_str()),
             onset_ns: f.onset_ns,
             detected_ns: f.detected_ns,
             last_ns: f.detected_ns,
@@ -465,6 +803,226 @@ impl TenantDetection {
     }
 }
 
+/// Saved form of a [`TenantDetection`]: everything learned and found,
+/// keys as plain strings (a series key as its stored parts).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot {
+    version: u32,
+    ops: Vec<(String, String, i8, SeriesDetector)>,
+    edges: Vec<((String, String, i8, i8), SeriesDetector)>,
+    services: Vec<(String, ServiceDetector)>,
+    references: Vec<(String, String, i8, OpReference)>,
+    graph: Vec<((String, String, i8, i8), EdgeWatch)>,
+    signatures: Signatures,
+    anomalies: Vec<SavedAnomaly>,
+    open: Vec<(Subject, Metric, u64)>,
+    incidents: Vec<Incident>,
+    next_id: u64,
+    signature_open: Vec<(u64, i64)>,
+    first_start_ns: Option<i64>,
+    window_ns: i64,
+}
+
+/// Bumped when the saved form changes incompatibly; an older snapshot is
+/// then ignored (detection learns again) rather than misread.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// An [`Anomaly`] with its metric as an owned name.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedAnomaly {
+    id: u64,
+    subject: Subject,
+    metric: String,
+    onset_ns: i64,
+    detected_ns: i64,
+    last_ns: i64,
+    resolved_ns: Option<i64>,
+    observed: f64,
+    expected: f64,
+    score: f64,
+    severity: Severity,
+    example_trace_ids: Vec<String>,
+    incident: u64,
+    detail: Option<String>,
+}
+
+/// Every anomaly metric name, for restoring `Anomaly::metric`.
+const METRIC_NAMES: [&str; 10] = [
+    "latency_p50",
+    "latency_p90",
+    "latency_p99",
+    "error_ratio",
+    "slow_ratio",
+    "traffic_drop",
+    "traffic_surge",
+    "new_error_signature",
+    "new_edge",
+    "edge_vanished",
+];
+
+fn edge_of(parts: &(String, String, i8, i8)) -> Option<EdgeKey> {
+    <EdgeKey as crate::series::SeriesKey>::from_parts(&parts.0, &parts.1, parts.2, parts.3)
+}
+
+fn parts_of(key: &EdgeKey) -> (String, String, i8, i8) {
+    let (a, b, c, d) = crate::series::SeriesKey::parts(key);
+    (a.to_owned(), b.to_owned(), c, d)
+}
+
+impl TenantDetection {
+    /// Everything learned and found, to be restored by [`Self::restore`].
+    pub fn snapshot(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let op = |k: &OpKey| (k.0.to_string(), k.1.to_string(), k.2);
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            ops: self
+                .ops
+                .iter()
+                .map(|(k, d)| {
+                    let (a, b, c) = op(k);
+                    (a, b, c, d.clone())
+                })
+                .collect(),
+            edges: self
+                .edges
+                .iter()
+                .map(|(k, d)| (parts_of(k), d.clone()))
+                .collect(),
+            services: self
+                .services
+                .iter()
+                .map(|(k, d)| (k.to_string(), d.clone()))
+                .collect(),
+            references: self
+                .references
+                .iter()
+                .map(|(k, r)| {
+                    let (a, b, c) = op(k);
+                    (a, b, c, r.clone())
+                })
+                .collect(),
+            graph: self
+                .graph
+                .iter()
+                .map(|(k, w)| (parts_of(k), w.clone()))
+                .collect(),
+            signatures: self.signatures.clone(),
+            anomalies: self
+                .anomalies
+                .values()
+                .map(|a| SavedAnomaly {
+                    id: a.id,
+                    subject: a.subject.clone(),
+                    metric: a.metric.to_owned(),
+                    onset_ns: a.onset_ns,
+                    detected_ns: a.detected_ns,
+                    last_ns: a.last_ns,
+                    resolved_ns: a.resolved_ns,
+                    observed: a.observed,
+                    expected: a.expected,
+                    score: a.score,
+                    severity: a.severity,
+                    example_trace_ids: a.example_trace_ids.clone(),
+                    incident: a.incident,
+                    detail: a.detail.clone(),
+                })
+                .collect(),
+            open: self
+                .open
+                .iter()
+                .map(|((s, m), id)| (s.clone(), *m, *id))
+                .collect(),
+            incidents: self.incidents.values().cloned().collect(),
+            next_id: self.next_id,
+            signature_open: self.signature_open.clone(),
+            first_start_ns: self.first_start_ns,
+            window_ns: self.window_ns,
+        };
+        serde_json::to_vec(&snapshot)
+    }
+
+    /// State saved by [`Self::snapshot`]; settings are the current ones.
+    /// Entries that no longer make sense (an unknown metric, a bad key) are
+    /// dropped; a snapshot of another version is refused.
+    pub fn restore(
+        settings: DetectSettings,
+        incident_settings: IncidentSettings,
+        bytes: &[u8],
+    ) -> Result<Self, String> {
+        let s: Snapshot = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if s.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "saved by format version {}, this build reads {SNAPSHOT_VERSION}",
+                s.version
+            ));
+        }
+        let mut d = Self::new(settings, incident_settings);
+        d.ops = s
+            .ops
+            .into_iter()
+            .map(|(a, b, c, det)| ((Arc::from(a), Arc::from(b), c), det))
+            .collect();
+        d.edges = s
+            .edges
+            .into_iter()
+            .filter_map(|(p, det)| Some((edge_of(&p)?, det)))
+            .collect();
+        d.services = s
+            .services
+            .into_iter()
+            .map(|(k, det)| (Arc::from(k), det))
+            .collect();
+        d.references = s
+            .references
+            .into_iter()
+            .map(|(a, b, c, r)| ((Arc::from(a), Arc::from(b), c), r))
+            .collect();
+        d.graph = s
+            .graph
+            .into_iter()
+            .filter_map(|(p, w)| Some((edge_of(&p)?, w)))
+            .collect();
+        d.signatures = s.signatures;
+        d.anomalies = s
+            .anomalies
+            .into_iter()
+            .filter_map(|a| {
+                let metric = METRIC_NAMES.iter().find(|m| **m == a.metric)?;
+                Some((
+                    a.id,
+                    Anomaly {
+                        id: a.id,
+                        subject: a.subject,
+                        metric,
+                        onset_ns: a.onset_ns,
+                        detected_ns: a.detected_ns,
+                        last_ns: a.last_ns,
+                        resolved_ns: a.resolved_ns,
+                        observed: a.observed,
+                        expected: a.expected,
+                        score: a.score,
+                        severity: a.severity,
+                        example_trace_ids: a.example_trace_ids,
+                        incident: a.incident,
+                        detail: a.detail,
+                    },
+                ))
+            })
+            .collect();
+        d.open = s
+            .open
+            .into_iter()
+            .map(|(subject, metric, id)| ((subject, metric), id))
+            .collect();
+        d.incidents = s.incidents.into_iter().map(|i| (i.id, i)).collect();
+        d.next_id = s.next_id.max(1);
+        d.signature_open = s.signature_open;
+        d.first_start_ns = s.first_start_ns;
+        d.window_ns = s.window_ns.max(1);
+        Ok(d)
+    }
+}
+
 /// The service graph's (client, server) pairs, for grouping anomalies.
 pub fn links_of(edges: &SeriesSet<EdgeKey>) -> HashSet<(Arc<str>, Arc<str>)> {
     edges
@@ -479,9 +1037,46 @@ fn examples_until(detected_ns: i64, onset_ns: i64) -> i64 {
     detected_ns.max(onset_ns).saturating_add(60_000_000_000)
 }
 
+/// Whether a span of this kind is the service's own work (not a call out,
+/// whose duration and status are the callee's).
+fn own_span(kind: i8) -> bool {
+    !matches!(
+        kind,
+        causeway_model::schema::kind::CLIENT | causeway_model::schema::kind::PRODUCER
+    )
+}
+
+fn finding_of(f: SlidingFinding) -> Finding {
+    Finding {
+        metric: f.metric,
+        onset_ns: f.onset_ns,
+        detected_ns: f.detected_ns,
+        observed: f.observed,
+        expected: f.expected,
+        score: f.score,
+    }
+}
+
 /// Severity from how far and how much.
 fn severity(metric: Metric, observed: f64, expected: f64, score: f64) -> Severity {
     match metric {
+        Metric::SlowRatio => {
+            if observed >= 0.5 {
+                Severity::Critical
+            } else if observed >= 0.2 {
+                Severity::Major
+            } else {
+                Severity::Minor
+            }
+        }
+        Metric::TrafficDrop => {
+            if observed <= expected * 0.1 {
+                Severity::Critical
+            } else {
+                Severity::Major
+            }
+        }
+        Metric::TrafficSurge => Severity::Major,
         Metric::ErrorRatio => {
             if observed >= 0.5 {
                 Severity::Critical

@@ -19,6 +19,7 @@
 mod baseline;
 mod engine;
 mod exemplars;
+mod service;
 mod signatures;
 #[cfg(test)]
 mod tests;
@@ -26,13 +27,19 @@ mod tests;
 pub use baseline::Baseline;
 pub use engine::{IncidentSettings, TenantDetection, links_of};
 pub use exemplars::{RecentSpans, Want};
+pub use service::{
+    Counts, OpReference, ServiceDetector, SlidingEvent, SlidingFinding, SlidingSettings,
+    binomial_upper_score, poisson_score,
+};
 
 use std::collections::VecDeque;
 
 use crate::series::CellStats;
 
 /// What is measured per window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Metric {
     /// Median duration.
     LatencyP50,
@@ -42,10 +49,16 @@ pub enum Metric {
     LatencyP99,
     /// Errors / calls.
     ErrorRatio,
+    /// Share of calls slower than their operation's normal p99 (sliding).
+    SlowRatio,
+    /// Calls well below the usual share of the tenant's traffic (sliding).
+    TrafficDrop,
+    /// Calls well above it (sliding).
+    TrafficSurge,
 }
 
 impl Metric {
-    /// Every metric, in a fixed order.
+    /// The metrics of a window's quantiles and ratio, in a fixed order.
     pub const ALL: [Metric; 4] = [
         Metric::LatencyP50,
         Metric::LatencyP90,
@@ -60,6 +73,9 @@ impl Metric {
             Metric::LatencyP90 => "latency_p90",
             Metric::LatencyP99 => "latency_p99",
             Metric::ErrorRatio => "error_ratio",
+            Metric::SlowRatio => "slow_ratio",
+            Metric::TrafficDrop => "traffic_drop",
+            Metric::TrafficSurge => "traffic_surge",
         }
     }
 
@@ -75,11 +91,15 @@ impl Metric {
                     s.errors as f64 / s.calls as f64
                 }
             }
+            // Sliding metrics are computed by `ServiceDetector`.
+            Metric::SlowRatio | Metric::TrafficDrop | Metric::TrafficSurge => 0.0,
         }
     }
 
+    /// Index into `ALL` (the sliding metrics share the last slot, never
+    /// used by `SeriesDetector`).
     fn index(self) -> usize {
-        self as usize
+        (self as usize).min(3)
     }
 }
 
@@ -90,8 +110,9 @@ pub struct DetectSettings {
     pub history: usize,
     /// Windows seen before anything is reported.
     pub warmup: usize,
-    /// Calls a window needs to count, for latency (quantiles of a handful of
-    /// spans are noise).
+    /// Calls a window needs to judge its p50 (three times as many for the
+    /// p90, ten times for the p99): quantiles of a handful of spans are
+    /// noise.
     pub min_calls: u64,
     /// Robust z-score that opens an anomaly.
     pub z_open: f64,
@@ -111,6 +132,13 @@ pub struct DetectSettings {
     pub signature_learn_ns: i64,
     /// A new-signature anomaly closes this long after it appeared, ns.
     pub signature_quiet_ns: i64,
+    /// A reported signature silent this long is reported again when it
+    /// recurs, ns.
+    pub signature_regress_ns: i64,
+    /// Occurrences within `signature_confirm_ns` that make a signature news.
+    pub signature_confirm: usize,
+    /// See `signature_confirm`, ns.
+    pub signature_confirm_ns: i64,
 }
 
 impl Default for DetectSettings {
@@ -125,8 +153,11 @@ impl Default for DetectSettings {
             min_errors: 3,
             min_error_ratio_delta: 0.05,
             quiet_windows: 6,
-            signature_learn_ns: 60_000_000_000,
+            signature_learn_ns: 10 * 60_000_000_000,
             signature_quiet_ns: 60_000_000_000,
+            signature_regress_ns: 10 * 60_000_000_000,
+            signature_confirm: 3,
+            signature_confirm_ns: 5 * 60_000_000_000,
         }
     }
 }
@@ -165,14 +196,14 @@ pub enum Event {
 }
 
 /// One recent window, kept for the onset search.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Recent {
     start_ns: i64,
     stats: CellStats,
 }
 
 /// State of one metric.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct MetricState {
     baseline: Baseline,
     /// Open anomaly: its onset, and normal windows seen in a row since.
@@ -180,7 +211,7 @@ struct MetricState {
 }
 
 /// Detection state of one series (one RED key or one edge).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeriesDetector {
     metrics: [MetricState; 4],
     recent: VecDeque<Recent>,
@@ -317,7 +348,14 @@ fn score(
             Some(z)
         }
         _ => {
-            if stats.calls < settings.min_calls {
+            // A quantile needs calls beyond it: the p99 of 20 calls is
+            // their maximum, which is noise.
+            let needed = match metric {
+                Metric::LatencyP90 => settings.min_calls * 3,
+                Metric::LatencyP99 => settings.min_calls * 10,
+                _ => settings.min_calls,
+            };
+            if stats.calls < needed {
                 return None;
             }
             if baseline.is_empty() {

@@ -3,10 +3,17 @@
 //! failure shows here before any ratio moves.
 //!
 //! Signatures are learned silently until the tenant has `learn_ns` of
-//! event-time history; after that, the first occurrence of a signature is
-//! reported (once), and it resolves after `quiet_ns` without a recurrence.
+//! event-time history; after that, a signature is reported (once) when it
+//! has occurred `confirm` times within `confirm_ns` (a one-off benign error
+//! is not news; a deploy that breaks something repeats it), with its onset
+//! at the first of those occurrences, and only when they are more than the
+//! operation's usual errors of any kind would explain; it resolves after
+//! `quiet_ns` without a recurrence.
+//! A reported signature that comes back after `regress_ns` of silence is
+//! reported again, as a regression (the same exception in the same place a
+//! week later is news again); signatures learned as normal never are.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -15,10 +22,16 @@ use arrow_array::types::{Int8Type, Int32Type, TimestampNanosecondType};
 use arrow_array::{Array, RecordBatch};
 use causeway_model::schema::{col, status};
 
+use super::service::poisson_score;
 use crate::red::DictColumn;
 
 /// An operation: service, span name, kind.
 pub(crate) type OpKey = (Arc<str>, Arc<str>, i8);
+
+/// `-log10` probability that the candidate's occurrences are the
+/// operation's usual errors: an operation that fails now and then in many
+/// ways needs more of a new kind than one that never fails.
+const CONFIRM_SCORE: f64 = 4.0;
 
 /// Signatures remembered per tenant, at most (beyond, nothing new is
 /// learned or reported: a flood of distinct messages is not a signal).
@@ -36,19 +49,72 @@ pub(crate) struct NewSignature {
     pub(crate) count: u64,
     /// Their trace ids (hex), a few.
     pub(crate) traces: Vec<String>,
+    /// Reported before, silent since, and back.
+    pub(crate) regression: bool,
+}
+
+/// What is remembered of one signature.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Seen {
+    /// Seen while learning: normal for this tenant.
+    learned: bool,
+    /// Last occurrence, unix ns.
+    last_ns: i64,
 }
 
 /// Known signatures of one tenant.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Signatures {
-    known: HashSet<u64>,
+    known: HashMap<u64, Seen>,
+    /// Errors seen per operation (hash of service, name, kind), for how
+    /// many errors of any kind a confirmation window normally holds.
+    op_errors: HashMap<u64, u64>,
+    /// Unknown signatures seen after learning, not yet confirmed.
+    pending: HashMap<u64, Candidate>,
     first_event_ns: Option<i64>,
+}
+
+/// Recent occurrences of an unconfirmed signature.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Candidate {
+    /// Span starts, ascending, within the confirmation window of the last.
+    times: Vec<i64>,
+    /// Their trace ids (hex), a few.
+    traces: Vec<String>,
+}
+
+impl Candidate {
+    fn push(&mut self, t: i64, trace: Option<String>, window_ns: i64) {
+        let at = self.times.partition_point(|x| *x <= t);
+        self.times.insert(at, t);
+        let newest = self.last();
+        let keep_from = self
+            .times
+            .partition_point(|x| *x < newest.saturating_sub(window_ns));
+        self.times.drain(..keep_from);
+        if let Some(tr) = trace
+            && self.traces.len() < 5
+            && !self.traces.contains(&tr)
+        {
+            self.traces.push(tr);
+        }
+    }
+
+    fn last(&self) -> i64 {
+        self.times.last().copied().unwrap_or(i64::MIN)
+    }
 }
 
 impl Signatures {
     /// Reads the error spans of `batch`; returns signatures new for their
     /// operation once the tenant has `learn_ns` of history.
-    pub(crate) fn observe(&mut self, batch: &RecordBatch, learn_ns: i64) -> Vec<NewSignature> {
+    pub(crate) fn observe(
+        &mut self,
+        batch: &RecordBatch,
+        learn_ns: i64,
+        regress_ns: i64,
+        (confirm, confirm_ns): (usize, i64),
+    ) -> Vec<NewSignature> {
         let Some(code) = batch
             .column_by_name(col::STATUS_CODE)
             .and_then(|a| a.as_primitive_opt::<Int8Type>())
@@ -105,45 +171,102 @@ impl Signatures {
             };
             let k = kind.map_or(0, |k| k.value(r));
             let mut h = std::hash::DefaultHasher::new();
-            (svc, op, k, &signature).hash(&mut h);
+            (svc, op, k).hash(&mut h);
+            let op_id = h.finish();
+            signature.hash(&mut h);
             let id = h.finish();
             let t = start.value(r);
+            if self.op_errors.len() < MAX_SIGNATURES || self.op_errors.contains_key(&op_id) {
+                *self.op_errors.entry(op_id).or_default() += 1;
+            }
             let warm = self
                 .first_event_ns
                 .is_some_and(|f| t.saturating_sub(f) >= learn_ns);
-            if self.known.contains(&id) {
-                if let Some(n) = found.get_mut(&id) {
-                    n.count += 1;
-                    n.first_ns = n.first_ns.min(t);
-                    if n.traces.len() < 5
-                        && let Some(tr) = trace
-                    {
-                        let hex = hex::encode(tr.value(r));
-                        if !n.traces.contains(&hex) {
-                            n.traces.push(hex);
-                        }
-                    }
+            let trace_hex = trace.map(|tr| hex::encode(tr.value(r)));
+            // Already reported in this batch: one more occurrence.
+            if let Some(n) = found.get_mut(&id) {
+                n.count += 1;
+                n.first_ns = n.first_ns.min(t);
+                if let Some(hex) = trace_hex
+                    && n.traces.len() < 5
+                    && !n.traces.contains(&hex)
+                {
+                    n.traces.push(hex);
+                }
+                if let Some(seen) = self.known.get_mut(&id) {
+                    seen.last_ns = seen.last_ns.max(t);
                 }
                 continue;
             }
-            if self.known.len() >= MAX_SIGNATURES {
+            let regression = match self.known.get_mut(&id) {
+                Some(seen) => {
+                    let back = !seen.learned && warm && t.saturating_sub(seen.last_ns) >= regress_ns;
+                    if !back {
+                        seen.last_ns = seen.last_ns.max(t);
+                        continue;
+                    }
+                    true
+                }
+                None => false,
+            };
+            if !warm {
+                if self.known.len() < MAX_SIGNATURES {
+                    self.known.insert(
+                        id,
+                        Seen {
+                            learned: true,
+                            last_ns: t,
+                        },
+                    );
+                }
                 continue;
             }
-            self.known.insert(id);
-            if warm {
-                found.insert(
-                    id,
-                    NewSignature {
-                        op: (Arc::from(svc), Arc::from(op), k),
-                        signature,
-                        first_ns: t,
-                        count: 1,
-                        traces: trace
-                            .map(|tr| vec![hex::encode(tr.value(r))])
-                            .unwrap_or_default(),
-                    },
-                );
+            // A candidate: reported once it occurs `confirm` times within
+            // `confirm_ns`, so that a one-off benign error never pages.
+            if self.pending.len() >= MAX_SIGNATURES {
+                let horizon = t.saturating_sub(confirm_ns);
+                self.pending.retain(|_, c| c.last() >= horizon);
+                if self.pending.len() >= MAX_SIGNATURES {
+                    continue;
+                }
             }
+            let c = self.pending.entry(id).or_default();
+            c.push(t, trace_hex, confirm_ns);
+            let n = c.times.len();
+            // Errors of any kind this operation has in a confirmation
+            // window, on average over its history, besides these.
+            let elapsed = self
+                .first_event_ns
+                .map_or(confirm_ns, |f| t.saturating_sub(f).max(confirm_ns));
+            let others = self
+                .op_errors
+                .get(&op_id)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(n as u64);
+            let usual = others as f64 * confirm_ns as f64 / elapsed as f64;
+            if n < confirm.max(1) || poisson_score(n as f64, usual.max(0.1)) < CONFIRM_SCORE {
+                continue;
+            }
+            let c = self.pending.remove(&id).unwrap_or_default();
+            self.known.insert(
+                id,
+                Seen {
+                    learned: false,
+                    last_ns: c.last(),
+                },
+            );
+            found.insert(
+                id,
+                NewSignature {
+                    op: (Arc::from(svc), Arc::from(op), k),
+                    signature,
+                    first_ns: c.times.first().copied().unwrap_or(t),
+                    count: c.times.len() as u64,
+                    traces: c.traces,
+                    regression,
+                },
+            );
         }
         let mut out: Vec<NewSignature> = found.into_values().collect();
         out.sort_by_key(|n| n.first_ns);

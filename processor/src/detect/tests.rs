@@ -336,6 +336,131 @@ mod engine {
         assert_eq!(incidents.len(), 1, "{incidents:#?}");
         assert!(incidents[0].anomalies.len() >= 2);
     }
+
+    fn edge_window(client: &str, server: &str, t: i64, calls: u64) -> Sealed<EdgeKey> {
+        let s = sealed("x", "y", 0, t, calls, 5);
+        Sealed {
+            key: EdgeKey {
+                client: Arc::from(client),
+                server: Arc::from(server),
+                connection: ConnectionType::Direct,
+            },
+            start_ns: s.start_ns,
+            len_ns: s.len_ns,
+            stats: s.stats,
+            hist: s.hist,
+        }
+    }
+
+    #[test]
+    fn graph_changes_new_and_vanished_edges_are_anomalies() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("frontend", "checkout"), ("frontend", "search")]);
+        let step = |d: &mut TenantDetection, i: i64, search: bool, cache: bool| {
+            let t = i * W;
+            let red = vec![
+                sealed("frontend", "GET /", 0, t, 40, 5),
+                sealed("checkout", "POST /orders", 0, t, 20, 5),
+            ];
+            let mut edges = vec![edge_window("frontend", "checkout", t, 20)];
+            if search {
+                edges.push(edge_window("frontend", "search", t, 10));
+            }
+            if cache {
+                edges.push(edge_window("checkout", "redis", t, 20));
+            }
+            d.observe(red, edges, &graph);
+            d.tick(t + W);
+        };
+        for i in 0..60 {
+            step(&mut d, i, true, false);
+        }
+        assert!(d.anomalies(0, i64::MAX).is_empty());
+        // search stops being called while frontend keeps working.
+        for i in 60..70 {
+            step(&mut d, i, false, false);
+        }
+        let anomalies = d.anomalies(0, i64::MAX);
+        let vanished = anomalies
+            .iter()
+            .find(|a| a.metric == "edge_vanished")
+            .expect("vanished edge");
+        assert_eq!(vanished.onset_ns, 60 * W);
+        assert!(matches!(&vanished.subject, Subject::Edge { server, .. } if server == "search"));
+        // checkout starts calling a cache nobody called before.
+        step(&mut d, 70, false, true);
+        let anomalies = d.anomalies(0, i64::MAX);
+        let new = anomalies
+            .iter()
+            .find(|a| a.metric == "new_edge")
+            .expect("new edge");
+        assert_eq!(new.onset_ns, 70 * W);
+        assert_eq!(
+            new.detail.as_deref(),
+            Some("first calls from checkout to redis")
+        );
+        // search comes back: resolved.
+        step(&mut d, 71, true, true);
+        let vanished = d
+            .anomalies(0, i64::MAX)
+            .into_iter()
+            .find(|a| a.metric == "edge_vanished")
+            .expect("still listed");
+        assert_eq!(vanished.resolved_ns, Some(71 * W));
+    }
+
+    #[test]
+    fn a_low_volume_service_that_fails_every_call_is_an_incident() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("auth", "verify")]);
+        // verify gets one call every other window, three a minute: far too
+        // few for the per-operation detector. One or two failures are not
+        // an incident; three of three are.
+        for i in 0..200 {
+            let t = i * W;
+            let mut red = vec![sealed("auth", "login", 0, t, 30, 20)];
+            if i % 2 == 0 {
+                let status = if i >= 180 { 2 } else { 0 };
+                red.push(sealed("verify", "check", status, t, 1, 2));
+            }
+            d.observe(red, Vec::new(), &graph);
+            d.tick(t + W);
+        }
+        let anomalies = d.anomalies(0, i64::MAX);
+        let a = anomalies
+            .iter()
+            .find(|a| a.metric == "error_ratio" && a.subject == Subject::Service { service: "verify".into() })
+            .unwrap_or_else(|| panic!("{anomalies:#?}"));
+        assert_eq!(a.onset_ns, 180 * W);
+        assert!(a.detected_ns - a.onset_ns <= 60_000_000_000);
+    }
+
+    #[test]
+    fn a_cpu_starved_low_volume_service_is_slow_against_its_own_p99() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[]);
+        for i in 0..400 {
+            let t = i * W;
+            let ms = if i >= 380 { 60 } else { 3 };
+            let red = vec![
+                sealed("auth", "login", 0, t, 30, 20),
+                sealed("verify", "check", 0, t, 1, ms),
+            ];
+            d.observe(red, Vec::new(), &graph);
+            d.tick(t + W);
+        }
+        let anomalies = d.anomalies(0, i64::MAX);
+        let a = anomalies
+            .iter()
+            .find(|a| a.metric == "slow_ratio")
+            .unwrap_or_else(|| panic!("{anomalies:#?}"));
+        assert_eq!(a.subject, Subject::Service { service: "verify".into() });
+        assert_eq!(a.onset_ns, 380 * W);
+        assert!(
+            anomalies.iter().all(|a| a.onset_ns >= 380 * W),
+            "nothing before the fault: {anomalies:#?}"
+        );
+    }
 }
 
 #[test]
@@ -447,27 +572,40 @@ fn a_new_error_signature_opens_at_once_after_learning() {
         )
         .expect("valid")
     };
-    let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+    let settings = DetectSettings {
+        signature_learn_ns: 60_000_000_000,
+        ..DetectSettings::default()
+    };
+    let mut d = TenantDetection::new(settings, IncidentSettings::default());
     let none = crate::series::SeriesSet::<crate::graph::EdgeKey>::new(
         crate::config::SpansConfig::default().edge_settings(),
     );
     // Learning: errors of type A and C in the first minute are not news.
     let b = batch_of(vec![span(0, None), span(5, Some("A")), span(30, Some("C"))]);
     d.observe_batch(&b, &none);
+    // Twenty quiet minutes with one known error.
     let b = batch_of(
-        (60..90)
-            .map(|t| span(t, if t % 10 == 0 { Some("A") } else { None }))
+        (60..1260)
+            .step_by(10)
+            .map(|t| span(t, if t == 600 { Some("A") } else { None }))
             .collect(),
     );
     d.observe_batch(&b, &none);
     assert!(d.incidents().is_empty(), "{:?}", d.incidents());
-    // B is new: an anomaly at the span's own time, with its trace.
+    // D once is a one-off, not news; nor are three B within a second for
+    // an operation that fails now and then anyway.
     let b = batch_of(vec![
-        span(120, None),
-        span(125, Some("B")),
-        span(126, Some("B")),
-        span(127, Some("A")),
+        span(1300, Some("D")),
+        span(1325, Some("B")),
+        span(1326, Some("B")),
+        span(1327, Some("A")),
+        span(1328, Some("B")),
     ]);
+    d.observe_batch(&b, &none);
+    assert!(d.incidents().is_empty(), "{:?}", d.incidents());
+    // B keeps failing calls: news, at the first B span's own time, with
+    // its traces.
+    let b = batch_of((1330..1340).map(|t| span(t, Some("B"))).collect());
     d.observe_batch(&b, &none);
     let anomalies = d.anomalies(0, i64::MAX);
     assert_eq!(anomalies.len(), 1, "{anomalies:#?}");
@@ -476,14 +614,195 @@ fn a_new_error_signature_opens_at_once_after_learning() {
     assert_eq!(a.detail.as_deref(), Some("new error: B"));
     assert_eq!(
         a.onset_ns,
-        i64::try_from(t0 + 125_000_000_000).expect("fits")
+        i64::try_from(t0 + 1_325_000_000_000).expect("fits")
     );
-    assert_eq!(a.observed, 2.0);
-    assert_eq!(a.example_trace_ids.len(), 2);
+    assert_eq!(a.observed, 13.0);
+    assert_eq!(a.example_trace_ids.len(), 5);
     // Seen once, it is known; it closes after its quiet period.
-    let b = batch_of(vec![span(200, Some("B"))]);
+    let b = batch_of(vec![span(1400, Some("B"))]);
     d.observe_batch(&b, &none);
     assert_eq!(d.anomalies(0, i64::MAX).len(), 1);
-    d.tick(i64::try_from(t0 + 600_000_000_000).expect("fits"));
+    d.tick(i64::try_from(t0 + 2_000_000_000_000).expect("fits"));
     assert!(d.anomalies(0, i64::MAX)[0].resolved_ns.is_some());
+    // Back after ten quiet minutes: reported again, as a regression. A
+    // (learned as normal) never is.
+    let mut back: Vec<Span> = (2020..2040).map(|t| span(t, Some("B"))).collect();
+    back.push(span(2021, Some("A")));
+    d.observe_batch(&batch_of(back), &none);
+    let anomalies = d.anomalies(0, i64::MAX);
+    assert_eq!(anomalies.len(), 2, "{anomalies:#?}");
+    assert_eq!(
+        anomalies[0].detail.as_deref(),
+        Some("error back after a quiet period: B")
+    );
+    assert_eq!(
+        anomalies[0].onset_ns,
+        i64::try_from(t0 + 2_020_000_000_000).expect("fits")
+    );
+}
+
+mod sliding {
+    use super::super::service::{
+        Counts, OpReference, ServiceDetector, SlidingEvent, SlidingSettings,
+        binomial_upper_score, poisson_score,
+    };
+    use super::{Metric, Rng, W, binomial};
+
+    #[test]
+    fn scores_are_log10_chernoff_bounds() {
+        // Three of three when one in a hundred is normal: 1e-6.
+        assert!((binomial_upper_score(3, 3, 0.01) - 6.0).abs() < 1e-9);
+        assert_eq!(binomial_upper_score(1, 100, 0.01), 0.0);
+        assert_eq!(binomial_upper_score(0, 0, 0.01), 0.0);
+        // No call where 20 were expected: e^-20.
+        assert!((poisson_score(0.0, 20.0) - 20.0 / std::f64::consts::LN_10).abs() < 1e-9);
+        assert_eq!(poisson_score(20.0, 20.0), 0.0);
+        assert!(poisson_score(60.0, 20.0) > 6.0);
+        assert!(poisson_score(5.0, 20.0) > 2.0);
+    }
+
+    #[test]
+    fn a_slow_threshold_is_a_multiple_of_the_reference_p99() {
+        let s = SlidingSettings::default();
+        let mut r = OpReference::new();
+        let mut window = hdrhistogram::Histogram::<u64>::new(2).expect("histogram");
+        for v in 1..=10u64 {
+            window.record(v * 1000).expect("record");
+        }
+        r.learn(&window, &s);
+        assert_eq!(r.threshold_us(), None, "10 spans are not a reference");
+        r.learn(&window, &s);
+        let t = r.threshold_us().expect("20 spans are");
+        assert!((14_500..=15_500).contains(&t), "{t}");
+        let mut slow = hdrhistogram::Histogram::<u64>::new(2).expect("histogram");
+        for v in [5_000u64, 16_000, 40_000] {
+            slow.record(v).expect("record");
+        }
+        assert_eq!(r.slow_in(&slow), Some(2));
+    }
+
+    /// A service with `calls` per window (poisson-ish), `p_err` errors and
+    /// `p_slow` slow spans, in a tenant with `tenant` calls per window.
+    fn window(rng: &mut Rng, calls: f64, p_err: f64, p_slow: f64) -> Counts {
+        let n = (calls + calls.sqrt() * rng.normal()).round().max(0.0) as u64;
+        Counts {
+            calls: n,
+            errors: binomial(rng, n, p_err),
+            measured: n,
+            slow: binomial(rng, n, p_slow),
+        }
+    }
+
+    #[test]
+    fn healthy_services_at_any_volume_raise_nothing() {
+        let s = SlidingSettings::default();
+        for (calls, seed) in [(0.3, 1), (2.0, 2), (40.0, 3), (2000.0, 4)] {
+            let mut d = ServiceDetector::new();
+            let mut rng = Rng(seed);
+            // A day of 10 s windows with a daily cycle of the tenant's
+            // volume (x5 between night and day), benign errors and the
+            // usual share of slow spans.
+            for i in 0..8640i64 {
+                let day = 1.0 + 0.66 * ((i as f64) / 8640.0 * std::f64::consts::TAU).sin();
+                let c = window(&mut rng, calls * day, 0.01, 0.005);
+                let tenant = c.calls * 5 + (100.0 * day) as u64;
+                let events = d.observe(&s, i * W, c, tenant);
+                assert!(events.is_empty(), "{calls}/window, window {i}: {events:?}");
+            }
+        }
+    }
+
+    fn opened(events: &[SlidingEvent], metric: Metric) -> Option<i64> {
+        events.iter().find_map(|e| match e {
+            SlidingEvent::Opened(f) if f.metric == metric => Some(f.onset_ns),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn three_calls_a_minute_that_all_fail_open_an_error_anomaly() {
+        let s = SlidingSettings::default();
+        let mut d = ServiceDetector::new();
+        // One call every other window, none failing, for an hour.
+        let call = |i: i64, failing: bool| Counts {
+            calls: u64::from(i % 2 == 0),
+            errors: u64::from(i % 2 == 0 && failing),
+            measured: 0,
+            slow: 0,
+        };
+        for i in 0..360 {
+            assert!(d.observe(&s, i * W, call(i, false), 50).is_empty());
+        }
+        let mut found = None;
+        for i in 360..372 {
+            let events = d.observe(&s, i * W, call(i, true), 50);
+            if let Some(onset) = opened(&events, Metric::ErrorRatio) {
+                found = Some((i, onset));
+                break;
+            }
+        }
+        let (at, onset) = found.expect("opened");
+        assert_eq!(onset, 360 * W, "onset is the first failing call's window");
+        assert!(at * W - onset <= 60_000_000_000, "within a minute: {at}");
+        // One failure in an hour of spotless traffic is not an incident.
+        let mut d = ServiceDetector::new();
+        for i in 0..400 {
+            let failing = i == 380;
+            assert!(d.observe(&s, i * W, call(i, failing), 50).is_empty());
+        }
+    }
+
+    #[test]
+    fn slow_calls_and_traffic_changes_open_their_anomalies() {
+        let s = SlidingSettings::default();
+        let mut rng = Rng(5);
+        let mut d = ServiceDetector::new();
+        for i in 0..200 {
+            let c = window(&mut rng, 5.0, 0.0, 0.005);
+            assert!(d.observe(&s, i * W, c, 100).is_empty());
+        }
+        // Every call slow (CPU starved): opens within the sliding window.
+        let mut slow_onset = None;
+        for i in 200..210 {
+            let c = window(&mut rng, 5.0, 0.0, 1.0);
+            if let Some(o) = opened(&d.observe(&s, i * W, c, 100), Metric::SlowRatio) {
+                slow_onset = Some(o);
+                break;
+            }
+        }
+        assert_eq!(slow_onset, Some(200 * W));
+
+        // Share of a fifth of the tenant's calls, then nothing while the
+        // tenant goes on: a drop.
+        let mut d = ServiceDetector::new();
+        for i in 0..200 {
+            let c = window(&mut rng, 20.0, 0.0, 0.0);
+            assert!(d.observe(&s, i * W, c, 100).is_empty());
+        }
+        let mut drop = None;
+        for i in 200..212 {
+            let events = d.observe(&s, i * W, Counts::default(), 80);
+            if let Some(o) = opened(&events, Metric::TrafficDrop) {
+                drop = Some((i, o));
+                break;
+            }
+        }
+        let (at, onset) = drop.expect("drop opened");
+        // A thin window of noise just before is indistinguishable from the
+        // drop's start: within one window.
+        assert!((199 * W..=200 * W).contains(&onset), "{onset}");
+        assert!(at < 207, "{at}");
+        // Five times the usual calls (the tenant's grow by as many): a
+        // surge.
+        let mut d = ServiceDetector::new();
+        for i in 0..200 {
+            let c = window(&mut rng, 20.0, 0.0, 0.0);
+            assert!(d.observe(&s, i * W, c, 100).is_empty());
+        }
+        let surged = (200..212).any(|i| {
+            let c = window(&mut rng, 100.0, 0.0, 0.0);
+            opened(&d.observe(&s, i * W, c, 180), Metric::TrafficSurge).is_some()
+        });
+        assert!(surged);
+    }
 }

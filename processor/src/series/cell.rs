@@ -7,7 +7,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 const SIGFIG: u8 = 2;
 
 /// Counts and quantiles of a cell (durations in microseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CellStats {
     /// Spans.
     pub calls: u64,

@@ -1,0 +1,521 @@
+//! A traffic simulator: the web shop under a daily load cycle, with noise,
+//! benign errors, and faults injected at given times, plus the ground truth
+//! of what was injected.
+//!
+//! Time is event time: the simulator produces one request per step of
+//! simulated time (traces that started in that step), as fast as asked, so
+//! a day takes seconds to generate; a caller that sends in real time paces
+//! itself.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use crate::topology::Service;
+use crate::workload::{Rng, Workload, WorkloadConfig};
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultKind {
+    /// One operation of a service (or all, without `operation`) becomes
+    /// `factor` times slower in its own work.
+    Latency {
+        /// Service name.
+        service: String,
+        /// Span name; `None` for all of the service's operations.
+        operation: Option<String>,
+        /// Slowdown factor.
+        factor: f64,
+    },
+    /// Calls from `client` to `server` take `added` longer on the wire.
+    EdgeLatency {
+        /// Calling service.
+        client: String,
+        /// Called service.
+        server: String,
+        /// Added delay.
+        added: Duration,
+    },
+    /// A share of the service's spans fail with the usual exceptions.
+    ErrorBurst {
+        /// Service name.
+        service: String,
+        /// Share of its spans that fail.
+        rate: f64,
+    },
+    /// A share of the service's spans fail with an exception never seen
+    /// before.
+    NewException {
+        /// Service name.
+        service: String,
+        /// `exception.type`.
+        exception: String,
+        /// Share of its spans that fail.
+        rate: f64,
+    },
+    /// The service's CPU is saturated: everything it does is slower, and
+    /// more variable.
+    CpuSaturation {
+        /// Service name.
+        service: String,
+        /// Slowdown factor.
+        factor: f64,
+    },
+    /// A new `service.version` is deployed and fails a share of its spans
+    /// with a new exception.
+    BadDeploy {
+        /// Service name.
+        service: String,
+        /// The new version.
+        version: String,
+        /// Share of its spans that fail.
+        rate: f64,
+    },
+}
+
+impl FaultKind {
+    /// Stable name, as in `--fault` and the ground truth.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::EdgeLatency { .. } => "edge-latency",
+            FaultKind::ErrorBurst { .. } => "errors",
+            FaultKind::NewException { .. } => "new-exception",
+            FaultKind::CpuSaturation { .. } => "cpu",
+            FaultKind::BadDeploy { .. } => "bad-deploy",
+        }
+    }
+
+    /// The service at fault (for an edge, the called one).
+    pub fn service(&self) -> &str {
+        match self {
+            FaultKind::Latency { service, .. }
+            | FaultKind::ErrorBurst { service, .. }
+            | FaultKind::NewException { service, .. }
+            | FaultKind::CpuSaturation { service, .. }
+            | FaultKind::BadDeploy { service, .. } => service,
+            FaultKind::EdgeLatency { server, .. } => server,
+        }
+    }
+}
+
+/// A fault active over `[start_ns, end_ns)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    /// What it does.
+    pub kind: FaultKind,
+    /// Unix ns.
+    pub start_ns: u64,
+    /// Unix ns.
+    pub end_ns: u64,
+}
+
+impl Fault {
+    /// Parses `KIND:TARGET@OFFSET[+DURATION]`, offsets from `start_ns`
+    /// (default duration 15 minutes; a bad deploy lasts to the end):
+    ///
+    /// - `latency:SERVICE[/OPERATION]` (×10), `cpu:SERVICE` (×4),
+    /// - `edge-latency:CLIENT->SERVER` (+200 ms),
+    /// - `errors:SERVICE` (30% fail), `new-exception:SERVICE` (30% fail
+    ///   with `com.shop.InventoryMismatchException`),
+    /// - `bad-deploy:SERVICE` (version `9.9.9-rc1`, 30% fail with
+    ///   `java.lang.NullPointerException`).
+    pub fn parse(spec: &str, start_ns: u64) -> Result<Self, String> {
+        let (what, when) = spec
+            .split_once('@')
+            .ok_or_else(|| format!("{spec:?}: expected KIND:TARGET@OFFSET[+DURATION]"))?;
+        let (kind, target) = what
+            .split_once(':')
+            .ok_or_else(|| format!("{spec:?}: expected KIND:TARGET before '@'"))?;
+        let (offset, duration) = match when.split_once('+') {
+            Some((o, d)) => (o, Some(d)),
+            None => (when, None),
+        };
+        let dur = |s: &str| {
+            humantime::parse_duration(s).map_err(|e| format!("{spec:?}: {s:?}: {e}"))
+        };
+        let offset = dur(offset)?;
+        let kind = match kind {
+            "latency" => {
+                let (service, operation) = match target.split_once('/') {
+                    Some((s, o)) => (s.to_owned(), Some(o.to_owned())),
+                    None => (target.to_owned(), None),
+                };
+                FaultKind::Latency {
+                    service,
+                    operation,
+                    factor: 10.0,
+                }
+            }
+            "cpu" => FaultKind::CpuSaturation {
+                service: target.to_owned(),
+                factor: 4.0,
+            },
+            "edge-latency" => {
+                let (client, server) = target
+                    .split_once("->")
+                    .ok_or_else(|| format!("{spec:?}: expected CLIENT->SERVER"))?;
+                FaultKind::EdgeLatency {
+                    client: client.to_owned(),
+                    server: server.to_owned(),
+                    added: Duration::from_millis(200),
+                }
+            }
+            "errors" => FaultKind::ErrorBurst {
+                service: target.to_owned(),
+                rate: 0.3,
+            },
+            "new-exception" => FaultKind::NewException {
+                service: target.to_owned(),
+                exception: "com.shop.InventoryMismatchException".to_owned(),
+                rate: 0.3,
+            },
+            "bad-deploy" => FaultKind::BadDeploy {
+                service: target.to_owned(),
+                version: "9.9.9-rc1".to_owned(),
+                rate: 0.3,
+            },
+            other => {
+                return Err(format!(
+                    "{spec:?}: unknown fault kind {other:?} (latency, edge-latency, errors, new-exception, cpu, bad-deploy)"
+                ));
+            }
+        };
+        let start = start_ns.saturating_add(offset.as_nanos() as u64);
+        let end = match (duration, &kind) {
+            (Some(d), _) => start.saturating_add(dur(d)?.as_nanos() as u64),
+            (None, FaultKind::BadDeploy { .. }) => u64::MAX,
+            (None, _) => start.saturating_add(15 * 60 * 1_000_000_000),
+        };
+        Ok(Self {
+            kind,
+            start_ns: start,
+            end_ns: end,
+        })
+    }
+}
+
+/// What the faults active at one instant do, by service index.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    /// (service, operation or all, factor)
+    slow: Vec<(usize, Option<usize>, f64)>,
+    /// (client, server, added ns)
+    edges: Vec<(usize, usize, u64)>,
+    /// (service, rate, exception type and message, or the usual ones)
+    failures: Vec<(usize, f64, Option<(String, String)>)>,
+    /// (service, version)
+    versions: Vec<(usize, String)>,
+}
+
+impl Effects {
+    /// The effects of `faults` at `t_ns` (names that match no service do
+    /// nothing).
+    pub fn at(faults: &[Fault], services: &[Service], t_ns: u64) -> Self {
+        let mut e = Self::default();
+        let index = |name: &str| services.iter().position(|s| s.name == name);
+        for f in faults
+            .iter()
+            .filter(|f| f.start_ns <= t_ns && t_ns < f.end_ns)
+        {
+            match &f.kind {
+                FaultKind::Latency {
+                    service,
+                    operation,
+                    factor,
+                } => {
+                    if let Some(s) = index(service) {
+                        let op = operation.as_ref().and_then(|o| {
+                            services[s].operations.iter().position(|x| x.name == o)
+                        });
+                        e.slow.push((s, op, *factor));
+                    }
+                }
+                FaultKind::CpuSaturation { service, factor } => {
+                    if let Some(s) = index(service) {
+                        e.slow.push((s, None, *factor));
+                    }
+                }
+                FaultKind::EdgeLatency {
+                    client,
+                    server,
+                    added,
+                } => {
+                    if let (Some(c), Some(s)) = (index(client), index(server)) {
+                        e.edges.push((c, s, added.as_nanos() as u64));
+                    }
+                }
+                FaultKind::ErrorBurst { service, rate } => {
+                    if let Some(s) = index(service) {
+                        e.failures.push((s, *rate, None));
+                    }
+                }
+                FaultKind::NewException {
+                    service,
+                    exception,
+                    rate,
+                } => {
+                    if let Some(s) = index(service) {
+                        e.failures.push((
+                            s,
+                            *rate,
+                            Some((
+                                exception.clone(),
+                                "stock count does not match the order".to_owned(),
+                            )),
+                        ));
+                    }
+                }
+                FaultKind::BadDeploy {
+                    service,
+                    version,
+                    rate,
+                } => {
+                    if let Some(s) = index(service) {
+                        e.versions.push((s, version.clone()));
+                        e.failures.push((
+                            s,
+                            *rate,
+                            Some((
+                                "java.lang.NullPointerException".to_owned(),
+                                "Cannot invoke \"Order.getItems()\" because \"order\" is null"
+                                    .to_owned(),
+                            )),
+                        ));
+                    }
+                }
+            }
+        }
+        e
+    }
+
+    /// Factor applied to the own work of `service`'s operation `op`.
+    pub fn slowdown(&self, service: usize, op: usize) -> f64 {
+        self.slow
+            .iter()
+            .filter(|(s, o, _)| *s == service && o.is_none_or(|o| o == op))
+            .map(|(_, _, f)| *f)
+            .fold(1.0, f64::max)
+    }
+
+    /// Added network delay from `client` to `server`, ns.
+    pub fn edge_delay_ns(&self, client: usize, server: usize) -> u64 {
+        self.edges
+            .iter()
+            .filter(|(c, s, _)| *c == client && *s == server)
+            .map(|(_, _, d)| *d)
+            .sum()
+    }
+
+    /// Injected failure rate of `service` and its exception (`None`: the
+    /// usual ones).
+    pub fn failure(&self, service: usize) -> Option<(f64, Option<(String, String)>)> {
+        self.failures
+            .iter()
+            .find(|(s, _, _)| *s == service)
+            .map(|(_, r, e)| (*r, e.clone()))
+    }
+
+    /// The deployed version of `service`, if a fault changed it.
+    pub fn version(&self, service: usize) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Settings of a simulation.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// PRNG seed.
+    pub seed: u64,
+    /// First instant, unix ns.
+    pub start_ns: u64,
+    /// How much event time to simulate.
+    pub duration: Duration,
+    /// Mean traces per second over a day.
+    pub rate: f64,
+    /// Daily cycle: the rate swings by this share around the mean (0.8:
+    /// from 0.2× at night to 1.8× in the afternoon).
+    pub diurnal: f64,
+    /// Share of leaf operations failing with a benign error.
+    pub benign_errors: f64,
+    /// One request per this much event time.
+    pub step: Duration,
+    /// Faults.
+    pub faults: Vec<Fault>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            start_ns: 1_764_547_200_000_000_000, // 2025-12-01T00:00:00Z
+            duration: Duration::from_secs(3600),
+            rate: 20.0,
+            diurnal: 0.6,
+            benign_errors: 0.002,
+            step: Duration::from_secs(1),
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// Generates the simulated traffic, one request per step.
+#[derive(Debug)]
+pub struct Simulator {
+    cfg: SimConfig,
+    workload: Workload,
+    rng: Rng,
+    now_ns: u64,
+    end_ns: u64,
+}
+
+const DAY_NS: f64 = 86_400e9;
+
+impl Simulator {
+    /// A simulator at the config's start.
+    pub fn new(cfg: SimConfig) -> Self {
+        let workload = Workload::new(WorkloadConfig {
+            seed: cfg.seed,
+            error_rate: cfg.benign_errors,
+            start_ns: cfg.start_ns,
+            spacing_ns: 0,
+        })
+        .with_faults(cfg.faults.clone());
+        Self {
+            rng: Rng::new(cfg.seed ^ 0x5eed),
+            now_ns: cfg.start_ns,
+            end_ns: cfg
+                .start_ns
+                .saturating_add(cfg.duration.as_nanos() as u64),
+            workload,
+            cfg,
+        }
+    }
+
+    /// Traces per second at `t_ns`: the daily cycle, peaking at 15:00 UTC.
+    pub fn rate_at(&self, t_ns: u64) -> f64 {
+        let phase = ((t_ns as f64) % DAY_NS) / DAY_NS; // 0 at midnight
+        let cycle = ((phase - 0.375) * std::f64::consts::TAU).sin(); // peak at 15:00
+        (self.cfg.rate * (1.0 + self.cfg.diurnal * cycle)).max(0.0)
+    }
+
+    /// The next step's request and its start (unix ns), or `None` at the
+    /// end. A step without traces gives an empty request.
+    pub fn next_step(&mut self) -> Option<(u64, ExportTraceServiceRequest)> {
+        if self.now_ns >= self.end_ns {
+            return None;
+        }
+        let step = self.cfg.step.as_nanos() as u64;
+        let start = self.now_ns;
+        let lambda = self.rate_at(start) * self.cfg.step.as_secs_f64();
+        let n = poisson(&mut self.rng, lambda);
+        let mut starts: Vec<u64> = (0..n).map(|_| start + self.rng.below(step)).collect();
+        starts.sort_unstable();
+        for t in starts {
+            self.workload.trace_at(t);
+        }
+        self.now_ns = start.saturating_add(step);
+        Some((start, self.workload.take()))
+    }
+
+    /// The faults, for the ground truth.
+    pub fn faults(&self) -> &[Fault] {
+        &self.cfg.faults
+    }
+}
+
+/// A Poisson draw (Knuth for small means, normal approximation above).
+fn poisson(rng: &mut Rng, lambda: f64) -> u64 {
+    if lambda <= 0.0 {
+        return 0;
+    }
+    if lambda > 30.0 {
+        let z = (0..12).map(|_| rng.unit()).sum::<f64>() - 6.0;
+        return (lambda + lambda.sqrt() * z).round().max(0.0) as u64;
+    }
+    let limit = (-lambda).exp();
+    let mut k = 0;
+    let mut p = rng.unit();
+    while p > limit {
+        k += 1;
+        p *= rng.unit();
+    }
+    k
+}
+
+/// Posts OTLP/HTTP protobuf requests to a receiver, retrying what it
+/// pushes back on (429, 503, connection errors) with backoff.
+#[derive(Debug, Clone)]
+pub struct HttpSender {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    url: http::Uri,
+    api_key: Option<String>,
+}
+
+impl HttpSender {
+    /// A sender to `endpoint` (`http://host:port`, `/v1/traces` appended
+    /// unless the path is given).
+    pub fn new(endpoint: &str, api_key: Option<String>) -> Result<Self, String> {
+        let mut url = endpoint.trim_end_matches('/').to_owned();
+        if !url.ends_with("/v1/traces") {
+            url.push_str("/v1/traces");
+        }
+        let url: http::Uri = url.parse().map_err(|e| format!("{endpoint:?}: {e}"))?;
+        if url.scheme_str() != Some("http") {
+            return Err(format!("{endpoint:?}: only http:// endpoints are supported"));
+        }
+        Ok(Self {
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build_http(),
+            url,
+            api_key,
+        })
+    }
+
+    /// Sends one request; gives up after about a minute of refusals.
+    pub async fn send(&self, body: bytes::Bytes) -> Result<(), String> {
+        use http_body_util::BodyExt;
+        let mut backoff = Duration::from_millis(50);
+        let mut last = String::new();
+        for _ in 0..12 {
+            let mut b = http::Request::post(self.url.clone())
+                .header("content-type", "application/x-protobuf");
+            if let Some(k) = &self.api_key {
+                b = b.header("authorization", format!("Bearer {k}"));
+            }
+            let req = b
+                .body(http_body_util::Full::new(body.clone()))
+                .map_err(|e| e.to_string())?;
+            match self.client.request(req).await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text = resp
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+                        .unwrap_or_default();
+                    if status.is_success() {
+                        return Ok(());
+                    }
+                    if status.as_u16() != 429 && status.as_u16() != 503 {
+                        return Err(format!("HTTP {status}: {text}"));
+                    }
+                    last = format!("HTTP {status}");
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        Err(format!("gave up after retries: {last}"))
+    }
+}

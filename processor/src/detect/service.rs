@@ -1,0 +1,624 @@
+//! Service-level detection over a sliding window: what the per-operation
+//! detector cannot see at low volume.
+//!
+//! A service with three calls a minute never fills a 10-second window with
+//! enough calls to estimate a p99, yet "every call of the last minute
+//! failed" or "every call of the last minute took thirty times its usual
+//! p99" is a clear signal. So instead of comparing quantiles, this counts
+//! events whose rate in normal operation is learned, and tests the count:
+//!
+//! - errors: spans with status ERROR, against the service's error rate;
+//! - slow calls: spans longer than `slow_factor` × their own operation's
+//!   normal p99, against the rate of such spans (about 1% or less);
+//! - traffic: calls against the service's usual share of the tenant's
+//!   calls (a daily cycle moves every service alike; a drop in one service
+//!   does not), and the tenant's calls against their recent median.
+//!
+//! Each test bounds the probability of a count at least this extreme under
+//! the learned rate (Chernoff: `exp(-n·KL(q‖p))` for a binomial, the
+//! analogue for a Poisson count), and the score is its `-log10`: 6 is one in
+//! a million. A minimum count and a minimum effect size keep noise from
+//! paging anyone: a rate that is "significantly" 1.1 times its normal at
+//! high volume is not an incident.
+//!
+//! Only the service's own spans count (not CLIENT or PRODUCER spans, whose
+//! duration and status are the callee's): the caller of a failing service
+//! shows up through its own server spans, and the graph groups them.
+
+use std::collections::VecDeque;
+
+use hdrhistogram::Histogram;
+
+use super::Metric;
+use super::baseline::Baseline;
+
+/// What one window holds for one service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Spans.
+    pub calls: u64,
+    /// Spans with status ERROR.
+    pub errors: u64,
+    /// Spans of operations that have a slow threshold yet.
+    pub measured: u64,
+    /// Of those, spans above their operation's threshold.
+    pub slow: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.calls += o.calls;
+        self.errors += o.errors;
+        self.measured += o.measured;
+        self.slow += o.slow;
+    }
+}
+
+/// Settings of the sliding-window detectors.
+#[derive(Debug, Clone, Copy)]
+pub struct SlidingSettings {
+    /// Length of the sliding window, ns.
+    pub slide_ns: i64,
+    /// Windows a service is seen before it is judged.
+    pub warmup: usize,
+    /// `-log10` probability that opens an anomaly.
+    pub open_score: f64,
+    /// Below this score a window counts as quiet.
+    pub hold_score: f64,
+    /// Events (errors, slow calls) the sliding window needs to open.
+    pub min_events: u64,
+    /// Error ratio must exceed the learned rate by this much.
+    pub min_error_delta: f64,
+    /// Share of slow calls must reach this.
+    pub min_slow_share: f64,
+    /// A span is slow above this many times its operation's normal p99.
+    pub slow_factor: f64,
+    /// Reference spans an operation needs before its threshold is used.
+    pub min_reference: u64,
+    /// Expected calls in the sliding window before traffic is judged.
+    pub min_traffic: f64,
+    /// A drop leaves at most this share of the expected calls.
+    pub drop_ratio: f64,
+    /// A surge brings at least this many times the expected calls.
+    pub surge_ratio: f64,
+    /// Quiet windows in a row that close an anomaly.
+    pub quiet_windows: usize,
+    /// Healthy windows remembered by the learned rates (they forget with
+    /// this time constant).
+    pub memory_windows: f64,
+}
+
+impl Default for SlidingSettings {
+    fn default() -> Self {
+        Self {
+            slide_ns: 60_000_000_000,
+            warmup: 6,
+            open_score: 6.0,
+            hold_score: 3.0,
+            min_events: 3,
+            min_error_delta: 0.05,
+            min_slow_share: 0.1,
+            slow_factor: 1.5,
+            min_reference: 20,
+            min_traffic: 30.0,
+            drop_ratio: 0.5,
+            surge_ratio: 2.5,
+            quiet_windows: 6,
+            memory_windows: 360.0,
+        }
+    }
+}
+
+/// `-log10` of the Chernoff bound on `P(X >= k)`, `X ~ Binomial(n, p)`;
+/// 0 when `k/n <= p`.
+pub fn binomial_upper_score(k: u64, n: u64, p: f64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let q = k as f64 / n as f64;
+    if q <= p {
+        return 0.0;
+    }
+    n as f64 * kl(q, p) / std::f64::consts::LN_10
+}
+
+/// `-log10` of the Chernoff bound on `P(X >= k)` (`k > λ`) or `P(X <= k)`
+/// (`k < λ`), `X ~ Poisson(λ)`.
+pub fn poisson_score(k: f64, lambda: f64) -> f64 {
+    if lambda <= 0.0 {
+        return 0.0;
+    }
+    let t = if k <= 0.0 {
+        lambda
+    } else {
+        lambda - k + k * (k / lambda).ln()
+    };
+    t.max(0.0) / std::f64::consts::LN_10
+}
+
+/// Kullback-Leibler divergence of Bernoulli(q) from Bernoulli(p), nats.
+fn kl(q: f64, p: f64) -> f64 {
+    let term = |a: f64, b: f64| if a <= 0.0 { 0.0 } else { a * (a / b).ln() };
+    term(q, p) + term(1.0 - q, 1.0 - p)
+}
+
+/// A rate learned from healthy windows that forgets slowly, with a prior of
+/// one event in a hundred trials so that a spotless short history does not
+/// make one event infinitely surprising.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Rate {
+    events: f64,
+    trials: f64,
+}
+
+impl Rate {
+    const PRIOR_EVENTS: f64 = 1.0;
+    const PRIOR_TRIALS: f64 = 100.0;
+
+    fn p(&self) -> f64 {
+        ((self.events + Self::PRIOR_EVENTS) / (self.trials + Self::PRIOR_TRIALS)).clamp(1e-6, 0.999)
+    }
+
+    fn learn(&mut self, events: u64, trials: u64, memory: f64) {
+        let keep = 1.0 - 1.0 / memory.max(1.0);
+        self.events = self.events * keep + events as f64;
+        self.trials = self.trials * keep + trials as f64;
+    }
+}
+
+/// The normal duration distribution of one operation, for its slow
+/// threshold: healthy windows' histograms, in two halves so that old
+/// behaviour is forgotten (the older half is dropped when the newer fills).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct OpReference {
+    #[serde(with = "hist_hex")]
+    current: Histogram<u64>,
+    #[serde(with = "opt_hist_hex")]
+    previous: Option<Histogram<u64>>,
+    /// `slow_factor` × p99 of both halves, µs; `None` until enough spans.
+    threshold_us: Option<u64>,
+    /// Spans added since the threshold was computed.
+    added: u64,
+}
+
+/// Spans per half of a reference.
+const REFERENCE_HALF: u64 = 20_000;
+
+impl OpReference {
+    /// An empty reference.
+    pub fn new() -> Self {
+        Self {
+            current: empty_hist(),
+            previous: None,
+            threshold_us: None,
+            added: 0,
+        }
+    }
+
+    /// The threshold in µs, once the reference holds enough spans.
+    pub fn threshold_us(&self) -> Option<u64> {
+        self.threshold_us
+    }
+
+    /// Spans of `window` above the threshold (0 before there is one).
+    pub fn slow_in(&self, window: &Histogram<u64>) -> Option<u64> {
+        let t = self.threshold_us?;
+        Some(window.len().saturating_sub(window.count_between(0, t)))
+    }
+
+    /// Learns a healthy window.
+    pub fn learn(&mut self, window: &Histogram<u64>, s: &SlidingSettings) {
+        if window.is_empty() {
+            return;
+        }
+        // Same construction on both sides: adding cannot fail.
+        let _ = self.current.add(window);
+        self.added += window.len();
+        if self.current.len() >= REFERENCE_HALF {
+            self.previous = Some(std::mem::replace(&mut self.current, empty_hist()));
+        }
+        let total = self.current.len() + self.previous.as_ref().map_or(0, Histogram::len);
+        if total < s.min_reference {
+            return;
+        }
+        // Recomputed when the reference grew by a tenth: cheap, and the
+        // quantile of a large reference barely moves in between.
+        if self.threshold_us.is_some() && self.added * 10 < total {
+            return;
+        }
+        self.added = 0;
+        let p99 = match &self.previous {
+            Some(prev) => {
+                let mut both = prev.clone();
+                let _ = both.add(&self.current);
+                both.value_at_quantile(0.99)
+            }
+            None => self.current.value_at_quantile(0.99),
+        };
+        self.threshold_us = Some(((p99.max(1) as f64) * s.slow_factor) as u64);
+    }
+}
+
+impl Default for OpReference {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn empty_hist() -> Histogram<u64> {
+    Histogram::new(2).unwrap_or_else(|_| unreachable!("sigfig 2 is valid"))
+}
+
+/// A finding of the sliding detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlidingFinding {
+    /// Which metric.
+    pub metric: Metric,
+    /// Start of the first window of the shift, unix ns.
+    pub onset_ns: i64,
+    /// Start of the window that confirmed it, unix ns.
+    pub detected_ns: i64,
+    /// Over the sliding window: a ratio (errors, slow) or calls (traffic).
+    pub observed: f64,
+    /// What the baseline expects, same unit.
+    pub expected: f64,
+    /// `-log10` probability.
+    pub score: f64,
+}
+
+/// A change of state of one metric of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlidingEvent {
+    /// Shifted.
+    Opened(SlidingFinding),
+    /// Still shifted.
+    Ongoing(SlidingFinding),
+    /// Back to normal since the given window start.
+    Resolved {
+        /// Which metric.
+        metric: Metric,
+        /// First quiet window, unix ns.
+        since_ns: i64,
+    },
+}
+
+/// The sliding metrics, in a fixed order.
+const SLIDING: [Metric; 4] = [
+    Metric::ErrorRatio,
+    Metric::SlowRatio,
+    Metric::TrafficDrop,
+    Metric::TrafficSurge,
+];
+
+/// Windows kept for the onset search (and the sliding sums).
+const KEEP: usize = 30;
+
+/// One window of a service.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Entry {
+    start_ns: i64,
+    counts: Counts,
+    /// The tenant's calls in the same window.
+    tenant: u64,
+    /// Per metric: whether the metric was remarkable (or open) while this
+    /// window was in the sliding window. Untainted windows teach.
+    taint: [bool; 4],
+    /// Whether it has left the sliding window and taught what it could.
+    settled: bool,
+}
+
+/// Detection state of one service.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServiceDetector {
+    recent: VecDeque<Entry>,
+    /// Windows that left the sliding window since the engine last asked,
+    /// and whether their durations may teach (nothing slow built up while
+    /// they were in it).
+    settled: Vec<(i64, bool)>,
+    errors: Rate,
+    slow: Rate,
+    /// The service's share of the tenant's calls, per sliding window.
+    share: Baseline,
+    /// Open metric: onset and quiet windows since.
+    open: [Option<(i64, usize)>; 4],
+    seen: usize,
+}
+
+impl ServiceDetector {
+    /// A fresh detector.
+    pub fn new() -> Self {
+        Self {
+            recent: VecDeque::with_capacity(KEEP),
+            settled: Vec::new(),
+            errors: Rate::default(),
+            slow: Rate::default(),
+            share: Baseline::new(120),
+            open: [None; 4],
+            seen: 0,
+        }
+    }
+
+    /// Whether any metric is open.
+    pub fn is_open(&self) -> bool {
+        self.open.iter().any(Option::is_some)
+    }
+
+
+    /// Feeds the next window (in start order): this service's counts and
+    /// the tenant's calls in the same window.
+    pub fn observe(
+        &mut self,
+        s: &SlidingSettings,
+        start_ns: i64,
+        counts: Counts,
+        tenant_calls: u64,
+    ) -> Vec<SlidingEvent> {
+        if self.recent.len() == KEEP {
+            if let Some(old) = self.recent.pop_front()
+                && !old.settled
+            {
+                self.settle(s, old);
+            }
+        }
+        self.recent.push_back(Entry {
+            start_ns,
+            counts,
+            tenant: tenant_calls,
+            taint: [false; 4],
+            settled: false,
+        });
+        self.seen += 1;
+        let (sum, tenant) = self.sliding(start_ns, s.slide_ns);
+        let share = if tenant == 0 {
+            0.0
+        } else {
+            sum.calls as f64 / tenant as f64
+        };
+        let warm = self.seen > s.warmup && self.share.len() >= s.warmup;
+        let mut events = Vec::new();
+        let mut scores = [0.0; 4];
+        for (i, metric) in SLIDING.into_iter().enumerate() {
+            let (score, observed, expected) = self.score(s, metric, &sum, tenant);
+            scores[i] = score;
+            let opens = warm && score >= s.open_score && self.effect(s, metric, &sum, observed, expected);
+            let finding = |onset_ns| SlidingFinding {
+                metric,
+                onset_ns,
+                detected_ns: start_ns,
+                observed,
+                expected,
+                score,
+            };
+            match self.open[i] {
+                None if opens => {
+                    let onset = self.onset(s, metric, start_ns);
+                    self.open[i] = Some((onset, 0));
+                    events.push(SlidingEvent::Opened(finding(onset)));
+                }
+                None => {}
+                Some((onset, quiet)) => {
+                    if score < s.hold_score {
+                        let quiet = quiet + 1;
+                        if quiet >= s.quiet_windows {
+                            self.open[i] = None;
+                            let since = self
+                                .recent
+                                .iter()
+                                .rev()
+                                .nth(quiet - 1)
+                                .map_or(start_ns, |r| r.start_ns);
+                            events.push(SlidingEvent::Resolved { metric, since_ns: since });
+                        } else {
+                            self.open[i] = Some((onset, quiet));
+                        }
+                    } else {
+                        self.open[i] = Some((onset, 0));
+                        events.push(SlidingEvent::Ongoing(finding(onset)));
+                    }
+                }
+            }
+        }
+        // A window teaches only after it left the sliding window without
+        // having been part of anything remarkable: a fault must not become
+        // normal, neither over a long time nor in the windows before it is
+        // confirmed.
+        let horizon = start_ns - s.slide_ns;
+        let mut leaving = Vec::new();
+        for (idx, e) in self.recent.iter_mut().enumerate() {
+            if e.start_ns > horizon {
+                for (i, score) in scores.iter().enumerate() {
+                    e.taint[i] |= *score >= s.hold_score || self.open[i].is_some();
+                }
+            } else if !e.settled {
+                e.settled = true;
+                leaving.push(idx);
+            }
+        }
+        for idx in leaving {
+            if let Some(e) = self.recent.get(idx).copied() {
+                self.settle(s, e);
+            }
+        }
+        if self.open[2].is_none() && self.open[3].is_none() && scores[2] < s.hold_score && scores[3] < s.hold_score && tenant > 0 {
+            self.share.push(share);
+        }
+        events
+    }
+
+    /// Learns from a window that left the sliding window.
+    fn settle(&mut self, s: &SlidingSettings, e: Entry) {
+        if !e.taint[0] {
+            self.errors.learn(e.counts.errors, e.counts.calls, s.memory_windows);
+        }
+        let latency_ok = !e.taint[1];
+        if latency_ok {
+            self.slow.learn(e.counts.slow, e.counts.measured, s.memory_windows);
+        }
+        self.settled.push((e.start_ns, latency_ok));
+    }
+
+    /// Windows settled since the last call: (start, whether the
+    /// operations' durations of that window may teach their references).
+    pub fn take_settled(&mut self) -> Vec<(i64, bool)> {
+        std::mem::take(&mut self.settled)
+    }
+
+    /// Sums over the sliding window ending with the window at `now_ns`.
+    fn sliding(&self, now_ns: i64, slide_ns: i64) -> (Counts, u64) {
+        let mut sum = Counts::default();
+        let mut tenant = 0;
+        for e in self.recent.iter().rev() {
+            if e.start_ns <= now_ns - slide_ns {
+                break;
+            }
+            sum.add(&e.counts);
+            tenant += e.tenant;
+        }
+        (sum, tenant)
+    }
+
+    /// Score, observed and expected of `metric` for a sliding sum.
+    fn score(&self, s: &SlidingSettings, metric: Metric, sum: &Counts, tenant: u64) -> (f64, f64, f64) {
+        let ratio = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+        match metric {
+            Metric::ErrorRatio => {
+                let p = self.errors.p();
+                (
+                    binomial_upper_score(sum.errors, sum.calls, p),
+                    ratio(sum.errors, sum.calls),
+                    p,
+                )
+            }
+            Metric::SlowRatio => {
+                let p = self.slow.p();
+                (
+                    binomial_upper_score(sum.slow, sum.measured, p),
+                    ratio(sum.slow, sum.measured),
+                    p,
+                )
+            }
+            Metric::TrafficDrop | Metric::TrafficSurge => {
+                let expected = self.share.median() * tenant as f64;
+                let k = sum.calls as f64;
+                if expected < s.min_traffic {
+                    return (0.0, k, expected);
+                }
+                let below = k < expected;
+                let score = if below == (metric == Metric::TrafficDrop) {
+                    poisson_score(k, expected)
+                } else {
+                    0.0
+                };
+                (score, k, expected)
+            }
+            _ => (0.0, 0.0, 0.0),
+        }
+    }
+
+    /// Whether the shift is large enough to matter, beyond significant.
+    fn effect(&self, s: &SlidingSettings, metric: Metric, sum: &Counts, observed: f64, expected: f64) -> bool {
+        match metric {
+            Metric::ErrorRatio => sum.errors >= s.min_events && observed - expected >= s.min_error_delta,
+            Metric::SlowRatio => sum.slow >= s.min_events && observed >= s.min_slow_share,
+            Metric::TrafficDrop => observed <= expected * s.drop_ratio,
+            Metric::TrafficSurge => observed >= expected * s.surge_ratio,
+            _ => false,
+        }
+    }
+
+    /// The change point: walking back from the newest window, the earliest
+    /// of the consecutive windows that already show the shift on their own;
+    /// windows without calls do not break the run.
+    fn onset(&self, s: &SlidingSettings, metric: Metric, now_ns: i64) -> i64 {
+        let mut onset = now_ns;
+        let (pe, ps) = (self.errors.p(), self.slow.p());
+        let share = self.share.median();
+        for Entry {
+            start_ns: start,
+            counts: c,
+            tenant,
+            ..
+        } in self.recent.iter().rev()
+        {
+            let shifted = match metric {
+                Metric::ErrorRatio if c.calls > 0 => Some(c.errors > 0 && c.errors as f64 / c.calls as f64 > 3.0 * pe),
+                Metric::SlowRatio if c.measured > 0 => Some(c.slow > 0 && c.slow as f64 / c.measured as f64 > 3.0 * ps),
+                Metric::TrafficDrop if *tenant > 0 => {
+                    Some((c.calls as f64) < share * *tenant as f64 * s.drop_ratio.max(0.75))
+                }
+                Metric::TrafficSurge if *tenant > 0 => Some(c.calls as f64 > share * *tenant as f64 * 1.5),
+                _ => None,
+            };
+            match shifted {
+                Some(true) => onset = *start,
+                Some(false) => break,
+                None => {}
+            }
+        }
+        onset
+    }
+}
+
+impl Default for ServiceDetector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A histogram as the hex of its V2 serialization.
+mod hist_hex {
+    use hdrhistogram::Histogram;
+    use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Serialize};
+
+    pub(super) fn to_hex(h: &Histogram<u64>) -> String {
+        let mut buf = Vec::new();
+        // Writing to a Vec fails only for a histogram too large to encode,
+        // which the reference halves never are; an empty one restores as empty.
+        let _ = V2Serializer::new().serialize(h, &mut buf);
+        hex::encode(buf)
+    }
+
+    pub(super) fn from_hex(s: &str) -> Result<Histogram<u64>, String> {
+        let bytes = hex::decode(s).map_err(|e| e.to_string())?;
+        if bytes.is_empty() {
+            return Ok(super::empty_hist());
+        }
+        let mut h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format!("{e:?}"))?;
+        h.auto(true);
+        Ok(h)
+    }
+
+    pub(super) fn serialize<S: serde::Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+        to_hex(h).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+        from_hex(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
+}
+
+/// An optional histogram, as [`hist_hex`].
+mod opt_hist_hex {
+    use hdrhistogram::Histogram;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Serialize};
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        h: &Option<Histogram<u64>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        h.as_ref().map(super::hist_hex::to_hex).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Histogram<u64>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| super::hist_hex::from_hex(&s).map_err(D::Error::custom))
+            .transpose()
+    }
+}

@@ -1,0 +1,394 @@
+//! `causeway simulate`: realistic web-shop traffic with a daily cycle and
+//! injected faults, sent to a running causeway (or any OTLP/HTTP receiver)
+//! or written as OTLP files for `causeway replay`, with the ground truth of
+//! what was injected.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use causeway_benches::{Fault, FaultKind, HttpSender, SimConfig, Simulator};
+use prost::Message;
+use serde_json::json;
+
+/// `causeway simulate` arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SimulateArgs {
+    /// Event time to simulate (e.g. `24h`, `30m`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// First instant (RFC 3339). Default: with `--out`, `duration` before
+    /// now (the data ends now); when sending, now.
+    #[arg(long)]
+    start: Option<humantime::Timestamp>,
+    /// Mean traces per second over a day (about 13 spans each).
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Daily cycle: the rate swings by this share around its mean.
+    #[arg(long, default_value_t = 0.6)]
+    diurnal: f64,
+    /// Share of leaf calls that fail with a benign error.
+    #[arg(long, default_value_t = 0.002)]
+    benign_errors: f64,
+    /// PRNG seed: the same seed gives the same traffic.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A fault, `KIND:TARGET@OFFSET[+DURATION]`, repeatable: `latency:checkout@20m+10m`,
+    /// `latency:cart/oteldemo.CartService/GetCart@1h`, `edge-latency:frontend->checkout@2h`,
+    /// `errors:payment@3h`, `new-exception:product-catalog@4h`, `cpu:shipping@5h`,
+    /// `bad-deploy:checkout@6h`.
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+    /// Write one OTLP protobuf file per simulated minute here, and
+    /// `ground-truth.json`.
+    #[arg(long, conflicts_with = "endpoint")]
+    out: Option<PathBuf>,
+    /// Send to this OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318`.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// API key for `--endpoint` (sent as a bearer token).
+    #[arg(long, env = "CAUSEWAY_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// With `--endpoint`: send at the pace of event time instead of as fast
+    /// as the receiver accepts.
+    #[arg(long)]
+    realtime: bool,
+    /// Where to write the ground truth when sending (default: stderr).
+    #[arg(long)]
+    truth: Option<PathBuf>,
+}
+
+/// Runs the simulation.
+pub(crate) fn run(args: SimulateArgs) -> ExitCode {
+    match simulate(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("causeway simulate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    if args.out.is_none() && args.endpoint.is_none() {
+        anyhow::bail!("give --out DIR (files for `causeway replay`) or --endpoint URL");
+    }
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let start_ns = match args.start {
+        Some(t) => SystemTime::from(t)
+            .duration_since(UNIX_EPOCH)
+            .context("--start before 1970")?
+            .as_nanos() as u64,
+        None if args.out.is_some() => {
+            let minute = 60_000_000_000;
+            (now_ns.saturating_sub(args.duration.as_nanos() as u64)) / minute * minute
+        }
+        None => now_ns,
+    };
+    let faults = args
+        .faults
+        .iter()
+        .map(|f| Fault::parse(f, start_ns))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--fault {e}"))?;
+    let services: Vec<&str> = causeway_benches::web_shop().iter().map(|s| s.name).collect();
+    for f in &faults {
+        if !services.contains(&f.kind.service()) {
+            anyhow::bail!(
+                "--fault {}: no service {:?} in the web shop ({})",
+                f.kind.name(),
+                f.kind.service(),
+                services.join(", ")
+            );
+        }
+    }
+    let cfg = SimConfig {
+        seed: args.seed,
+        start_ns,
+        duration: args.duration,
+        rate: args.rate,
+        diurnal: args.diurnal,
+        benign_errors: args.benign_errors,
+        faults,
+        ..SimConfig::default()
+    };
+    let mut sim = Simulator::new(cfg.clone());
+    let truth = ground_truth(&cfg);
+    match (&args.out, &args.endpoint) {
+        (Some(dir), _) => {
+            let (files, spans) = write_files(&mut sim, dir)?;
+            let path = dir.join("ground-truth.json");
+            std::fs::write(&path, serde_json::to_vec_pretty(&truth)?)
+                .with_context(|| path.display().to_string())?;
+            eprintln!(
+                "wrote {files} file(s), {spans} spans, and {} to {}",
+                path.display(),
+                dir.display()
+            );
+        }
+        (None, Some(endpoint)) => {
+            let sender = HttpSender::new(endpoint, args.api_key.clone())
+                .map_err(|e| anyhow::anyhow!("--endpoint {e}"))?;
+            write_truth(&truth, args.truth.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let spans = runtime.block_on(send(&mut sim, &sender, args.realtime))?;
+            eprintln!("sent {spans} spans to {endpoint}");
+        }
+        (None, None) => unreachable!("checked above"),
+    }
+    Ok(())
+}
+
+/// One file per simulated minute, named by its start so that a sorted
+/// listing is in time order.
+fn write_files(sim: &mut Simulator, dir: &Path) -> anyhow::Result<(u64, u64)> {
+    std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    let minute_ns = 60_000_000_000;
+    let mut current: Option<(u64, Vec<_>)> = None;
+    let (mut files, mut spans) = (0, 0);
+    let mut write = |minute: u64, parts: Vec<_>| -> anyhow::Result<()> {
+        let mut req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
+        for p in parts {
+            let p: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest = p;
+            req.resource_spans.extend(p.resource_spans);
+        }
+        spans += causeway_benches::span_count(&req);
+        let name = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(minute))
+            .to_string()
+            .replace(':', "");
+        let path = dir.join(format!("sim-{name}.pb"));
+        std::fs::write(&path, req.encode_to_vec()).with_context(|| path.display().to_string())?;
+        files += 1;
+        Ok(())
+    };
+    while let Some((t, req)) = sim.next_step() {
+        let minute = t / minute_ns * minute_ns;
+        match &mut current {
+            Some((m, parts)) if *m == minute => parts.push(req),
+            _ => {
+                if let Some((m, parts)) = current.take() {
+                    write(m, parts)?;
+                }
+                current = Some((minute, vec![req]));
+            }
+        }
+    }
+    if let Some((m, parts)) = current {
+        write(m, parts)?;
+    }
+    Ok((files, spans))
+}
+
+async fn send(sim: &mut Simulator, sender: &HttpSender, realtime: bool) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    let mut first: Option<u64> = None;
+    let mut spans = 0;
+    while let Some((t, req)) = sim.next_step() {
+        let t0 = *first.get_or_insert(t);
+        if realtime {
+            let due = Duration::from_nanos(t.saturating_sub(t0));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if req.resource_spans.is_empty() {
+            continue;
+        }
+        spans += causeway_benches::span_count(&req);
+        sender
+            .send(bytes::Bytes::from(req.encode_to_vec()))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(spans)
+}
+
+fn write_truth(truth: &serde_json::Value, path: Option<&Path>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(truth)?;
+    match path {
+        Some(p) => std::fs::write(p, text).with_context(|| p.display().to_string())?,
+        None => eprintln!("{text}"),
+    }
+    Ok(())
+}
+
+fn rfc3339(ns: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+}
+
+/// What was injected, where and when.
+pub(crate) fn ground_truth(cfg: &SimConfig) -> serde_json::Value {
+    let end_ns = cfg.start_ns.saturating_add(cfg.duration.as_nanos() as u64);
+    let faults: Vec<serde_json::Value> = cfg
+        .faults
+        .iter()
+        .map(|f| {
+            let (operation, client) = match &f.kind {
+                FaultKind::Latency { operation, .. } => (operation.clone(), None),
+                FaultKind::EdgeLatency { client, .. } => (None, Some(client.clone())),
+                _ => (None, None),
+            };
+            let end = f.end_ns.min(end_ns);
+            json!({
+                "kind": f.kind.name(),
+                "service": f.kind.service(),
+                "operation": operation,
+                "client": client,
+                "start": rfc3339(f.start_ns),
+                "end": rfc3339(end),
+                "start_ns": f.start_ns,
+                "end_ns": end,
+            })
+        })
+        .collect();
+    json!({
+        "seed": cfg.seed,
+        "start": rfc3339(cfg.start_ns),
+        "end": rfc3339(end_ns),
+        "rate": cfg.rate,
+        "diurnal": cfg.diurnal,
+        "faults": faults,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use causeway_model::{Anomaly, Incident, TenantId};
+
+    use super::*;
+    use crate::app::Session;
+    use crate::config::Config;
+
+    static SCRATCH: AtomicUsize = AtomicUsize::new(0);
+
+    /// Runs a simulation through the same pipeline as `serve` and returns
+    /// the incidents found, with their anomalies.
+    fn incidents_of(cfg: SimConfig) -> Vec<(Incident, Vec<Anomaly>)> {
+        let dir = std::env::temp_dir().join(format!(
+            "causeway-sim-{}-{}",
+            std::process::id(),
+            SCRATCH.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let report = runtime.block_on(async {
+            let mut config = Config::default();
+            config.storage.data_dir = dir.clone();
+            let mut session =
+                Session::start(&config, TenantId::new("sim").expect("tenant")).expect("session");
+            let mut sim = Simulator::new(cfg);
+            while let Some((_, req)) = sim.next_step() {
+                if !req.resource_spans.is_empty() {
+                    session
+                        .submit(bytes::Bytes::from(req.encode_to_vec()), "sim")
+                        .await;
+                }
+            }
+            session.finish().await.expect("finish")
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(report.spans > 0);
+        report.incidents
+    }
+
+    fn describe(incidents: &[(Incident, Vec<Anomaly>)]) -> String {
+        incidents
+            .iter()
+            .map(|(i, a)| {
+                format!(
+                    "incident {} onset {} [{}]: {}",
+                    i.id,
+                    rfc3339(u64::try_from(i.onset_ns).unwrap_or(0)),
+                    i.services.iter().cloned().collect::<Vec<_>>().join(", "),
+                    a.iter()
+                        .map(|a| format!("{} {} ({:.3} vs {:.3})", a.metric, a.subject, a.observed, a.expected))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn a_healthy_simulated_day_raises_no_incident() {
+        // Low volume on purpose: at night under half a trace a second,
+        // where thin windows tempt a detector most. Benign errors included.
+        let incidents = incidents_of(SimConfig {
+            seed: 7,
+            duration: Duration::from_secs(24 * 3600),
+            rate: 1.0,
+            diurnal: 0.6,
+            benign_errors: 0.002,
+            step: Duration::from_secs(10),
+            ..SimConfig::default()
+        });
+        assert!(incidents.is_empty(), "{}", describe(&incidents));
+    }
+
+    #[test]
+    fn every_fault_kind_opens_an_incident_within_one_window_of_its_start() {
+        let start_ns = SimConfig::default().start_ns + 9 * 3_600_000_000_000;
+        let window_ns = 10_000_000_000u64;
+        let at = "20m+10m";
+        let specs = [
+            "latency:checkout/oteldemo.CheckoutService/PlaceOrder",
+            "edge-latency:checkout->payment",
+            "errors:payment",
+            "new-exception:product-catalog",
+            "cpu:cart",
+            "bad-deploy:shipping",
+        ];
+        let runs: Vec<_> = specs
+            .iter()
+            .map(|spec| {
+                let fault = Fault::parse(&format!("{spec}@{at}"), start_ns).expect("fault");
+                std::thread::spawn(move || {
+                    let begin = fault.start_ns;
+                    let service = fault.kind.service().to_owned();
+                    let incidents = incidents_of(SimConfig {
+                        seed: 3,
+                        start_ns,
+                        duration: Duration::from_secs(26 * 60),
+                        rate: 10.0,
+                        faults: vec![fault],
+                        ..SimConfig::default()
+                    });
+                    (begin, service, incidents)
+                })
+            })
+            .collect();
+        for (spec, run) in specs.iter().zip(runs) {
+            let (begin, service, incidents) = run.join().expect("simulation");
+            let begin = i64::try_from(begin).expect("fits");
+            assert!(
+                incidents
+                    .iter()
+                    .all(|(i, _)| i.onset_ns >= begin - i64::try_from(window_ns).expect("fits")),
+                "{spec}: an incident before the fault:\n{}",
+                describe(&incidents)
+            );
+            let hit = incidents.iter().find(|(i, _)| {
+                (i.onset_ns - begin).unsigned_abs() < window_ns && i.services.contains(&service)
+            });
+            assert!(
+                hit.is_some(),
+                "{spec}: no incident on {service} with its onset within one window of {}:\n{}",
+                rfc3339(u64::try_from(begin).unwrap_or(0)),
+                describe(&incidents)
+            );
+        }
+    }
+}
