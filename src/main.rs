@@ -66,6 +66,9 @@ enum EvalCommand {
         /// End with one JSON line of totals.
         #[arg(long)]
         json: bool,
+        /// Also list every incident found, with its anomalies.
+        #[arg(long, short)]
+        verbose: bool,
     },
 }
 
@@ -144,10 +147,10 @@ fn main() -> ExitCode {
         Command::Nezha { command } => nezha::run(command),
         Command::Simulate(args) => simulate::run(args),
         Command::Eval {
-            command: EvalCommand::Nezha { dir, json },
+            command: EvalCommand::Nezha { dir, json, verbose },
         } => {
             nezha::init_logging();
-            match nezha::eval_nezha(&dir, json) {
+            match nezha::eval_nezha(&dir, json, verbose) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("causeway eval nezha: {e:#}");

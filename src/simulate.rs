@@ -94,7 +94,10 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         .map(|f| Fault::parse(f, start_ns))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--fault {e}"))?;
-    let services: Vec<&str> = causeway_benches::web_shop().iter().map(|s| s.name).collect();
+    let services: Vec<&str> = causeway_benches::web_shop()
+        .iter()
+        .map(|s| s.name)
+        .collect();
     for f in &faults {
         if !services.contains(&f.kind.service()) {
             anyhow::bail!(
@@ -152,7 +155,8 @@ fn write_files(sim: &mut Simulator, dir: &Path) -> anyhow::Result<(u64, u64)> {
     let mut current: Option<(u64, Vec<_>)> = None;
     let (mut files, mut spans) = (0, 0);
     let mut write = |minute: u64, parts: Vec<_>| -> anyhow::Result<()> {
-        let mut req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
+        let mut req =
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
         for p in parts {
             let p: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest = p;
             req.resource_spans.extend(p.resource_spans);
@@ -313,7 +317,10 @@ mod tests {
                     rfc3339(u64::try_from(i.onset_ns).unwrap_or(0)),
                     i.services.iter().cloned().collect::<Vec<_>>().join(", "),
                     a.iter()
-                        .map(|a| format!("{} {} ({:.3} vs {:.3})", a.metric, a.subject, a.observed, a.expected))
+                        .map(|a| format!(
+                            "{} {} ({:.3} vs {:.3})",
+                            a.metric, a.subject, a.observed, a.expected
+                        ))
                         .collect::<Vec<_>>()
                         .join("; ")
                 )

@@ -131,9 +131,8 @@ impl Fault {
             Some((o, d)) => (o, Some(d)),
             None => (when, None),
         };
-        let dur = |s: &str| {
-            humantime::parse_duration(s).map_err(|e| format!("{spec:?}: {s:?}: {e}"))
-        };
+        let dur =
+            |s: &str| humantime::parse_duration(s).map_err(|e| format!("{spec:?}: {s:?}: {e}"));
         let offset = dur(offset)?;
         let kind = match kind {
             "latency" => {
@@ -225,9 +224,9 @@ impl Effects {
                     factor,
                 } => {
                     if let Some(s) = index(service) {
-                        let op = operation.as_ref().and_then(|o| {
-                            services[s].operations.iter().position(|x| x.name == o)
-                        });
+                        let op = operation
+                            .as_ref()
+                            .and_then(|o| services[s].operations.iter().position(|x| x.name == o));
                         e.slow.push((s, op, *factor));
                     }
                 }
@@ -387,9 +386,7 @@ impl Simulator {
         Self {
             rng: Rng::new(cfg.seed ^ 0x5eed),
             now_ns: cfg.start_ns,
-            end_ns: cfg
-                .start_ns
-                .saturating_add(cfg.duration.as_nanos() as u64),
+            end_ns: cfg.start_ns.saturating_add(cfg.duration.as_nanos() as u64),
             workload,
             cfg,
         }
@@ -468,7 +465,9 @@ impl HttpSender {
         }
         let url: http::Uri = url.parse().map_err(|e| format!("{endpoint:?}: {e}"))?;
         if url.scheme_str() != Some("http") {
-            return Err(format!("{endpoint:?}: only http:// endpoints are supported"));
+            return Err(format!(
+                "{endpoint:?}: only http:// endpoints are supported"
+            ));
         }
         Ok(Self {
             client: hyper_util::client::legacy::Client::builder(

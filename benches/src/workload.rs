@@ -369,7 +369,11 @@ impl Workload {
         let (end, failed, kind, attributes) = match operation.protocol {
             Protocol::Db(system) => {
                 let slow = self.effects.slowdown(callee, op);
-                let end = start + net + self.rng.duration_ns((operation.self_us as f64 * slow) as u64);
+                let end = start
+                    + net
+                    + self
+                        .rng
+                        .duration_ns((operation.self_us as f64 * slow) as u64);
                 let failed = self.rng.unit() < self.cfg.error_rate / 4.0;
                 let attrs = vec![
                     kv("db.system", system),
@@ -386,7 +390,11 @@ impl Workload {
             }
             Protocol::Cache => {
                 let slow = self.effects.slowdown(callee, op);
-                let end = start + net + self.rng.duration_ns((operation.self_us as f64 * slow) as u64);
+                let end = start
+                    + net
+                    + self
+                        .rng
+                        .duration_ns((operation.self_us as f64 * slow) as u64);
                 let attrs = vec![
                     kv("db.system", "redis"),
                     kv("db.operation.name", operation.name),
@@ -514,16 +522,16 @@ impl Workload {
 
     /// The benign failures every shop has now and then.
     const COMMON_FAILURES: [(&'static str, &'static str); 3] = [
-            ("java.net.SocketTimeoutException", "Read timed out"),
-            (
-                "io.grpc.StatusRuntimeException",
-                "UNAVAILABLE: upstream connect error",
-            ),
-            (
-                "org.postgresql.util.PSQLException",
-                "ERROR: deadlock detected",
-            ),
-        ];
+        ("java.net.SocketTimeoutException", "Read timed out"),
+        (
+            "io.grpc.StatusRuntimeException",
+            "UNAVAILABLE: upstream connect error",
+        ),
+        (
+            "org.postgresql.util.PSQLException",
+            "ERROR: deadlock detected",
+        ),
+    ];
 
     fn fail_with(&mut self, span: &mut Span, at: u64, ty: &str, msg: &str) {
         span.status = Some(Status {

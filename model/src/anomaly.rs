@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 /// What an anomaly is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Subject {
     /// One operation of one service (span name and kind).
     Operation {

@@ -250,7 +250,9 @@ impl ProcessorStage {
                         state: doc,
                         saved_ns,
                     }),
-                    Err(e) => tracing::error!(%tenant, error = %e, "cannot serialize detection state"),
+                    Err(e) => {
+                        tracing::error!(%tenant, error = %e, "cannot serialize detection state")
+                    }
                 }
             }
             self.persist.save_state(&states);

@@ -46,7 +46,10 @@ pub(crate) async fn replay(
     for file in &files {
         session.report.files += 1;
         if let Err(e) = replay_file(&mut session, file).await {
-            session.report.errors.push(format!("{}: {e:#}", file.display()));
+            session
+                .report
+                .errors
+                .push(format!("{}: {e:#}", file.display()));
         }
     }
     session.finish().await

@@ -1,17 +1,18 @@
 //! `causeway eval nezha DIR`: every labelled case of a Nezha-format data set
 //! through the same pipeline as `serve`, and what detection made of it.
 //!
-//! Each case runs in a processor of its own (fresh data directory), fed in
-//! event-time order with 10-second requests, as a live SDK would send them:
-//! first the fault-free baseline minute, shifted in time to end where the
-//! case's data begins, as its history; then the case's three minutes. So
-//! every case starts from the same healthy history and no case learns from
-//! another's fault.
+//! The whole data set goes through one processor (a fresh data directory),
+//! in event-time order, in 10-second requests as a live SDK would send
+//! them, as a long-running causeway would have seen that day: first the
+//! fault-free baseline, shifted in time to end just before the first case's
+//! data (the history detection starts from), then every case's three
+//! minutes. Between cases the data set has gaps; detection sees no windows
+//! there, not empty ones.
 //!
 //! A case is detected when an incident's onset is within 60 s of the
-//! injection; an incident whose onset is earlier than that lies in healthy
-//! data (the baseline or the fault-free seconds before the injection) and
-//! counts as a false alarm.
+//! injection; an incident whose onset is in the case's data earlier than
+//! that lies in its healthy seconds and counts as a false alarm, as does
+//! any incident in the baseline.
 
 use std::path::{Path, PathBuf};
 
@@ -111,78 +112,133 @@ pub(crate) struct CaseResult {
     pub(crate) services: Vec<String>,
     /// `metric subject` of its anomalies, in detection order.
     pub(crate) anomalies: Vec<String>,
-    /// Incidents with an onset in healthy data.
+    /// Incidents with an onset in the case's healthy seconds before the
+    /// injection (more than 60 s before it).
     pub(crate) false_alarms: Vec<String>,
     /// The detecting incident and its anomalies, for RCA.
     #[serde(skip)]
     pub(crate) incident: Option<(Incident, Vec<Anomaly>)>,
 }
 
-/// Replays one case after the shifted baseline; returns what was found.
-pub(crate) async fn run_case(
-    day: &Path,
-    case: &FaultCase,
-    baseline: &ExportTraceServiceRequest,
+/// One labelled case, converted.
+struct Prepared<'a> {
+    case: &'a FaultCase,
+    request: ExportTraceServiceRequest,
+    /// Earliest and latest span start.
+    range: (u64, u64),
+}
+
+/// Replays the whole data set in event-time order through one pipeline,
+/// as a long-running causeway would have seen it: the fault-free baseline
+/// first (shifted to end just before the first case's data: it is the
+/// history detection learns from), then every case's minutes. Returns the
+/// per-case results and the baseline's false alarms.
+pub(crate) async fn run_all(
+    set: &DataSet,
     scratch: &Path,
-) -> anyhow::Result<CaseResult> {
-    let files = case_minutes(day, case);
-    if files.is_empty() {
-        anyhow::bail!("no span files for the case");
+    verbose: bool,
+) -> anyhow::Result<(Vec<CaseResult>, Vec<String>)> {
+    let mut prepared = Vec::new();
+    for (day, cases) in &set.days {
+        for case in cases {
+            let files = case_minutes(day, case);
+            if files.is_empty() {
+                tracing::warn!(case = %case.inject_time, "no span files for the case: skipped");
+                continue;
+            }
+            let (request, _) = convert_files(&files)?;
+            let Some(range) = start_range(&request) else {
+                tracing::warn!(case = %case.inject_time, "the case has no spans: skipped");
+                continue;
+            };
+            prepared.push(Prepared {
+                case,
+                request,
+                range,
+            });
+        }
     }
-    let (case_req, _) = convert_files(&files)?;
-    let (case_start, _) = start_range(&case_req).context("the case has no spans")?;
-    let mut history = baseline.clone();
-    let (_, last) = start_range(&history).context("the baseline has no spans")?;
-    // The baseline's last span starts a millisecond before the case's first.
-    shift(&mut history, i128::from(case_start) - i128::from(last) - 1_000_000);
+    prepared.sort_by_key(|p| p.range.0);
+    let first = prepared.first().context("no case with spans")?.range.0;
+    let mut history = set.baseline_request()?;
+    let (b0, b1) = start_range(&history).context("the baseline has no spans")?;
+    // The baseline's last span starts a millisecond before the first case's
+    // first span.
+    let delta = i128::from(first) - i128::from(b1) - 1_000_000;
+    shift(&mut history, delta);
+    let baseline_range = (
+        i64::try_from(i128::from(b0) + delta).unwrap_or(0),
+        i64::try_from(i128::from(b1) + delta).unwrap_or(0),
+    );
 
     let mut config = Config::default();
     config.storage.data_dir = scratch.to_owned();
     let tenant = TenantId::new("eval").map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut session = Session::start(&config, tenant)?;
-    for (i, chunk) in chunks(&history)
-        .into_iter()
-        .chain(chunks(&case_req))
-        .enumerate()
-    {
-        session
-            .submit(Bytes::from(chunk.encode_to_vec()), &format!("request {i}"))
-            .await;
+    let mut n = 0;
+    for request in std::iter::once(&history).chain(prepared.iter().map(|p| &p.request)) {
+        for chunk in chunks(request) {
+            n += 1;
+            session
+                .submit(Bytes::from(chunk.encode_to_vec()), &format!("request {n}"))
+                .await;
+        }
     }
     let report = session.finish().await?;
     if let Some(e) = report.errors.first() {
         anyhow::bail!("the pipeline refused a request: {e}");
     }
-    let inject = case.inject_time_ns;
-    let mut result = CaseResult {
-        inject_time: case.inject_time.clone(),
-        service: case.service.clone(),
-        kind: case.kind.clone(),
-        onset_delay_s: None,
-        services: Vec::new(),
-        anomalies: Vec::new(),
-        false_alarms: Vec::new(),
-        incident: None,
+    let describe = |anomalies: &[Anomaly]| {
+        anomalies
+            .iter()
+            .map(|a| format!("{} {}", a.metric, a.subject))
+            .collect::<Vec<_>>()
     };
+    let mut results: Vec<CaseResult> = prepared
+        .iter()
+        .map(|p| CaseResult {
+            inject_time: p.case.inject_time.clone(),
+            service: p.case.service.clone(),
+            kind: p.case.kind.clone(),
+            onset_delay_s: None,
+            services: Vec::new(),
+            anomalies: Vec::new(),
+            false_alarms: Vec::new(),
+            incident: None,
+        })
+        .collect();
+    let mut baseline_alarms = Vec::new();
     for (incident, anomalies) in report.incidents {
-        let describe = |a: &Anomaly| format!("{} {}", a.metric, a.subject);
-        if incident.onset_ns < inject - ONSET_TOLERANCE_NS {
-            result.false_alarms.push(format!(
+        let onset = incident.onset_ns;
+        if verbose {
+            print_incident(&incident, &anomalies);
+        }
+        if (baseline_range.0..=baseline_range.1 + CHUNK_NS as i64).contains(&onset) {
+            baseline_alarms.push(describe(&anomalies).join("; "));
+            continue;
+        }
+        // The case whose data holds the onset.
+        let Some((p, r)) = prepared.iter().zip(results.iter_mut()).find(|(p, _)| {
+            let (lo, hi) = (p.range.0 as i64, p.range.1 as i64);
+            (lo - CHUNK_NS as i64..=hi).contains(&onset)
+        }) else {
+            continue;
+        };
+        let inject = p.case.inject_time_ns;
+        if onset < inject - ONSET_TOLERANCE_NS {
+            r.false_alarms.push(format!(
                 "onset {:+.0}s: {}",
-                (incident.onset_ns - inject) as f64 / 1e9,
-                anomalies.iter().map(describe).collect::<Vec<_>>().join("; ")
+                (onset - inject) as f64 / 1e9,
+                describe(&anomalies).join("; ")
             ));
-            continue;
+        } else if onset <= inject + ONSET_TOLERANCE_NS && r.incident.is_none() {
+            r.onset_delay_s = Some((onset - inject) as f64 / 1e9);
+            r.services = incident.services.iter().cloned().collect();
+            r.anomalies = describe(&anomalies);
+            r.incident = Some((incident, anomalies));
         }
-        if result.incident.is_some() || incident.onset_ns > inject + ONSET_TOLERANCE_NS {
-            continue;
-        }
-        result.onset_delay_s = Some((incident.onset_ns - inject) as f64 / 1e9);
-        result.services = incident.services.iter().cloned().collect();
-        result.anomalies = anomalies.iter().map(describe).collect();
-        result.incident = Some((incident, anomalies));
     }
-    Ok(result)
+    Ok((results, baseline_alarms))
 }
 
 /// Earliest and latest span start.
@@ -226,7 +282,9 @@ fn chunks(req: &ExportTraceServiceRequest) -> Vec<ExportTraceServiceRequest> {
     for rs in &req.resource_spans {
         for ss in &rs.scope_spans {
             for span in &ss.spans {
-                let out = by_chunk.entry(span.start_time_unix_nano / CHUNK_NS).or_default();
+                let out = by_chunk
+                    .entry(span.start_time_unix_nano / CHUNK_NS)
+                    .or_default();
                 let r = match out
                     .resource_spans
                     .iter_mut()
@@ -239,7 +297,9 @@ fn chunks(req: &ExportTraceServiceRequest) -> Vec<ExportTraceServiceRequest> {
                             scope_spans: Vec::new(),
                             schema_url: rs.schema_url.clone(),
                         });
-                        out.resource_spans.last_mut().unwrap_or_else(|| unreachable!())
+                        out.resource_spans
+                            .last_mut()
+                            .unwrap_or_else(|| unreachable!())
                     }
                 };
                 let s = match r.scope_spans.iter_mut().position(|o| o.scope == ss.scope) {
@@ -261,38 +321,55 @@ fn chunks(req: &ExportTraceServiceRequest) -> Vec<ExportTraceServiceRequest> {
 }
 
 /// Runs every case; prints a line per case and a summary.
-pub(crate) fn eval_nezha(dir: &Path, json: bool) -> anyhow::Result<Summary> {
+pub(crate) fn eval_nezha(dir: &Path, json: bool, verbose: bool) -> anyhow::Result<Summary> {
     let set = DataSet::open(dir)?;
-    let baseline = set.baseline_request()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let scratch_root = std::env::temp_dir().join(format!("causeway-eval-{}", std::process::id()));
-    let mut results = Vec::new();
-    for (day, cases) in &set.days {
-        for (i, case) in cases.iter().enumerate() {
-            let scratch = scratch_root.join(format!(
-                "{}-{i}",
-                day.file_name().and_then(|n| n.to_str()).unwrap_or("day")
-            ));
-            let outcome = runtime.block_on(run_case(day, case, &baseline, &scratch));
-            let _ = std::fs::remove_dir_all(&scratch);
-            match outcome {
-                Ok(r) => {
-                    print_case(&r);
-                    results.push(r);
-                }
-                Err(e) => {
-                    tracing::warn!(case = %case.inject_time, error = %format!("{e:#}"), "case skipped");
-                }
-            }
-        }
+    let scratch = std::env::temp_dir().join(format!("causeway-eval-{}", std::process::id()));
+    let outcome = runtime.block_on(run_all(&set, &scratch, verbose));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (results, baseline_alarms) = outcome?;
+    for r in &results {
+        print_case(r);
     }
-    let _ = std::fs::remove_dir_all(&scratch_root);
-    let summary = Summary::of(&results);
+    let mut summary = Summary::of(&results);
+    summary.baseline_incidents = baseline_alarms.len();
+    print_baseline(&baseline_alarms);
     summary.print(json);
     Ok(summary)
+}
+
+/// One incident with its anomalies' onsets relative to its own.
+#[allow(clippy::print_stdout)]
+fn print_incident(incident: &Incident, anomalies: &[Anomaly]) {
+    let onset = incident.onset_ns;
+    println!(
+        "incident {} onset {}:{:02} ({}), updated +{}s: {}",
+        incident.id,
+        super::minute_name(onset.div_euclid(60_000_000_000)),
+        onset.rem_euclid(60_000_000_000) / 1_000_000_000,
+        incident.state.as_str(),
+        (incident.updated_ns - onset) / 1_000_000_000,
+        anomalies
+            .iter()
+            .map(|a| format!(
+                "{} {} at +{}s",
+                a.metric,
+                a.subject,
+                (a.onset_ns - onset) / 1_000_000_000
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
+#[allow(clippy::print_stdout)]
+fn print_baseline(alarms: &[String]) {
+    for a in alarms {
+        println!("baseline minute: incident: {a}");
+    }
 }
 
 #[allow(clippy::print_stdout)]
@@ -317,8 +394,12 @@ pub(crate) struct Summary {
     pub(crate) cases: usize,
     /// Cases with an incident within 60 s of the injection.
     pub(crate) detected: usize,
-    /// Cases with an incident in healthy data.
+    /// Of those, cases whose incident involves the faulty service.
+    pub(crate) detected_on_culprit: usize,
+    /// Cases with an incident in their healthy seconds before the injection.
     pub(crate) false_alarm_cases: usize,
+    /// Incidents in the fault-free baseline minute.
+    pub(crate) baseline_incidents: usize,
     /// Mean |onset − injection| of the detected cases, seconds.
     pub(crate) mean_abs_onset_s: f64,
 }
@@ -329,7 +410,15 @@ impl Summary {
         Self {
             cases: results.len(),
             detected: delays.len(),
-            false_alarm_cases: results.iter().filter(|r| !r.false_alarms.is_empty()).count(),
+            detected_on_culprit: results
+                .iter()
+                .filter(|r| r.onset_delay_s.is_some() && r.services.contains(&r.service))
+                .count(),
+            false_alarm_cases: results
+                .iter()
+                .filter(|r| !r.false_alarms.is_empty())
+                .count(),
+            baseline_incidents: 0,
             mean_abs_onset_s: if delays.is_empty() {
                 0.0
             } else {
@@ -341,8 +430,13 @@ impl Summary {
     #[allow(clippy::print_stdout)]
     fn print(&self, json: bool) {
         println!(
-            "{} cases: {} detected (onset within 60 s), {} with a false alarm; mean |onset - injection| {:.1} s",
-            self.cases, self.detected, self.false_alarm_cases, self.mean_abs_onset_s
+            "{} cases: {} detected (onset within 60 s; {} of them with the faulty service in the incident), {} with a false alarm before the injection, {} incident(s) in the baseline minute; mean |onset - injection| {:.1} s",
+            self.cases,
+            self.detected,
+            self.detected_on_culprit,
+            self.false_alarm_cases,
+            self.baseline_incidents,
+            self.mean_abs_onset_s
         );
         if json {
             println!(
@@ -350,7 +444,9 @@ impl Summary {
                 serde_json::json!({
                     "cases": self.cases,
                     "detected": self.detected,
+                    "detected_on_culprit": self.detected_on_culprit,
                     "false_alarm_cases": self.false_alarm_cases,
+                    "baseline_incidents": self.baseline_incidents,
                     "mean_abs_onset_s": self.mean_abs_onset_s,
                 })
             );

@@ -215,9 +215,9 @@ impl Store for DuckDbStore {
     }
 
     fn load_state(&self) -> Result<Vec<StateRow>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT tenant, part, state, saved_ns FROM detection_state ORDER BY tenant, part")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT tenant, part, state, saved_ns FROM detection_state ORDER BY tenant, part",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,

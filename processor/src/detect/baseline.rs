@@ -68,9 +68,15 @@ impl Baseline {
     /// How many (floored) robust standard deviations `x` is above the
     /// median; negative below.
     pub fn robust_z(&self, x: f64) -> f64 {
+        self.robust_z_floored(x, ABSOLUTE_FLOOR)
+    }
+
+    /// [`Self::robust_z`] with another absolute spread floor (for values
+    /// that are not microseconds).
+    pub fn robust_z_floored(&self, x: f64, absolute_floor: f64) -> f64 {
         let spread = (1.4826 * self.mad)
             .max(RELATIVE_FLOOR * self.median.abs())
-            .max(ABSOLUTE_FLOOR);
+            .max(absolute_floor);
         (x - self.median) / spread
     }
 }

@@ -12,11 +12,11 @@ use causeway_model::{Anomaly, Incident, IncidentState, Severity, Subject};
 use hdrhistogram::Histogram;
 
 use super::exemplars::{RecentSpans, Want};
-use super::signatures::Signatures;
 use super::service::{
     Counts, OpReference, ServiceDetector, SlidingEvent, SlidingFinding, SlidingSettings,
     poisson_score,
 };
+use super::signatures::Signatures;
 use super::{DetectSettings, Event, Finding, Metric, SeriesDetector};
 use crate::graph::EdgeKey;
 use crate::red::RedKey;
@@ -38,6 +38,9 @@ pub struct IncidentSettings {
     /// An incident resolves once all its anomalies are resolved and this
     /// much event time passed without a new one.
     pub quiet_ns: i64,
+    /// A tenant-wide gap in the data longer than this ends every open
+    /// anomaly and incident.
+    pub gap_ns: i64,
 }
 
 impl Default for IncidentSettings {
@@ -45,6 +48,7 @@ impl Default for IncidentSettings {
         Self {
             join_window_ns: 5 * 60_000_000_000,
             quiet_ns: 5 * 60_000_000_000,
+            gap_ns: 2 * 60_000_000_000,
         }
     }
 }
@@ -93,6 +97,10 @@ pub struct TenantDetection {
     new_edges: Vec<(EdgeKey, i64, u64)>,
     /// First window start observed (event time).
     first_start_ns: Option<i64>,
+    /// Latest window start observed.
+    last_start_ns: Option<i64>,
+    /// After a data gap, shifts are not reported before this (event time).
+    rewarm_until_ns: Option<i64>,
     /// Window length of the sealed series, ns.
     window_ns: i64,
     anomalies: BTreeMap<u64, Anomaly>,
@@ -122,6 +130,8 @@ impl TenantDetection {
             graph: HashMap::new(),
             new_edges: Vec::new(),
             first_start_ns: None,
+            last_start_ns: None,
+            rewarm_until_ns: None,
             window_ns: 10_000_000_000,
             anomalies: BTreeMap::new(),
             open: HashMap::new(),
@@ -198,6 +208,19 @@ impl TenantDetection {
         }
         for (start, ops) in by_start {
             self.first_start_ns.get_or_insert(start);
+            if let Some(last) = self.last_start_ns
+                && start.saturating_sub(last) > self.incident_settings.gap_ns
+            {
+                self.end_all(last.saturating_add(self.window_ns));
+                // The sliding windows refill and the traffic mix settles
+                // before anything new is judged.
+                self.rewarm_until_ns = Some(start.saturating_add(self.sliding.slide_ns));
+            }
+            self.last_start_ns = Some(self.last_start_ns.map_or(start, |l| l.max(start)));
+            // Event time moved to `start`: close what went stale or quiet
+            // before this window's findings are grouped (after a data gap,
+            // a new fault must not join the previous one's incident).
+            self.tick(start);
             self.observe_start(start, ops, links);
         }
         for s in edges {
@@ -445,17 +468,15 @@ impl TenantDetection {
     /// Reads a converted span batch for error signatures new to their
     /// operation; each opens an anomaly at once (no window to wait for).
     pub fn observe_batch(&mut self, batch: &arrow_array::RecordBatch, edges: &SeriesSet<EdgeKey>) {
-        let found = self
-            .signatures
-            .observe(
-                batch,
-                self.settings.signature_learn_ns,
-                self.settings.signature_regress_ns,
-                (
-                    self.settings.signature_confirm,
-                    self.settings.signature_confirm_ns,
-                ),
-            );
+        let found = self.signatures.observe(
+            batch,
+            self.settings.signature_learn_ns,
+            self.settings.signature_regress_ns,
+            (
+                self.settings.signature_confirm,
+                self.settings.signature_confirm_ns,
+            ),
+        );
         if found.is_empty() {
             return;
         }
@@ -561,6 +582,14 @@ impl TenantDetection {
     ) {
         for event in events {
             match event {
+                Event::Opened(f)
+                    if self
+                        .rewarm_until_ns
+                        .is_some_and(|until| f.detected_ns < until) =>
+                {
+                    // Not judged yet: the detector tries again next window.
+                    self.close_detector(&subject, f.metric);
+                }
                 Event::Opened(f) => self.open_anomaly(subject.clone(), f, links, name),
                 Event::Ongoing(f) => {
                     if let Some(a) = self
@@ -722,6 +751,31 @@ impl TenantDetection {
     /// Resolves incidents whose anomalies are all resolved and that have
     /// been quiet for the quiet period, at event time `now_ns`.
     pub fn tick(&mut self, now_ns: i64) {
+        // An anomaly whose series has not confirmed it for the quiet period
+        // (the series went silent: a data gap, a service scaled to zero) is
+        // over as far as anyone can tell; its detector forgets it too, so
+        // that a shift seen again later opens a new one.
+        let stale_before = now_ns.saturating_sub(self.incident_settings.quiet_ns);
+        let stale: Vec<((Subject, Metric), u64)> = self
+            .open
+            .iter()
+            .filter(|(_, id)| {
+                // A vanished edge is absent by definition; its watch
+                // closes it.
+                self.anomalies
+                    .get(id)
+                    .is_none_or(|a| a.metric != "edge_vanished" && a.last_ns < stale_before)
+            })
+            .map(|(k, id)| (k.clone(), *id))
+            .collect();
+        for ((subject, metric), id) in stale {
+            self.open.remove(&(subject.clone(), metric));
+            if let Some(a) = self.anomalies.get_mut(&id) {
+                // Over since the last window that showed it.
+                a.resolved_ns = Some(a.last_ns.saturating_add(self.window_ns));
+            }
+            self.close_detector(&subject, metric);
+        }
         // A new signature is an event: it closes after its quiet period.
         let anomalies = &mut self.anomalies;
         self.signature_open.retain(|(id, until)| {
@@ -746,6 +800,82 @@ impl TenantDetection {
             if all_resolved && now_ns >= i.updated_ns.saturating_add(quiet) {
                 i.state = IncidentState::Resolved;
                 i.resolved_ns = Some(i.updated_ns);
+            }
+        }
+    }
+
+    /// Ends every open anomaly and incident at `at_ns`: the tenant's data
+    /// stopped (a gap longer than `gap_ns`), and nobody can tell whether a
+    /// fault went on through it. What shows after the gap is new.
+    fn end_all(&mut self, at_ns: i64) {
+        let open: Vec<((Subject, Metric), u64)> = self.open.drain().collect();
+        for ((subject, metric), id) in open {
+            if let Some(a) = self.anomalies.get_mut(&id) {
+                a.resolved_ns = Some(
+                    a.last_ns
+                        .saturating_add(self.window_ns)
+                        .min(at_ns.max(a.last_ns)),
+                );
+            }
+            self.close_detector(&subject, metric);
+        }
+        for (id, until) in self.signature_open.drain(..) {
+            if let Some(a) = self.anomalies.get_mut(&id) {
+                a.resolved_ns = Some(until.min(at_ns.max(a.onset_ns)));
+            }
+        }
+        for w in self.graph.values_mut() {
+            w.vanished = None;
+        }
+        for i in self.incidents.values_mut() {
+            if i.state == IncidentState::Open {
+                i.state = IncidentState::Resolved;
+                i.resolved_ns = Some(i.updated_ns.max(i.onset_ns));
+            }
+        }
+    }
+
+    /// Tells the detector behind `subject` that `metric` is closed.
+    fn close_detector(&mut self, subject: &Subject, metric: Metric) {
+        match subject {
+            Subject::Operation {
+                service,
+                operation,
+                kind,
+            } => {
+                let key: OpKey = (
+                    Arc::from(service.as_str()),
+                    Arc::from(operation.as_str()),
+                    *kind,
+                );
+                if let Some(d) = self.ops.get_mut(&key) {
+                    d.close(metric);
+                }
+            }
+            Subject::Service { service } => {
+                if let Some(d) = self.services.get_mut(service.as_str()) {
+                    d.close(metric);
+                }
+            }
+            Subject::Edge {
+                client,
+                server,
+                connection,
+            } => {
+                for (k, d) in &mut self.edges {
+                    if &*k.client == client
+                        && &*k.server == server
+                        && k.connection.as_str() == connection
+                    {
+                        d.close(metric);
+                    }
+                }
+                // A vanished edge's watch, likewise.
+                for (k, w) in &mut self.graph {
+                    if &*k.client == client && &*k.server == server {
+                        w.vanished = None;
+                    }
+                }
             }
         }
     }
@@ -820,6 +950,10 @@ struct Snapshot {
     next_id: u64,
     signature_open: Vec<(u64, i64)>,
     first_start_ns: Option<i64>,
+    #[serde(default)]
+    last_start_ns: Option<i64>,
+    #[serde(default)]
+    rewarm_until_ns: Option<i64>,
     window_ns: i64,
 }
 
@@ -936,6 +1070,8 @@ impl TenantDetection {
             next_id: self.next_id,
             signature_open: self.signature_open.clone(),
             first_start_ns: self.first_start_ns,
+            last_start_ns: self.last_start_ns,
+            rewarm_until_ns: self.rewarm_until_ns,
             window_ns: self.window_ns,
         };
         serde_json::to_vec(&snapshot)
@@ -1018,6 +1154,8 @@ impl TenantDetection {
         d.next_id = s.next_id.max(1);
         d.signature_open = s.signature_open;
         d.first_start_ns = s.first_start_ns;
+        d.last_start_ns = s.last_start_ns;
+        d.rewarm_until_ns = s.rewarm_until_ns;
         d.window_ns = s.window_ns.max(1);
         Ok(d)
     }

@@ -145,7 +145,7 @@ impl Default for DetectSettings {
     fn default() -> Self {
         Self {
             history: 120,
-            warmup: 12,
+            warmup: 30,
             min_calls: 10,
             z_open: 6.0,
             z_hold: 3.0,
@@ -308,6 +308,14 @@ impl SeriesDetector {
         self.recent.push_back(Recent { start_ns, stats });
         self.seen += 1;
         events
+    }
+
+    /// Forgets that `metric` is open (its anomaly was closed from outside:
+    /// the series stopped being observed).
+    pub fn close(&mut self, metric: Metric) {
+        if Metric::ALL.contains(&metric) {
+            self.metrics[metric.index()].open = None;
+        }
     }
 
     /// Whether any metric is anomalous now.

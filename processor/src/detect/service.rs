@@ -12,7 +12,8 @@
 //!   normal p99, against the rate of such spans (about 1% or less);
 //! - traffic: calls against the service's usual share of the tenant's
 //!   calls (a daily cycle moves every service alike; a drop in one service
-//!   does not), and the tenant's calls against their recent median.
+//!   does not); since real traffic is burstier than a Poisson process, the
+//!   share must also be far outside its own usual variation.
 //!
 //! Each test bounds the probability of a count at least this extreme under
 //! the learned rate (Chernoff: `exp(-n·KL(q‖p))` for a binomial, the
@@ -92,7 +93,7 @@ impl Default for SlidingSettings {
     fn default() -> Self {
         Self {
             slide_ns: 60_000_000_000,
-            warmup: 6,
+            warmup: 12,
             open_score: 6.0,
             hold_score: 3.0,
             min_events: 3,
@@ -338,11 +339,17 @@ impl ServiceDetector {
         }
     }
 
+    /// Forgets that `metric` is open (closed from outside).
+    pub fn close(&mut self, metric: Metric) {
+        if let Some(i) = SLIDING.iter().position(|m| *m == metric) {
+            self.open[i] = None;
+        }
+    }
+
     /// Whether any metric is open.
     pub fn is_open(&self) -> bool {
         self.open.iter().any(Option::is_some)
     }
-
 
     /// Feeds the next window (in start order): this service's counts and
     /// the tenant's calls in the same window.
@@ -380,7 +387,8 @@ impl ServiceDetector {
         for (i, metric) in SLIDING.into_iter().enumerate() {
             let (score, observed, expected) = self.score(s, metric, &sum, tenant);
             scores[i] = score;
-            let opens = warm && score >= s.open_score && self.effect(s, metric, &sum, observed, expected);
+            let opens =
+                warm && score >= s.open_score && self.effect(s, metric, &sum, observed, expected);
             let finding = |onset_ns| SlidingFinding {
                 metric,
                 onset_ns,
@@ -407,7 +415,10 @@ impl ServiceDetector {
                                 .rev()
                                 .nth(quiet - 1)
                                 .map_or(start_ns, |r| r.start_ns);
-                            events.push(SlidingEvent::Resolved { metric, since_ns: since });
+                            events.push(SlidingEvent::Resolved {
+                                metric,
+                                since_ns: since,
+                            });
                         } else {
                             self.open[i] = Some((onset, quiet));
                         }
@@ -439,7 +450,12 @@ impl ServiceDetector {
                 self.settle(s, e);
             }
         }
-        if self.open[2].is_none() && self.open[3].is_none() && scores[2] < s.hold_score && scores[3] < s.hold_score && tenant > 0 {
+        if self.open[2].is_none()
+            && self.open[3].is_none()
+            && scores[2] < s.hold_score
+            && scores[3] < s.hold_score
+            && tenant > 0
+        {
             self.share.push(share);
         }
         events
@@ -448,11 +464,13 @@ impl ServiceDetector {
     /// Learns from a window that left the sliding window.
     fn settle(&mut self, s: &SlidingSettings, e: Entry) {
         if !e.taint[0] {
-            self.errors.learn(e.counts.errors, e.counts.calls, s.memory_windows);
+            self.errors
+                .learn(e.counts.errors, e.counts.calls, s.memory_windows);
         }
         let latency_ok = !e.taint[1];
         if latency_ok {
-            self.slow.learn(e.counts.slow, e.counts.measured, s.memory_windows);
+            self.slow
+                .learn(e.counts.slow, e.counts.measured, s.memory_windows);
         }
         self.settled.push((e.start_ns, latency_ok));
     }
@@ -478,7 +496,13 @@ impl ServiceDetector {
     }
 
     /// Score, observed and expected of `metric` for a sliding sum.
-    fn score(&self, s: &SlidingSettings, metric: Metric, sum: &Counts, tenant: u64) -> (f64, f64, f64) {
+    fn score(
+        &self,
+        s: &SlidingSettings,
+        metric: Metric,
+        sum: &Counts,
+        tenant: u64,
+    ) -> (f64, f64, f64) {
         let ratio = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
         match metric {
             Metric::ErrorRatio => {
@@ -504,11 +528,16 @@ impl ServiceDetector {
                     return (0.0, k, expected);
                 }
                 let below = k < expected;
-                let score = if below == (metric == Metric::TrafficDrop) {
-                    poisson_score(k, expected)
-                } else {
-                    0.0
-                };
+                if below != (metric == Metric::TrafficDrop) {
+                    return (0.0, k, expected);
+                }
+                // Real traffic is burstier than Poisson: the shift must also
+                // be far outside how much this service's share usually
+                // varies (robust z in spreads of the share's history); the
+                // score is the smaller of the two.
+                let share = if tenant == 0 { 0.0 } else { k / tenant as f64 };
+                let z = self.share.robust_z_floored(share, 1e-9).abs();
+                let score = poisson_score(k, expected).min(z);
                 (score, k, expected)
             }
             _ => (0.0, 0.0, 0.0),
@@ -516,9 +545,18 @@ impl ServiceDetector {
     }
 
     /// Whether the shift is large enough to matter, beyond significant.
-    fn effect(&self, s: &SlidingSettings, metric: Metric, sum: &Counts, observed: f64, expected: f64) -> bool {
+    fn effect(
+        &self,
+        s: &SlidingSettings,
+        metric: Metric,
+        sum: &Counts,
+        observed: f64,
+        expected: f64,
+    ) -> bool {
         match metric {
-            Metric::ErrorRatio => sum.errors >= s.min_events && observed - expected >= s.min_error_delta,
+            Metric::ErrorRatio => {
+                sum.errors >= s.min_events && observed - expected >= s.min_error_delta
+            }
             Metric::SlowRatio => sum.slow >= s.min_events && observed >= s.min_slow_share,
             Metric::TrafficDrop => observed <= expected * s.drop_ratio,
             Metric::TrafficSurge => observed >= expected * s.surge_ratio,
@@ -541,12 +579,18 @@ impl ServiceDetector {
         } in self.recent.iter().rev()
         {
             let shifted = match metric {
-                Metric::ErrorRatio if c.calls > 0 => Some(c.errors > 0 && c.errors as f64 / c.calls as f64 > 3.0 * pe),
-                Metric::SlowRatio if c.measured > 0 => Some(c.slow > 0 && c.slow as f64 / c.measured as f64 > 3.0 * ps),
+                Metric::ErrorRatio if c.calls > 0 => {
+                    Some(c.errors > 0 && c.errors as f64 / c.calls as f64 > 3.0 * pe)
+                }
+                Metric::SlowRatio if c.measured > 0 => {
+                    Some(c.slow > 0 && c.slow as f64 / c.measured as f64 > 3.0 * ps)
+                }
                 Metric::TrafficDrop if *tenant > 0 => {
                     Some((c.calls as f64) < share * *tenant as f64 * s.drop_ratio.max(0.75))
                 }
-                Metric::TrafficSurge if *tenant > 0 => Some(c.calls as f64 > share * *tenant as f64 * 1.5),
+                Metric::TrafficSurge if *tenant > 0 => {
+                    Some(c.calls as f64 > share * *tenant as f64 * 1.5)
+                }
                 _ => None,
             };
             match shifted {
@@ -592,11 +636,16 @@ mod hist_hex {
         Ok(h)
     }
 
-    pub(super) fn serialize<S: serde::Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: serde::Serializer>(
+        h: &Histogram<u64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         to_hex(h).serialize(s)
     }
 
-    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Histogram<u64>, D::Error> {
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Histogram<u64>, D::Error> {
         from_hex(&String::deserialize(d)?).map_err(D::Error::custom)
     }
 }

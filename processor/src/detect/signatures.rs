@@ -200,7 +200,8 @@ impl Signatures {
             }
             let regression = match self.known.get_mut(&id) {
                 Some(seen) => {
-                    let back = !seen.learned && warm && t.saturating_sub(seen.last_ns) >= regress_ns;
+                    let back =
+                        !seen.learned && warm && t.saturating_sub(seen.last_ns) >= regress_ns;
                     if !back {
                         seen.last_ns = seen.last_ns.max(t);
                         continue;

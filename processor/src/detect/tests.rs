@@ -429,7 +429,13 @@ mod engine {
         let anomalies = d.anomalies(0, i64::MAX);
         let a = anomalies
             .iter()
-            .find(|a| a.metric == "error_ratio" && a.subject == Subject::Service { service: "verify".into() })
+            .find(|a| {
+                a.metric == "error_ratio"
+                    && a.subject
+                        == Subject::Service {
+                            service: "verify".into(),
+                        }
+            })
             .unwrap_or_else(|| panic!("{anomalies:#?}"));
         assert_eq!(a.onset_ns, 180 * W);
         assert!(a.detected_ns - a.onset_ns <= 60_000_000_000);
@@ -454,7 +460,12 @@ mod engine {
             .iter()
             .find(|a| a.metric == "slow_ratio")
             .unwrap_or_else(|| panic!("{anomalies:#?}"));
-        assert_eq!(a.subject, Subject::Service { service: "verify".into() });
+        assert_eq!(
+            a.subject,
+            Subject::Service {
+                service: "verify".into()
+            }
+        );
         assert_eq!(a.onset_ns, 380 * W);
         assert!(
             anomalies.iter().all(|a| a.onset_ns >= 380 * W),
@@ -643,8 +654,8 @@ fn a_new_error_signature_opens_at_once_after_learning() {
 
 mod sliding {
     use super::super::service::{
-        Counts, OpReference, ServiceDetector, SlidingEvent, SlidingSettings,
-        binomial_upper_score, poisson_score,
+        Counts, OpReference, ServiceDetector, SlidingEvent, SlidingSettings, binomial_upper_score,
+        poisson_score,
     };
     use super::{Metric, Rng, W, binomial};
 
