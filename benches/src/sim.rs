@@ -194,6 +194,10 @@ impl Fault {
     }
 }
 
+/// An injected failure: the share of a service's spans that fail, and the
+/// exception type and message (`None`: the usual benign ones).
+type Failure = (usize, f64, Option<(String, String)>);
+
 /// What the faults active at one instant do, by service index.
 #[derive(Debug, Clone, Default)]
 pub struct Effects {
@@ -202,7 +206,7 @@ pub struct Effects {
     /// (client, server, added ns)
     edges: Vec<(usize, usize, u64)>,
     /// (service, rate, exception type and message, or the usual ones)
-    failures: Vec<(usize, f64, Option<(String, String)>)>,
+    failures: Vec<Failure>,
     /// (service, version)
     versions: Vec<(usize, String)>,
 }

@@ -368,12 +368,7 @@ impl Workload {
         let net = self.rng.duration_ns(150) + self.effects.edge_delay_ns(caller, callee);
         let (end, failed, kind, attributes) = match operation.protocol {
             Protocol::Db(system) => {
-                let slow = self.effects.slowdown(callee, op);
-                let end = start
-                    + net
-                    + self
-                        .rng
-                        .duration_ns((operation.self_us as f64 * slow) as u64);
+                let end = self.peer_end(caller, callee, op, start, operation.self_us);
                 let failed = self.rng.unit() < self.cfg.error_rate / 4.0;
                 let attrs = vec![
                     kv("db.system", system),
@@ -389,12 +384,7 @@ impl Workload {
                 (end, failed, SpanKind::Client, attrs)
             }
             Protocol::Cache => {
-                let slow = self.effects.slowdown(callee, op);
-                let end = start
-                    + net
-                    + self
-                        .rng
-                        .duration_ns((operation.self_us as f64 * slow) as u64);
+                let end = self.peer_end(caller, callee, op, start, operation.self_us);
                 let attrs = vec![
                     kv("db.system", "redis"),
                     kv("db.operation.name", operation.name),
@@ -478,6 +468,15 @@ impl Workload {
         self.push(caller, span);
         *count += 1;
         (end, failed)
+    }
+
+    /// When a call to an uninstrumented peer (database, cache) started at
+    /// `start` returns: its own work, slowed or delayed by active faults.
+    fn peer_end(&mut self, caller: usize, peer: usize, op: usize, start: u64, self_us: u64) -> u64 {
+        let slow = self.effects.slowdown(peer, op);
+        start
+            + self.effects.edge_delay_ns(caller, peer)
+            + self.rng.duration_ns((self_us as f64 * slow) as u64)
     }
 
     #[allow(clippy::too_many_arguments)]

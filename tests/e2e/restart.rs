@@ -161,3 +161,82 @@ async fn replayed_files_are_what_serve_then_shows() {
     assert!(stderr.contains("bad.json"), "{stderr}");
     assert!(stderr.contains("1 request(s)"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_fault_becomes_an_incident_that_survives_into_serve() {
+    let scratch = Scratch::new("simulate");
+    let files = scratch.0.join("sim");
+    let data = scratch.0.join("data");
+    // Half an hour of the web shop, payment failing a third of its calls
+    // from minute 20.
+    let out = std::process::Command::new(binary())
+        .args([
+            "simulate",
+            "--start",
+            "2025-12-01T09:00:00Z",
+            "--duration",
+            "30m",
+            "--rate",
+            "5",
+            "--fault",
+            "errors:payment@20m+10m",
+            "--out",
+        ])
+        .arg(&files)
+        .output()
+        .expect("run simulate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(files.join("ground-truth.json")).expect("truth"))
+            .expect("json");
+    assert_eq!(truth["faults"][0]["service"], "payment");
+    assert_eq!(truth["faults"][0]["start"], "2025-12-01T09:20:00Z");
+    let mut pbs: Vec<_> = std::fs::read_dir(&files)
+        .expect("files")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pb"))
+        .collect();
+    pbs.sort();
+    assert_eq!(pbs.len(), 30, "one file per simulated minute");
+
+    let out = std::process::Command::new(binary())
+        .args(["replay", "--data-dir"])
+        .arg(&data)
+        .args(&pbs)
+        .output()
+        .expect("run replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("onset 2025-12-01T09:20:00Z") && stderr.contains("payment"),
+        "{stderr}"
+    );
+
+    // A server started on the same data knows the incident, its anomalies
+    // and what it learned.
+    let server = Server::start_opts(Options {
+        data_dir: Some(data.clone()),
+        ..Options::default()
+    });
+    let (s, body) = server.get("/api/v1/incidents", None).await;
+    assert_eq!(s, 200, "{body}");
+    let incidents: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let list = incidents["incidents"].as_array().expect("incidents");
+    let incident = list
+        .iter()
+        .find(|i| {
+            i["services"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s == "payment"))
+        })
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(incident["onset"], "2025-12-01T09:20:00.000Z", "{incident}");
+    let id = incident["id"].as_str().expect("id");
+    let (s, detail) = server.get(&format!("/api/v1/incidents/{id}"), None).await;
+    assert_eq!(s, 200, "{detail}");
+    assert!(detail.contains("error_ratio"), "{detail}");
+}

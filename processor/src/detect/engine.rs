@@ -12,10 +12,7 @@ use causeway_model::{Anomaly, Incident, IncidentState, Severity, Subject};
 use hdrhistogram::Histogram;
 
 use super::exemplars::{RecentSpans, Want};
-use super::service::{
-    Counts, OpReference, ServiceDetector, SlidingEvent, SlidingFinding, SlidingSettings,
-    poisson_score,
-};
+use super::service::{Counts, OpReference, ServiceDetector, SlidingSettings, poisson_score};
 use super::signatures::Signatures;
 use super::{DetectSettings, Event, Finding, Metric, SeriesDetector};
 use crate::graph::EdgeKey;
@@ -26,6 +23,9 @@ use crate::series::{CellStats, Sealed, SeriesSet};
 const MAX_ANOMALIES: usize = 10_000;
 /// Incidents kept per tenant.
 const MAX_INCIDENTS: usize = 1_000;
+/// Windows an edge's histograms wait for the edge to carry calls again
+/// (its sliding detector settles a window only then).
+const KEEP_EDGE_WINDOWS: i64 = 60;
 /// Example traces per anomaly.
 const EXAMPLES: usize = 5;
 
@@ -77,6 +77,12 @@ fn edge_subject(key: &EdgeKey) -> Subject {
 /// An operation: RED series merged over status codes.
 type OpKey = (Arc<str>, Arc<str>, i8);
 
+/// One operation's window: calls, errors and durations.
+type OpWindow = (OpKey, u64, u64, Histogram<u64>);
+
+/// Per window start: the services with spans, and the edges with calls.
+type Activity = (HashSet<Arc<str>>, HashMap<EdgeKey, u64>);
+
 /// Detection state of one tenant.
 #[derive(Debug)]
 pub struct TenantDetection {
@@ -90,6 +96,12 @@ pub struct TenantDetection {
     references: HashMap<OpKey, OpReference>,
     /// Own-span histograms per window start, until their windows settle.
     unsettled: BTreeMap<i64, Vec<(OpKey, Histogram<u64>)>>,
+    /// Sliding detectors per graph edge (slow calls).
+    edge_sliding: HashMap<EdgeKey, ServiceDetector>,
+    /// Normal durations per edge.
+    edge_refs: HashMap<EdgeKey, OpReference>,
+    /// Edge histograms per window start, until their windows settle.
+    unsettled_edges: BTreeMap<i64, Vec<(EdgeKey, Histogram<u64>)>>,
     sliding: SlidingSettings,
     /// Calls per window of every edge seen, for graph changes.
     graph: HashMap<EdgeKey, EdgeWatch>,
@@ -126,6 +138,9 @@ impl TenantDetection {
             services: HashMap::new(),
             references: HashMap::new(),
             unsettled: BTreeMap::new(),
+            edge_sliding: HashMap::new(),
+            edge_refs: HashMap::new(),
+            unsettled_edges: BTreeMap::new(),
             sliding: SlidingSettings::default(),
             graph: HashMap::new(),
             new_edges: Vec::new(),
@@ -185,7 +200,7 @@ impl TenantDetection {
                 }
             }
         }
-        let mut by_start: BTreeMap<i64, Vec<(OpKey, u64, u64, Histogram<u64>)>> = BTreeMap::new();
+        let mut by_start: BTreeMap<i64, Vec<OpWindow>> = BTreeMap::new();
         for ((start, op), (calls, errors, hist)) in merged {
             by_start
                 .entry(start)
@@ -194,7 +209,7 @@ impl TenantDetection {
         }
         // Which services were active, and which edges carried calls, per
         // window start: for the graph's changes.
-        let mut active: BTreeMap<i64, (HashSet<Arc<str>>, HashMap<EdgeKey, u64>)> = BTreeMap::new();
+        let mut active: BTreeMap<i64, Activity> = BTreeMap::new();
         for (start, ops) in &by_start {
             let (services, _) = active.entry(*start).or_default();
             services.extend(ops.iter().map(|(op, ..)| Arc::clone(&op.0)));
@@ -223,21 +238,56 @@ impl TenantDetection {
             self.tick(start);
             self.observe_start(start, ops, links);
         }
+        let sliding = self.sliding;
         for s in edges {
             let settings = self.settings;
-            let events = self
+            let mut events = self
                 .edges
                 .entry(s.key.clone())
                 .or_insert_with(|| SeriesDetector::new(&settings))
                 .observe(&settings, s.start_ns, s.stats);
-            if !events.is_empty() {
-                let subject = Subject::Edge {
-                    client: s.key.client.to_string(),
-                    server: s.key.server.to_string(),
-                    connection: s.key.connection.as_str().to_owned(),
-                };
-                self.apply(subject, events, links);
+            // Slow calls over the sliding minute, for edges with too few
+            // calls a window for their quantiles. (Errors are the window
+            // detector's; traffic is the graph watch's: the edge detector
+            // sees only windows with calls.)
+            let slow = self.edge_refs.get(&s.key).and_then(|r| r.slow_in(&s.hist));
+            let counts = Counts {
+                calls: s.stats.calls,
+                errors: 0,
+                measured: if slow.is_some() { s.stats.calls } else { 0 },
+                slow: slow.unwrap_or(0),
+            };
+            let detector = self.edge_sliding.entry(s.key.clone()).or_default();
+            events.extend(detector.observe(&sliding, s.start_ns, counts, 0));
+            for (at, latency_ok) in detector.take_settled() {
+                if !latency_ok {
+                    continue;
+                }
+                if let Some(h) = self
+                    .unsettled_edges
+                    .get(&at)
+                    .and_then(|v| v.iter().find(|(k, _)| *k == s.key))
+                    .map(|(_, h)| h)
+                {
+                    self.edge_refs
+                        .entry(s.key.clone())
+                        .or_default()
+                        .learn(h, &sliding);
+                }
             }
+            self.unsettled_edges
+                .entry(s.start_ns)
+                .or_default()
+                .push((s.key.clone(), s.hist));
+            if !events.is_empty() {
+                self.apply(edge_subject(&s.key), events, links);
+            }
+        }
+        if let Some(last) = self.last_start_ns {
+            // Edges settle only when they carry calls again: keep their
+            // windows for the onset search's memory.
+            let done = last.saturating_sub(self.window_ns.saturating_mul(KEEP_EDGE_WINDOWS));
+            self.unsettled_edges = self.unsettled_edges.split_off(&done);
         }
         for (start, (services, edges)) in active {
             self.watch_edges(start, &services, &edges, links);
@@ -362,7 +412,7 @@ impl TenantDetection {
     fn observe_start(
         &mut self,
         start: i64,
-        ops: Vec<(OpKey, u64, u64, Histogram<u64>)>,
+        ops: Vec<OpWindow>,
         links: &HashSet<(Arc<str>, Arc<str>)>,
     ) {
         let mut services: HashMap<Arc<str>, Counts> = HashMap::new();
@@ -421,7 +471,7 @@ impl TenantDetection {
                 }
             }
             if !events.is_empty() {
-                self.apply_sliding(
+                self.apply(
                     Subject::Service {
                         service: service.to_string(),
                     },
@@ -445,24 +495,6 @@ impl TenantDetection {
         // (plus the onset search's memory); older ones are done.
         let done = start.saturating_sub(sliding.slide_ns.saturating_mul(2));
         self.unsettled = self.unsettled.split_off(&done);
-    }
-
-    /// Applies a service's sliding events.
-    fn apply_sliding(
-        &mut self,
-        subject: Subject,
-        events: Vec<SlidingEvent>,
-        links: &HashSet<(Arc<str>, Arc<str>)>,
-    ) {
-        let events = events
-            .into_iter()
-            .map(|e| match e {
-                SlidingEvent::Opened(f) => Event::Opened(finding_of(f)),
-                SlidingEvent::Ongoing(f) => Event::Ongoing(finding_of(f)),
-                SlidingEvent::Resolved { metric, since_ns } => Event::Resolved { metric, since_ns },
-            })
-            .collect();
-        self.apply(subject, events, links);
     }
 
     /// Reads a converted span batch for error signatures new to their
@@ -870,6 +902,14 @@ impl TenantDetection {
                         d.close(metric);
                     }
                 }
+                for (k, d) in &mut self.edge_sliding {
+                    if &*k.client == client
+                        && &*k.server == server
+                        && k.connection.as_str() == connection
+                    {
+                        d.close(metric);
+                    }
+                }
                 // A vanished edge's watch, likewise.
                 for (k, w) in &mut self.graph {
                     if &*k.client == client && &*k.server == server {
@@ -943,6 +983,10 @@ struct Snapshot {
     services: Vec<(String, ServiceDetector)>,
     references: Vec<(String, String, i8, OpReference)>,
     graph: Vec<((String, String, i8, i8), EdgeWatch)>,
+    #[serde(default)]
+    edge_sliding: Vec<((String, String, i8, i8), ServiceDetector)>,
+    #[serde(default)]
+    edge_refs: Vec<((String, String, i8, i8), OpReference)>,
     signatures: Signatures,
     anomalies: Vec<SavedAnomaly>,
     open: Vec<(Subject, Metric, u64)>,
@@ -994,6 +1038,13 @@ const METRIC_NAMES: [&str; 10] = [
     "edge_vanished",
 ];
 
+/// A map by operation as plain-string entries.
+fn op_entries<T: Clone>(m: &HashMap<OpKey, T>) -> Vec<(String, String, i8, T)> {
+    m.iter()
+        .map(|(k, v)| (k.0.to_string(), k.1.to_string(), k.2, v.clone()))
+        .collect()
+}
+
 fn edge_of(parts: &(String, String, i8, i8)) -> Option<EdgeKey> {
     <EdgeKey as crate::series::SeriesKey>::from_parts(&parts.0, &parts.1, parts.2, parts.3)
 }
@@ -1006,17 +1057,9 @@ fn parts_of(key: &EdgeKey) -> (String, String, i8, i8) {
 impl TenantDetection {
     /// Everything learned and found, to be restored by [`Self::restore`].
     pub fn snapshot(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let op = |k: &OpKey| (k.0.to_string(), k.1.to_string(), k.2);
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
-            ops: self
-                .ops
-                .iter()
-                .map(|(k, d)| {
-                    let (a, b, c) = op(k);
-                    (a, b, c, d.clone())
-                })
-                .collect(),
+            ops: op_entries(&self.ops),
             edges: self
                 .edges
                 .iter()
@@ -1027,18 +1070,21 @@ impl TenantDetection {
                 .iter()
                 .map(|(k, d)| (k.to_string(), d.clone()))
                 .collect(),
-            references: self
-                .references
-                .iter()
-                .map(|(k, r)| {
-                    let (a, b, c) = op(k);
-                    (a, b, c, r.clone())
-                })
-                .collect(),
+            references: op_entries(&self.references),
             graph: self
                 .graph
                 .iter()
                 .map(|(k, w)| (parts_of(k), w.clone()))
+                .collect(),
+            edge_sliding: self
+                .edge_sliding
+                .iter()
+                .map(|(k, d)| (parts_of(k), d.clone()))
+                .collect(),
+            edge_refs: self
+                .edge_refs
+                .iter()
+                .map(|(k, r)| (parts_of(k), r.clone()))
                 .collect(),
             signatures: self.signatures.clone(),
             anomalies: self
@@ -1118,6 +1164,16 @@ impl TenantDetection {
             .into_iter()
             .filter_map(|(p, w)| Some((edge_of(&p)?, w)))
             .collect();
+        d.edge_sliding = s
+            .edge_sliding
+            .into_iter()
+            .filter_map(|(p, det)| Some((edge_of(&p)?, det)))
+            .collect();
+        d.edge_refs = s
+            .edge_refs
+            .into_iter()
+            .filter_map(|(p, r)| Some((edge_of(&p)?, r)))
+            .collect();
         d.signatures = s.signatures;
         d.anomalies = s
             .anomalies
@@ -1182,17 +1238,6 @@ fn own_span(kind: i8) -> bool {
         kind,
         causeway_model::schema::kind::CLIENT | causeway_model::schema::kind::PRODUCER
     )
-}
-
-fn finding_of(f: SlidingFinding) -> Finding {
-    Finding {
-        metric: f.metric,
-        onset_ns: f.onset_ns,
-        detected_ns: f.detected_ns,
-        observed: f.observed,
-        expected: f.expected,
-        score: f.score,
-    }
 }
 
 /// Severity from how far and how much.

@@ -28,8 +28,7 @@ pub use baseline::Baseline;
 pub use engine::{IncidentSettings, TenantDetection, links_of};
 pub use exemplars::{RecentSpans, Want};
 pub use service::{
-    Counts, OpReference, ServiceDetector, SlidingEvent, SlidingFinding, SlidingSettings,
-    binomial_upper_score, poisson_score,
+    Counts, OpReference, ServiceDetector, SlidingSettings, binomial_upper_score, poisson_score,
 };
 
 use std::collections::VecDeque;
@@ -146,7 +145,7 @@ impl Default for DetectSettings {
         Self {
             history: 120,
             warmup: 30,
-            min_calls: 10,
+            min_calls: 30,
             z_open: 6.0,
             z_hold: 3.0,
             min_latency_ratio: 1.5,
@@ -171,11 +170,13 @@ pub struct Finding {
     pub onset_ns: i64,
     /// Start of the window that confirmed it, unix ns.
     pub detected_ns: i64,
-    /// The metric in that window (µs for latency, a ratio for errors).
+    /// The metric in that window (µs for latency, a ratio for errors); for
+    /// the sliding detectors, over the sliding window (a ratio, or calls).
     pub observed: f64,
-    /// The baseline (median) it is compared with.
+    /// What the baseline expects, same unit.
     pub expected: f64,
-    /// Robust z-score (how many spreads away).
+    /// How far: a robust z-score (spreads away), or for the sliding
+    /// detectors `-log10` of the probability.
     pub score: f64,
 }
 

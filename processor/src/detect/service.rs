@@ -30,8 +30,8 @@ use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 
-use super::Metric;
 use super::baseline::Baseline;
+use super::{Event, Finding, Metric};
 
 /// What one window holds for one service.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,7 +104,10 @@ impl Default for SlidingSettings {
             min_traffic: 30.0,
             drop_ratio: 0.5,
             surge_ratio: 2.5,
-            quiet_windows: 6,
+            // Two sliding windows: consecutive sliding sums share most of
+            // their windows, so six quiet ones in a row are one noisy
+            // minute, not a recovery.
+            quiet_windows: 12,
             memory_windows: 360.0,
         }
     }
@@ -250,39 +253,6 @@ fn empty_hist() -> Histogram<u64> {
     Histogram::new(2).unwrap_or_else(|_| unreachable!("sigfig 2 is valid"))
 }
 
-/// A finding of the sliding detector.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlidingFinding {
-    /// Which metric.
-    pub metric: Metric,
-    /// Start of the first window of the shift, unix ns.
-    pub onset_ns: i64,
-    /// Start of the window that confirmed it, unix ns.
-    pub detected_ns: i64,
-    /// Over the sliding window: a ratio (errors, slow) or calls (traffic).
-    pub observed: f64,
-    /// What the baseline expects, same unit.
-    pub expected: f64,
-    /// `-log10` probability.
-    pub score: f64,
-}
-
-/// A change of state of one metric of a service.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SlidingEvent {
-    /// Shifted.
-    Opened(SlidingFinding),
-    /// Still shifted.
-    Ongoing(SlidingFinding),
-    /// Back to normal since the given window start.
-    Resolved {
-        /// Which metric.
-        metric: Metric,
-        /// First quiet window, unix ns.
-        since_ns: i64,
-    },
-}
-
 /// The sliding metrics, in a fixed order.
 const SLIDING: [Metric; 4] = [
     Metric::ErrorRatio,
@@ -359,13 +329,12 @@ impl ServiceDetector {
         start_ns: i64,
         counts: Counts,
         tenant_calls: u64,
-    ) -> Vec<SlidingEvent> {
-        if self.recent.len() == KEEP {
-            if let Some(old) = self.recent.pop_front()
-                && !old.settled
-            {
-                self.settle(s, old);
-            }
+    ) -> Vec<Event> {
+        if self.recent.len() == KEEP
+            && let Some(old) = self.recent.pop_front()
+            && !old.settled
+        {
+            self.settle(s, old);
         }
         self.recent.push_back(Entry {
             start_ns,
@@ -381,7 +350,7 @@ impl ServiceDetector {
         } else {
             sum.calls as f64 / tenant as f64
         };
-        let warm = self.seen > s.warmup && self.share.len() >= s.warmup;
+        let warm = self.seen > s.warmup;
         let mut events = Vec::new();
         let mut scores = [0.0; 4];
         for (i, metric) in SLIDING.into_iter().enumerate() {
@@ -389,7 +358,7 @@ impl ServiceDetector {
             scores[i] = score;
             let opens =
                 warm && score >= s.open_score && self.effect(s, metric, &sum, observed, expected);
-            let finding = |onset_ns| SlidingFinding {
+            let finding = |onset_ns| Finding {
                 metric,
                 onset_ns,
                 detected_ns: start_ns,
@@ -401,7 +370,7 @@ impl ServiceDetector {
                 None if opens => {
                     let onset = self.onset(s, metric, start_ns);
                     self.open[i] = Some((onset, 0));
-                    events.push(SlidingEvent::Opened(finding(onset)));
+                    events.push(Event::Opened(finding(onset)));
                 }
                 None => {}
                 Some((onset, quiet)) => {
@@ -415,7 +384,7 @@ impl ServiceDetector {
                                 .rev()
                                 .nth(quiet - 1)
                                 .map_or(start_ns, |r| r.start_ns);
-                            events.push(SlidingEvent::Resolved {
+                            events.push(Event::Resolved {
                                 metric,
                                 since_ns: since,
                             });
@@ -424,7 +393,7 @@ impl ServiceDetector {
                         }
                     } else {
                         self.open[i] = Some((onset, 0));
-                        events.push(SlidingEvent::Ongoing(finding(onset)));
+                        events.push(Event::Ongoing(finding(onset)));
                     }
                 }
             }
@@ -524,7 +493,9 @@ impl ServiceDetector {
             Metric::TrafficDrop | Metric::TrafficSurge => {
                 let expected = self.share.median() * tenant as f64;
                 let k = sum.calls as f64;
-                if expected < s.min_traffic {
+                // The share needs a history of its own (and there is none
+                // when the caller has no tenant totals to give).
+                if expected < s.min_traffic || self.share.len() < s.warmup {
                     return (0.0, k, expected);
                 }
                 let below = k < expected;

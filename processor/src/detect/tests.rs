@@ -654,10 +654,9 @@ fn a_new_error_signature_opens_at_once_after_learning() {
 
 mod sliding {
     use super::super::service::{
-        Counts, OpReference, ServiceDetector, SlidingEvent, SlidingSettings, binomial_upper_score,
-        poisson_score,
+        Counts, OpReference, ServiceDetector, SlidingSettings, binomial_upper_score, poisson_score,
     };
-    use super::{Metric, Rng, W, binomial};
+    use super::{Event, Metric, Rng, W, binomial};
 
     #[test]
     fn scores_are_log10_chernoff_bounds() {
@@ -723,9 +722,9 @@ mod sliding {
         }
     }
 
-    fn opened(events: &[SlidingEvent], metric: Metric) -> Option<i64> {
+    fn opened(events: &[Event], metric: Metric) -> Option<i64> {
         events.iter().find_map(|e| match e {
-            SlidingEvent::Opened(f) if f.metric == metric => Some(f.onset_ns),
+            Event::Opened(f) if f.metric == metric => Some(f.onset_ns),
             _ => None,
         })
     }
