@@ -442,6 +442,57 @@ mod engine {
     }
 
     #[test]
+    fn a_snapshot_restores_what_was_learned_and_found() {
+        let graph = links(&[("auth", "verify")]);
+        let step = |d: &mut TenantDetection, i: i64, failing: bool| {
+            let t = i * W;
+            let mut red = vec![sealed("auth", "login", 0, t, 40, 20)];
+            if i % 2 == 0 {
+                red.push(sealed(
+                    "verify",
+                    "check",
+                    if failing { 2 } else { 0 },
+                    t,
+                    1,
+                    2,
+                ));
+            }
+            d.observe(red, Vec::new(), &graph);
+            d.tick(t + W);
+        };
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        for i in 0..200 {
+            step(&mut d, i, i >= 190);
+        }
+        assert!(!d.incidents().is_empty());
+        let doc = d.snapshot().expect("snapshot");
+        let mut r =
+            TenantDetection::restore(DetectSettings::default(), IncidentSettings::default(), &doc)
+                .expect("restore");
+        assert_eq!(r.incidents(), d.incidents());
+        assert_eq!(r.anomalies(0, i64::MAX), d.anomalies(0, i64::MAX));
+        // Both go on alike: same learned state, same findings.
+        for i in 200..260 {
+            step(&mut d, i, true);
+            step(&mut r, i, true);
+        }
+        assert_eq!(r.anomalies(0, i64::MAX), d.anomalies(0, i64::MAX));
+        // A document of another format version is refused, not misread.
+        let other =
+            String::from_utf8(doc)
+                .expect("json")
+                .replacen("\"version\":1", "\"version\":99", 1);
+        assert!(
+            TenantDetection::restore(
+                DetectSettings::default(),
+                IncidentSettings::default(),
+                other.as_bytes()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn a_cpu_starved_low_volume_service_is_slow_against_its_own_p99() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
         let graph = links(&[]);
