@@ -1045,13 +1045,30 @@ fn op_entries<T: Clone>(m: &HashMap<OpKey, T>) -> Vec<(String, String, i8, T)> {
         .collect()
 }
 
-fn edge_of(parts: &(String, String, i8, i8)) -> Option<EdgeKey> {
-    <EdgeKey as crate::series::SeriesKey>::from_parts(&parts.0, &parts.1, parts.2, parts.3)
+fn from_op_entries<T>(v: Vec<(String, String, i8, T)>) -> HashMap<OpKey, T> {
+    v.into_iter()
+        .map(|(a, b, c, t)| ((Arc::from(a), Arc::from(b), c), t))
+        .collect()
 }
 
-fn parts_of(key: &EdgeKey) -> (String, String, i8, i8) {
-    let (a, b, c, d) = crate::series::SeriesKey::parts(key);
-    (a.to_owned(), b.to_owned(), c, d)
+/// A map by edge as entries keyed by the edge's stored parts.
+fn edge_entries<T: Clone>(m: &HashMap<EdgeKey, T>) -> Vec<((String, String, i8, i8), T)> {
+    m.iter()
+        .map(|(k, v)| {
+            let (a, b, c, d) = crate::series::SeriesKey::parts(k);
+            ((a.to_owned(), b.to_owned(), c, d), v.clone())
+        })
+        .collect()
+}
+
+/// Entries whose parts no longer make an edge are dropped.
+fn from_edge_entries<T>(v: Vec<((String, String, i8, i8), T)>) -> HashMap<EdgeKey, T> {
+    v.into_iter()
+        .filter_map(|(p, t)| {
+            let key = <EdgeKey as crate::series::SeriesKey>::from_parts(&p.0, &p.1, p.2, p.3)?;
+            Some((key, t))
+        })
+        .collect()
 }
 
 impl TenantDetection {
@@ -1060,32 +1077,16 @@ impl TenantDetection {
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
             ops: op_entries(&self.ops),
-            edges: self
-                .edges
-                .iter()
-                .map(|(k, d)| (parts_of(k), d.clone()))
-                .collect(),
+            edges: edge_entries(&self.edges),
             services: self
                 .services
                 .iter()
                 .map(|(k, d)| (k.to_string(), d.clone()))
                 .collect(),
             references: op_entries(&self.references),
-            graph: self
-                .graph
-                .iter()
-                .map(|(k, w)| (parts_of(k), w.clone()))
-                .collect(),
-            edge_sliding: self
-                .edge_sliding
-                .iter()
-                .map(|(k, d)| (parts_of(k), d.clone()))
-                .collect(),
-            edge_refs: self
-                .edge_refs
-                .iter()
-                .map(|(k, r)| (parts_of(k), r.clone()))
-                .collect(),
+            graph: edge_entries(&self.graph),
+            edge_sliding: edge_entries(&self.edge_sliding),
+            edge_refs: edge_entries(&self.edge_refs),
             signatures: self.signatures.clone(),
             anomalies: self
                 .anomalies
@@ -1139,41 +1140,17 @@ impl TenantDetection {
             ));
         }
         let mut d = Self::new(settings, incident_settings);
-        d.ops = s
-            .ops
-            .into_iter()
-            .map(|(a, b, c, det)| ((Arc::from(a), Arc::from(b), c), det))
-            .collect();
-        d.edges = s
-            .edges
-            .into_iter()
-            .filter_map(|(p, det)| Some((edge_of(&p)?, det)))
-            .collect();
+        d.ops = from_op_entries(s.ops);
+        d.edges = from_edge_entries(s.edges);
         d.services = s
             .services
             .into_iter()
             .map(|(k, det)| (Arc::from(k), det))
             .collect();
-        d.references = s
-            .references
-            .into_iter()
-            .map(|(a, b, c, r)| ((Arc::from(a), Arc::from(b), c), r))
-            .collect();
-        d.graph = s
-            .graph
-            .into_iter()
-            .filter_map(|(p, w)| Some((edge_of(&p)?, w)))
-            .collect();
-        d.edge_sliding = s
-            .edge_sliding
-            .into_iter()
-            .filter_map(|(p, det)| Some((edge_of(&p)?, det)))
-            .collect();
-        d.edge_refs = s
-            .edge_refs
-            .into_iter()
-            .filter_map(|(p, r)| Some((edge_of(&p)?, r)))
-            .collect();
+        d.references = from_op_entries(s.references);
+        d.graph = from_edge_entries(s.graph);
+        d.edge_sliding = from_edge_entries(s.edge_sliding);
+        d.edge_refs = from_edge_entries(s.edge_refs);
         d.signatures = s.signatures;
         d.anomalies = s
             .anomalies
