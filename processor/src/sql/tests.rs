@@ -86,6 +86,14 @@ async fn spans_are_stored_files_plus_buffered_and_per_tenant() {
         .await
         .expect("query");
     assert_eq!(count(&acme), i64::try_from(3 * f.n).expect("fits"));
+    // The file is encoded on the writer thread and moved into place by the
+    // stage's next tick; the count above is right either way (batches in
+    // flight stay visible), so wait for the file rather than race it.
+    let mut waited = 0;
+    while parquet_files(&f.dir) == 0 && waited < 300 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
     assert!(
         parquet_files(&f.dir) >= 1,
         "two batches were written to Parquet"
