@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use causeway_benches::{Fault, FaultKind, HttpSender, SimConfig, Simulator};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::json;
 
@@ -152,13 +153,11 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 fn write_files(sim: &mut Simulator, dir: &Path) -> anyhow::Result<(u64, u64)> {
     std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     let minute_ns = 60_000_000_000;
-    let mut current: Option<(u64, Vec<_>)> = None;
+    let mut current: Option<(u64, Vec<ExportTraceServiceRequest>)> = None;
     let (mut files, mut spans) = (0, 0);
-    let mut write = |minute: u64, parts: Vec<_>| -> anyhow::Result<()> {
-        let mut req =
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default();
+    let mut write = |minute: u64, parts: Vec<ExportTraceServiceRequest>| -> anyhow::Result<()> {
+        let mut req = ExportTraceServiceRequest::default();
         for p in parts {
-            let p: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest = p;
             req.resource_spans.extend(p.resource_spans);
         }
         spans += causeway_benches::span_count(&req);

@@ -277,43 +277,33 @@ fn shift(req: &mut ExportTraceServiceRequest, delta_ns: i128) {
 /// `req` split into requests of `CHUNK_NS` of span starts each, in time
 /// order, resources and scopes kept.
 fn chunks(req: &ExportTraceServiceRequest) -> Vec<ExportTraceServiceRequest> {
-    let mut by_chunk: std::collections::BTreeMap<u64, ExportTraceServiceRequest> =
-        std::collections::BTreeMap::new();
+    use std::collections::BTreeMap;
+    let mut by_chunk: BTreeMap<u64, ExportTraceServiceRequest> = BTreeMap::new();
     for rs in &req.resource_spans {
         for ss in &rs.scope_spans {
+            // This scope's spans by chunk; each becomes one resource and
+            // scope in that chunk's request.
+            let mut parts: BTreeMap<u64, Vec<_>> = BTreeMap::new();
             for span in &ss.spans {
-                let out = by_chunk
+                parts
                     .entry(span.start_time_unix_nano / CHUNK_NS)
-                    .or_default();
-                let r = match out
+                    .or_default()
+                    .push(span.clone());
+            }
+            for (chunk, spans) in parts {
+                by_chunk
+                    .entry(chunk)
+                    .or_default()
                     .resource_spans
-                    .iter_mut()
-                    .position(|o| o.resource == rs.resource)
-                {
-                    Some(i) => &mut out.resource_spans[i],
-                    None => {
-                        out.resource_spans.push(ResourceSpans {
-                            resource: rs.resource.clone(),
-                            scope_spans: Vec::new(),
-                            schema_url: rs.schema_url.clone(),
-                        });
-                        out.resource_spans
-                            .last_mut()
-                            .unwrap_or_else(|| unreachable!())
-                    }
-                };
-                let s = match r.scope_spans.iter_mut().position(|o| o.scope == ss.scope) {
-                    Some(i) => &mut r.scope_spans[i],
-                    None => {
-                        r.scope_spans.push(ScopeSpans {
+                    .push(ResourceSpans {
+                        resource: rs.resource.clone(),
+                        scope_spans: vec![ScopeSpans {
                             scope: ss.scope.clone(),
-                            spans: Vec::new(),
+                            spans,
                             schema_url: ss.schema_url.clone(),
-                        });
-                        r.scope_spans.last_mut().unwrap_or_else(|| unreachable!())
-                    }
-                };
-                s.spans.push(span.clone());
+                        }],
+                        schema_url: rs.schema_url.clone(),
+                    });
             }
         }
     }

@@ -80,6 +80,9 @@ type OpKey = (Arc<str>, Arc<str>, i8);
 /// One operation's window: calls, errors and durations.
 type OpWindow = (OpKey, u64, u64, Histogram<u64>);
 
+/// One window's own-span histograms per operation, by service.
+type OwnWindows = HashMap<Arc<str>, Vec<(OpKey, Histogram<u64>)>>;
+
 /// Per window start: the services with spans, and the edges with calls.
 type Activity = (HashSet<Arc<str>>, HashMap<EdgeKey, u64>);
 
@@ -95,13 +98,13 @@ pub struct TenantDetection {
     /// Normal durations per operation, for slow-span thresholds.
     references: HashMap<OpKey, OpReference>,
     /// Own-span histograms per window start, until their windows settle.
-    unsettled: BTreeMap<i64, Vec<(OpKey, Histogram<u64>)>>,
+    unsettled: BTreeMap<i64, OwnWindows>,
     /// Sliding detectors per graph edge (slow calls).
     edge_sliding: HashMap<EdgeKey, ServiceDetector>,
     /// Normal durations per edge.
     edge_refs: HashMap<EdgeKey, OpReference>,
     /// Edge histograms per window start, until their windows settle.
-    unsettled_edges: BTreeMap<i64, Vec<(EdgeKey, Histogram<u64>)>>,
+    unsettled_edges: BTreeMap<i64, HashMap<EdgeKey, Histogram<u64>>>,
     sliding: SlidingSettings,
     /// Calls per window of every edge seen, for graph changes.
     graph: HashMap<EdgeKey, EdgeWatch>,
@@ -265,20 +268,19 @@ impl TenantDetection {
                 }
                 if let Some(h) = self
                     .unsettled_edges
-                    .get(&at)
-                    .and_then(|v| v.iter().find(|(k, _)| *k == s.key))
-                    .map(|(_, h)| h)
+                    .get_mut(&at)
+                    .and_then(|m| m.remove(&s.key))
                 {
                     self.edge_refs
                         .entry(s.key.clone())
                         .or_default()
-                        .learn(h, &sliding);
+                        .learn(&h, &sliding);
                 }
             }
             self.unsettled_edges
                 .entry(s.start_ns)
                 .or_default()
-                .push((s.key.clone(), s.hist));
+                .insert(s.key.clone(), s.hist);
             if !events.is_empty() {
                 self.apply(edge_subject(&s.key), events, links);
             }
@@ -312,7 +314,9 @@ impl TenantDetection {
         let keep = 1.0 - 1.0 / sliding.memory_windows;
         let window_ns = self.window_ns;
         let mut events: Vec<(Subject, Event, &'static str)> = Vec::new();
-        for (key, calls) in seen {
+        let mut ordered: Vec<(&EdgeKey, &u64)> = seen.iter().collect();
+        ordered.sort_unstable();
+        for (key, calls) in ordered {
             match self.graph.get_mut(key) {
                 Some(w) => {
                     w.rate = w.rate * keep + *calls as f64 * (1.0 - keep);
@@ -392,6 +396,8 @@ impl TenantDetection {
         for key in gone {
             self.graph.remove(&key);
         }
+        // Applied in subject order, not the map's.
+        events.sort_by(|a, b| a.0.cmp(&b.0));
         for (subject, event, name) in events {
             self.apply_named(subject, vec![event], links, Some(name));
         }
@@ -415,7 +421,9 @@ impl TenantDetection {
         ops: Vec<OpWindow>,
         links: &HashSet<(Arc<str>, Arc<str>)>,
     ) {
-        let mut services: HashMap<Arc<str>, Counts> = HashMap::new();
+        // In name order: findings of one window are grouped in the order
+        // they are applied, which must not depend on hashing.
+        let mut services: BTreeMap<Arc<str>, Counts> = BTreeMap::new();
         let mut tenant_calls = 0;
         for (op, calls, errors, hist) in &ops {
             let stats = CellStats::of(*calls, *errors, hist);
@@ -453,11 +461,10 @@ impl TenantDetection {
         // This window's own-span durations wait until the window leaves the
         // sliding window; then they teach their operations' references if
         // nothing slow built up meanwhile.
-        let own: Vec<(OpKey, Histogram<u64>)> = ops
-            .into_iter()
-            .filter(|(op, ..)| own_span(op.2))
-            .map(|(op, _, _, hist)| (op, hist))
-            .collect();
+        let mut own = OwnWindows::new();
+        for (op, _, _, hist) in ops.into_iter().filter(|(op, ..)| own_span(op.2)) {
+            own.entry(Arc::clone(&op.0)).or_default().push((op, hist));
+        }
         if !own.is_empty() {
             self.unsettled.insert(start, own);
         }
@@ -481,14 +488,14 @@ impl TenantDetection {
             }
         }
         for (service, at) in settled {
-            let Some(ops) = self.unsettled.get(&at) else {
+            let Some(ops) = self.unsettled.get_mut(&at).and_then(|m| m.remove(&service)) else {
                 continue;
             };
-            for (op, hist) in ops.iter().filter(|(op, _)| op.0 == service) {
+            for (op, hist) in ops {
                 self.references
-                    .entry(op.clone())
+                    .entry(op)
                     .or_default()
-                    .learn(hist, &sliding);
+                    .learn(&hist, &sliding);
             }
         }
         // Every service settles a window within the sliding window's length
