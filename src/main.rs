@@ -3,6 +3,7 @@
 
 mod app;
 mod config;
+mod connectors_cli;
 mod nezha;
 mod simulate;
 
@@ -48,6 +49,12 @@ enum Command {
     /// Generate web-shop traffic with a daily cycle and injected faults:
     /// send it to a receiver or write OTLP files, plus the ground truth.
     Simulate(simulate::SimulateArgs),
+    /// Read-only connectors (GitHub, Jira, Slack, …): check credentials,
+    /// sync, seal credentials.
+    Connectors {
+        #[command(subcommand)]
+        command: connectors_cli::ConnectorsCommand,
+    },
     /// Score causeway on labelled fault data.
     Eval {
         #[command(subcommand)]
@@ -146,6 +153,10 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(args),
         Command::Nezha { command } => nezha::run(command),
         Command::Simulate(args) => simulate::run(args),
+        Command::Connectors { command } => {
+            nezha::init_logging();
+            connectors_cli::run(command)
+        }
         Command::Eval {
             command: EvalCommand::Nezha { dir, json, verbose },
         } => {

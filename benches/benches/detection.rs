@@ -98,7 +98,7 @@ fn bench(c: &mut Criterion) {
         // Two hours of history: baselines full, references and rates learned.
         for i in 0..720 {
             let (red, edges) = window(services, ops, i * W, 40);
-            d.observe(red, edges, &links);
+            d.observe(red, edges, Vec::new(), &links);
         }
         let next = Cell::new(720i64);
         let mut group = c.benchmark_group(format!("detection_{series}_series"));
@@ -110,7 +110,7 @@ fn bench(c: &mut Criterion) {
                     next.set(i + 1);
                     window(services, ops, i * W, 40)
                 },
-                |(red, edges)| d.observe(red, edges, &links),
+                |(red, edges)| d.observe(red, edges, Vec::new(), &links),
                 BatchSize::LargeInput,
             )
         });

@@ -49,13 +49,18 @@ fn bench(c: &mut Criterion) {
             || {
                 (
                     SeriesSet::new(config.edge_settings()),
+                    SeriesSet::new(config.red_settings()),
                     GraphState::new(config.graph_settings()),
                 )
             },
-            |(mut edges, mut graph)| {
+            |(mut edges, mut self_time, mut graph)| {
                 for batch in &batches[..4] {
                     graph.record_batch(&mut edges, batch).expect("record");
+                    red::record_self_times(&mut self_time, graph.take_self_times());
                 }
+                // Every span's self time is final once it leaves the store.
+                graph.flush(&mut edges);
+                red::record_self_times(&mut self_time, graph.take_self_times());
             },
             BatchSize::LargeInput,
         )

@@ -11,9 +11,11 @@
 pub mod anomaly;
 mod batch;
 pub mod schema;
+pub mod signal;
 mod tenant;
 pub mod wire;
 
 pub use anomaly::{Anomaly, Incident, IncidentState, Severity, Subject};
 pub use batch::{Lease, QueuedBatch, ServiceCount, TraceBatch, Transport};
+pub use signal::{Signal, SignalKind};
 pub use tenant::{TenantId, TenantIdError};

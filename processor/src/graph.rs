@@ -15,6 +15,14 @@
 //! `ttl` of event time. Spans that expire unpaired are counted, as are those
 //! evicted when the store is full. Edge names follow the Collector's
 //! `servicegraph` connector (`client`, `server`, `connection_type`).
+//!
+//! The same store gives each span's self time: its duration minus the time
+//! covered by its children (the union of their intervals, clipped to the
+//! parent's, so parallel calls are not counted twice and an asynchronous
+//! child outliving its parent does not make self time negative). A span's
+//! self time is final when it leaves the store (after the TTL), since a
+//! child may arrive after its parent (another process exports it); it is
+//! handed out then, keyed like the RED series, through `take_self_times`.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,7 +35,7 @@ use arrow_array::{Array, RecordBatch};
 use causeway_model::schema::{col, kind, status};
 
 use crate::error::Error;
-use crate::red::DictColumn;
+use crate::red::{DictColumn, RedKey};
 use crate::series::{SeriesKey, SeriesSet, Totals};
 
 /// How client and server are connected.
@@ -122,7 +130,9 @@ type SpanRef = ([u8; 16], [u8; 8]);
 #[derive(Debug, Clone)]
 struct Pending {
     service: Arc<str>,
+    operation: Arc<str>,
     kind: i8,
+    status: i8,
     start_ns: i64,
     end_ns: i64,
     duration_us: u64,
@@ -131,6 +141,41 @@ struct Pending {
     peer: Option<(Arc<str>, ConnectionType)>,
     /// Already an edge's client end.
     paired: bool,
+    /// Intervals of the children seen so far (start, end), ns.
+    children: Vec<(i64, i64)>,
+}
+
+/// A span's self time, final: its RED key, start (ns) and self time (µs).
+pub type SelfTime = (RedKey, i64, u64);
+
+/// `end - start` minus the union of `children` clipped to `[start, end]`,
+/// in ns (sorts `children`).
+pub fn self_time_ns(start: i64, end: i64, children: &mut [(i64, i64)]) -> i64 {
+    let total = end.saturating_sub(start).max(0);
+    if children.is_empty() {
+        return total;
+    }
+    children.sort_unstable();
+    let mut covered = 0i64;
+    let mut run: Option<(i64, i64)> = None;
+    for &(s, e) in children.iter() {
+        let (s, e) = (s.max(start), e.min(end));
+        if e <= s {
+            continue;
+        }
+        run = match run {
+            Some((rs, re)) if s <= re => Some((rs, re.max(e))),
+            Some((rs, re)) => {
+                covered += re - rs;
+                Some((s, e))
+            }
+            None => Some((s, e)),
+        };
+    }
+    if let Some((rs, re)) = run {
+        covered += re - rs;
+    }
+    (total - covered).max(0)
 }
 
 /// The pairing store and edge series of one tenant.
@@ -153,6 +198,8 @@ pub struct GraphState {
     /// span's duration), for `traces_service_graph_request_server_seconds`;
     /// the edge series hold the client's view.
     server_side: HashMap<EdgeKey, Totals, RandomState>,
+    /// Self times of spans that left the store, until taken.
+    finished: Vec<SelfTime>,
 }
 
 impl GraphState {
@@ -167,7 +214,13 @@ impl GraphState {
             unpaired: 0,
             evicted: 0,
             server_side: HashMap::default(),
+            finished: Vec::new(),
         }
+    }
+
+    /// The self times of spans that left the store since the last call.
+    pub fn take_self_times(&mut self) -> Vec<SelfTime> {
+        std::mem::take(&mut self.finished)
     }
 
     /// The server side's cumulative view of each edge with an instrumented
@@ -207,12 +260,14 @@ impl GraphState {
             .as_primitive::<Int64Type>()
             .clone();
         let services = DictColumn::of(batch, col::SERVICE_NAME)?;
+        let names = DictColumn::of(batch, col::SPAN_NAME)?;
         let db = DictColumn::of(batch, col::DB_SYSTEM)?;
         let peer_service = DictColumn::of(batch, col::PEER_SERVICE)?;
         let server_address = DictColumn::of(batch, col::SERVER_ADDRESS)?;
         let messaging = DictColumn::of(batch, col::MESSAGING_SYSTEM)?;
         // One Arc per distinct service string in this batch.
         let mut interned: HashMap<u32, Arc<str>> = HashMap::new();
+        let mut interned_ops: HashMap<u32, Arc<str>> = HashMap::new();
         for row in 0..batch.num_rows() {
             let (Ok(t), Ok(s)) = (
                 <[u8; 16]>::try_from(trace.value(row)),
@@ -222,6 +277,8 @@ impl GraphState {
             };
             let (sk, sname) = services.get(row).unwrap_or((u32::MAX, "unknown_service"));
             let service = Arc::clone(interned.entry(sk).or_insert_with(|| Arc::from(sname)));
+            let (nk, name) = names.get(row).unwrap_or((u32::MAX, ""));
+            let operation = Arc::clone(interned_ops.entry(nk).or_insert_with(|| Arc::from(name)));
             let k = kinds.value(row);
             let db_system = db.get(row).map(|(_, v)| v);
             let peer = if let Some(system) = db_system {
@@ -239,15 +296,19 @@ impl GraphState {
             } else {
                 None
             };
+            let code = codes.value(row);
             let span = Pending {
                 service,
+                operation,
                 kind: k,
+                status: code,
                 start_ns: start.value(row),
                 end_ns: end.value(row),
                 duration_us: u64::try_from(duration.value(row) / 1000).unwrap_or(0),
-                error: codes.value(row) == status::ERROR,
+                error: code == status::ERROR,
                 peer,
                 paired: false,
+                children: Vec::new(),
             };
             let parent_id = (!parent.is_null(row))
                 .then(|| <[u8; 8]>::try_from(parent.value(row)).ok())
@@ -286,7 +347,10 @@ impl GraphState {
         }
         if let Some(p) = parent {
             match self.spans.get_mut(&(trace, p)) {
-                Some(parent_span) => pair(edges, &mut self.server_side, parent_span, &span),
+                Some(parent_span) => {
+                    parent_span.children.push((span.start_ns, span.end_ns));
+                    pair(edges, &mut self.server_side, parent_span, &span);
+                }
                 None => {
                     self.waiting
                         .entry((trace, p))
@@ -298,6 +362,7 @@ impl GraphState {
         }
         if let Some(children) = self.waiting.remove(&(trace, id)) {
             for child in &children {
+                span.children.push((child.start_ns, child.end_ns));
                 pair(edges, &mut self.server_side, &mut span, child);
             }
         }
@@ -321,9 +386,20 @@ impl GraphState {
             self.unpaired += n;
             return n;
         }
-        let Some(span) = self.spans.remove(&key) else {
+        let Some(mut span) = self.spans.remove(&key) else {
             return 0;
         };
+        let self_ns = self_time_ns(span.start_ns, span.end_ns, &mut span.children);
+        self.finished.push((
+            RedKey {
+                service: Arc::clone(&span.service),
+                operation: Arc::clone(&span.operation),
+                kind: span.kind,
+                status: span.status,
+            },
+            span.start_ns,
+            u64::try_from(self_ns / 1000).unwrap_or(0),
+        ));
         if span.paired || !matches!(span.kind, kind::CLIENT | kind::PRODUCER) {
             return 0;
         }

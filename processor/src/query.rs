@@ -40,6 +40,12 @@ pub struct RedRow {
     pub total: CellStats,
     /// Per step, when asked: (step start ns, stats).
     pub points: Vec<(i64, CellStats)>,
+    /// Self time (duration minus time in children) over the whole range,
+    /// of the spans whose self time is final (it is once a span has waited
+    /// the pairing TTL for late children).
+    pub self_total: Option<CellStats>,
+    /// Self time per step, when asked.
+    pub self_points: Vec<(i64, CellStats)>,
 }
 
 /// One graph edge over a range.

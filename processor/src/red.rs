@@ -171,6 +171,23 @@ pub fn record_batch(set: &mut SeriesSet<RedKey>, batch: &RecordBatch) -> Result<
     Ok(())
 }
 
+/// Records span self times (from the graph's pairing store) into a
+/// tenant's self-time series, which are keyed like its RED series.
+pub fn record_self_times(set: &mut SeriesSet<RedKey>, times: Vec<crate::graph::SelfTime>) {
+    if times.is_empty() {
+        return;
+    }
+    let mut groups: HashMap<RedKey, Vec<Observation>, foldhash::fast::RandomState> =
+        HashMap::default();
+    for (key, start, self_us) in times {
+        groups.entry(key).or_default().push((start, self_us, false));
+    }
+    for (key, observations) in groups {
+        let key = set.admit(key);
+        set.record_many(&key, observations);
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::type_complexity)]
 mod tests {

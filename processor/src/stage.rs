@@ -28,6 +28,8 @@ const TICK: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 struct TenantState {
     red: SeriesSet<RedKey>,
+    /// Self time of spans, keyed like `red`.
+    self_time: SeriesSet<RedKey>,
     edges: SeriesSet<EdgeKey>,
     graph: GraphState,
     detect: TenantDetection,
@@ -80,6 +82,9 @@ impl ProcessorStage {
                 }
                 causeway_store::Family::Edge => {
                     from_row(row).map(|c| stage.tenant(&tenant).edges.restore(c))
+                }
+                causeway_store::Family::SelfTime => {
+                    from_row(row).map(|c| stage.tenant(&tenant).self_time.restore(c))
                 }
             };
             if ok.is_some() {
@@ -160,6 +165,7 @@ impl ProcessorStage {
         }
         for state in self.tenants.values_mut() {
             state.graph.flush(&mut state.edges);
+            red::record_self_times(&mut state.self_time, state.graph.take_self_times());
         }
         self.advance();
         self.checkpoint(true);
@@ -179,6 +185,7 @@ impl ProcessorStage {
             .entry(tenant.clone())
             .or_insert_with(|| TenantState {
                 red: SeriesSet::new(config.red_settings()),
+                self_time: SeriesSet::new(config.red_settings()),
                 edges: SeriesSet::new(config.edge_settings()),
                 graph: GraphState::new(config.graph_settings()),
                 detect: TenantDetection::new(
@@ -210,6 +217,7 @@ impl ProcessorStage {
         state.detect.observe_batch(&spans, &state.edges);
         let result = red::record_batch(&mut state.red, &spans)
             .and_then(|()| state.graph.record_batch(&mut state.edges, &spans));
+        red::record_self_times(&mut state.self_time, state.graph.take_self_times());
         if let Err(e) = result {
             self.failed_batches += 1;
             tracing::error!(tenant = %tenant, error = %e, "cannot aggregate a batch");
@@ -227,6 +235,9 @@ impl ProcessorStage {
             }
             for c in state.edges.take_dirty() {
                 rows.push(to_row(tenant, causeway_store::Family::Edge, c));
+            }
+            for c in state.self_time.take_dirty() {
+                rows.push(to_row(tenant, causeway_store::Family::SelfTime, c));
             }
             // Prune only what every tenant's retention has let go.
             let h = state.red.retention_horizon();
@@ -264,9 +275,12 @@ impl ProcessorStage {
         for state in self.tenants.values_mut() {
             let red = state.red.advance();
             let edges = state.edges.advance();
+            let self_time = state.self_time.advance();
             self.sealed_windows += red.len() as u64;
-            if !red.is_empty() || !edges.is_empty() {
-                state.detect.observe(red, edges, &links_of(&state.edges));
+            if !red.is_empty() || !edges.is_empty() || !self_time.is_empty() {
+                state
+                    .detect
+                    .observe(red, edges, self_time, &links_of(&state.edges));
             }
             state.detect.tick(state.red.watermark_ns());
         }
@@ -286,7 +300,7 @@ impl ProcessorStage {
                 let rows = self
                     .tenants
                     .get(&tenant)
-                    .map(|s| red_rows(&s.red, &query))
+                    .map(|s| red_rows(&s.red, &s.self_time, &query))
                     .unwrap_or_default();
                 let _ = reply.send(rows);
             }
@@ -428,7 +442,7 @@ type Merged = (Cell, BTreeMap<i64, Cell>);
 
 /// RED rows for a query: series of all status codes merged per
 /// (service, operation, kind).
-fn red_rows(set: &SeriesSet<RedKey>, q: &RedQuery) -> Vec<RedRow> {
+fn red_rows(set: &SeriesSet<RedKey>, self_time: &SeriesSet<RedKey>, q: &RedQuery) -> Vec<RedRow> {
     let filter = |k: &RedKey| {
         q.service.as_deref().is_none_or(|s| *k.service == *s)
             && q.operation.as_deref().is_none_or(|o| *k.operation == *o)
@@ -437,28 +451,41 @@ fn red_rows(set: &SeriesSet<RedKey>, q: &RedQuery) -> Vec<RedRow> {
         .step_ns
         .unwrap_or(q.to_ns.saturating_sub(q.from_ns))
         .max(1);
-    let mut merged: BTreeMap<(String, String, i8), Merged> = BTreeMap::new();
-    for (key, points) in set.query_points(q.from_ns, q.to_ns, step, filter) {
-        let entry = merged
-            .entry((key.service.to_string(), key.operation.to_string(), key.kind))
-            .or_default();
-        for (t, cell) in points {
-            entry.0.merge(&cell);
-            entry.1.entry(t).or_default().merge(&cell);
+    let merge = |set: &SeriesSet<RedKey>| {
+        let mut merged: BTreeMap<(String, String, i8), Merged> = BTreeMap::new();
+        for (key, points) in set.query_points(q.from_ns, q.to_ns, step, filter) {
+            let entry = merged
+                .entry((key.service.to_string(), key.operation.to_string(), key.kind))
+                .or_default();
+            for (t, cell) in points {
+                entry.0.merge(&cell);
+                entry.1.entry(t).or_default().merge(&cell);
+            }
         }
-    }
-    merged
+        merged
+    };
+    let mut selfs = merge(self_time);
+    let points_of = |points: BTreeMap<i64, Cell>| {
+        if q.step_ns.is_some() {
+            points.into_iter().map(|(t, c)| (t, c.stats())).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    merge(set)
         .into_iter()
-        .map(|((service, operation, kind), (total, points))| RedRow {
-            service,
-            operation,
-            kind,
-            total: total.stats(),
-            points: if q.step_ns.is_some() {
-                points.into_iter().map(|(t, c)| (t, c.stats())).collect()
-            } else {
-                Vec::new()
-            },
+        .map(|(key, (total, points))| {
+            let own = selfs.remove(&key);
+            let (service, operation, kind) = key;
+            RedRow {
+                service,
+                operation,
+                kind,
+                total: total.stats(),
+                points: points_of(points),
+                self_total: own.as_ref().map(|(t, _)| t.stats()),
+                self_points: own.map(|(_, p)| points_of(p)).unwrap_or_default(),
+            }
         })
         .collect()
 }
@@ -553,5 +580,74 @@ pub(crate) mod tests {
         assert!(other.is_empty(), "tenants are apart");
         drop(tx);
         task.await.expect("stage ends when input closes");
+    }
+}
+
+#[cfg(test)]
+mod self_time_tests {
+    use super::tests::queued;
+    use super::*;
+    use crate::query::QueryHandle;
+    use bytes::Bytes;
+    use causeway_benches::{Workload, WorkloadConfig};
+    use prost::Message;
+
+    #[tokio::test]
+    async fn self_times_are_queryable_and_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("causeway-stage-self-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open =
+            || Persistence::open(crate::config::StorageSettings::new(dir.clone())).expect("p");
+        let acme = TenantId::new("acme").expect("tenant");
+        let all = RedQuery {
+            from_ns: 0,
+            to_ns: i64::MAX / 2,
+            ..RedQuery::default()
+        };
+        let before = {
+            let (tx, rx) = mpsc::channel(16);
+            let (qtx, qrx) = mpsc::channel(4);
+            let stage =
+                ProcessorStage::new(rx, qrx, SpansConfig::default(), open()).expect("stage");
+            let handle = QueryHandle::new(qtx);
+            let mut w = Workload::new(WorkloadConfig::default());
+            for _ in 0..4 {
+                let req = w.batch(500);
+                let n = causeway_benches::span_count(&req);
+                tx.send(queued("acme", Bytes::from(req.encode_to_vec()), n))
+                    .await
+                    .expect("send");
+            }
+            let task = tokio::spawn(stage.run());
+            let red = handle.red(acme.clone(), all.clone()).await.expect("red");
+            drop(tx);
+            task.await.expect("stage");
+            red
+        };
+        assert!(!before.is_empty());
+        let (_tx, rx) = mpsc::channel(16);
+        let (qtx, qrx) = mpsc::channel(4);
+        let stage = ProcessorStage::new(rx, qrx, SpansConfig::default(), open()).expect("stage");
+        let handle = QueryHandle::new(qtx);
+        tokio::spawn(stage.run());
+        let after = handle.red(acme, all).await.expect("red");
+        let selfs = |rows: &[RedRow]| -> Vec<(String, String, Option<u64>)> {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.service.clone(),
+                        r.operation.clone(),
+                        r.self_total.map(|s| s.calls),
+                    )
+                })
+                .collect()
+        };
+        // Shutdown finalized every span's self time: all of them are back.
+        assert!(
+            selfs(&after).iter().all(|(_, _, n)| n.is_some()),
+            "{:?}",
+            selfs(&after)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

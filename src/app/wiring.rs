@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use causeway_exporter::api::{self, ApiState, Readiness};
+use causeway_connectors::{KnownServices, SignalHub};
+use causeway_exporter::api::{self, ApiState, CatalogServices, Readiness};
 use causeway_processor::persist::Persistence;
 use causeway_processor::{ProcessorStage, QueryHandle, SqlEngine};
 use causeway_receiver::net::{self, Listener, ServeOptions};
@@ -50,6 +51,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         config.processors.spans.sql.clone(),
     )
     .context("starting the SQL runtime")?;
+    let signal_path = config.storage.data_dir.join("signals.duckdb");
+    let hub = Arc::new(
+        SignalHub::open(&signal_path, config.connectors.clone())
+            .with_context(|| format!("opening the signal store {}", signal_path.display()))?,
+    );
+    let known: Arc<dyn KnownServices> = Arc::new(CatalogServices(processor_handle.clone()));
     let ready = Arc::new(Readiness::default());
     let api_state = Arc::new(ApiState {
         auth: Arc::clone(&auth),
@@ -57,8 +64,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         sql: Arc::new(sql),
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
+        signals: Some(Arc::clone(&hub)),
+        known: Arc::clone(&known),
     });
     let receivers_stop = CancellationToken::new();
+    let connectors_stop = CancellationToken::new();
+    let connectors = tokio::spawn(Arc::clone(&hub).run(known, connectors_stop.clone()));
     let api_stop = CancellationToken::new();
     tracing::info!(
         grpc = ?receiver.grpc_addr(),
@@ -93,8 +104,10 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         std::process::exit(130);
     });
 
+    connectors_stop.cancel();
     receivers_stop.cancel();
     receivers.await.context("receiver task")?;
+    connectors.await.context("connector task")?;
     // Every sender of the queue is gone now; the processor ends once it
     // has processed everything that was queued.
     processor

@@ -36,6 +36,9 @@ pub(crate) struct Config {
     /// Process-wide settings.
     #[serde(default)]
     pub(crate) service: ServiceConfig,
+    /// Read-only connectors, webhooks and the signal store.
+    #[serde(default)]
+    pub(crate) connectors: causeway_connectors::config::ConnectorsConfig,
     /// Allow listening beyond loopback without API keys. Anyone who can
     /// reach the ports can then write and read the `default` tenant's data.
     #[serde(default)]
@@ -387,6 +390,9 @@ impl Config {
         self.exporters.api.validate("exporters.api", &mut problems);
         for (field, message) in self.processors.spans.problems() {
             problems.push(Problem::new(format!("processors.spans.{field}"), message));
+        }
+        for (field, message) in self.connectors.problems() {
+            problems.push(Problem::new(field, message));
         }
 
         let mut listeners = Vec::new();

@@ -10,6 +10,7 @@
 //! ```text
 //! processor ──cells, services──> Store (DuckDB file: <data_dir>/causeway.duckdb)
 //!           ──span batches────> SpanStore (<data_dir>/spans/tenant=T/hour=YYYY-MM-DDTHH/*.parquet)
+//! connectors ──signals, cursors, sealed credentials──> DuckDbSignals (<data_dir>/signals.duckdb)
 //! ```
 //!
 //! Every row and every file path carries the tenant; deleting a tenant
@@ -17,10 +18,12 @@
 
 mod duck;
 mod error;
+mod signals;
 mod spans;
 
 pub use duck::DuckDbStore;
 pub use error::{Error, Result};
+pub use signals::{CursorUpdate, DuckDbSignals, SealedRow, SignalQuery};
 pub use spans::{SpanStore, SpanStoreSettings};
 
 use causeway_model::TenantId;
@@ -32,6 +35,8 @@ pub enum Family {
     Red,
     /// Graph edge: a = client, b = server, c = connection type, d = 0.
     Edge,
+    /// Span self time, keyed like RED.
+    SelfTime,
 }
 
 impl Family {
@@ -40,6 +45,7 @@ impl Family {
         match self {
             Family::Red => "red",
             Family::Edge => "edge",
+            Family::SelfTime => "self_time",
         }
     }
 
@@ -47,6 +53,7 @@ impl Family {
         match s {
             "red" => Some(Family::Red),
             "edge" => Some(Family::Edge),
+            "self_time" => Some(Family::SelfTime),
             _ => None,
         }
     }

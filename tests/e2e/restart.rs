@@ -71,7 +71,32 @@ async fn series_graph_catalog_and_spans_survive_a_restart() {
     assert!(status.success(), "{}", server.log());
     server.restart();
     let after = everything(&server).await;
-    assert_eq!(after.0, before.0, "RED series differ after restart");
+    // Self times are final once a span leaves the pairing store: shutdown
+    // finalizes those still waiting, so after the restart every series has
+    // them, whatever the earlier answer had.
+    let strip_self = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        for s in v["series"].as_array_mut().expect("series") {
+            if let Some(o) = s.as_object_mut() {
+                o.retain(|k, _| !k.starts_with("self_"));
+            }
+        }
+        v
+    };
+    assert!(
+        after.0["series"]
+            .as_array()
+            .expect("series")
+            .iter()
+            .all(|s| s["self_p50_ms"].is_number()),
+        "{}",
+        after.0
+    );
+    assert_eq!(
+        strip_self(&after.0),
+        strip_self(&before.0),
+        "RED series differ after restart"
+    );
     assert_eq!(after.1, before.1, "graph differs after restart");
     assert_eq!(after.2, before.2, "catalog differs after restart");
     assert_eq!(after.3, before.3, "spans differ after restart");

@@ -32,10 +32,16 @@ fn anomaly_json(a: &Anomaly) -> Value {
         }
     };
     // Latency in ms, ratios as they are.
-    let (unit, scale) = if a.metric.starts_with("latency") {
+    let (unit, scale) = if a.metric.starts_with("latency") || a.metric.starts_with("self_time") {
         ("ms", 1e-3)
     } else if a.metric.starts_with("traffic") {
         ("calls", 1.0)
+    } else if matches!(
+        a.metric,
+        "new_error_signature" | "new_edge" | "edge_vanished"
+    ) {
+        // Events: how many occurrences (or calls) were seen.
+        ("count", 1.0)
     } else {
         ("ratio", 1.0)
     };

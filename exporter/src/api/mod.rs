@@ -4,6 +4,7 @@ mod incidents;
 mod metrics;
 mod red;
 mod services;
+mod signals;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -17,6 +18,7 @@ use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use causeway_connectors::{KnownServices, SignalHub};
 use causeway_model::TenantId;
 use causeway_processor::{QueryHandle, SqlEngine};
 use causeway_receiver::Authenticator;
@@ -52,6 +54,25 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// Readiness flag.
     pub ready: Arc<Readiness>,
+    /// Signals (connectors, webhooks), when enabled.
+    pub signals: Option<Arc<SignalHub>>,
+    /// Service names seen in traces, for mapping signals to services.
+    pub known: Arc<dyn KnownServices>,
+}
+
+/// The processor's catalog as the connectors' list of known services.
+#[derive(Debug, Clone)]
+pub struct CatalogServices(pub QueryHandle);
+
+#[async_trait::async_trait]
+impl KnownServices for CatalogServices {
+    async fn services(&self, tenant: &TenantId) -> Vec<String> {
+        self.0
+            .services(tenant.clone())
+            .await
+            .map(|list| list.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// The caller's tenant, put into request extensions by the auth middleware.
@@ -69,6 +90,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/incidents", get(incidents::incidents))
         .route("/api/v1/incidents/{id}", get(incidents::incident))
         .route("/api/v1/data", delete(services::delete_data))
+        .route("/api/v1/signals", get(signals::list))
+        .route("/api/v1/events/deploy", post(signals::deploy))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -77,6 +100,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        // Verified by each source's own signature scheme instead.
+        .route("/api/v1/webhooks/{tenant}/{source}", post(signals::webhook))
         .merge(authed)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)

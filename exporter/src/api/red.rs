@@ -33,7 +33,7 @@ pub(super) struct RangeParams {
 }
 
 /// Parses a time: RFC 3339, or unix milliseconds.
-fn parse_time(name: &str, raw: &str) -> Result<i64, String> {
+pub(super) fn parse_time(name: &str, raw: &str) -> Result<i64, String> {
     if let Ok(ms) = raw.parse::<i64>() {
         return ms
             .checked_mul(1_000_000)
@@ -118,11 +118,31 @@ impl From<CellStats> for Stats {
     }
 }
 
+/// Self time (span duration minus time in children) quantiles.
+#[derive(Debug, Serialize)]
+struct SelfStats {
+    self_p50_ms: f64,
+    self_p90_ms: f64,
+    self_p99_ms: f64,
+}
+
+impl From<CellStats> for SelfStats {
+    fn from(s: CellStats) -> Self {
+        Self {
+            self_p50_ms: ms(s.p50_us),
+            self_p90_ms: ms(s.p90_us),
+            self_p99_ms: ms(s.p99_us),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Point {
     t: String,
     #[serde(flatten)]
     stats: Stats,
+    #[serde(flatten)]
+    self_time: Option<SelfStats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,6 +152,8 @@ struct Series {
     kind: &'static str,
     #[serde(flatten)]
     stats: Stats,
+    #[serde(flatten)]
+    self_time: Option<SelfStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     points: Option<Vec<Point>>,
 }
@@ -174,20 +196,26 @@ pub(super) async fn red(
         Ok(rows) => {
             let series: Vec<Series> = rows
                 .into_iter()
-                .map(|r| Series {
-                    service: r.service,
-                    operation: r.operation,
-                    kind: kind_name(r.kind),
-                    stats: r.total.into(),
-                    points: step_ns.map(|_| {
-                        r.points
-                            .into_iter()
-                            .map(|(t, s)| Point {
-                                t: rfc3339(t),
-                                stats: s.into(),
-                            })
-                            .collect()
-                    }),
+                .map(|r| {
+                    let selfs: std::collections::HashMap<i64, CellStats> =
+                        r.self_points.into_iter().collect();
+                    Series {
+                        service: r.service,
+                        operation: r.operation,
+                        kind: kind_name(r.kind),
+                        stats: r.total.into(),
+                        self_time: r.self_total.map(SelfStats::from),
+                        points: step_ns.map(|_| {
+                            r.points
+                                .into_iter()
+                                .map(|(t, s)| Point {
+                                    t: rfc3339(t),
+                                    stats: s.into(),
+                                    self_time: selfs.get(&t).copied().map(SelfStats::from),
+                                })
+                                .collect()
+                        }),
+                    }
                 })
                 .collect();
             Json(serde_json::json!({ "series": series })).into_response()

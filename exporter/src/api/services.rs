@@ -74,6 +74,15 @@ pub(super) async fn delete_data(
             "deleting a tenant's data needs ?confirm=<tenant name>",
         );
     }
+    if let Some(hub) = &state.signals
+        && let Err(e) = hub.delete_tenant(&tenant).await
+    {
+        tracing::error!(%tenant, error = %e, "deleting the tenant's signals failed");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("deleting signals failed: {e}; retry"),
+        );
+    }
     match state.processor.delete_tenant(tenant.clone()).await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => {

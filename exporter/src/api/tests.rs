@@ -46,6 +46,24 @@ fn batch(tenant: &str, service: &str, spans: u64, errors: u64) -> QueuedBatch {
     }
 }
 
+/// A signal hub over a fresh store, with a GitHub webhook for acme whose
+/// secret is in a file (never inline in the config).
+fn hub(dir: &std::path::Path) -> causeway_connectors::SignalHub {
+    std::fs::create_dir_all(dir).expect("dir");
+    let secret = dir.join("github-webhook-secret");
+    std::fs::write(&secret, "It's a Secret to Everybody\n").expect("secret");
+    let config: causeway_connectors::config::ConnectorsConfig =
+        serde_json::from_value(serde_json::json!({
+            "sources": [{
+                "name": "github", "tenant": "acme", "type": "github",
+                "token": {"env": "CAUSEWAY_TEST_UNSET"}, "repositories": ["acme/checkout-service"],
+                "webhook_secret": {"file": secret}
+            }]
+        }))
+        .expect("config");
+    causeway_connectors::SignalHub::open(&dir.join("signals.duckdb"), config).expect("hub")
+}
+
 struct Api {
     router: axum::Router,
     data: mpsc::Sender<QueuedBatch>,
@@ -62,7 +80,7 @@ fn api() -> Api {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     let persist = causeway_processor::persist::Persistence::open(
-        causeway_processor::config::StorageSettings::new(dir),
+        causeway_processor::config::StorageSettings::new(dir.clone()),
     )
     .expect("persistence");
     let stage = ProcessorStage::new(data_rx, qrx, Default::default(), persist).expect("stage");
@@ -89,6 +107,8 @@ fn api() -> Api {
         sql: Arc::new(SqlEngine::start(QueryHandle::new(qtx), SqlConfig::default()).expect("sql")),
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
+        signals: Some(Arc::new(hub(&dir))),
+        known: Arc::new(causeway_connectors::NoServices),
     });
     Api {
         router: router(state),
@@ -187,6 +207,8 @@ async fn a_stopped_processor_is_503_not_a_hang() {
         sql: Arc::new(SqlEngine::start(QueryHandle::new(qtx), SqlConfig::default()).expect("sql")),
         registry: Arc::new(Registry::default()),
         ready: Arc::new(Readiness::default()),
+        signals: None,
+        known: Arc::new(causeway_connectors::NoServices),
     });
     let resp = router(state)
         .oneshot(
@@ -492,4 +514,131 @@ async fn anomalies_and_incidents_are_authenticated_tenant_scoped_and_404_when_un
     }
     let (status, body) = get(&api, "/api/v1/anomalies?from=nope", Some("ka")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+async fn post_with(
+    api: &Api,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String) {
+    let mut req = Request::post(path).header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = api
+        .router
+        .clone()
+        .oneshot(req.body(Body::from(body.to_owned())).expect("request"))
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn webhooks_are_verified_and_signals_are_tenant_scoped() {
+    use causeway_connectors::Secret;
+    use causeway_connectors::webhook::hmac_hex;
+    let api = api();
+    let push = serde_json::json!({
+        "ref": "refs/heads/main",
+        "repository": {"full_name": "acme/checkout-service"},
+        "commits": [{"id": "6dcb09b5", "message": "Raise checkout timeout", "timestamp": "2024-05-01T10:00:00Z",
+                     "url": "https://github.com/acme/checkout-service/commit/6dcb09b5",
+                     "author": {"name": "Mona", "username": "octocat"}, "added": [], "removed": [], "modified": ["src/pay.rs"]}]
+    })
+    .to_string();
+    let good = format!(
+        "sha256={}",
+        hmac_hex(
+            &Secret::new("It's a Secret to Everybody"),
+            &[push.as_bytes()]
+        )
+    );
+    let bad = format!(
+        "sha256={}",
+        hmac_hex(&Secret::new("guess"), &[push.as_bytes()])
+    );
+    let hook = "/api/v1/webhooks/acme/github";
+    // A wrong signature, a missing one, an unknown source, another tenant's
+    // path: nothing stored.
+    let (status, body) = post_with(
+        &api,
+        hook,
+        &[("x-github-event", "push"), ("x-hub-signature-256", &bad)],
+        &push,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _) = post_with(&api, hook, &[("x-github-event", "push")], &push).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for other in [
+        "/api/v1/webhooks/acme/gitlab",
+        "/api/v1/webhooks/globex/github",
+        "/api/v1/webhooks/bad%20tenant/github",
+    ] {
+        let (status, _) = post_with(
+            &api,
+            other,
+            &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+            &push,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{other}");
+    }
+    let (_, body) = get(&api, "/api/v1/signals", Some("ka")).await;
+    assert_eq!(body, r#"{"signals":[]}"#);
+    // The right signature stores the commit.
+    let (status, body) = post_with(
+        &api,
+        hook,
+        &[("x-github-event", "push"), ("x-hub-signature-256", &good)],
+        &push,
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::ACCEPTED, r#"{"stored":1}"#)
+    );
+    let (status, body) = get(&api, "/api/v1/signals?kind=commit", Some("ka")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["signals"][0]["id"], "6dcb09b5");
+    assert_eq!(v["signals"][0]["changed_paths"][0], "src/pay.rs");
+    // Another tenant sees none of it; no key, no answer.
+    let (_, body) = get(&api, "/api/v1/signals", Some("kg")).await;
+    assert_eq!(body, r#"{"signals":[]}"#);
+    let (status, _) = get(&api, "/api/v1/signals", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = get(&api, "/api/v1/signals?kind=commits", Some("ka")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // A deploy event, authenticated by the tenant's API key.
+    let deploy = r#"{"service":"checkout","version":"v2.3.1","commit":"6dcb09b5","time":"2024-05-01T10:05:00Z"}"#;
+    let (status, _) = post_with(&api, "/api/v1/events/deploy", &[], deploy).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = post_with(
+        &api,
+        "/api/v1/events/deploy",
+        &[("authorization", "Bearer kg")],
+        deploy,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = post_with(
+        &api,
+        "/api/v1/events/deploy",
+        &[("authorization", "Bearer kg")],
+        r#"{"service":"checkout"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, body) = get(&api, "/api/v1/signals?kind=deploy&service=checkout&from=2024-05-01T10:00:00Z&to=2024-05-01T10:10:00Z", Some("kg")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["signals"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(v["signals"][0]["services"][0], "checkout");
+    let (_, body) = get(&api, "/api/v1/signals?kind=deploy", Some("ka")).await;
+    assert_eq!(body, r#"{"signals":[]}"#, "acme has no deploys");
 }

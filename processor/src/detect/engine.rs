@@ -92,6 +92,8 @@ pub struct TenantDetection {
     settings: DetectSettings,
     incident_settings: IncidentSettings,
     ops: HashMap<OpKey, SeriesDetector>,
+    /// Self-time detectors per operation (fed self-time windows as latency).
+    self_ops: HashMap<OpKey, SeriesDetector>,
     edges: HashMap<EdgeKey, SeriesDetector>,
     /// Sliding-window detectors per service.
     services: HashMap<Arc<str>, ServiceDetector>,
@@ -137,6 +139,7 @@ impl TenantDetection {
             settings,
             incident_settings,
             ops: HashMap::new(),
+            self_ops: HashMap::new(),
             edges: HashMap::new(),
             services: HashMap::new(),
             references: HashMap::new(),
@@ -174,42 +177,13 @@ impl TenantDetection {
         &mut self,
         red: Vec<Sealed<RedKey>>,
         edges: Vec<Sealed<EdgeKey>>,
+        self_time: Vec<Sealed<RedKey>>,
         links: &HashSet<(Arc<str>, Arc<str>)>,
     ) {
-        // Merge status codes: error ratio needs them together, and latency
-        // is of all calls.
-        let mut merged: BTreeMap<(i64, OpKey), (u64, u64, Histogram<u64>)> = BTreeMap::new();
         if let Some(s) = red.first() {
             self.window_ns = s.len_ns.max(1);
         }
-        for s in red {
-            let key = (
-                s.start_ns,
-                (
-                    Arc::clone(&s.key.service),
-                    Arc::clone(&s.key.operation),
-                    s.key.kind,
-                ),
-            );
-            match merged.get_mut(&key) {
-                Some((calls, errors, h)) => {
-                    *calls += s.stats.calls;
-                    *errors += s.stats.errors;
-                    // Same settings on both sides: adding cannot fail.
-                    let _ = h.add(&s.hist);
-                }
-                None => {
-                    merged.insert(key, (s.stats.calls, s.stats.errors, s.hist));
-                }
-            }
-        }
-        let mut by_start: BTreeMap<i64, Vec<OpWindow>> = BTreeMap::new();
-        for ((start, op), (calls, errors, hist)) in merged {
-            by_start
-                .entry(start)
-                .or_default()
-                .push((op, calls, errors, hist));
-        }
+        let by_start = by_start(red);
         // Which services were active, and which edges carried calls, per
         // window start: for the graph's changes.
         let mut active: BTreeMap<i64, Activity> = BTreeMap::new();
@@ -241,6 +215,7 @@ impl TenantDetection {
             self.tick(start);
             self.observe_start(start, ops, links);
         }
+        self.observe_self_time(self_time, links);
         let sliding = self.sliding;
         for s in edges {
             let settings = self.settings;
@@ -293,6 +268,53 @@ impl TenantDetection {
         }
         for (start, (services, edges)) in active {
             self.watch_edges(start, &services, &edges, links);
+        }
+    }
+
+    /// Self-time windows: a per-operation detector each, whose latency
+    /// findings are reported as self-time ones. Windows arrive later than
+    /// the RED ones (a span's self time is final only after the pairing
+    /// TTL), so they are judged on their own, not with their window start's
+    /// other findings; onsets are still their windows' starts.
+    fn observe_self_time(
+        &mut self,
+        self_time: Vec<Sealed<RedKey>>,
+        links: &HashSet<(Arc<str>, Arc<str>)>,
+    ) {
+        for (start, ops) in by_start(self_time) {
+            for (op, calls, _, hist) in ops {
+                let stats = CellStats::of(calls, 0, &hist);
+                let settings = self.settings;
+                let events: Vec<Event> = self
+                    .self_ops
+                    .entry(op.clone())
+                    .or_insert_with(|| SeriesDetector::new(&settings))
+                    .observe(&settings, start, stats)
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        Event::Opened(f) => {
+                            let metric = f.metric.as_self_time()?;
+                            Some(Event::Opened(Finding { metric, ..f }))
+                        }
+                        Event::Ongoing(f) => {
+                            let metric = f.metric.as_self_time()?;
+                            Some(Event::Ongoing(Finding { metric, ..f }))
+                        }
+                        Event::Resolved { metric, since_ns } => Some(Event::Resolved {
+                            metric: metric.as_self_time()?,
+                            since_ns,
+                        }),
+                    })
+                    .collect();
+                if !events.is_empty() {
+                    let subject = Subject::Operation {
+                        service: op.0.to_string(),
+                        operation: op.1.to_string(),
+                        kind: op.2,
+                    };
+                    self.apply(subject, events, links);
+                }
+            }
         }
     }
 
@@ -887,8 +909,17 @@ impl TenantDetection {
                     Arc::from(operation.as_str()),
                     *kind,
                 );
-                if let Some(d) = self.ops.get_mut(&key) {
-                    d.close(metric);
+                match metric.of_self_time() {
+                    Some(latency) => {
+                        if let Some(d) = self.self_ops.get_mut(&key) {
+                            d.close(latency);
+                        }
+                    }
+                    None => {
+                        if let Some(d) = self.ops.get_mut(&key) {
+                            d.close(metric);
+                        }
+                    }
                 }
             }
             Subject::Service { service } => {
@@ -986,6 +1017,8 @@ impl TenantDetection {
 struct Snapshot {
     version: u32,
     ops: Vec<(String, String, i8, SeriesDetector)>,
+    #[serde(default)]
+    self_ops: Vec<(String, String, i8, SeriesDetector)>,
     edges: Vec<((String, String, i8, i8), SeriesDetector)>,
     services: Vec<(String, ServiceDetector)>,
     references: Vec<(String, String, i8, OpReference)>,
@@ -1032,10 +1065,13 @@ struct SavedAnomaly {
 }
 
 /// Every anomaly metric name, for restoring `Anomaly::metric`.
-const METRIC_NAMES: [&str; 10] = [
+const METRIC_NAMES: [&str; 13] = [
     "latency_p50",
     "latency_p90",
     "latency_p99",
+    "self_time_p50",
+    "self_time_p90",
+    "self_time_p99",
     "error_ratio",
     "slow_ratio",
     "traffic_drop",
@@ -1084,6 +1120,7 @@ impl TenantDetection {
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
             ops: op_entries(&self.ops),
+            self_ops: op_entries(&self.self_ops),
             edges: edge_entries(&self.edges),
             services: self
                 .services
@@ -1148,6 +1185,7 @@ impl TenantDetection {
         }
         let mut d = Self::new(settings, incident_settings);
         d.ops = from_op_entries(s.ops);
+        d.self_ops = from_op_entries(s.self_ops);
         d.edges = from_edge_entries(s.edges);
         d.services = s
             .services
@@ -1199,6 +1237,40 @@ impl TenantDetection {
         d.window_ns = s.window_ns.max(1);
         Ok(d)
     }
+}
+
+/// Sealed RED-keyed windows merged over status codes (error ratio needs
+/// them together, and latency is of all calls), per window start.
+fn by_start(sealed: Vec<Sealed<RedKey>>) -> BTreeMap<i64, Vec<OpWindow>> {
+    let mut merged: BTreeMap<(i64, OpKey), (u64, u64, Histogram<u64>)> = BTreeMap::new();
+    for s in sealed {
+        let key = (
+            s.start_ns,
+            (
+                Arc::clone(&s.key.service),
+                Arc::clone(&s.key.operation),
+                s.key.kind,
+            ),
+        );
+        match merged.get_mut(&key) {
+            Some((calls, errors, h)) => {
+                *calls += s.stats.calls;
+                *errors += s.stats.errors;
+                // Same settings on both sides: adding cannot fail.
+                let _ = h.add(&s.hist);
+            }
+            None => {
+                merged.insert(key, (s.stats.calls, s.stats.errors, s.hist));
+            }
+        }
+    }
+    let mut out: BTreeMap<i64, Vec<OpWindow>> = BTreeMap::new();
+    for ((start, op), (calls, errors, hist)) in merged {
+        out.entry(start)
+            .or_default()
+            .push((op, calls, errors, hist));
+    }
+    out
 }
 
 /// The service graph's (client, server) pairs, for grouping anomalies.

@@ -8,6 +8,7 @@
 //! ```text
 //! Sealed window ─> SeriesDetector ─┬─ latency p50/p90/p99: robust z vs median/MAD of recent windows
 //!                                  └─ error ratio: binomial z vs the baseline ratio
+//! Sealed self-time window ─> SeriesDetector (latency metrics as self_time_p50/p90/p99)
 //! ```
 //!
 //! Guards against paging on noise: a minimum number of calls per window, a
@@ -54,6 +55,12 @@ pub enum Metric {
     TrafficDrop,
     /// Calls well above it (sliding).
     TrafficSurge,
+    /// Median self time (duration minus time in children).
+    SelfTimeP50,
+    /// 90th percentile self time.
+    SelfTimeP90,
+    /// 99th percentile self time.
+    SelfTimeP99,
 }
 
 impl Metric {
@@ -75,6 +82,32 @@ impl Metric {
             Metric::SlowRatio => "slow_ratio",
             Metric::TrafficDrop => "traffic_drop",
             Metric::TrafficSurge => "traffic_surge",
+            Metric::SelfTimeP50 => "self_time_p50",
+            Metric::SelfTimeP90 => "self_time_p90",
+            Metric::SelfTimeP99 => "self_time_p99",
+        }
+    }
+
+    /// The self-time metric a latency metric becomes when a
+    /// `SeriesDetector` watches self-time windows (none for error ratio:
+    /// self time has no errors of its own).
+    pub fn as_self_time(self) -> Option<Metric> {
+        match self {
+            Metric::LatencyP50 => Some(Metric::SelfTimeP50),
+            Metric::LatencyP90 => Some(Metric::SelfTimeP90),
+            Metric::LatencyP99 => Some(Metric::SelfTimeP99),
+            _ => None,
+        }
+    }
+
+    /// The latency metric behind a self-time metric (what its
+    /// `SeriesDetector` calls it).
+    pub fn of_self_time(self) -> Option<Metric> {
+        match self {
+            Metric::SelfTimeP50 => Some(Metric::LatencyP50),
+            Metric::SelfTimeP90 => Some(Metric::LatencyP90),
+            Metric::SelfTimeP99 => Some(Metric::LatencyP99),
+            _ => None,
         }
     }
 
@@ -90,12 +123,18 @@ impl Metric {
                     s.errors as f64 / s.calls as f64
                 }
             }
-            // Sliding metrics are computed by `ServiceDetector`.
-            Metric::SlowRatio | Metric::TrafficDrop | Metric::TrafficSurge => 0.0,
+            // Sliding metrics are computed by `ServiceDetector`; self-time
+            // windows are fed to a `SeriesDetector` as latency.
+            Metric::SlowRatio
+            | Metric::TrafficDrop
+            | Metric::TrafficSurge
+            | Metric::SelfTimeP50
+            | Metric::SelfTimeP90
+            | Metric::SelfTimeP99 => 0.0,
         }
     }
 
-    /// Index into `ALL` (the sliding metrics share the last slot, never
+    /// Index into `ALL` (the other metrics share the last slot, never
     /// used by `SeriesDetector`).
     fn index(self) -> usize {
         (self as usize).min(3)

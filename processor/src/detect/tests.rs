@@ -237,6 +237,74 @@ mod engine {
     }
 
     #[test]
+    fn self_time_growth_is_found_where_total_latency_barely_moves() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("checkout", "payments")]);
+        // checkout's 30 ms calls spend 28 ms waiting for payments; from
+        // window 60 its own work goes from 2 to 12 ms (total 40 ms, only
+        // 1.33x: below the latency detector's floor). Self-time windows
+        // are final three windows later than the RED ones (pairing TTL).
+        let lag = 3;
+        let self_window = |i: i64| {
+            let ms = if i >= 60 { 12 } else { 2 };
+            sealed("checkout", "POST /orders", 0, i * W, 60, ms)
+        };
+        for i in 0..90 {
+            let total = if i >= 60 { 40 } else { 30 };
+            let red = vec![sealed("checkout", "POST /orders", 0, i * W, 60, total)];
+            let selfs = if i >= lag {
+                vec![self_window(i - lag)]
+            } else {
+                Vec::new()
+            };
+            d.observe(red, Vec::new(), selfs, &graph);
+            d.tick(i * W + W);
+        }
+        let all = d.anomalies(0, i64::MAX);
+        assert!(
+            all.iter().all(|a| !a.metric.starts_with("latency")),
+            "total latency moved too little to page: {all:#?}"
+        );
+        let own = all
+            .iter()
+            .find(|a| a.metric == "self_time_p50")
+            .expect("a self-time anomaly");
+        assert_eq!(own.onset_ns, 60 * W);
+        assert_eq!(
+            own.subject,
+            Subject::Operation {
+                service: "checkout".into(),
+                operation: "POST /orders".into(),
+                kind: 2,
+            }
+        );
+        assert!(
+            own.observed >= 11_000.0 && own.expected <= 3_000.0,
+            "{own:?}"
+        );
+        // It survives a restart, and recovery resolves it.
+        let saved = d.snapshot().expect("snapshot");
+        let mut d = TenantDetection::restore(
+            DetectSettings::default(),
+            IncidentSettings::default(),
+            &saved,
+        )
+        .expect("restore");
+        for i in 90..120 {
+            let red = vec![sealed("checkout", "POST /orders", 0, i * W, 60, 30)];
+            let selfs = vec![sealed("checkout", "POST /orders", 0, (i - lag) * W, 60, 2)];
+            d.observe(red, Vec::new(), selfs, &graph);
+            d.tick(i * W + W);
+        }
+        let own = d
+            .anomalies(0, i64::MAX)
+            .into_iter()
+            .find(|a| a.metric == "self_time_p50")
+            .expect("still there");
+        assert!(own.resolved_ns.is_some(), "{own:?}");
+    }
+
+    #[test]
     fn connected_anomalies_form_one_incident_that_resolves_after_quiet() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
         let graph = links(&[("frontend", "checkout")]);
@@ -254,7 +322,7 @@ mod engine {
             if frontend_errors > 0 {
                 red.push(sealed("frontend", "GET /", 2, t, frontend_errors, 4));
             }
-            d.observe(red, Vec::new(), &graph);
+            d.observe(red, Vec::new(), Vec::new(), &graph);
             d.tick(t + W);
         };
         for i in 0..60 {
@@ -324,12 +392,14 @@ mod engine {
             d.observe(
                 vec![sealed("checkout", "POST /orders", 0, i * W, 50, 10)],
                 vec![edge(i * W, 12)],
+                Vec::new(),
                 &graph,
             );
         }
         d.observe(
             vec![sealed("checkout", "POST /orders", 0, 60 * W, 50, 80)],
             vec![edge(60 * W, 85)],
+            Vec::new(),
             &graph,
         );
         let incidents = d.incidents();
@@ -369,7 +439,7 @@ mod engine {
             if cache {
                 edges.push(edge_window("checkout", "redis", t, 20));
             }
-            d.observe(red, edges, &graph);
+            d.observe(red, edges, Vec::new(), &graph);
             d.tick(t + W);
         };
         for i in 0..60 {
@@ -423,7 +493,7 @@ mod engine {
                 let status = if i >= 180 { 2 } else { 0 };
                 red.push(sealed("verify", "check", status, t, 1, 2));
             }
-            d.observe(red, Vec::new(), &graph);
+            d.observe(red, Vec::new(), Vec::new(), &graph);
             d.tick(t + W);
         }
         let anomalies = d.anomalies(0, i64::MAX);
@@ -457,7 +527,7 @@ mod engine {
                     2,
                 ));
             }
-            d.observe(red, Vec::new(), &graph);
+            d.observe(red, Vec::new(), Vec::new(), &graph);
             d.tick(t + W);
         };
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
@@ -503,7 +573,7 @@ mod engine {
                 sealed("auth", "login", 0, t, 30, 20),
                 sealed("verify", "check", 0, t, 1, ms),
             ];
-            d.observe(red, Vec::new(), &graph);
+            d.observe(red, Vec::new(), Vec::new(), &graph);
             d.tick(t + W);
         }
         let anomalies = d.anomalies(0, i64::MAX);

@@ -225,3 +225,136 @@ fn repeated_spans_and_a_stalled_clock_do_not_grow_the_store() {
         assert!(state.pending() <= 1000);
     }
 }
+
+#[test]
+fn self_time_subtracts_the_union_of_children_clipped_to_the_parent() {
+    // No children: all of it.
+    assert_eq!(self_time_ns(100, 200, &mut []), 100);
+    // Two parallel children overlapping each other count once.
+    assert_eq!(self_time_ns(0, 100, &mut [(40, 80), (10, 50)]), 30);
+    // Disjoint children, given out of order.
+    assert_eq!(self_time_ns(0, 100, &mut [(60, 70), (10, 20)]), 80);
+    // An asynchronous child outliving its parent, one starting before it
+    // (clock skew) and an empty one.
+    assert_eq!(
+        self_time_ns(0, 100, &mut [(90, 500), (-50, 5), (30, 30)]),
+        85
+    );
+    // Children covering everything leave nothing, never less.
+    assert_eq!(self_time_ns(0, 100, &mut [(0, 60), (50, 100), (0, 100)]), 0);
+}
+
+/// Brute force over prost structs: (service, span name, kind) → every
+/// span's self time in µs, sorted.
+fn self_truth(req: &ExportTraceServiceRequest) -> BTreeMap<(String, String, i8), Vec<u64>> {
+    let mut children: std::collections::HashMap<(Vec<u8>, Vec<u8>), Vec<(i64, i64)>> =
+        std::collections::HashMap::new();
+    for span in req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+    {
+        if !span.parent_span_id.is_empty() {
+            children
+                .entry((span.trace_id.clone(), span.parent_span_id.clone()))
+                .or_default()
+                .push((
+                    span.start_time_unix_nano as i64,
+                    span.end_time_unix_nano as i64,
+                ));
+        }
+    }
+    let mut out: BTreeMap<(String, String, i8), Vec<u64>> = BTreeMap::new();
+    for rs in &req.resource_spans {
+        let service = rs
+            .resource
+            .as_ref()
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+            let (start, end) = (
+                span.start_time_unix_nano as i64,
+                span.end_time_unix_nano as i64,
+            );
+            // The union of the children's intervals, written differently
+            // from `self_time_ns` (a cursor instead of runs).
+            let mut kids = children
+                .get(&(span.trace_id.clone(), span.span_id.clone()))
+                .cloned()
+                .unwrap_or_default();
+            kids.sort();
+            let mut covered = 0;
+            let mut cursor = start;
+            for (s, e) in kids {
+                let (s, e) = (s.max(cursor), e.min(end));
+                if e > s {
+                    covered += e - s;
+                    cursor = e;
+                }
+            }
+            out.entry((service.clone(), span.name.clone(), span.kind as i8))
+                .or_default()
+                .push(((end - start - covered).max(0) / 1000) as u64);
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
+    }
+    out
+}
+
+#[test]
+fn every_span_gets_its_exact_self_time_whichever_arrives_first() {
+    let mut w = Workload::new(WorkloadConfig::default());
+    let req = w.batch(3_000);
+    let want = self_truth(&req);
+    let mut edges = edges_set();
+    let mut state = GraphState::new(GraphSettings {
+        ttl_ns: 60 * S,
+        max_pending: 1_000_000,
+    });
+    let mut got: BTreeMap<(String, String, i8), Vec<u64>> = BTreeMap::new();
+    let mut collect = |state: &mut GraphState| {
+        for (key, _, us) in state.take_self_times() {
+            got.entry((key.service.to_string(), key.operation.to_string(), key.kind))
+                .or_default()
+                .push(us);
+        }
+    };
+    // Children often before their parents, as in `run`.
+    let chunk = req.resource_spans.len().div_ceil(7);
+    for part in req.resource_spans.chunks(chunk).rev() {
+        let r = ExportTraceServiceRequest {
+            resource_spans: part.to_vec(),
+        };
+        let batch =
+            otlp_to_arrow(&TenantId::default_tenant(), &r.encode_to_vec()).expect("convert");
+        state.record_batch(&mut edges, &batch).expect("record");
+        collect(&mut state);
+    }
+    state.flush(&mut edges);
+    collect(&mut state);
+    for v in got.values_mut() {
+        v.sort_unstable();
+    }
+    assert!(want.values().any(|v| v.iter().any(|&us| us > 0)));
+    // Some parents really do have children.
+    let total: u64 = want.values().flatten().sum();
+    let durations: u64 = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| (s.end_time_unix_nano - s.start_time_unix_nano) / 1000)
+        .sum();
+    assert!(
+        total < durations,
+        "self time {total} vs duration {durations}"
+    );
+    assert_eq!(got, want);
+}

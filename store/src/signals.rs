@@ -1,0 +1,552 @@
+//! The signal store: normalized commits, deploys, tickets and messages per
+//! tenant, the connectors' sync cursors, and sealed (encrypted) credentials.
+//!
+//! Its own DuckDB file, apart from the processor's: connectors write here
+//! from their own tasks and must never wait on a series checkpoint.
+//!
+//! A page of signals and the cursor that follows it are committed in one
+//! transaction, so a crash between pages resumes from the last committed
+//! page: nothing is skipped, and what is fetched twice replaces itself
+//! (records are keyed by tenant, source and external id).
+
+use std::path::Path;
+
+use causeway_model::{Signal, SignalKind, TenantId};
+use duckdb::{Connection, OptionalExt, params};
+
+use crate::error::{Error, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS signals (
+    tenant        VARCHAR NOT NULL,
+    source        VARCHAR NOT NULL,
+    external_id   VARCHAR NOT NULL,
+    kind          VARCHAR NOT NULL,
+    url           VARCHAR,
+    title         VARCHAR NOT NULL,
+    body          VARCHAR NOT NULL,
+    author        VARCHAR,
+    created_ns    BIGINT  NOT NULL,
+    updated_ns    BIGINT  NOT NULL,
+    repository    VARCHAR,
+    changed_paths VARCHAR NOT NULL,
+    services      VARCHAR NOT NULL,
+    status        VARCHAR,
+    version       VARCHAR,
+    commit_sha    VARCHAR,
+    PRIMARY KEY (tenant, source, external_id)
+);
+-- One row per (signal, service) it concerns: the service filter's index.
+CREATE TABLE IF NOT EXISTS signal_services (
+    tenant      VARCHAR NOT NULL,
+    source      VARCHAR NOT NULL,
+    external_id VARCHAR NOT NULL,
+    service     VARCHAR NOT NULL,
+    PRIMARY KEY (tenant, source, external_id, service)
+);
+CREATE TABLE IF NOT EXISTS sync_cursors (
+    tenant     VARCHAR NOT NULL,
+    connector  VARCHAR NOT NULL,
+    stream     VARCHAR NOT NULL,
+    cursor     VARCHAR NOT NULL,
+    updated_ns BIGINT  NOT NULL,
+    PRIMARY KEY (tenant, connector, stream)
+);
+-- Credentials sealed with AES-256-GCM by the connectors crate; the key
+-- never comes here.
+CREATE TABLE IF NOT EXISTS sealed_secrets (
+    tenant VARCHAR NOT NULL,
+    name   VARCHAR NOT NULL,
+    key_id VARCHAR NOT NULL,
+    sealed BLOB    NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+";
+
+/// What `signals` returns.
+#[derive(Debug, Clone, Default)]
+pub struct SignalQuery {
+    /// Only this kind.
+    pub kind: Option<SignalKind>,
+    /// Only signals concerning this service.
+    pub service: Option<String>,
+    /// `created_ns >= from_ns`.
+    pub from_ns: Option<i64>,
+    /// `created_ns < to_ns`.
+    pub to_ns: Option<i64>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+/// A sync cursor to store with a page: `(connector, stream, cursor)`.
+pub type CursorUpdate<'a> = (&'a str, &'a str, &'a str);
+
+/// A sealed credential as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRow {
+    /// Whose.
+    pub tenant: TenantId,
+    /// Which credential (`github.token`).
+    pub name: String,
+    /// Id of the key that sealed it.
+    pub key_id: String,
+    /// Nonce and ciphertext.
+    pub sealed: Vec<u8>,
+}
+
+/// DuckDB-backed signal store.
+pub struct DuckDbSignals {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for DuckDbSignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckDbSignals").finish_non_exhaustive()
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl DuckDbSignals {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// An in-memory store (tests, `connectors check`).
+    pub fn in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// Inserts or replaces `signals` and, in the same transaction, moves
+    /// `cursor` of `tenant` forward. Returns how many signals were new.
+    pub fn commit_page(
+        &mut self,
+        tenant: &TenantId,
+        signals: &[Signal],
+        cursor: Option<CursorUpdate<'_>>,
+    ) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut new = 0;
+        for s in signals {
+            if s.tenant != *tenant {
+                return Err(Error::Corrupt(format!(
+                    "a signal of tenant {} in a page of tenant {tenant}",
+                    s.tenant
+                )));
+            }
+            let existed: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM signals WHERE tenant = ? AND source = ? AND external_id = ?",
+                    params![tenant.as_str(), s.source, s.external_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            new += usize::from(existed.is_none());
+            let json = |v: &Vec<String>| {
+                serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    tenant.as_str(),
+                    s.source,
+                    s.external_id,
+                    s.kind.as_str(),
+                    s.url,
+                    s.title,
+                    s.body,
+                    s.author,
+                    s.created_ns,
+                    s.updated_ns,
+                    s.repository,
+                    json(&s.changed_paths)?,
+                    json(&s.services)?,
+                    s.status,
+                    s.version,
+                    s.commit,
+                ],
+            )?;
+            tx.execute(
+                "DELETE FROM signal_services WHERE tenant = ? AND source = ? AND external_id = ?",
+                params![tenant.as_str(), s.source, s.external_id],
+            )?;
+            for service in &s.services {
+                tx.execute(
+                    "INSERT OR IGNORE INTO signal_services VALUES (?, ?, ?, ?)",
+                    params![tenant.as_str(), s.source, s.external_id, service],
+                )?;
+            }
+        }
+        if let Some((connector, stream, value)) = cursor {
+            tx.execute(
+                "INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?, ?, ?)",
+                params![tenant.as_str(), connector, stream, value, now_ns()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// The stored cursor of one stream of a connector.
+    pub fn cursor(
+        &self,
+        tenant: &TenantId,
+        connector: &str,
+        stream: &str,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT cursor FROM sync_cursors WHERE tenant = ? AND connector = ? AND stream = ?",
+                params![tenant.as_str(), connector, stream],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Signals of `tenant` matching `q`, newest first.
+    pub fn signals(&self, tenant: &TenantId, q: &SignalQuery) -> Result<Vec<Signal>> {
+        let mut sql = String::from(
+            "SELECT s.source, s.external_id, s.kind, s.url, s.title, s.body, s.author, \
+             s.created_ns, s.updated_ns, s.repository, s.changed_paths, s.services, \
+             s.status, s.version, s.commit_sha FROM signals s WHERE s.tenant = ?",
+        );
+        let mut args: Vec<Box<dyn duckdb::ToSql>> = vec![Box::new(tenant.as_str().to_owned())];
+        if let Some(k) = q.kind {
+            sql.push_str(" AND s.kind = ?");
+            args.push(Box::new(k.as_str().to_owned()));
+        }
+        if let Some(service) = &q.service {
+            sql.push_str(
+                " AND EXISTS (SELECT 1 FROM signal_services x WHERE x.tenant = s.tenant \
+                 AND x.source = s.source AND x.external_id = s.external_id AND x.service = ?)",
+            );
+            args.push(Box::new(service.clone()));
+        }
+        if let Some(from) = q.from_ns {
+            sql.push_str(" AND s.created_ns >= ?");
+            args.push(Box::new(from));
+        }
+        if let Some(to) = q.to_ns {
+            sql.push_str(" AND s.created_ns < ?");
+            args.push(Box::new(to));
+        }
+        sql.push_str(" ORDER BY s.created_ns DESC, s.source, s.external_id");
+        if q.limit > 0 {
+            sql.push_str(&format!(" LIMIT {}", q.limit));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let params: Vec<&dyn duckdb::ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        let rows = stmt.query_map(params.as_slice(), |r| {
+            Ok((
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ),
+                (
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, String>(10)?,
+                    r.get::<_, String>(11)?,
+                    r.get::<_, Option<String>>(12)?,
+                    r.get::<_, Option<String>>(13)?,
+                    r.get::<_, Option<String>>(14)?,
+                ),
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                (source, external_id, kind, url, title, body, author),
+                (created_ns, updated_ns, repository, paths, services, status, version, commit),
+            ) = row?;
+            let list = |s: &str| {
+                serde_json::from_str::<Vec<String>>(s).map_err(|e| Error::Corrupt(e.to_string()))
+            };
+            out.push(Signal {
+                tenant: tenant.clone(),
+                kind: SignalKind::parse(&kind)
+                    .ok_or_else(|| Error::Corrupt(format!("unknown signal kind {kind}")))?,
+                source,
+                external_id,
+                url,
+                title,
+                body,
+                author,
+                created_ns,
+                updated_ns,
+                repository,
+                changed_paths: list(&paths)?,
+                services: list(&services)?,
+                status,
+                version,
+                commit,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Stores a sealed credential (replacing one of the same name).
+    pub fn put_sealed(&mut self, row: &SealedRow) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO sealed_secrets VALUES (?, ?, ?, ?)",
+            params![row.tenant.as_str(), row.name, row.key_id, row.sealed],
+        )?;
+        Ok(())
+    }
+
+    /// One sealed credential.
+    pub fn sealed(&self, tenant: &TenantId, name: &str) -> Result<Option<SealedRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT key_id, sealed FROM sealed_secrets WHERE tenant = ? AND name = ?",
+                params![tenant.as_str(), name],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()?
+            .map(|(key_id, sealed)| SealedRow {
+                tenant: tenant.clone(),
+                name: name.to_owned(),
+                key_id,
+                sealed,
+            }))
+    }
+
+    /// Every sealed credential (key rotation re-seals them all).
+    pub fn all_sealed(&self) -> Result<Vec<SealedRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT tenant, name, key_id, sealed FROM sealed_secrets ORDER BY tenant, name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (tenant, name, key_id, sealed) = row?;
+            out.push(SealedRow {
+                tenant: TenantId::new(&tenant).map_err(|e| Error::Corrupt(e.to_string()))?,
+                name,
+                key_id,
+                sealed,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Replaces every sealed credential in one transaction (rotation: all
+    /// are under the new key, or none is).
+    pub fn replace_all_sealed(&mut self, rows: &[SealedRow]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for row in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO sealed_secrets VALUES (?, ?, ?, ?)",
+                params![row.tenant.as_str(), row.name, row.key_id, row.sealed],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes everything of one tenant.
+    pub fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for table in [
+            "signals",
+            "signal_services",
+            "sync_cursors",
+            "sealed_secrets",
+        ] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE tenant = ?"),
+                params![tenant.as_str()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(tenant: &str, id: &str, kind: SignalKind, at: i64, services: &[&str]) -> Signal {
+        Signal {
+            tenant: TenantId::new(tenant).expect("tenant"),
+            kind,
+            source: "github".into(),
+            external_id: id.into(),
+            url: Some(format!("https://github.com/acme/shop/commit/{id}")),
+            title: format!("change {id}"),
+            body: String::new(),
+            author: Some("mona".into()),
+            created_ns: at,
+            updated_ns: at,
+            repository: Some("acme/shop".into()),
+            changed_paths: vec!["checkout/src/main.rs".into()],
+            services: services.iter().map(|s| (*s).to_owned()).collect(),
+            status: None,
+            version: None,
+            commit: Some(id.into()),
+        }
+    }
+
+    #[test]
+    fn pages_dedupe_filter_by_service_and_keep_tenants_apart() {
+        let mut s = DuckDbSignals::in_memory().expect("open");
+        let acme = TenantId::new("acme").expect("tenant");
+        let globex = TenantId::new("globex").expect("tenant");
+        let page = vec![
+            signal("acme", "a1", SignalKind::Commit, 10, &["checkout"]),
+            signal(
+                "acme",
+                "a2",
+                SignalKind::Deploy,
+                20,
+                &["checkout", "payments"],
+            ),
+            signal("acme", "a3", SignalKind::Commit, 30, &["cart"]),
+        ];
+        let new = s
+            .commit_page(&acme, &page, Some(("github", "commits", "c1")))
+            .expect("commit");
+        assert_eq!(new, 3);
+        // The same records again (an overlapping poll), one changed.
+        let mut again = page.clone();
+        again[0].title = "change a1, amended".into();
+        again[1].services = vec!["payments".into()];
+        assert_eq!(s.commit_page(&acme, &again, None).expect("commit"), 0);
+        s.commit_page(
+            &globex,
+            &[signal(
+                "globex",
+                "a1",
+                SignalKind::Commit,
+                10,
+                &["checkout"],
+            )],
+            Some(("github", "commits", "g1")),
+        )
+        .expect("commit");
+        let all = s.signals(&acme, &SignalQuery::default()).expect("query");
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].external_id, "a3", "newest first");
+        assert_eq!(all[2].title, "change a1, amended");
+        let checkout = s
+            .signals(
+                &acme,
+                &SignalQuery {
+                    service: Some("checkout".into()),
+                    ..SignalQuery::default()
+                },
+            )
+            .expect("query");
+        assert_eq!(
+            checkout
+                .iter()
+                .map(|s| s.external_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a1"],
+            "a2 no longer concerns checkout"
+        );
+        let deploys = s
+            .signals(
+                &acme,
+                &SignalQuery {
+                    kind: Some(SignalKind::Deploy),
+                    from_ns: Some(15),
+                    to_ns: Some(25),
+                    ..SignalQuery::default()
+                },
+            )
+            .expect("query");
+        assert_eq!(deploys.len(), 1);
+        assert_eq!(
+            s.cursor(&acme, "github", "commits")
+                .expect("cursor")
+                .as_deref(),
+            Some("c1")
+        );
+        assert_eq!(
+            s.cursor(&globex, "github", "commits")
+                .expect("cursor")
+                .as_deref(),
+            Some("g1")
+        );
+        // A page of another tenant's records is refused whole.
+        let err = s
+            .commit_page(
+                &acme,
+                &[signal("globex", "x", SignalKind::Commit, 1, &[])],
+                None,
+            )
+            .expect_err("cross-tenant page");
+        assert!(err.to_string().contains("tenant globex"), "{err}");
+        s.delete_tenant(&acme).expect("delete");
+        assert!(
+            s.signals(&acme, &SignalQuery::default())
+                .expect("query")
+                .is_empty()
+        );
+        assert_eq!(
+            s.signals(&globex, &SignalQuery::default())
+                .expect("q")
+                .len(),
+            1
+        );
+        assert_eq!(s.cursor(&acme, "github", "commits").expect("cursor"), None);
+    }
+
+    #[test]
+    fn sealed_secrets_replace_together() {
+        let mut s = DuckDbSignals::in_memory().expect("open");
+        let acme = TenantId::new("acme").expect("tenant");
+        let row = |name: &str, key: &str| SealedRow {
+            tenant: acme.clone(),
+            name: name.into(),
+            key_id: key.into(),
+            sealed: vec![1, 2, 3],
+        };
+        s.put_sealed(&row("github.token", "k1")).expect("put");
+        s.put_sealed(&row("jira.token", "k1")).expect("put");
+        s.replace_all_sealed(&[row("github.token", "k2"), row("jira.token", "k2")])
+            .expect("rotate");
+        assert!(
+            s.all_sealed()
+                .expect("all")
+                .iter()
+                .all(|r| r.key_id == "k2")
+        );
+        assert_eq!(
+            s.sealed(&acme, "github.token")
+                .expect("get")
+                .map(|r| r.key_id),
+            Some("k2".into())
+        );
+        assert_eq!(s.sealed(&acme, "nope").expect("get"), None);
+    }
+}
