@@ -211,10 +211,6 @@ impl Connector for AzureDevOps {
         s
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

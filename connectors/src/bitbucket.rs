@@ -79,10 +79,6 @@ impl Connector for Bitbucket {
             .collect()
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

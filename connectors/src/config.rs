@@ -26,6 +26,7 @@ use crate::Connector;
 use crate::azure::{AzureDevOps, AzureDevOpsSettings};
 use crate::bitbucket::{Bitbucket, BitbucketSettings};
 use crate::error::{Error, Result};
+use crate::git::{GitSettings, LocalGit};
 use crate::github::{GitHub, GitHubSettings};
 use crate::gitlab::{GitLab, GitLabSettings};
 use crate::http::{Auth, RetryPolicy};
@@ -266,6 +267,17 @@ pub enum SystemConfig {
         /// API token.
         token: SecretRef,
     },
+    /// A local git repository (a mirror or checkout on disk).
+    Git {
+        /// Its directory.
+        path: std::path::PathBuf,
+        /// Branch (default: HEAD).
+        #[serde(default)]
+        branch: Option<String>,
+        /// Repository name (default: the directory's).
+        #[serde(default)]
+        repository: Option<String>,
+    },
 }
 
 fn default_branch() -> String {
@@ -295,6 +307,7 @@ impl SystemConfig {
             SystemConfig::Slack { .. } => "slack",
             SystemConfig::Salesforce { .. } => "salesforce",
             SystemConfig::Pylon { .. } => "pylon",
+            SystemConfig::Git { .. } => "git",
         }
     }
 
@@ -328,6 +341,7 @@ impl SystemConfig {
             SystemConfig::Slack { .. } => "channels:history, groups:history, channels:read",
             SystemConfig::Salesforce { .. } => "api, on a user whose profile only reads Case",
             SystemConfig::Pylon { .. } => "an API token (Pylon has no read-only scope)",
+            SystemConfig::Git { .. } => "read access to the repository directory",
         }
     }
 }
@@ -528,6 +542,16 @@ impl SourceConfig {
                     policy,
                 )?)
             }
+            SystemConfig::Git {
+                path,
+                branch,
+                repository,
+            } => Box::new(LocalGit::new(GitSettings {
+                name,
+                path: path.clone(),
+                branch: branch.clone(),
+                repository: repository.clone(),
+            })?),
             SystemConfig::Pylon { token } => Box::new(Pylon::new(
                 PylonSettings {
                     name,
@@ -590,6 +614,7 @@ impl ConnectorsConfig {
                 | SystemConfig::Salesforce { token, .. }
                 | SystemConfig::Pylon { token } => Some(token),
                 SystemConfig::Linear { key, .. } => Some(key),
+                SystemConfig::Git { .. } => None,
             });
             refs.into_iter()
                 .flatten()
@@ -640,6 +665,7 @@ sources:
   - { name: sl, tenant: acme, type: slack, token: { env: CAUSEWAY_TEST_TOKEN }, channels: [C1], workspace_url: "https://acme.slack.com" }
   - { name: sf, tenant: acme, type: salesforce, instance_url: "https://acme.my.salesforce.com", token: { env: CAUSEWAY_TEST_TOKEN } }
   - { name: py, tenant: acme, type: pylon, token: { env: CAUSEWAY_TEST_TOKEN } }
+  - { name: repo, tenant: acme, type: git, path: /srv/git/shop.git, branch: main }
 "#,
         );
         assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
@@ -651,7 +677,7 @@ sources:
             })
         };
         // Unset: every build fails naming the variable, never a value.
-        for s in &cfg.sources {
+        for s in cfg.sources.iter().filter(|s| s.system.system() != "git") {
             let err = s
                 .build(RetryPolicy::default(), &no_sealed)
                 .expect_err("unset");

@@ -366,10 +366,6 @@ impl Connector for GitHub {
             .collect()
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

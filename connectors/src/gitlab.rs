@@ -129,10 +129,6 @@ impl Connector for GitLab {
             .collect()
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

@@ -133,10 +133,6 @@ impl Connector for Jira {
         vec!["issues".into()]
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

@@ -16,6 +16,7 @@ pub mod azure;
 pub mod bitbucket;
 pub mod config;
 mod error;
+pub mod git;
 pub mod github;
 pub mod gitlab;
 pub mod http;
@@ -72,8 +73,6 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
     fn system(&self) -> &'static str;
     /// The streams it syncs (`commits:acme/shop`), each with its own cursor.
     fn streams(&self) -> Vec<String>;
-    /// The client this connector's requests go through.
-    fn client(&self) -> &ReadOnlyClient;
     /// One page of `stream`: the first page of a pass over everything
     /// updated since `since_ns` when `next` is `None`, else the page
     /// `next` names.

@@ -134,10 +134,6 @@ impl Connector for Linear {
         vec!["issues".into()]
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

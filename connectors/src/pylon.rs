@@ -80,10 +80,6 @@ impl Connector for Pylon {
         vec!["issues".into()]
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

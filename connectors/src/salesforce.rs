@@ -71,10 +71,6 @@ impl Connector for Salesforce {
         vec!["cases".into()]
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

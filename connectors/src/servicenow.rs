@@ -79,10 +79,6 @@ impl Connector for ServiceNow {
         self.settings.tables.clone()
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

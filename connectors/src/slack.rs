@@ -96,10 +96,6 @@ impl Connector for Slack {
             .collect()
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

@@ -56,10 +56,6 @@ impl Connector for Zendesk {
         vec!["tickets".into()]
     }
 
-    fn client(&self) -> &ReadOnlyClient {
-        &self.client
-    }
-
     async fn page(
         &self,
         tenant: &TenantId,

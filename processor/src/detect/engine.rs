@@ -118,6 +118,9 @@ pub struct TenantDetection {
     last_start_ns: Option<i64>,
     /// After a data gap, shifts are not reported before this (event time).
     rewarm_until_ns: Option<i64>,
+    /// First window start after the latest data gap: no change point can be
+    /// placed before it (there was no data to see one in).
+    resumed_ns: Option<i64>,
     /// Window length of the sealed series, ns.
     window_ns: i64,
     anomalies: BTreeMap<u64, Anomaly>,
@@ -153,6 +156,7 @@ impl TenantDetection {
             first_start_ns: None,
             last_start_ns: None,
             rewarm_until_ns: None,
+            resumed_ns: None,
             window_ns: 10_000_000_000,
             anomalies: BTreeMap::new(),
             open: HashMap::new(),
@@ -207,6 +211,7 @@ impl TenantDetection {
                 // The sliding windows refill and the traffic mix settles
                 // before anything new is judged.
                 self.rewarm_until_ns = Some(start.saturating_add(self.sliding.slide_ns));
+                self.resumed_ns = Some(start);
             }
             self.last_start_ns = Some(self.last_start_ns.map_or(start, |l| l.max(start)));
             // Event time moved to `start`: close what went stale or quiet
@@ -692,10 +697,16 @@ impl TenantDetection {
     fn open_anomaly(
         &mut self,
         subject: Subject,
-        f: Finding,
+        mut f: Finding,
         links: &HashSet<(Arc<str>, Arc<str>)>,
         name: Option<&'static str>,
     ) {
+        // A detector's memory (its sliding minute, its recent windows) may
+        // reach back across a data gap; the shift was first seen when data
+        // resumed, not in windows nobody observed.
+        if let Some(resumed) = self.resumed_ns {
+            f.onset_ns = f.onset_ns.max(resumed.min(f.detected_ns));
+        }
         let id = self.next_id;
         self.next_id += 1;
         let window = examples_until(f.detected_ns, f.onset_ns);
@@ -1038,6 +1049,8 @@ struct Snapshot {
     last_start_ns: Option<i64>,
     #[serde(default)]
     rewarm_until_ns: Option<i64>,
+    #[serde(default)]
+    resumed_ns: Option<i64>,
     window_ns: i64,
 }
 
@@ -1163,6 +1176,7 @@ impl TenantDetection {
             first_start_ns: self.first_start_ns,
             last_start_ns: self.last_start_ns,
             rewarm_until_ns: self.rewarm_until_ns,
+            resumed_ns: self.resumed_ns,
             window_ns: self.window_ns,
         };
         serde_json::to_vec(&snapshot)
@@ -1234,6 +1248,7 @@ impl TenantDetection {
         d.first_start_ns = s.first_start_ns;
         d.last_start_ns = s.last_start_ns;
         d.rewarm_until_ns = s.rewarm_until_ns;
+        d.resumed_ns = s.resumed_ns;
         d.window_ns = s.window_ns.max(1);
         Ok(d)
     }

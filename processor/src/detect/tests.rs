@@ -237,6 +237,41 @@ mod engine {
     }
 
     #[test]
+    fn no_onset_is_placed_in_a_data_gap() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[]);
+        let feed = |d: &mut TenantDetection, t: i64, ms: u64| {
+            d.observe(
+                vec![sealed("checkout", "POST /orders", 0, t, 50, ms)],
+                Vec::new(),
+                Vec::new(),
+                &graph,
+            );
+            d.tick(t + W);
+        };
+        for i in 0..40 {
+            feed(&mut d, i * W, 10);
+        }
+        // Slightly off (past the hold score, short of opening), then the
+        // tenant goes silent for five minutes.
+        for i in 40..44 {
+            feed(&mut d, i * W, 14);
+        }
+        let resumed = 44 * W + 5 * 60_000_000_000;
+        for j in 0..12 {
+            feed(&mut d, resumed + j * W, 40);
+        }
+        let latency = d
+            .anomalies(0, i64::MAX)
+            .into_iter()
+            .find(|a| a.metric == "latency_p50")
+            .expect("the shift after the gap is found");
+        // The walk back over shifted windows would reach the ones before
+        // the gap; nobody saw the change happen in between.
+        assert_eq!(latency.onset_ns, resumed, "{latency:?}");
+    }
+
+    #[test]
     fn self_time_growth_is_found_where_total_latency_barely_moves() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
         let graph = links(&[("checkout", "payments")]);
