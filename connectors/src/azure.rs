@@ -564,4 +564,31 @@ mod tests {
         );
         assert_read_only(&server.seen());
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |pat: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    AzureDevOps::new(
+                        AzureDevOpsSettings {
+                            name: "azure".into(),
+                            base_url: format!("{base}/fabrikam/shop"),
+                            repositories: vec!["checkout".into()],
+                            work_items: true,
+                            max_commit_details: 10,
+                        },
+                        Auth::Basic {
+                            user: String::new(),
+                            password: Secret::new(pat),
+                        },
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(azure, make("ado-pat"), make("ado-wrong"), "ado-wrong")
+            .await;
+    }
 }

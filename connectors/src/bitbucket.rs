@@ -396,4 +396,28 @@ mod tests {
             "stopped at the old commit"
         );
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |token: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    Bitbucket::new(
+                        BitbucketSettings {
+                            name: "bitbucket".into(),
+                            base_url: base.to_owned(),
+                            repositories: vec!["acme/shop".into()],
+                            branch: "main".into(),
+                            max_commit_details: 10,
+                        },
+                        Auth::Bearer(Secret::new(token)),
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(bitbucket, make("bb-access"), make("bb-wrong"), "bb-wrong")
+            .await;
+    }
 }

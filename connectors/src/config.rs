@@ -325,24 +325,7 @@ impl SystemConfig {
 
     /// The minimal read scopes to grant, for `connectors check` and README.
     pub fn read_scopes(&self) -> &'static str {
-        match self {
-            SystemConfig::Github { .. } => {
-                "fine-grained token: Metadata, Contents, Pull requests, Deployments, Issues (all read-only)"
-            }
-            SystemConfig::Gitlab { .. } => "read_api",
-            SystemConfig::Bitbucket { .. } => {
-                "read:repository:bitbucket, read:pullrequest:bitbucket (access tokens: repository, pullrequest)"
-            }
-            SystemConfig::AzureDevops { .. } => "Code (Read), Work Items (Read)",
-            SystemConfig::Jira { .. } => "read:jira-work (API token of a read-only user, or OAuth)",
-            SystemConfig::Linear { .. } => "read",
-            SystemConfig::Zendesk { .. } => "read (OAuth) or an agent's API token",
-            SystemConfig::Servicenow { .. } => "roles itil (or a read role) and snc_read_only",
-            SystemConfig::Slack { .. } => "channels:history, groups:history, channels:read",
-            SystemConfig::Salesforce { .. } => "api, on a user whose profile only reads Case",
-            SystemConfig::Pylon { .. } => "an API token (Pylon has no read-only scope)",
-            SystemConfig::Git { .. } => "read access to the repository directory",
-        }
+        crate::read_scopes(self.system())
     }
 }
 

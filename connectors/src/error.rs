@@ -23,7 +23,10 @@ pub enum Error {
     },
     /// The system refused the credentials (401, or 403 without a rate
     /// limit): wrong token, expired, or missing a read scope.
-    #[error("{system}: credentials refused ({status}) at {url}: {message}")]
+    #[error(
+        "{system}: credentials refused ({status}) at {url}: {message}; a read-only credential needs {}",
+        crate::read_scopes(.system)
+    )]
     Unauthorized {
         /// Source system.
         system: &'static str,

@@ -540,4 +540,32 @@ mod tests {
         );
         assert_eq!(gl.check().await.expect("check"), ["acme/cart: readable"]);
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |token: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    GitLab::new(
+                        GitLabSettings {
+                            name: "gitlab".into(),
+                            base_url: base.to_owned(),
+                            projects: vec!["acme/cart".into()],
+                            max_commit_details: 10,
+                        },
+                        Secret::new(token),
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(
+            gitlab,
+            make("glpat-test"),
+            make("glpat-wrong"),
+            "glpat-wrong",
+        )
+        .await;
+    }
 }

@@ -438,4 +438,30 @@ mod tests {
         assert_eq!(adf_text(&doc), "First line\nSecond");
         assert_eq!(adf_text(&json!("plain v2")), "plain v2");
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |password: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    Jira::new(
+                        JiraSettings {
+                            name: "jira".into(),
+                            base_url: base.to_owned(),
+                            browse_url: "https://acme.atlassian.net".into(),
+                            jql: "project = OPS".into(),
+                        },
+                        Auth::Basic {
+                            user: "ops@acme.com".into(),
+                            password: Secret::new(password),
+                        },
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(jira, make("atl-token"), make("atl-wrong"), "atl-wrong")
+            .await;
+    }
 }

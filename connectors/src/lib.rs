@@ -45,6 +45,30 @@ pub use sync::{SyncReport, SyncSettings, sync_connector};
 
 use causeway_model::{Signal, TenantId};
 
+/// The minimal read scopes (or roles) a system's credential needs, as
+/// error messages, `connectors check` and README name them.
+pub fn read_scopes(system: &str) -> &'static str {
+    match system {
+        "github" => {
+            "a fine-grained token with Metadata, Contents, Pull requests, Deployments and Issues: read-only"
+        }
+        "gitlab" => "the read_api scope",
+        "bitbucket" => {
+            "read:repository:bitbucket and read:pullrequest:bitbucket (access tokens: repository, pullrequest)"
+        }
+        "azure_devops" => "Code (Read) and Work Items (Read)",
+        "jira" => "read:jira-work (an API token of a user who can browse the projects, or OAuth)",
+        "linear" => "the read scope",
+        "zendesk" => "the read scope (OAuth) or an agent's API token",
+        "servicenow" => "the itil role (or a read role) and snc_read_only",
+        "slack" => "channels:history, groups:history and channels:read",
+        "salesforce" => "the api scope on a user whose profile only reads Case",
+        "pylon" => "an API token (Pylon has no read-only scope)",
+        "git" => "read access to the repository directory",
+        _ => "read access",
+    }
+}
+
 /// One record a connector read, with what it says about where it belongs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {

@@ -392,4 +392,31 @@ mod tests {
             "{report:?}"
         );
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |key: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    Linear::new(
+                        LinearSettings {
+                            name: "linear".into(),
+                            url: format!("{base}/graphql"),
+                            oauth: false,
+                        },
+                        Secret::new(key),
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(
+            linear,
+            make("lin_api_test"),
+            make("lin_api_wrong"),
+            "lin_api_wrong",
+        )
+        .await;
+    }
 }

@@ -288,4 +288,30 @@ mod tests {
         );
         assert_read_only(&server.seen());
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |token: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    Pylon::new(
+                        PylonSettings {
+                            name: "pylon".into(),
+                            base_url: base.to_owned(),
+                        },
+                        Secret::new(token),
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(
+            pylon,
+            make("pylon-token"),
+            make("pylon-wrong"),
+            "pylon-wrong",
+        )
+        .await;
+    }
 }

@@ -281,4 +281,32 @@ mod tests {
         );
         assert_read_only(&server.seen());
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |token: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    Salesforce::new(
+                        SalesforceSettings {
+                            name: "salesforce".into(),
+                            instance_url: base.to_owned(),
+                            api_version: "v62.0".into(),
+                            lightning_url: "https://acme.lightning.force.com".into(),
+                        },
+                        Secret::new(token),
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(
+            salesforce,
+            make("00Dxx!sf-token"),
+            make("00Dxx!sf-wrong"),
+            "sf-wrong",
+        )
+        .await;
+    }
 }

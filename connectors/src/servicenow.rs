@@ -326,4 +326,29 @@ mod tests {
             .is_err()
         );
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |password: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    ServiceNow::new(
+                        ServiceNowSettings {
+                            name: "servicenow".into(),
+                            base_url: base.to_owned(),
+                            tables: vec!["incident".into(), "change_request".into()],
+                        },
+                        Auth::Basic {
+                            user: "causeway".into(),
+                            password: Secret::new(password),
+                        },
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(snow, make("snow-pass"), make("snow-wrong"), "snow-wrong")
+            .await;
+    }
 }

@@ -374,4 +374,27 @@ mod tests {
             "{report:?}"
         );
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |token: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    Slack::new(
+                        SlackSettings {
+                            name: "slack".into(),
+                            base_url: base.to_owned(),
+                            workspace_url: "https://acme.slack.com".into(),
+                            channels: vec!["C0INCIDENT".into()],
+                        },
+                        Secret::new(token),
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(slack, make("xoxb-test"), make("xoxb-wrong"), "xoxb-wrong")
+            .await;
+    }
 }

@@ -280,4 +280,28 @@ mod tests {
         assert_read_only(&server.seen());
         assert!(zd.check().await.expect("check")[0].contains("causeway"));
     }
+
+    #[tokio::test]
+    async fn conforms() {
+        let make = |token: &'static str| {
+            move |base: &str| -> Box<dyn Connector> {
+                Box::new(
+                    Zendesk::new(
+                        ZendeskSettings {
+                            name: "zendesk".into(),
+                            base_url: base.to_owned(),
+                        },
+                        Auth::Basic {
+                            user: "ops@acme.com/token".into(),
+                            password: Secret::new(token),
+                        },
+                        RetryPolicy::default(),
+                    )
+                    .expect("connector"),
+                )
+            }
+        };
+        crate::testserver::conformance(zendesk, make("zd-token"), make("zd-wrong"), "zd-wrong")
+            .await;
+    }
 }

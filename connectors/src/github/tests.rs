@@ -317,3 +317,17 @@ async fn bad_credentials_and_garbage_keep_the_cursor() {
     // The other streams went on.
     assert_eq!(report.failed.len(), 1, "{report:?}");
 }
+
+#[tokio::test]
+async fn conforms() {
+    let make = |token: &'static str| {
+        move |base: &str| -> Box<dyn Connector> { Box::new(connector(base, token)) }
+    };
+    crate::testserver::conformance(
+        github(Arc::new(AtomicUsize::new(1)), false),
+        make("ghp_test"),
+        make("ghp_wrong"),
+        "ghp_wrong",
+    )
+    .await;
+}
