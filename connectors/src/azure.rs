@@ -8,7 +8,7 @@
 //! Auth: a PAT as `Basic :PAT` with Code (Read) and Work Items (Read), or
 //! an Entra ID Bearer token.
 
-use causeway_model::signal::{BODY_EXCERPT_CHARS, excerpt};
+use causeway_model::signal::{BODY_EXCERPT_CHARS, excerpt, html_text};
 use causeway_model::{Signal, SignalKind, TenantId};
 use serde::Deserialize;
 use serde_json::json;
@@ -71,24 +71,9 @@ impl AzureDevOps {
         id: String,
         repo: Option<&str>,
     ) -> Signal {
-        Signal {
-            tenant: tenant.clone(),
-            kind,
-            source: self.settings.name.clone(),
-            external_id: id,
-            url: None,
-            title: String::new(),
-            body: String::new(),
-            author: None,
-            created_ns: 0,
-            updated_ns: 0,
-            repository: repo.map(str::to_owned),
-            changed_paths: Vec::new(),
-            services: Vec::new(),
-            status: None,
-            version: None,
-            commit: None,
-        }
+        let mut s = Signal::new(tenant, kind, &self.settings.name, id, 0);
+        s.repository = repo.map(str::to_owned);
+        s
     }
 
     async fn work_items(&self, tenant: &TenantId, since_ns: i64) -> Result<Page> {
@@ -135,7 +120,7 @@ impl AzureDevOps {
                 s.created_ns = created;
                 s.title = field("System.Title").unwrap_or_default().to_owned();
                 s.body = excerpt(
-                    &strip_html(field("System.Description").unwrap_or_default()),
+                    &html_text(field("System.Description").unwrap_or_default()),
                     BODY_EXCERPT_CHARS,
                 );
                 s.status = field("System.State").map(str::to_owned);
@@ -168,24 +153,6 @@ impl AzureDevOps {
         // WIQL answers the whole match at once (up to 20,000 ids).
         Ok(Page { items, next: None })
     }
-}
-
-/// Text of an HTML fragment (work item descriptions are HTML).
-fn strip_html(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                out.push(' ');
-            }
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[async_trait::async_trait]

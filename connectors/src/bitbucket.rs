@@ -91,23 +91,10 @@ impl Connector for Bitbucket {
             message: format!("unknown stream {stream}"),
         })?;
         let root = format!("{}/repositories/{repo}", self.settings.base_url);
-        let signal = |kind: SignalKind, id: String| Signal {
-            tenant: tenant.clone(),
-            kind,
-            source: self.settings.name.clone(),
-            external_id: id,
-            url: None,
-            title: String::new(),
-            body: String::new(),
-            author: None,
-            created_ns: 0,
-            updated_ns: 0,
-            repository: Some(repo.to_owned()),
-            changed_paths: Vec::new(),
-            services: Vec::new(),
-            status: None,
-            version: None,
-            commit: None,
+        let signal = |kind: SignalKind, id: String| {
+            let mut s = Signal::new(tenant, kind, &self.settings.name, id, 0);
+            s.repository = Some(repo.to_owned());
+            s
         };
         if kind == "commits" {
             let first = format!("{root}/commits/{}?pagelen=100", self.settings.branch);

@@ -80,24 +80,7 @@ impl GitHub {
     }
 
     fn signal(&self, tenant: &TenantId, kind: SignalKind, id: String) -> Signal {
-        Signal {
-            tenant: tenant.clone(),
-            kind,
-            source: self.settings.name.clone(),
-            external_id: id,
-            url: None,
-            title: String::new(),
-            body: String::new(),
-            author: None,
-            created_ns: 0,
-            updated_ns: 0,
-            repository: None,
-            changed_paths: Vec::new(),
-            services: Vec::new(),
-            status: None,
-            version: None,
-            commit: None,
-        }
+        Signal::new(tenant, kind, &self.settings.name, id, 0)
     }
 
     fn ts(&self, url: &str, what: &str, v: Option<&str>) -> Result<i64> {

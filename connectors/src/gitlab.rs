@@ -82,24 +82,9 @@ impl GitLab {
     }
 
     fn signal(&self, tenant: &TenantId, kind: SignalKind, id: String, project: &str) -> Signal {
-        Signal {
-            tenant: tenant.clone(),
-            kind,
-            source: self.settings.name.clone(),
-            external_id: id,
-            url: None,
-            title: String::new(),
-            body: String::new(),
-            author: None,
-            created_ns: 0,
-            updated_ns: 0,
-            repository: Some(project.to_owned()),
-            changed_paths: Vec::new(),
-            services: Vec::new(),
-            status: None,
-            version: None,
-            commit: None,
-        }
+        let mut s = Signal::new(tenant, kind, &self.settings.name, id, 0);
+        s.repository = Some(project.to_owned());
+        s
     }
 
     fn ts(&self, url: &str, what: &str, v: Option<&str>) -> Result<i64> {

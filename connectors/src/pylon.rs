@@ -7,7 +7,7 @@
 //! and uses `latest_message_time` as the update time. Auth: a Bearer API
 //! token (admin-created; Pylon has no read-only scope).
 
-use causeway_model::signal::{BODY_EXCERPT_CHARS, excerpt};
+use causeway_model::signal::{BODY_EXCERPT_CHARS, excerpt, html_text};
 use causeway_model::{Signal, SignalKind, TenantId};
 use serde::Deserialize;
 
@@ -46,24 +46,6 @@ impl Pylon {
         let client = ReadOnlyClient::new(SYSTEM, Some(Auth::Bearer(token)), &[], policy)?;
         Ok(Self { settings, client })
     }
-}
-
-/// Text of Pylon's HTML bodies.
-fn text_of(html: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                out.push(' ');
-            }
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[async_trait::async_trait]
@@ -127,7 +109,7 @@ impl Connector for Pylon {
                     url: i.link,
                     title: i.title.unwrap_or_default(),
                     body: excerpt(
-                        &text_of(i.body_html.as_deref().unwrap_or("")),
+                        &html_text(i.body_html.as_deref().unwrap_or("")),
                         BODY_EXCERPT_CHARS,
                     ),
                     author: i.requester.and_then(|r| r.email),

@@ -209,24 +209,7 @@ pub enum Parsed {
 }
 
 fn base(tenant: &TenantId, source: &str, kind: SignalKind, id: String, at: i64) -> Signal {
-    Signal {
-        tenant: tenant.clone(),
-        kind,
-        source: source.to_owned(),
-        external_id: id,
-        url: None,
-        title: String::new(),
-        body: String::new(),
-        author: None,
-        created_ns: at,
-        updated_ns: at,
-        repository: None,
-        changed_paths: Vec::new(),
-        services: Vec::new(),
-        status: None,
-        version: None,
-        commit: None,
-    }
+    Signal::new(tenant, kind, source, id, at)
 }
 
 fn s<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {

@@ -103,6 +103,56 @@ pub struct Signal {
     pub commit: Option<String>,
 }
 
+impl Signal {
+    /// A record of `kind` from `source` at `at_ns` (created and updated),
+    /// with every optional field empty, for connectors to fill in.
+    pub fn new(
+        tenant: &TenantId,
+        kind: SignalKind,
+        source: &str,
+        external_id: String,
+        at_ns: i64,
+    ) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            kind,
+            source: source.to_owned(),
+            external_id,
+            url: None,
+            title: String::new(),
+            body: String::new(),
+            author: None,
+            created_ns: at_ns,
+            updated_ns: at_ns,
+            repository: None,
+            changed_paths: Vec::new(),
+            services: Vec::new(),
+            status: None,
+            version: None,
+            commit: None,
+        }
+    }
+}
+
+/// Text of an HTML fragment (ticket and work-item bodies), whitespace
+/// collapsed: tags are dropped, entities left as they are.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// The first `max` characters of `s` (on a character boundary), with
 /// surrounding whitespace trimmed.
 pub fn excerpt(s: &str, max: usize) -> String {
@@ -123,6 +173,14 @@ mod tests {
             assert_eq!(SignalKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(SignalKind::parse("deployment"), None);
+    }
+
+    #[test]
+    fn html_becomes_text() {
+        assert_eq!(
+            html_text("<div>Payment <b>fails</b></div>\n<p>x</p>"),
+            "Payment fails x"
+        );
     }
 
     #[test]
