@@ -19,7 +19,6 @@ use crate::mapping::Hints;
 use crate::{Connector, Item, Page, time};
 
 const SYSTEM: &str = "azure_devops";
-const TOP: usize = 100;
 const API: &str = "api-version=7.1";
 
 /// Settings of one Azure DevOps connector.
@@ -35,6 +34,8 @@ pub struct AzureDevOpsSettings {
     pub work_items: bool,
     /// Commits whose changes are fetched per page at most.
     pub max_commit_details: usize,
+    /// `$top`: records per page (at most 100 is polite).
+    pub page_size: usize,
 }
 
 /// The Azure DevOps connector.
@@ -193,6 +194,7 @@ impl Connector for AzureDevOps {
             message: format!("unknown stream {stream}"),
         })?;
         let skip: usize = next.and_then(|n| n.parse().ok()).unwrap_or(0);
+        let top = self.settings.page_size.max(1);
         let base = &self.settings.base_url;
         let root = format!("{base}/_apis/git/repositories/{repo}");
         let since = time::rfc3339(since_ns);
@@ -201,7 +203,7 @@ impl Connector for AzureDevOps {
             let list: List<Commit> = self
                 .client
                 .get(&format!(
-                    "{root}/commits?searchCriteria.fromDate={since}&$top={TOP}&$skip={skip}&{API}"
+                    "{root}/commits?searchCriteria.fromDate={since}&$top={top}&$skip={skip}&{API}"
                 ))
                 .await?
                 .json(SYSTEM)?;
@@ -250,7 +252,7 @@ impl Connector for AzureDevOps {
             let list: List<PullRequest> = self
                 .client
                 .get(&format!(
-                    "{root}/pullrequests?searchCriteria.status=completed&searchCriteria.queryTimeRangeType=closed&searchCriteria.minTime={since}&$top={TOP}&$skip={skip}&{API}"
+                    "{root}/pullrequests?searchCriteria.status=completed&searchCriteria.queryTimeRangeType=closed&searchCriteria.minTime={since}&$top={top}&$skip={skip}&{API}"
                 ))
                 .await?
                 .json(SYSTEM)?;
@@ -297,7 +299,7 @@ impl Connector for AzureDevOps {
         // A full page may have a successor; a short one ends the pass.
         Ok(Page {
             items,
-            next: (n == TOP).then(|| (skip + TOP).to_string()),
+            next: (n == top).then(|| (skip + top).to_string()),
         })
     }
 
@@ -426,8 +428,13 @@ mod tests {
         match r.path.as_str() {
             p if p == format!("{root}/commits") => {
                 assert!(r.q("searchCriteria.fromDate").is_some());
+                // Pages of `$top` (1 in these tests) by `$skip`: three commits.
+                let skip: usize = r.q("$skip").and_then(|s| s.parse().ok()).unwrap_or(0);
+                if skip >= 3 {
+                    return (200, vec![ct], json!({"count": 0, "value": []}).to_string());
+                }
                 (200, vec![ct], json!({"count": 1, "value": [{
-                    "commitId": "9991b4f66def4c0a9ad8f9f27043ece7eddcf1c7",
+                    "commitId": format!("9991b4f66def4c0a9ad8f9f27043ece7eddcf1c{skip}"),
                     "author": {"name": "Norman Paulk", "email": "n@fabrikam.com", "date": "2024-05-01T09:06:53Z"},
                     "committer": {"name": "Norman Paulk", "email": "n@fabrikam.com", "date": "2024-05-01T09:06:53Z"},
                     "comment": "Merged PR 2: Raise payment timeout", "commentTruncated": true,
@@ -445,6 +452,9 @@ mod tests {
             }).to_string()),
             p if p == format!("{root}/pullrequests") => {
                 assert_eq!(r.q("searchCriteria.status"), Some("completed"));
+                if r.q("$skip") != Some("0") {
+                    return (200, vec![ct], json!({"count": 0, "value": []}).to_string());
+                }
                 (200, vec![ct], json!({"count": 1, "value": [{
                     "pullRequestId": 2, "title": "Raise payment timeout", "description": "", "status": "completed",
                     "createdBy": {"displayName": "Norman Paulk", "uniqueName": "n@fabrikam.com"},
@@ -485,6 +495,7 @@ mod tests {
                 repositories: vec!["checkout".into()],
                 work_items: true,
                 max_commit_details: 10,
+                page_size: 1,
             },
             Auth::Basic {
                 user: String::new(),
@@ -510,7 +521,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 4, "{all:#?}");
+        assert_eq!(all.len(), 6, "{all:#?}");
         let c = all
             .iter()
             .find(|s| s.kind == SignalKind::Commit)
@@ -544,6 +555,7 @@ mod tests {
                             repositories: vec!["checkout".into()],
                             work_items: true,
                             max_commit_details: 10,
+                            page_size: 1,
                         },
                         Auth::Basic {
                             user: String::new(),

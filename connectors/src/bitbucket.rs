@@ -320,9 +320,11 @@ mod tests {
             "/repositories/acme/shop/commits/main" => match r.q("page") {
                 None => (200, vec![ct], json!({"pagelen": 100, "values": [commit("b2c7f0e4", &recent)],
                     "next": format!("{base}/repositories/acme/shop/commits/main?page=2")}).to_string()),
-                // The second page reaches a commit older than the cursor.
-                _ => (200, vec![ct], json!({"pagelen": 100, "values": [commit("a1b2c3d4", &recent), commit("00000001", "2001-01-01T00:00:00+00:00")],
+                Some("2") => (200, vec![ct], json!({"pagelen": 100, "values": [commit("c3d4e5f6", &recent)],
                     "next": format!("{base}/repositories/acme/shop/commits/main?page=3")}).to_string()),
+                // The third page reaches a commit older than the cursor.
+                _ => (200, vec![ct], json!({"pagelen": 100, "values": [commit("a1b2c3d4", &recent), commit("00000001", "2001-01-01T00:00:00+00:00")],
+                    "next": format!("{base}/repositories/acme/shop/commits/main?page=4")}).to_string()),
             },
             p if p.starts_with("/repositories/acme/shop/diffstat/") => (200, vec![ct], json!({"pagelen": 100, "values": [
                 {"type": "diffstat", "status": "modified", "lines_added": 1, "lines_removed": 1,
@@ -368,7 +370,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 3, "{all:#?}");
+        assert_eq!(all.len(), 4, "{all:#?}");
         let c = all
             .iter()
             .find(|s| s.external_id == "b2c7f0e4")
@@ -379,7 +381,7 @@ mod tests {
         let seen = server.seen();
         assert_read_only(&seen);
         assert!(
-            !seen.iter().any(|s| s.q("page") == Some("3")),
+            !seen.iter().any(|s| s.q("page") == Some("4")),
             "stopped at the old commit"
         );
     }

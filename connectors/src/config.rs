@@ -433,6 +433,7 @@ impl SourceConfig {
                     repositories: repositories.clone(),
                     work_items: *work_items,
                     max_commit_details: 100,
+                    page_size: 100,
                 },
                 Auth::Basic {
                     user: String::new(),

@@ -438,8 +438,10 @@ mod tests {
                         json!([commit("ed899a2f", "Replace sanitize with escape once")]),
                         "2",
                     )
+                } else if page == "2" {
+                    paged(json!([commit("6104942b", "Cache cart totals")]), "3")
                 } else {
-                    paged(json!([commit("6104942b", "Cache cart totals")]), "")
+                    paged(json!([commit("77aa01cc", "Cart: drop stale sessions")]), "")
                 }
             }
             p if p.starts_with(&format!("{root}/repository/commits/")) && p.ends_with("/diff") => {
@@ -504,7 +506,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 4, "{all:#?}");
+        assert_eq!(all.len(), 5, "{all:#?}");
         let deploy = all
             .iter()
             .find(|s| s.kind == SignalKind::Deploy)

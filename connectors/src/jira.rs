@@ -334,6 +334,10 @@ mod tests {
                     }).to_string()),
                     Some("CAEaAggD") => (200, json_ct, json!({
                         "issues": [issue("OPS-42", "Payments timeouts", "Payments", "2024-05-01T10:05:00.000+0000")],
+                        "nextPageToken": "CAEaAggE", "isLast": false
+                    }).to_string()),
+                    Some("CAEaAggE") => (200, json_ct, json!({
+                        "issues": [issue("OPS-43", "Checkout retries", "Checkout", "2024-05-01T10:04:00.000+0000")],
                         "isLast": true
                     }).to_string()),
                     Some(_) => (400, json_ct, json!({"errorMessages": ["Invalid nextPageToken"]}).to_string()),
@@ -388,7 +392,7 @@ mod tests {
         };
         let report = sync_connector(&connector, &tenant, &store, &mapper, settings).await;
         assert!(report.failed.is_empty(), "{report:?}");
-        assert_eq!((report.pages, report.new), (2, 2));
+        assert_eq!((report.pages, report.new), (3, 3));
         let all = store
             .lock()
             .await

@@ -325,7 +325,9 @@ mod tests {
             None => json!({"data": {"issues": {"nodes": [node("CART-1", "Cart totals wrong")],
                 "pageInfo": {"hasNextPage": true, "endCursor": "c1"}}}}),
             Some("c1") => json!({"data": {"issues": {"nodes": [node("CART-2", "Cart slow")],
-                "pageInfo": {"hasNextPage": false, "endCursor": "c2"}}}}),
+                "pageInfo": {"hasNextPage": true, "endCursor": "c2"}}}}),
+            Some("c2") => json!({"data": {"issues": {"nodes": [node("CART-3", "Cart empty")],
+                "pageInfo": {"hasNextPage": false, "endCursor": "c3"}}}}),
             Some(_) => {
                 json!({"errors": [{"message": "bad cursor", "extensions": {"code": "INVALID_INPUT"}}]})
             }
@@ -373,7 +375,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
         assert!(
             all.iter().all(|s| s.services == ["cart"]),
             "team key matched: {all:?}"

@@ -228,7 +228,9 @@ mod tests {
             ("/issues", None) => (200, vec![ct], json!({"data": [issue(1423, &["checkout"])],
                 "pagination": {"cursor": "eyJpZCI6IjE0MjMifQ==", "has_next_page": true}, "request_id": "r1"}).to_string()),
             ("/issues", Some("eyJpZCI6IjE0MjMifQ==")) => (200, vec![ct], json!({"data": [issue(1424, &[])],
-                "pagination": {"cursor": "", "has_next_page": false}, "request_id": "r2"}).to_string()),
+                "pagination": {"cursor": "eyJpZCI6IjE0MjQifQ==", "has_next_page": true}, "request_id": "r2"}).to_string()),
+            ("/issues", Some("eyJpZCI6IjE0MjQifQ==")) => (200, vec![ct], json!({"data": [issue(1425, &[])],
+                "pagination": {"cursor": "", "has_next_page": false}, "request_id": "r3"}).to_string()),
             _ => (404, vec![ct], json!({"errors": ["not found"]}).to_string()),
         }
     }
@@ -260,7 +262,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
         let i = all.iter().find(|s| s.external_id == "1423").expect("issue");
         assert_eq!(i.body, "Since 09:40 UTC our users get a 500 at payment.");
         assert_eq!(i.services, ["checkout"]);

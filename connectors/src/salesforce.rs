@@ -232,8 +232,11 @@ mod tests {
                     "nextRecordsUrl": "/services/data/v62.0/query/01gRO0000016PIAYA2-2000",
                     "records": [case("00001026", "Cannot complete checkout", "Checkout")]}).to_string())
             }
-            "/services/data/v62.0/query/01gRO0000016PIAYA2-2000" => (200, vec![ct, usage], json!({"totalSize": 2, "done": true,
+            "/services/data/v62.0/query/01gRO0000016PIAYA2-2000" => (200, vec![ct, usage.clone()], json!({"totalSize": 3, "done": false,
+                "nextRecordsUrl": "/services/data/v62.0/query/01gRO0000016PIAYA2-4000",
                 "records": [case("00001027", "Slow search", "Search")]}).to_string()),
+            "/services/data/v62.0/query/01gRO0000016PIAYA2-4000" => (200, vec![ct, usage], json!({"totalSize": 3, "done": true,
+                "records": [case("00001028", "Invoice wrong", "Billing")]}).to_string()),
             _ => (404, vec![ct], json!([{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]).to_string()),
         }
     }
@@ -262,7 +265,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
         let c = all
             .iter()
             .find(|s| s.external_id == "00001026")

@@ -254,7 +254,12 @@ mod tests {
                     url::form_urlencoded::byte_serialize(r.q("sysparm_query").unwrap_or_default().as_bytes()).collect::<String>());
                 (200, vec![ct, ("link", next), ("x-total-count", "2".into())], json!({"result": [inc("INC0010023", "9d385017c611228701d22104cc95c371")]}).to_string())
             }
-            ("/api/now/table/incident", Some("200")) => (200, vec![ct], json!({"result": [inc("INC0010024", "9d385017c611228701d22104cc95c372")]}).to_string()),
+            ("/api/now/table/incident", Some("200")) => {
+                let next = format!("<{base}/api/now/table/incident?sysparm_query={}&sysparm_limit=200&sysparm_offset=400>;rel=\"next\"",
+                    url::form_urlencoded::byte_serialize(r.q("sysparm_query").unwrap_or_default().as_bytes()).collect::<String>());
+                (200, vec![ct, ("link", next)], json!({"result": [inc("INC0010024", "9d385017c611228701d22104cc95c372")]}).to_string())
+            }
+            ("/api/now/table/incident", Some("400")) => (200, vec![ct], json!({"result": [inc("INC0010025", "9d385017c611228701d22104cc95c373")]}).to_string()),
             ("/api/now/table/change_request", _) => (200, vec![ct], json!({"result": [{
                 "sys_id": "c1", "number": "CHG0030001", "short_description": "Upgrade checkout to v2.3.1",
                 "description": "", "state": "-1", "sys_created_on": "2024-05-01 08:00:00", "sys_updated_on": "2024-05-01 09:30:00",
@@ -297,7 +302,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 3);
+        assert_eq!(all.len(), 4);
         let inc = all
             .iter()
             .find(|s| s.external_id == "INC0010024")

@@ -292,6 +292,11 @@ mod tests {
                     Some("bmV4dF90czoxNzE0NTU3MDAwMTIzNDU2") => (200, ct, json!({
                         "ok": true,
                         "messages": [{"type": "message", "user": "U099", "text": "checkout p99 is 4s\nlooking", "ts": "1714557000.123456"}],
+                        "has_more": true, "response_metadata": {"next_cursor": "bmV4dF90czoxNzE0NTU2MDAw"}
+                    }).to_string()),
+                    Some("bmV4dF90czoxNzE0NTU2MDAw") => (200, ct, json!({
+                        "ok": true,
+                        "messages": [{"type": "message", "user": "U077", "text": "deploying checkout v2.3.1", "ts": "1714556000.000200"}],
                         "has_more": false, "response_metadata": {"next_cursor": ""}
                     }).to_string()),
                     Some(_) => (200, ct, json!({"ok": false, "error": "invalid_cursor"}).to_string()),
@@ -347,7 +352,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 2, "joins are not messages: {all:?}");
+        assert_eq!(all.len(), 3, "joins are not messages: {all:?}");
         let m = &all[0];
         assert_eq!(m.external_id, "C0INCIDENT:1714557845.123456");
         assert_eq!(

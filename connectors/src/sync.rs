@@ -44,6 +44,8 @@ pub struct SyncReport {
     pub new: usize,
     /// Streams that failed, with the error.
     pub failed: Vec<(String, String)>,
+    /// Pages read per stream.
+    pub stream_pages: Vec<(String, usize)>,
 }
 
 /// The persisted cursor of one stream.
@@ -150,6 +152,10 @@ async fn sync_stream(
             signals.push(s);
         }
         report.pages += 1;
+        match report.stream_pages.last_mut() {
+            Some((s, n)) if s == stream => *n += 1,
+            _ => report.stream_pages.push((stream.to_owned(), 1)),
+        }
         report.records += signals.len();
         cursor.next = page.next;
         let done = cursor.next.is_none();

@@ -216,6 +216,10 @@ pub(crate) async fn conformance(
         1,
         "{system}: the 429 was answered"
     );
+    assert!(
+        first.stream_pages.iter().any(|(_, n)| *n >= 3),
+        "{system}: a stream of at least three pages: {first:?}"
+    );
     let cursors = |store: &DuckDbSignals| {
         connector
             .streams()

@@ -220,7 +220,12 @@ mod tests {
             ("/api/v2/incremental/tickets/cursor.json", None, Some("MTU4MDc1Mzc5OC4wfHw0MzJ8")) => (200, vec![ct], json!({
                 "tickets": [ticket(35437, "Payment fails", &["payments"])],
                 "after_url": format!("{base}/api/v2/incremental/tickets/cursor.json?cursor=MTU4MDc1Mzc5OC4wfHw0MzN8"),
-                "after_cursor": "MTU4MDc1Mzc5OC4wfHw0MzN8", "before_url": null, "before_cursor": null, "end_of_stream": true
+                "after_cursor": "MTU4MDc1Mzc5OC4wfHw0MzN8", "before_url": null, "before_cursor": null, "end_of_stream": false
+            }).to_string()),
+            ("/api/v2/incremental/tickets/cursor.json", None, Some("MTU4MDc1Mzc5OC4wfHw0MzN8")) => (200, vec![ct], json!({
+                "tickets": [ticket(35438, "Refund missing", &[])],
+                "after_url": format!("{base}/api/v2/incremental/tickets/cursor.json?cursor=MTU4MDc1Mzc5OC4wfHw0MzR8"),
+                "after_cursor": "MTU4MDc1Mzc5OC4wfHw0MzR8", "before_url": null, "before_cursor": null, "end_of_stream": true
             }).to_string()),
             ("/api/v2/users/me.json", _, _) => (200, vec![ct], json!({"user": {"id": 1, "name": "causeway", "role": "agent"}}).to_string()),
             _ => (404, vec![ct], json!({"error": "InvalidEndpoint"}).to_string()),
@@ -259,7 +264,7 @@ mod tests {
             .await
             .signals(&tenant, &SignalQuery::default())
             .expect("q");
-        assert_eq!(all.len(), 2);
+        assert_eq!(all.len(), 3);
         let t = all
             .iter()
             .find(|s| s.external_id == "35436")

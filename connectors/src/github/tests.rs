@@ -95,10 +95,15 @@ fn github(limited: Arc<AtomicUsize>, garbage: bool) -> impl Fn(&Seen, &str) -> A
                     )),
                 )
             }
-            "/repositories/42/commits" => {
-                assert_eq!(r.q("page"), Some("2"));
-                json_answer(json!([commit("c0", 5, "Initial import")]), None)
-            }
+            "/repositories/42/commits" => match r.q("page") {
+                Some("2") => json_answer(
+                    json!([commit("c0", 5, "Initial import")]),
+                    Some(format!(
+                        "<{base}/repositories/42/commits?page=3>; rel=\"next\""
+                    )),
+                ),
+                _ => json_answer(json!([commit("cb", 6, "Bootstrap")]), None),
+            },
             p if p.starts_with(&format!("{repo}/commits/")) => {
                 let sha = p.rsplit('/').next().unwrap_or_default();
                 json_answer(
@@ -209,7 +214,7 @@ async fn syncs_every_stream_incrementally_with_pagination_and_rate_limits() {
         .signals(&tenant, &SignalQuery::default())
         .expect("signals");
     let count = |k: SignalKind| all.iter().filter(|s| s.kind == k).count();
-    assert_eq!(count(SignalKind::Commit), 3, "both pages of commits");
+    assert_eq!(count(SignalKind::Commit), 4, "three pages of commits");
     assert_eq!(
         count(SignalKind::PullRequest),
         1,
@@ -218,7 +223,7 @@ async fn syncs_every_stream_incrementally_with_pagination_and_rate_limits() {
     assert_eq!(count(SignalKind::Deploy), 1);
     assert_eq!(count(SignalKind::Release), 1, "drafts are not releases");
     assert_eq!(count(SignalKind::Ticket), 1, "pull requests are not issues");
-    assert_eq!(report.new, 7);
+    assert_eq!(report.new, 8);
     let c2 = all.iter().find(|s| s.external_id == "c2").expect("c2");
     assert_eq!(c2.title, "Raise checkout timeout");
     assert_eq!(c2.body, "The payment call needs 3 s.");
