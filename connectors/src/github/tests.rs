@@ -336,3 +336,77 @@ async fn conforms() {
     )
     .await;
 }
+
+/// Everything a sync logs, at every level and from every crate (reqwest
+/// and hyper included), through a rate limit, a refused credential and a
+/// garbage page: no credential in any line.
+#[test]
+fn no_credential_reaches_a_log_line() {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            let tenant = TenantId::new("acme").expect("tenant");
+            let store = tokio::sync::Mutex::new(DuckDbSignals::in_memory().expect("store"));
+            let mapper = ServiceMapper::default();
+            // A 429 on the first call, then good answers.
+            let server = TestServer::start(github(Arc::new(AtomicUsize::new(0)), false)).await;
+            sync_connector(
+                &connector(&server.base, "ghp_test"),
+                &tenant,
+                &store,
+                &mapper,
+                SyncSettings::default(),
+            )
+            .await;
+            sync_connector(
+                &connector(&server.base, "ghp_wrong"),
+                &tenant,
+                &store,
+                &mapper,
+                SyncSettings::default(),
+            )
+            .await;
+            let garbage = TestServer::start(github(Arc::new(AtomicUsize::new(1)), true)).await;
+            sync_connector(
+                &connector(&garbage.base, "ghp_test"),
+                &tenant,
+                &store,
+                &mapper,
+                SyncSettings::default(),
+            )
+            .await;
+        });
+    });
+    let logs = String::from_utf8_lossy(&buf.0.lock().expect("lock")).into_owned();
+    // The capture works: the rate limit, the refusal and the garbage are there.
+    assert!(logs.contains("rate limited"), "{logs}");
+    assert!(logs.contains("credentials refused"), "{logs}");
+    assert!(logs.contains("unexpected answer"), "{logs}");
+    for secret in ["ghp_test", "ghp_wrong"] {
+        assert!(!logs.contains(secret), "{secret} in the logs");
+    }
+}

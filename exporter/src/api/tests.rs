@@ -572,6 +572,10 @@ async fn webhooks_are_verified_and_signals_are_tenant_scoped() {
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        !body.contains("Secret to Everybody"),
+        "no secret in answers: {body}"
+    );
     let (status, _) = post_with(&api, hook, &[("x-github-event", "push")], &push).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     for other in [
