@@ -220,6 +220,17 @@ fn s<'a>(v: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
     cur.as_str()
 }
 
+/// Paths a push payload's commit added, modified and removed (GitHub and
+/// GitLab write them alike).
+fn pushed_paths(commit: &serde_json::Value) -> Vec<String> {
+    ["added", "modified", "removed"]
+        .iter()
+        .filter_map(|key| commit.get(key).and_then(|a| a.as_array()))
+        .flatten()
+        .filter_map(|p| p.as_str().map(str::to_owned))
+        .collect()
+}
+
 fn ts_at(v: &serde_json::Value, path: &[&str], fallback: i64) -> i64 {
     s(v, path).and_then(time::parse_ns).unwrap_or(fallback)
 }
@@ -310,15 +321,7 @@ pub fn parse(
                             .map(str::to_owned);
                         sig.repository = repo.clone();
                         sig.commit = Some(id.to_owned());
-                        for key in ["added", "modified", "removed"] {
-                            sig.changed_paths.extend(
-                                c.get(key)
-                                    .and_then(|a| a.as_array())
-                                    .into_iter()
-                                    .flatten()
-                                    .filter_map(|p| p.as_str().map(str::to_owned)),
-                            );
-                        }
+                        sig.changed_paths = pushed_paths(c);
                         let mut h = hints();
                         h.paths = sig.changed_paths.clone();
                         items.push(Item {
@@ -459,15 +462,7 @@ pub fn parse(
                         sig.author = s(c, &["author", "name"]).map(str::to_owned);
                         sig.repository = repo.clone();
                         sig.commit = Some(id.to_owned());
-                        for key in ["added", "modified", "removed"] {
-                            sig.changed_paths.extend(
-                                c.get(key)
-                                    .and_then(|a| a.as_array())
-                                    .into_iter()
-                                    .flatten()
-                                    .filter_map(|p| p.as_str().map(str::to_owned)),
-                            );
-                        }
+                        sig.changed_paths = pushed_paths(c);
                         let h = Hints {
                             repository: repo.clone(),
                             paths: sig.changed_paths.clone(),
