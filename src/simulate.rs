@@ -263,7 +263,11 @@ pub(crate) fn ground_truth(cfg: &SimConfig) -> serde_json::Value {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use causeway_model::{Anomaly, Incident, TenantId};
+    use causeway_correlator::spans::Interner;
+    use causeway_correlator::{
+        CorrelatorConfig, Input, StoreSource, analyze, excluded_ranges, gather,
+    };
+    use causeway_model::{Anomaly, CauseKind, Incident, RcaReport, Signal, SignalKind, TenantId};
 
     use super::*;
     use crate::app::Session;
@@ -274,6 +278,15 @@ mod tests {
     /// Runs a simulation through the same pipeline as `serve` and returns
     /// the incidents found, with their anomalies.
     fn incidents_of(cfg: SimConfig) -> Vec<(Incident, Vec<Anomaly>)> {
+        analysed(cfg, &[])
+            .into_iter()
+            .map(|(i, a, _)| (i, a))
+            .collect()
+    }
+
+    /// As [`incidents_of`], with the RCA report of each incident, given
+    /// `signals` (as connectors would have stored them).
+    fn analysed(cfg: SimConfig, signals: &[Signal]) -> Vec<Analysed> {
         let dir = std::env::temp_dir().join(format!(
             "causeway-sim-{}-{}",
             std::process::id(),
@@ -300,10 +313,45 @@ mod tests {
             }
             session.finish().await.expect("finish")
         });
-        let _ = std::fs::remove_dir_all(&dir);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert!(report.spans > 0);
-        report.incidents
+        let store = causeway_store::SpanStore::open(&dir.join("spans"), Default::default())
+            .expect("span store");
+        let tenant = TenantId::new("sim").expect("tenant");
+        let config = CorrelatorConfig::default();
+        let all: Vec<Incident> = report.incidents.iter().map(|(i, _)| i.clone()).collect();
+        let out = report
+            .incidents
+            .into_iter()
+            .map(|(incident, anomalies)| {
+                let mut strings = Interner::default();
+                let (window, reference) = gather(
+                    &StoreSource(&store, &tenant),
+                    &incident,
+                    &excluded_ranges(&incident, &all),
+                    &config,
+                    &mut strings,
+                )
+                .expect("gather");
+                let rca = analyze(
+                    Input {
+                        tenant: &tenant,
+                        incident: &incident,
+                        anomalies: &anomalies,
+                        window,
+                        reference,
+                        strings,
+                        signals,
+                        now_ns: incident.updated_ns,
+                    },
+                    &config,
+                );
+                (incident, anomalies, rca)
+            })
+            .collect();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        out
     }
 
     fn describe(incidents: &[(Incident, Vec<Anomaly>)]) -> String {
@@ -396,5 +444,194 @@ mod tests {
                 describe(&incidents)
             );
         }
+    }
+
+    /// An incident, its anomalies and its RCA.
+    type Analysed = (Incident, Vec<Anomaly>, RcaReport);
+
+    /// The first incident from the fault's start on.
+    fn first_hit(runs: &[Analysed], begin: i64) -> Option<&Analysed> {
+        runs.iter()
+            .find(|(i, _, _)| i.onset_ns >= begin - 10_000_000_000)
+    }
+
+    #[test]
+    fn rca_names_the_faulty_service_for_every_fault_kind() {
+        let start_ns = SimConfig::default().start_ns + 9 * 3_600_000_000_000;
+        let specs = [
+            (
+                "latency:checkout/oteldemo.CheckoutService/PlaceOrder",
+                "checkout",
+            ),
+            ("errors:payment", "payment"),
+            ("new-exception:product-catalog", "product-catalog"),
+            ("cpu:cart", "cart"),
+            ("bad-deploy:shipping", "shipping"),
+        ];
+        let runs: Vec<_> = specs
+            .iter()
+            .map(|(spec, _)| {
+                let fault = Fault::parse(&format!("{spec}@20m+10m"), start_ns).expect("fault");
+                std::thread::spawn(move || {
+                    let begin = i64::try_from(fault.start_ns).expect("fits");
+                    let runs = analysed(
+                        SimConfig {
+                            seed: 3,
+                            start_ns,
+                            duration: Duration::from_secs(26 * 60),
+                            rate: 10.0,
+                            faults: vec![fault],
+                            ..SimConfig::default()
+                        },
+                        &[],
+                    );
+                    (begin, runs)
+                })
+            })
+            .collect();
+        for ((spec, service), run) in specs.iter().zip(runs) {
+            let (begin, runs) = run.join().expect("simulation");
+            let Some((incident, _, rca)) = first_hit(&runs, begin) else {
+                panic!("{spec}: no incident");
+            };
+            let top = rca.hypotheses.first().map(|h| h.service.as_str());
+            assert_eq!(
+                top,
+                Some(*service),
+                "{spec}: incident {} ranks {:?}:\n{}",
+                incident.id,
+                rca.hypotheses
+                    .iter()
+                    .map(|h| (h.service.as_str(), h.score))
+                    .collect::<Vec<_>>(),
+                causeway_correlator::report::markdown(rca)
+            );
+            if spec.starts_with("bad-deploy") {
+                assert_eq!(rca.hypotheses[0].cause, CauseKind::Deploy, "{spec}");
+            }
+        }
+    }
+
+    /// A signal as a connector would store it.
+    fn signal(kind: SignalKind, id: &str, title: &str, at_ns: i64, services: &[&str]) -> Signal {
+        let mut s = Signal::new(
+            &TenantId::new("sim").expect("tenant"),
+            kind,
+            "github",
+            id.to_owned(),
+            at_ns,
+        );
+        title.clone_into(&mut s.title);
+        s.services = services.iter().map(|x| (*x).to_owned()).collect();
+        s.url = Some(format!("https://example.test/{id}"));
+        s
+    }
+
+    #[test]
+    fn rca_ranks_the_responsible_change_first_and_links_the_ticket() {
+        let start_ns = SimConfig::default().start_ns + 9 * 3_600_000_000_000;
+        // Ten scenarios: a bad deploy of a different service each time
+        // (cycling), each with decoys: changes to other services closer
+        // to onset, an older change to the same service, an unrelated
+        // ticket.
+        let services = ["shipping", "payment", "cart", "currency", "product-catalog"];
+        let runs: Vec<_> = (0..10)
+            .map(|n| {
+                let service = services[n % services.len()].to_owned();
+                std::thread::spawn(move || {
+                    let fault = Fault::parse(&format!("bad-deploy:{service}@20m"), start_ns)
+                        .expect("fault");
+                    let begin = i64::try_from(fault.start_ns).expect("fits");
+                    let min = 60_000_000_000i64;
+                    let other = services
+                        .iter()
+                        .find(|s| **s != service)
+                        .copied()
+                        .unwrap_or("frontend");
+                    let signals = vec![
+                        signal(
+                            SignalKind::Deploy,
+                            &format!("deploy-{n}"),
+                            &format!("Deploy {service} 9.9.9-rc1"),
+                            begin - 2 * min,
+                            &[&service],
+                        ),
+                        signal(
+                            SignalKind::Commit,
+                            &format!("c-old-{n}"),
+                            &format!("{service}: tidy logging"),
+                            begin - 20 * 60 * min,
+                            &[&service],
+                        ),
+                        signal(
+                            SignalKind::Deploy,
+                            &format!("deploy-other-{n}"),
+                            &format!("Deploy {other} 2.0.1"),
+                            begin - min,
+                            &[other],
+                        ),
+                        signal(
+                            SignalKind::Commit,
+                            &format!("c-other-{n}"),
+                            "Bump dependencies",
+                            begin - min / 2,
+                            &[other],
+                        ),
+                        signal(
+                            SignalKind::Ticket,
+                            &format!("T-{n}"),
+                            &format!(
+                                "{service} failing with NullPointerException since this morning"
+                            ),
+                            begin + 3 * min,
+                            &[],
+                        ),
+                        signal(
+                            SignalKind::Ticket,
+                            &format!("T-unrelated-{n}"),
+                            "Update the office wifi password",
+                            begin + 3 * min,
+                            &[],
+                        ),
+                    ];
+                    let runs = analysed(
+                        SimConfig {
+                            seed: 11 + n as u64,
+                            start_ns,
+                            duration: Duration::from_secs(26 * 60),
+                            rate: 10.0,
+                            faults: vec![fault],
+                            ..SimConfig::default()
+                        },
+                        &signals,
+                    );
+                    (n, service, begin, runs)
+                })
+            })
+            .collect();
+        let mut right = 0;
+        let mut failures = Vec::new();
+        for run in runs {
+            let (n, service, begin, runs) = run.join().expect("simulation");
+            let Some((_, _, rca)) = first_hit(&runs, begin) else {
+                failures.push(format!("scenario {n} ({service}): no incident"));
+                continue;
+            };
+            let top = rca.hypotheses.first();
+            let change = top.and_then(|h| h.change.as_ref());
+            let ok_change = matches!(change, Some(causeway_model::Evidence::Signal { external_id, .. }) if *external_id == format!("deploy-{n}"));
+            let ok_ticket = rca.reports.iter().any(|r| matches!(&r.signal, causeway_model::Evidence::Signal { external_id, .. } if *external_id == format!("T-{n}")));
+            let no_noise = rca.reports.iter().all(|r| !matches!(&r.signal, causeway_model::Evidence::Signal { external_id, .. } if external_id.starts_with("T-unrelated")));
+            if ok_change && ok_ticket && no_noise && top.is_some_and(|h| h.service == service) {
+                right += 1;
+            } else {
+                failures.push(format!(
+                    "scenario {n} ({service}): top {:?}, change {change:?}, reports {:?}",
+                    top.map(|h| &h.service),
+                    rca.reports
+                ));
+            }
+        }
+        assert!(right >= 9, "{right}/10 right:\n{}", failures.join("\n"));
     }
 }

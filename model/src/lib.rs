@@ -10,12 +10,15 @@
 
 pub mod anomaly;
 mod batch;
+pub mod rca;
 pub mod schema;
 pub mod signal;
+pub mod template;
 mod tenant;
 pub mod wire;
 
 pub use anomaly::{Anomaly, Incident, IncidentState, Severity, Subject};
 pub use batch::{Lease, QueuedBatch, ServiceCount, TraceBatch, Transport};
+pub use rca::{CauseKind, Evidence, Hypothesis, RcaReport};
 pub use signal::{Signal, SignalKind};
 pub use tenant::{TenantId, TenantIdError};

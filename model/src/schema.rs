@@ -45,6 +45,7 @@ pub mod col {
     pub const MESSAGING_DESTINATION: &str = "messaging_destination";
     pub const EXCEPTION_TYPE: &str = "exception_type";
     pub const EXCEPTION_MESSAGE: &str = "exception_message";
+    pub const EVENT_TEMPLATES: &str = "event_templates";
 }
 
 /// `span_kind` values (OTLP's `SpanKind`).
@@ -109,6 +110,10 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(MESSAGING_DESTINATION, dict(), true),
         Field::new(EXCEPTION_TYPE, dict(), true),
         Field::new(EXCEPTION_MESSAGE, DataType::Utf8, true),
+        // The span's events (log lines, exceptions) as templates
+        // (`template::event_template`), in order, joined by newlines. A
+        // dictionary: the same code path logs the same sequence.
+        Field::new(EVENT_TEMPLATES, dict(), true),
     ]))
 });
 

@@ -110,6 +110,11 @@ pub enum Query {
         /// Where the answer goes.
         reply: oneshot::Sender<Vec<Anomaly>>,
     },
+    /// Tenants with data in the processor.
+    Tenants {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Vec<TenantId>>,
+    },
     /// Incidents of a tenant, newest first.
     Incidents {
         /// Whose.
@@ -315,6 +320,11 @@ impl QueryHandle {
             reply,
         })
         .await
+    }
+
+    /// Tenants with data in the processor.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>> {
+        self.ask(|reply| Query::Tenants { reply }).await
     }
 
     /// Incidents of `tenant`, newest first.

@@ -341,6 +341,11 @@ impl ProcessorStage {
                     .unwrap_or_default();
                 let _ = reply.send(found);
             }
+            Query::Tenants { reply } => {
+                let mut list: Vec<TenantId> = self.tenants.keys().cloned().collect();
+                list.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                let _ = reply.send(list);
+            }
             Query::Incidents { tenant, reply } => {
                 let found = self
                     .tenants

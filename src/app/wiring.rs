@@ -57,6 +57,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening the signal store {}", signal_path.display()))?,
     );
     let known: Arc<dyn KnownServices> = Arc::new(CatalogServices(processor_handle.clone()));
+    let rca_path = config.storage.data_dir.join("rca.duckdb");
+    let rca = Arc::new(causeway_exporter::rca::RcaService::new(
+        processor_handle.clone(),
+        causeway_store::DuckDbReports::open(&rca_path)
+            .with_context(|| format!("opening the RCA store {}", rca_path.display()))?,
+        Some(Arc::clone(&hub)),
+        config.processors.correlator.clone(),
+    ));
     let ready = Arc::new(Readiness::default());
     let api_state = Arc::new(ApiState {
         auth: Arc::clone(&auth),
@@ -66,10 +74,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         ready: Arc::clone(&ready),
         signals: Some(Arc::clone(&hub)),
         known: Arc::clone(&known),
+        rca: Some(Arc::clone(&rca)),
     });
     let receivers_stop = CancellationToken::new();
     let connectors_stop = CancellationToken::new();
     let connectors = tokio::spawn(Arc::clone(&hub).run(known, connectors_stop.clone()));
+    let rca_stop = CancellationToken::new();
+    let rca_task = tokio::spawn(Arc::clone(&rca).run(rca_stop.clone()));
     let api_stop = CancellationToken::new();
     tracing::info!(
         grpc = ?receiver.grpc_addr(),
@@ -105,7 +116,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     connectors_stop.cancel();
+    rca_stop.cancel();
     receivers_stop.cancel();
+    rca_task.await.context("RCA task")?;
     receivers.await.context("receiver task")?;
     connectors.await.context("connector task")?;
     // Every sender of the queue is gone now; the processor ends once it

@@ -64,6 +64,9 @@ pub(crate) struct Processors {
     /// RED series and service graph.
     #[serde(default)]
     pub(crate) spans: SpansConfig,
+    /// Root-cause analysis of incidents.
+    #[serde(default)]
+    pub(crate) correlator: causeway_correlator::CorrelatorConfig,
 }
 
 /// `exporters`.
@@ -390,6 +393,9 @@ impl Config {
         self.exporters.api.validate("exporters.api", &mut problems);
         for (field, message) in self.processors.spans.problems() {
             problems.push(Problem::new(format!("processors.spans.{field}"), message));
+        }
+        for message in self.processors.correlator.problems() {
+            problems.push(Problem::new("processors.correlator", message));
         }
         for (field, message) in self.connectors.problems() {
             problems.push(Problem::new(field, message));

@@ -118,6 +118,14 @@ pub(crate) struct CaseResult {
     /// The detecting incident and its anomalies, for RCA.
     #[serde(skip)]
     pub(crate) incident: Option<(Incident, Vec<Anomaly>)>,
+    /// Rank of the true root-cause service among the RCA's hypotheses
+    /// (from 1); `None` when no incident, no RCA, or not ranked.
+    pub(crate) rca_rank: Option<usize>,
+    /// The RCA's ranked services.
+    pub(crate) rca_services: Vec<String>,
+    /// The strongest evidence of the first hypotheses, in words.
+    #[serde(skip)]
+    pub(crate) rca_why: Vec<String>,
 }
 
 /// One labelled case, converted.
@@ -174,7 +182,7 @@ pub(crate) async fn run_all(
     let mut config = Config::default();
     config.storage.data_dir = scratch.to_owned();
     let tenant = TenantId::new("eval").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut session = Session::start(&config, tenant)?;
+    let mut session = Session::start(&config, tenant.clone())?;
     let mut n = 0;
     for request in std::iter::once(&history).chain(prepared.iter().map(|p| &p.request)) {
         for chunk in chunks(request) {
@@ -205,8 +213,12 @@ pub(crate) async fn run_all(
             anomalies: Vec::new(),
             false_alarms: Vec::new(),
             incident: None,
+            rca_rank: None,
+            rca_services: Vec::new(),
+            rca_why: Vec::new(),
         })
         .collect();
+    let all_incidents: Vec<Incident> = report.incidents.iter().map(|(i, _)| i.clone()).collect();
     let mut baseline_alarms = Vec::new();
     for (incident, anomalies) in report.incidents {
         let onset = incident.onset_ns;
@@ -238,7 +250,81 @@ pub(crate) async fn run_all(
             r.incident = Some((incident, anomalies));
         }
     }
+    rca_all(
+        &scratch.join("spans"),
+        &tenant,
+        &all_incidents,
+        &mut results,
+    )?;
     Ok((results, baseline_alarms))
+}
+
+/// The RCA of every detected case's incident, as `serve` computes it, and
+/// the rank of the true root-cause service in it.
+fn rca_all(
+    spans_dir: &Path,
+    tenant: &TenantId,
+    incidents: &[Incident],
+    results: &mut [CaseResult],
+) -> anyhow::Result<()> {
+    use causeway_correlator::{
+        CorrelatorConfig, Input, StoreSource, analyze, excluded_ranges, gather, spans::Interner,
+    };
+    let store = causeway_store::SpanStore::open(spans_dir, Default::default())
+        .context("opening the replayed spans")?;
+    let config = CorrelatorConfig::default();
+    for r in results.iter_mut() {
+        let Some((incident, anomalies)) = &r.incident else {
+            continue;
+        };
+        let mut strings = Interner::default();
+        let excluded = excluded_ranges(incident, incidents);
+        let (window, reference) = gather(
+            &StoreSource(&store, tenant),
+            incident,
+            &excluded,
+            &config,
+            &mut strings,
+        )?;
+        let report = analyze(
+            Input {
+                tenant,
+                incident,
+                anomalies,
+                window,
+                reference,
+                strings,
+                signals: &[],
+                now_ns: incident.updated_ns,
+            },
+            &config,
+        );
+        r.rca_services = report
+            .hypotheses
+            .iter()
+            .map(|h| h.service.clone())
+            .collect();
+        r.rca_rank = r
+            .rca_services
+            .iter()
+            .position(|s| *s == r.service)
+            .map(|i| i + 1);
+        r.rca_why = report
+            .hypotheses
+            .iter()
+            .take(2)
+            .filter_map(|h| {
+                h.evidence.first().map(|e| {
+                    format!(
+                        "{:.1} {}",
+                        h.score,
+                        causeway_correlator::report::describe_evidence(e)
+                    )
+                })
+            })
+            .collect();
+    }
+    Ok(())
 }
 
 /// Earliest and latest span start.
@@ -372,7 +458,26 @@ fn print_case(r: &CaseResult) {
         ),
         None => "MISSED".to_owned(),
     };
-    println!("{} {} {}: {found}", r.inject_time, r.kind, r.service);
+    let rca = match r.rca_rank {
+        Some(k) => format!("RCA rank {k}"),
+        None if r.rca_services.is_empty() => "no RCA".to_owned(),
+        None => "RCA misses it".to_owned(),
+    };
+    println!(
+        "{} {} {}: {rca} [{}]; {found}",
+        r.inject_time,
+        r.kind,
+        r.service,
+        r.rca_services
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for w in &r.rca_why {
+        println!("    RCA: {w}");
+    }
     for f in &r.false_alarms {
         println!("    false alarm, {f}");
     }
@@ -392,6 +497,31 @@ pub(crate) struct Summary {
     pub(crate) baseline_incidents: usize,
     /// Mean |onset − injection| of the detected cases, seconds.
     pub(crate) mean_abs_onset_s: f64,
+    /// Share of cases whose true root-cause service is among the RCA's
+    /// first k hypotheses (k = 1..=5); a case without incident or RCA is
+    /// a miss.
+    pub(crate) ac: [f64; 5],
+    /// Per fault type: (type, cases, AC@1..5).
+    pub(crate) by_type: Vec<(String, usize, [f64; 5])>,
+}
+
+/// AC@1..5 of `ranks`.
+fn accuracy(ranks: &[Option<usize>]) -> [f64; 5] {
+    let n = ranks.len().max(1) as f64;
+    std::array::from_fn(|k| {
+        ranks
+            .iter()
+            .filter(|r| r.is_some_and(|r| r <= k + 1))
+            .count() as f64
+            / n
+    })
+}
+
+impl Summary {
+    /// Mean of AC@1..5.
+    pub(crate) fn avg5(&self) -> f64 {
+        self.ac.iter().sum::<f64>() / 5.0
+    }
 }
 
 impl Summary {
@@ -414,6 +544,23 @@ impl Summary {
             } else {
                 delays.iter().map(|d| d.abs()).sum::<f64>() / delays.len() as f64
             },
+            ac: accuracy(&results.iter().map(|r| r.rca_rank).collect::<Vec<_>>()),
+            by_type: {
+                let mut types: Vec<String> = results.iter().map(|r| r.kind.clone()).collect();
+                types.sort();
+                types.dedup();
+                types
+                    .into_iter()
+                    .map(|t| {
+                        let ranks: Vec<Option<usize>> = results
+                            .iter()
+                            .filter(|r| r.kind == t)
+                            .map(|r| r.rca_rank)
+                            .collect();
+                        (t, ranks.len(), accuracy(&ranks))
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -428,6 +575,20 @@ impl Summary {
             self.baseline_incidents,
             self.mean_abs_onset_s
         );
+        let [a1, a2, a3, a4, a5] = self.ac;
+        println!(
+            "RCA: AC@1 {a1:.3}, AC@2 {a2:.3}, AC@3 {a3:.3}, AC@4 {a4:.3}, AC@5 {a5:.3}, Avg@5 {:.3}",
+            self.avg5()
+        );
+        for (t, n, ac) in &self.by_type {
+            println!(
+                "  {t} ({n} cases): AC@1 {:.3}, AC@3 {:.3}, AC@5 {:.3}, Avg@5 {:.3}",
+                ac[0],
+                ac[2],
+                ac[4],
+                ac.iter().sum::<f64>() / 5.0
+            );
+        }
         if json {
             println!(
                 "{}",
@@ -438,6 +599,21 @@ impl Summary {
                     "false_alarm_cases": self.false_alarm_cases,
                     "baseline_incidents": self.baseline_incidents,
                     "mean_abs_onset_s": self.mean_abs_onset_s,
+                    "by_type": self.by_type.iter().map(|(t, n, ac)| serde_json::json!({
+                        "type": t, "cases": n, "ac1": ac[0], "ac3": ac[2], "ac5": ac[4],
+                        "avg5": ac.iter().sum::<f64>() / 5.0,
+                    })).collect::<Vec<_>>(),
+                })
+            );
+            // The last line: the accuracy summary.
+            println!(
+                "{}",
+                serde_json::json!({
+                    "cases": self.cases,
+                    "ac1": a1,
+                    "ac3": a3,
+                    "ac5": a5,
+                    "avg5": self.avg5(),
                 })
             );
         }

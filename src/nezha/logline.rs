@@ -19,7 +19,10 @@ const LEVELS: [&str; 7] = [
 /// One application log line (possibly several physical lines).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct LogLine<'a> {
-    pub(super) level: &'a str,
+    pub(super) level: &'static str,
+    /// The token after the level when it is not the trace context: the
+    /// logger, with logback's `#line` (`t.s.TravelServiceImpl#532`).
+    pub(super) logger: Option<&'a str>,
     /// The first line's text after the logger and the trace context.
     pub(super) message: &'a str,
     text: &'a str,
@@ -48,6 +51,10 @@ pub(super) fn parse(text: &str) -> Option<LogLine<'_>> {
             .find(|l| **l == bare)
             .map(|l| (start + token.len(), *l))
     })?;
+    let logger = Tokens::new(&first[level_end..])
+        .next()
+        .map(|(_, t)| t)
+        .filter(|t| *t != "TraceID:" && !t.starts_with('['));
     let message = match first.find("SpanID: ") {
         // The span id, then the message.
         Some(at) => skip_token(&first[at + "SpanID: ".len()..]),
@@ -60,6 +67,7 @@ pub(super) fn parse(text: &str) -> Option<LogLine<'_>> {
     };
     Some(LogLine {
         level,
+        logger,
         message,
         text,
     })

@@ -35,6 +35,9 @@ const CASE_MINUTES: i64 = 3;
 const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 /// `Status.message` is cut to this many characters.
 const STATUS_MESSAGE_CHARS: usize = 256;
+/// A `log` event's message is cut to this many characters (the template
+/// needs its start; some lines dump whole objects).
+const LOG_MESSAGE_CHARS: usize = 512;
 const SCOPE_NAME: &str = "causeway.nezha";
 
 /// Problems that stop a file from being read. Malformed rows are not among
@@ -95,6 +98,8 @@ pub(crate) struct MinuteStats {
     /// Spans with status ERROR.
     pub(crate) error_spans: u64,
     pub(crate) exception_events: u64,
+    /// Log lines recorded as `log` span events.
+    pub(crate) log_events: u64,
     /// ERROR log lines seen.
     pub(crate) error_lines: u64,
     /// ERROR log lines whose span is not in this minute's span file (or
@@ -345,11 +350,11 @@ pub(crate) fn convert_files(
         })
         .collect();
     let mut nodes = HashMap::new();
-    let mut errors = Vec::new();
+    let mut lines = Vec::new();
     for log_csv in files.iter().filter_map(|(_, log)| log.as_deref()) {
-        errors.extend(read_logs(log_csv, &mut nodes, &mut stats)?);
+        lines.extend(read_logs(log_csv, &mut nodes, &mut stats)?);
     }
-    attach_errors(errors, &index, &mut spans, &mut stats);
+    attach_logs(lines, &index, &mut spans, &mut stats);
 
     let mut by_pod: BTreeMap<&str, (usize, Vec<Span>)> = BTreeMap::new();
     for (row, span) in rows.iter().zip(spans) {
@@ -602,20 +607,25 @@ fn hex_id<const N: usize>(s: &str) -> Option<[u8; N]> {
     out.iter().any(|&b| b != 0).then_some(out)
 }
 
-/// An ERROR log line with trace context.
-struct ErrorLine {
+/// A log line with trace context.
+struct LogEvent {
     time: u64,
     ids: Option<([u8; 16], [u8; 8])>,
-    status: String,
-    exception: logline::ExceptionInfo,
+    level: &'static str,
+    /// `code.namespace` and `code.lineno` from logback's `Class#line`.
+    namespace: Option<String>,
+    lineno: Option<i64>,
+    message: String,
+    /// For ERROR lines: the status message and the exception.
+    error: Option<(String, logline::ExceptionInfo)>,
 }
 
-/// Reads the log file: each pod's node into `nodes`, and the ERROR lines.
+/// Reads the log file: each pod's node into `nodes`, and the lines.
 fn read_logs(
     path: &Path,
     nodes: &mut HashMap<String, String>,
     stats: &mut MinuteStats,
-) -> Result<Vec<ErrorLine>, NezhaError> {
+) -> Result<Vec<LogEvent>, NezhaError> {
     let (mut reader, [time, node, pod, trace, span, log]) = open_csv(
         path,
         [
@@ -628,7 +638,7 @@ fn read_logs(
         ],
     )?;
     let mut record = csv::ByteRecord::new();
-    let mut errors = Vec::new();
+    let mut lines = Vec::new();
     while let Some(line) = next_record(&mut reader, &mut record, path)? {
         let field = |i: usize| record.get(i).map(String::from_utf8_lossy);
         let (Some(pod), Some(log)) = (field(pod), field(log)) else {
@@ -649,22 +659,33 @@ fn read_logs(
         let Some(parsed) = logline::parse(&text) else {
             continue;
         };
-        if parsed.level != "ERROR" {
-            continue;
-        }
-        stats.error_lines += 1;
         let ids = match (field(trace), field(span)) {
             (Some(t), Some(s)) => hex_id::<16>(&t).zip(hex_id::<8>(&s)),
             _ => None,
         };
-        errors.push(ErrorLine {
+        let error = (parsed.level == "ERROR").then(|| {
+            stats.error_lines += 1;
+            (
+                logline::truncate_chars(parsed.message, STATUS_MESSAGE_CHARS).to_owned(),
+                parsed.exception(),
+            )
+        });
+        let (namespace, lineno) = match parsed.logger.map(|l| l.split_once('#').unwrap_or((l, "")))
+        {
+            Some((ns, line)) => (Some(ns.to_owned()), line.parse().ok()),
+            None => (None, None),
+        };
+        lines.push(LogEvent {
             time: field(time).and_then(|t| t.trim().parse().ok()).unwrap_or(0),
             ids,
-            status: logline::truncate_chars(parsed.message, STATUS_MESSAGE_CHARS).to_owned(),
-            exception: parsed.exception(),
+            level: parsed.level,
+            namespace,
+            lineno,
+            message: logline::truncate_chars(parsed.message, LOG_MESSAGE_CHARS).to_owned(),
+            error,
         });
     }
-    Ok(errors)
+    Ok(lines)
 }
 
 /// The application line inside the `Log` column: the `log` field of the
@@ -683,36 +704,68 @@ fn application_line(column: &str) -> Option<String> {
     records.next()?.ok().map(|r| r.log)
 }
 
-/// Marks the spans of ERROR lines: the earliest line's message becomes the
-/// status message, and each distinct exception type (a line without one
-/// counts as one type) adds an `exception` event.
-fn attach_errors(
-    mut errors: Vec<ErrorLine>,
+/// Records every log line on its span as a `log` event (severity, code
+/// location, message), as a tracing bridge for logs does, and marks the
+/// spans of ERROR lines: the earliest line's message becomes the status
+/// message, and each distinct exception type (a line without one counts
+/// as one type) adds an `exception` event.
+fn attach_logs(
+    mut lines: Vec<LogEvent>,
     index: &HashMap<([u8; 16], [u8; 8]), usize>,
     spans: &mut [Span],
     stats: &mut MinuteStats,
 ) {
     // Log rows are not in time order; a stable sort keeps file order on ties.
-    errors.sort_by_key(|e| e.time);
+    lines.sort_by_key(|e| e.time);
     let mut types_seen: HashMap<usize, Vec<Option<String>>> = HashMap::new();
-    for error in errors {
-        let Some(&i) = error.ids.as_ref().and_then(|ids| index.get(ids)) else {
-            stats.unattached_error_lines += 1;
+    for line in lines {
+        let Some(&i) = line.ids.as_ref().and_then(|ids| index.get(ids)) else {
+            if line.error.is_some() {
+                stats.unattached_error_lines += 1;
+            }
             continue;
         };
         let span = &mut spans[i];
+        let time = if line.time == 0 {
+            span.start_time_unix_nano
+        } else {
+            line.time
+        };
+        let mut attributes = vec![string_attr("log.severity", line.level)];
+        if let Some(ns) = &line.namespace {
+            attributes.push(string_attr("code.namespace", ns));
+        }
+        if let Some(n) = line.lineno {
+            attributes.push(KeyValue {
+                key: "code.lineno".to_owned(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(n)),
+                }),
+                ..Default::default()
+            });
+        }
+        attributes.push(string_attr("message", &line.message));
+        span.events.push(Event {
+            time_unix_nano: time,
+            name: "log".to_owned(),
+            attributes,
+            dropped_attributes_count: 0,
+        });
+        stats.log_events += 1;
+        let Some((status, ex)) = line.error else {
+            continue;
+        };
         if span.status.is_none() {
             span.status = Some(Status {
-                message: error.status,
+                message: status,
                 code: StatusCode::Error as i32,
             });
             stats.error_spans += 1;
         }
         let seen = types_seen.entry(i).or_default();
-        if seen.contains(&error.exception.ty) {
+        if seen.contains(&ex.ty) {
             continue;
         }
-        let ex = error.exception;
         let mut attributes = Vec::with_capacity(3);
         if let Some(ty) = &ex.ty {
             attributes.push(string_attr("exception.type", ty));
@@ -722,11 +775,7 @@ fn attach_errors(
             attributes.push(string_attr("exception.stacktrace", stack));
         }
         span.events.push(Event {
-            time_unix_nano: if error.time == 0 {
-                span.start_time_unix_nano
-            } else {
-                error.time
-            },
+            time_unix_nano: time,
             name: "exception".to_owned(),
             attributes,
             dropped_attributes_count: 0,

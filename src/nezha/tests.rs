@@ -282,8 +282,16 @@ fn error_lines_become_status_and_exception_events() {
         "{}",
         status.message
     );
-    assert_eq!(t1_span.events.len(), 2, "one event per exception type");
-    let [first, second] = &t1_span.events[..] else {
+    let exceptions: Vec<_> = t1_span
+        .events
+        .iter()
+        .filter(|e| e.name == "exception")
+        .cloned()
+        .collect();
+    assert_eq!(exceptions.len(), 2, "one event per exception type");
+    // Every log line of the span is a `log` event too.
+    assert!(t1_span.events.iter().any(|e| e.name == "log"));
+    let [first, second] = &exceptions[..] else {
         panic!("two events");
     };
     assert_eq!(first.name, "exception");
@@ -318,9 +326,16 @@ fn error_lines_become_status_and_exception_events() {
     let status = t2_span.status.as_ref().expect("t2 has a status");
     assert_eq!(status.message.chars().count(), 256, "status message is cut");
     assert!(status.message.starts_with("[getAllFood][xxx"));
-    // Two lines without an exception class: one event, no type.
-    assert_eq!(t2_span.events.len(), 1);
-    let event = &t2_span.events[0];
+    // Two lines without an exception class: one exception event, no type
+    // (and the two lines as log events).
+    let exceptions: Vec<_> = t2_span
+        .events
+        .iter()
+        .filter(|e| e.name == "exception")
+        .collect();
+    assert_eq!(exceptions.len(), 1);
+    assert_eq!(t2_span.events.iter().filter(|e| e.name == "log").count(), 2);
+    let event = exceptions[0];
     assert_eq!(attr(&event.attributes, "exception.type"), None);
     assert!(
         attr(&event.attributes, "exception.message")

@@ -18,13 +18,15 @@
 
 mod duck;
 mod error;
+mod reports;
 mod signals;
 mod spans;
 
 pub use duck::DuckDbStore;
 pub use error::{Error, Result};
+pub use reports::DuckDbReports;
 pub use signals::{CursorUpdate, DuckDbSignals, SealedRow, SignalQuery};
-pub use spans::{SpanStore, SpanStoreSettings};
+pub use spans::{SpanStore, SpanStoreSettings, scan_files};
 
 use causeway_model::TenantId;
 

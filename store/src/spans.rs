@@ -302,6 +302,26 @@ impl SpanStore {
         Ok(out)
     }
 
+    /// The spans of `tenant` that start in `[from_ns, to_ns)`, written or
+    /// buffered, with only `columns` (in that order). Hours outside the
+    /// range are not opened. A column a file lacks (written by an older
+    /// causeway) reads as nulls.
+    pub fn scan(
+        &self,
+        tenant: &TenantId,
+        from_ns: i64,
+        to_ns: i64,
+        columns: &[&str],
+    ) -> Result<Vec<RecordBatch>> {
+        scan_files(
+            &self.files(tenant)?,
+            &self.buffered(tenant),
+            from_ns,
+            to_ns,
+            columns,
+        )
+    }
+
     /// Merges the files of each finished hour (`hour end <= before_ns`) into
     /// one. Returns how many files were merged away.
     pub fn compact(&mut self, tenant: &TenantId, before_ns: i64) -> Result<usize> {
@@ -562,6 +582,81 @@ fn write_plain(path: &Path, batches: &[RecordBatch]) -> Result<()> {
     file.sync_all().map_err(|e| Error::io(path, e))
 }
 
+/// [`SpanStore::scan`] over a listing taken earlier (`files` and
+/// `buffered` of one tenant, as a processor snapshot hands them to a
+/// reader on another thread). A file that was compacted away since is
+/// skipped: its spans are in the merged file, which a later listing has.
+pub fn scan_files(
+    files: &[PathBuf],
+    buffered: &[RecordBatch],
+    from_ns: i64,
+    to_ns: i64,
+    columns: &[&str],
+) -> Result<Vec<RecordBatch>> {
+    let schema = span_schema();
+    let mut fields = Vec::with_capacity(columns.len());
+    for c in columns {
+        fields.push(schema.field_with_name(c)?.clone());
+    }
+    let projected = Arc::new(arrow_schema::Schema::new(fields));
+    let mut out = Vec::new();
+    for file in files {
+        if let Some(h) = file.parent().and_then(parse_hour)
+            && (h >= to_ns || h + HOUR_NS <= from_ns)
+        {
+            continue;
+        }
+        let batches = match read_file(file) {
+            Ok(b) => b,
+            Err(Error::Io { .. }) if !file.exists() => continue,
+            Err(e) => return Err(e),
+        };
+        for b in batches {
+            out.extend(select(&b, &projected, from_ns, to_ns)?);
+        }
+    }
+    for b in buffered {
+        out.extend(select(b, &projected, from_ns, to_ns)?);
+    }
+    Ok(out)
+}
+
+/// The rows of `batch` starting in `[from_ns, to_ns)`, projected to
+/// `projected`; `None` when no row is in range.
+fn select(
+    batch: &RecordBatch,
+    projected: &arrow_schema::SchemaRef,
+    from_ns: i64,
+    to_ns: i64,
+) -> Result<Option<RecordBatch>> {
+    let Some(start) = batch
+        .column_by_name(col::START_TIME)
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+    else {
+        return Ok(None);
+    };
+    let mask: BooleanArray = start
+        .iter()
+        .map(|t| Some(t.is_some_and(|t| t >= from_ns && t < to_ns)))
+        .collect();
+    if mask.true_count() == 0 {
+        return Ok(None);
+    }
+    let n = batch.num_rows();
+    let columns: Vec<arrow_array::ArrayRef> = projected
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => Arc::clone(c),
+            None => arrow_array::new_null_array(f.data_type(), n),
+        })
+        .collect();
+    let full = RecordBatch::try_new(Arc::clone(projected), columns)?;
+    Ok(Some(arrow_select::filter::filter_record_batch(
+        &full, &mask,
+    )?))
+}
+
 /// Reads a span file back.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -570,6 +665,21 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     for b in reader {
         let b = b?;
+        if b.num_columns() != schema.fields().len() {
+            // A file of an older schema: columns by name, missing ones
+            // null (the span schema only ever gains nullable columns).
+            let n = b.num_rows();
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| match b.column_by_name(f.name()) {
+                    Some(c) => Arc::clone(c),
+                    None => arrow_array::new_null_array(f.data_type(), n),
+                })
+                .collect();
+            out.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
+            continue;
+        }
         // Files carry the span schema; re-attach ours so timezone and
         // dictionary types compare equal everywhere.
         out.push(RecordBatch::try_new(

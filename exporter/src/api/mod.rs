@@ -2,6 +2,7 @@
 
 mod incidents;
 mod metrics;
+mod rca;
 mod red;
 mod services;
 mod signals;
@@ -58,6 +59,8 @@ pub struct ApiState {
     pub signals: Option<Arc<SignalHub>>,
     /// Service names seen in traces, for mapping signals to services.
     pub known: Arc<dyn KnownServices>,
+    /// RCA reports, when the correlator runs.
+    pub rca: Option<Arc<crate::rca::RcaService>>,
 }
 
 /// The processor's catalog as the connectors' list of known services.
@@ -89,6 +92,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/anomalies", get(incidents::anomalies))
         .route("/api/v1/incidents", get(incidents::incidents))
         .route("/api/v1/incidents/{id}", get(incidents::incident))
+        .route("/api/v1/rca", get(rca::list))
+        .route("/api/v1/rca/{id}", get(rca::get))
+        .route("/api/v1/rca/{id}/feedback", post(rca::feedback))
         .route("/api/v1/data", delete(services::delete_data))
         .route("/api/v1/signals", get(signals::list))
         .route("/api/v1/events/deploy", post(signals::deploy))

@@ -53,7 +53,7 @@ pub(super) fn parse_time(name: &str, raw: &str) -> Result<i64, String> {
         })
 }
 
-fn now_ns() -> i64 {
+pub(super) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -83,6 +83,15 @@ pub(super) async fn delete_data(
             &format!("deleting signals failed: {e}; retry"),
         );
     }
+    if let Some(rca) = &state.rca
+        && let Err(e) = rca.delete_tenant(&tenant).await
+    {
+        tracing::error!(%tenant, error = %e, "deleting the tenant's RCA reports failed");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("deleting RCA reports failed: {e}; retry"),
+        );
+    }
     match state.processor.delete_tenant(tenant.clone()).await {
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(e)) => {

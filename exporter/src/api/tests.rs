@@ -108,6 +108,7 @@ fn api() -> Api {
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         signals: Some(Arc::new(hub(&dir))),
+        rca: None,
         known: Arc::new(causeway_connectors::NoServices),
     });
     Api {
@@ -208,6 +209,7 @@ async fn a_stopped_processor_is_503_not_a_hang() {
         registry: Arc::new(Registry::default()),
         ready: Arc::new(Readiness::default()),
         signals: None,
+        rca: None,
         known: Arc::new(causeway_connectors::NoServices),
     });
     let resp = router(state)

@@ -20,6 +20,7 @@ use arrow_array::{ArrayRef, DictionaryArray, RecordBatch, StringArray, UInt32Arr
 use arrow_schema::ArrowError;
 use causeway_model::TenantId;
 use causeway_model::schema::span_schema;
+use causeway_model::template::{self, EVENTS_PER_SPAN};
 use causeway_model::wire::{I32, I64, LEN, Reader, VARINT, WireError, id_problem};
 
 use crate::error::Error;
@@ -144,6 +145,9 @@ struct Builders<'a> {
     grpc_status: Int32Builder,
     exception_type: Dict,
     exception_message: StringBuilder,
+    events: Dict,
+    /// Reused for each span's joined event templates.
+    events_buf: String,
 }
 
 /// Which dictionary builder holds each string slot (the two int slots are
@@ -188,6 +192,8 @@ impl<'a> Builders<'a> {
             grpc_status: Int32Builder::with_capacity(n),
             exception_type: dict(),
             exception_message: StringBuilder::new(),
+            events: dict(),
+            events_buf: String::new(),
         }
     }
 
@@ -272,6 +278,7 @@ impl<'a> Builders<'a> {
             take(MESSAGING_DESTINATION),
             Arc::new(self.exception_type.finish()),
             Arc::new(self.exception_message.finish()),
+            Arc::new(self.events.finish()),
         ];
         // The builders above produce exactly the schema's types and
         // nullability, and equal lengths; an error here is a bug.
@@ -381,6 +388,8 @@ fn span<'a>(buf: &'a [u8], resource: u32, b: &mut Builders<'a>) -> Result<(), Wi
     let mut status_message: Option<&[u8]> = None;
     let mut slots: [(Option<Val<'a>>, u8); SLOTS] = [(None, 0); SLOTS];
     let mut exception: Option<Exception<'a>> = None;
+    b.events_buf.clear();
+    let mut n_events = 0;
     while !r.done() {
         let (field, wire) = r.key()?;
         match (field, wire) {
@@ -399,9 +408,16 @@ fn span<'a>(buf: &'a [u8], resource: u32, b: &mut Builders<'a>) -> Result<(), Wi
                 }
             }
             (11, LEN) => {
-                let ev = r.bytes("event")?;
-                if exception.is_none() {
-                    exception = exception_event(ev)?;
+                let ev = event(r.bytes("event")?)?;
+                if exception.is_none() && ev.is_exception {
+                    exception = Some((ev.exception_type, ev.exception_message));
+                }
+                if n_events < EVENTS_PER_SPAN {
+                    n_events += 1;
+                    if !b.events_buf.is_empty() {
+                        b.events_buf.push(template::SEPARATOR);
+                    }
+                    b.events_buf.push_str(&ev.template());
                 }
             }
             (15, LEN) => {
@@ -469,33 +485,89 @@ fn span<'a>(buf: &'a [u8], resource: u32, b: &mut Builders<'a>) -> Result<(), Wi
             b.exception_message.append_null();
         }
     }
+    if b.events_buf.is_empty() {
+        b.events.append_null();
+    } else {
+        b.events.append_value(&b.events_buf);
+    }
     Ok(())
 }
 
 /// `exception.type` and `exception.message` of an `exception` event.
 type Exception<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
-/// Reads an event; `Some` when it is an `exception` event.
-fn exception_event(buf: &[u8]) -> Result<Option<Exception<'_>>, WireError> {
+/// What a span event says, borrowed.
+#[derive(Default)]
+struct EventInfo<'a> {
+    name: &'a [u8],
+    is_exception: bool,
+    exception_type: Option<&'a [u8]>,
+    exception_message: Option<&'a [u8]>,
+    /// The log message (`message`, `log.message`, `body`, `event`).
+    message: Option<&'a [u8]>,
+    severity: Option<&'a [u8]>,
+    namespace: Option<&'a [u8]>,
+    function: Option<&'a [u8]>,
+    lineno: Option<i32>,
+}
+
+impl EventInfo<'_> {
+    /// Its template (see `causeway_model::template`): an exception is
+    /// `exception <type>` (its message often embeds request data, the type
+    /// is the pattern); a log event is its severity, code location and
+    /// message.
+    fn template(&self) -> String {
+        if self.is_exception {
+            let what = self
+                .exception_type
+                .or(self.exception_message)
+                .unwrap_or(b"");
+            return template::event_template(None, None, &format!("exception {}", text(what)));
+        }
+        let location = match (self.namespace, self.lineno, self.function) {
+            (Some(ns), Some(line), _) => Some(format!("{}#{line}", text(ns))),
+            (Some(ns), None, Some(f)) => Some(format!("{}.{}", text(ns), text(f))),
+            (None, _, Some(f)) | (Some(f), None, None) => Some(text(f).into_owned()),
+            (None, _, None) => None,
+        };
+        let severity = self.severity.map(text);
+        let message = text(self.message.unwrap_or(self.name));
+        template::event_template(severity.as_deref(), location.as_deref(), &message)
+    }
+}
+
+/// Reads one span event.
+fn event(buf: &[u8]) -> Result<EventInfo<'_>, WireError> {
     let mut r = Reader::new(buf);
-    let mut is_exception = false;
-    let (mut ty, mut msg) = (None, None);
+    let mut ev = EventInfo::default();
     while !r.done() {
         let (field, wire) = r.key()?;
         match (field, wire) {
-            (2, LEN) => is_exception = r.bytes("event name")? == b"exception",
+            (2, LEN) => {
+                ev.name = r.bytes("event name")?;
+                ev.is_exception = ev.name == b"exception";
+            }
             (3, LEN) => {
                 let (key, val) = key_value(r.bytes("attribute")?)?;
                 match key {
-                    b"exception.type" => ty = val.str(),
-                    b"exception.message" => msg = val.str(),
+                    b"exception.type" => ev.exception_type = val.str(),
+                    b"exception.message" => ev.exception_message = val.str(),
+                    b"message" | b"log.message" | b"body" | b"event" => {
+                        ev.message = ev.message.or(val.str())
+                    }
+                    b"log.severity" | b"level" | b"log.level" | b"severity" => {
+                        ev.severity = ev.severity.or(val.str())
+                    }
+                    b"code.namespace" => ev.namespace = val.str(),
+                    b"code.function" | b"code.function.name" => ev.function = val.str(),
+                    b"code.lineno" | b"code.line.number" => ev.lineno = val.int(),
                     _ => {}
                 }
             }
             _ => r.skip(wire)?,
         }
     }
-    Ok(is_exception.then_some((ty, msg)))
+    Ok(ev)
 }
 
 #[cfg(test)]

@@ -1,0 +1,115 @@
+//! The correlator's settings (`processors.correlator` in the config).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How the correlator analyses incidents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorrelatorConfig {
+    /// Spans from onset this long form the window analysed.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Healthy data compared with: this much (seconds with spans).
+    #[serde(with = "humantime_serde")]
+    pub reference: Duration,
+    /// Look this far back for healthy data.
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
+    /// Leave out this much before onset (the fault may start before the
+    /// detected onset).
+    #[serde(with = "humantime_serde")]
+    pub guard: Duration,
+    /// Reference spans read at most.
+    pub reference_max_spans: usize,
+    /// Hypotheses per report.
+    pub hypotheses: usize,
+    /// Changes up to this long before onset are candidates.
+    #[serde(with = "humantime_serde")]
+    pub change_lookback: Duration,
+    /// A change's weight halves every this long before onset.
+    #[serde(with = "humantime_serde")]
+    pub change_half_life: Duration,
+    /// A change needs this score (service match × time × kind × content)
+    /// to be named as the cause.
+    pub min_change_score: f64,
+    /// Tickets and messages from this long before onset are linked.
+    #[serde(with = "humantime_serde")]
+    pub report_lookback: Duration,
+    /// Linked tickets and messages at most.
+    pub reports: usize,
+    /// Re-analyse an open incident at most this often.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(180),
+            reference: Duration::from_secs(30 * 60),
+            lookback: Duration::from_secs(24 * 3600),
+            guard: Duration::from_secs(30),
+            reference_max_spans: 2_000_000,
+            hypotheses: 5,
+            change_lookback: Duration::from_secs(24 * 3600),
+            change_half_life: Duration::from_secs(3600),
+            min_change_score: 0.2,
+            report_lookback: Duration::from_secs(3600),
+            reports: 5,
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+impl CorrelatorConfig {
+    pub(crate) fn window_ns(&self) -> i64 {
+        ns(self.window)
+    }
+    pub(crate) fn guard_ns(&self) -> i64 {
+        ns(self.guard)
+    }
+    pub(crate) fn lookback_ns(&self) -> i64 {
+        ns(self.lookback)
+    }
+    pub(crate) fn reference_seconds(&self) -> u64 {
+        self.reference.as_secs()
+    }
+    pub(crate) fn change_lookback_ns(&self) -> i64 {
+        ns(self.change_lookback)
+    }
+    pub(crate) fn change_half_life_ns(&self) -> i64 {
+        ns(self.change_half_life)
+    }
+    pub(crate) fn report_lookback_ns(&self) -> i64 {
+        ns(self.report_lookback)
+    }
+
+    /// Problems a user must fix, in words.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.window.is_zero() {
+            out.push("correlator.window must be positive".to_owned());
+        }
+        if self.reference.is_zero() || self.lookback < self.reference {
+            out.push(
+                "correlator.reference must be positive and at most correlator.lookback".to_owned(),
+            );
+        }
+        if self.hypotheses == 0 {
+            out.push("correlator.hypotheses must be at least 1".to_owned());
+        }
+        if self.change_half_life.is_zero() {
+            out.push("correlator.change_half_life must be positive".to_owned());
+        }
+        if self.min_change_score.is_nan() || self.min_change_score < 0.0 {
+            out.push("correlator.min_change_score must be a number >= 0".to_owned());
+        }
+        out
+    }
+}

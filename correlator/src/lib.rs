@@ -1,0 +1,399 @@
+//! The correlator: for an incident, which service and operation the fault
+//! originates in ([`localize`]), what change most likely caused it and who
+//! reported it ([`changes`]), as an [`RcaReport`] whose every claim cites
+//! evidence in the store.
+//!
+//! ```text
+//! incident + anomalies ─┐
+//! span store (window, healthy reference) ─> localize ─> hypotheses ─┐
+//! signal store (changes, tickets) ──────────────────> changes ──────┴─> RcaReport
+//! ```
+//!
+//! Kernels are pure functions over span sets and signals; [`gather`] is the
+//! only part that reads the store.
+
+pub mod changes;
+pub mod config;
+mod error;
+pub mod localize;
+pub mod report;
+pub mod spans;
+
+use causeway_model::rca::{Evidence, Hypothesis, RcaReport};
+use causeway_model::{Anomaly, CauseKind, Incident, Signal, TenantId};
+use causeway_store::SpanStore;
+
+pub use config::CorrelatorConfig;
+pub use error::{Error, Result};
+use spans::{Interner, SpanSet};
+
+#[allow(missing_docs)] // fields named for what they hold
+/// Everything the analysis of one incident reads.
+#[derive(Debug)]
+pub struct Input<'a> {
+    pub tenant: &'a TenantId,
+    pub incident: &'a Incident,
+    pub anomalies: &'a [Anomaly],
+    /// Spans from onset.
+    pub window: SpanSet,
+    /// Healthy spans before onset.
+    pub reference: SpanSet,
+    pub strings: Interner,
+    /// Signals of the tenant around the incident.
+    pub signals: &'a [Signal],
+    /// Wall-clock time of the analysis, unix ns.
+    pub now_ns: i64,
+}
+
+/// Time ranges `[from, to)` other incidents cover: kept out of the
+/// reference.
+pub type Excluded = Vec<(i64, i64)>;
+
+/// Where spans are read from.
+pub trait SpanSource {
+    /// Spans starting in `[from_ns, to_ns)`, projected to `columns`.
+    fn scan(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        columns: &[&str],
+    ) -> Result<Vec<arrow_array::RecordBatch>>;
+}
+
+#[allow(missing_docs)] // fields named for what they hold
+/// One tenant of a span store.
+#[derive(Debug)]
+pub struct StoreSource<'a>(pub &'a SpanStore, pub &'a TenantId);
+
+impl SpanSource for StoreSource<'_> {
+    fn scan(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        columns: &[&str],
+    ) -> Result<Vec<arrow_array::RecordBatch>> {
+        Ok(self.0.scan(self.1, from_ns, to_ns, columns)?)
+    }
+}
+
+#[allow(missing_docs)] // fields named for what they hold
+/// A listing of one tenant's span files and buffered batches, as a
+/// processor snapshot hands them over.
+#[derive(Debug)]
+pub struct Listing<'a> {
+    pub files: &'a [std::path::PathBuf],
+    pub buffered: &'a [arrow_array::RecordBatch],
+}
+
+impl SpanSource for Listing<'_> {
+    fn scan(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+        columns: &[&str],
+    ) -> Result<Vec<arrow_array::RecordBatch>> {
+        Ok(causeway_store::scan_files(
+            self.files,
+            self.buffered,
+            from_ns,
+            to_ns,
+            columns,
+        )?)
+    }
+}
+
+/// Reads the window and the reference of `incident` from `source`.
+///
+/// The window is `[onset, onset + window)`. The reference is the most
+/// recent `reference` of data before `onset - guard`, going back at most
+/// `lookback`, skipping `excluded` ranges (other incidents, which are not
+/// healthy), and at most `reference_max_spans` spans.
+pub fn gather(
+    source: &dyn SpanSource,
+    incident: &Incident,
+    excluded: &[(i64, i64)],
+    config: &CorrelatorConfig,
+    strings: &mut Interner,
+) -> Result<(SpanSet, SpanSet)> {
+    let onset = incident.onset_ns;
+    let window_end = onset.saturating_add(config.window_ns());
+    let batches = source.scan(onset, window_end, &spans::COLUMNS)?;
+    let window = SpanSet::from_batches(&batches, strings)?;
+
+    // Backwards hour by hour until enough healthy data.
+    const STEP: i64 = 3_600_000_000_000;
+    let mut reference = SpanSet::default();
+    let mut to = onset.saturating_sub(config.guard_ns());
+    let floor = onset.saturating_sub(config.lookback_ns());
+    while to > floor
+        && reference.covered_seconds() < config.reference_seconds()
+        && reference.spans.len() < config.reference_max_spans
+    {
+        let from = to.saturating_sub(STEP).max(floor);
+        let batches = source.scan(from, to, &spans::COLUMNS)?;
+        let mut part = SpanSet::from_batches(&batches, strings)?;
+        part.spans.retain(|s| {
+            !excluded
+                .iter()
+                .any(|&(a, b)| s.start_ns >= a && s.start_ns < b)
+        });
+        // Most recent first, so a cap keeps the freshest reference.
+        part.spans
+            .sort_unstable_by_key(|s| std::cmp::Reverse(s.start_ns));
+        let room = config.reference_max_spans - reference.spans.len();
+        part.spans.truncate(room);
+        reference.spans.extend(part.spans);
+        to = from;
+    }
+    // Self times are per set; the parts were computed separately, and a
+    // parent and child split by an hour boundary are rare enough.
+    Ok((window, reference))
+}
+
+/// The ranges of `others` (not `incident`) to keep out of the reference:
+/// each from 30 s before its onset to 30 s after its last change.
+pub fn excluded_ranges(incident: &Incident, others: &[Incident]) -> Excluded {
+    const PAD: i64 = 30_000_000_000;
+    others
+        .iter()
+        .filter(|o| o.id != incident.id)
+        .map(|o| {
+            let end = o.resolved_ns.unwrap_or(o.updated_ns).max(o.updated_ns);
+            (o.onset_ns - PAD, end + PAD)
+        })
+        .collect()
+}
+
+/// The words that describe the incident's symptoms at `culprit`.
+fn symptoms(culprit: &localize::Candidate, anomalies: &[Anomaly]) -> Vec<String> {
+    let mut text = culprit.service.clone();
+    for e in &culprit.evidence {
+        match e {
+            Evidence::EventPattern {
+                operation,
+                template,
+                ..
+            } => {
+                text.push(' ');
+                text.push_str(operation);
+                text.push(' ');
+                text.push_str(template);
+            }
+            Evidence::ErrorOrigin { operation, .. } | Evidence::SelfTime { operation, .. } => {
+                text.push(' ');
+                text.push_str(operation);
+            }
+            _ => {}
+        }
+    }
+    for a in anomalies {
+        if a.subject.services().contains(&culprit.service.as_str())
+            && let Some(d) = &a.detail
+        {
+            text.push(' ');
+            text.push_str(d);
+        }
+    }
+    changes::words(&text)
+}
+
+/// The cause the localization evidence points at.
+fn evidence_cause(e: Option<&Evidence>) -> CauseKind {
+    match e {
+        Some(Evidence::ErrorOrigin { .. }) => CauseKind::CodeError,
+        Some(Evidence::EventPattern {
+            template, score, ..
+        }) => {
+            let t = template.to_ascii_lowercase();
+            if *score > 0.0
+                && (t.starts_with("error") || t.starts_with("fatal") || t.starts_with("exception"))
+            {
+                CauseKind::CodeError
+            } else {
+                CauseKind::BehaviourChange
+            }
+        }
+        Some(Evidence::SelfTime { .. }) => CauseKind::Resource,
+        _ => CauseKind::Traffic,
+    }
+}
+
+/// Services that call or are called by `service` in `window`.
+fn neighbours(window: &SpanSet, strings: &Interner, service: &str) -> Vec<String> {
+    let Some(id) = strings.get(service) else {
+        return Vec::new();
+    };
+    let by_span: std::collections::HashMap<([u8; 16], [u8; 8]), u32> = window
+        .spans
+        .iter()
+        .map(|s| ((s.trace, s.span), s.service))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for s in &window.spans {
+        let Some(p) = s.parent else { continue };
+        let Some(&ps) = by_span.get(&(s.trace, p)) else {
+            continue;
+        };
+        let other = if s.service == id && ps != id {
+            ps
+        } else if ps == id && s.service != id {
+            s.service
+        } else {
+            continue;
+        };
+        let name = strings.name(other).to_owned();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Versions of `service` first seen in the window (absent from the
+/// reference), as deploys seen in traces.
+fn version_changes(input: &Input<'_>, service: &str) -> Vec<Evidence> {
+    let Some(id) = input.strings.get(service) else {
+        return Vec::new();
+    };
+    let before: std::collections::BTreeSet<u32> = input
+        .reference
+        .spans
+        .iter()
+        .filter(|s| s.service == id)
+        .filter_map(|s| s.version)
+        .collect();
+    if before.is_empty() {
+        // Nothing to compare with: the first version seen is no change.
+        return Vec::new();
+    }
+    let mut first: std::collections::BTreeMap<u32, (i64, Vec<String>)> = Default::default();
+    for s in input.window.spans.iter().filter(|s| s.service == id) {
+        let Some(v) = s.version.filter(|v| !before.contains(v)) else {
+            continue;
+        };
+        let e = first.entry(v).or_insert((s.start_ns, Vec::new()));
+        e.0 = e.0.min(s.start_ns);
+        if e.1.len() < 3 {
+            e.1.push(s.trace.iter().map(|b| format!("{b:02x}")).collect());
+        }
+    }
+    first
+        .into_iter()
+        .map(|(v, (t, traces))| Evidence::VersionChange {
+            service: service.to_owned(),
+            version: input.strings.name(v).to_owned(),
+            first_seen_ns: t,
+            previous: before
+                .iter()
+                .map(|&b| input.strings.name(b).to_owned())
+                .collect(),
+            trace_ids: traces,
+        })
+        .collect()
+}
+
+/// Analyses one incident.
+pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
+    let candidates = localize::localize(&input.reference, &input.window, &mut input.strings);
+    let top: Vec<&localize::Candidate> = candidates
+        .iter()
+        .filter(|c| c.score > 0.0)
+        .take(config.hypotheses)
+        .collect();
+    let max = top.first().map_or(0.0, |c| c.score);
+    let norm: f64 = top.iter().map(|c| (c.score - max).exp()).sum();
+    let mut hypotheses = Vec::new();
+    let mut symptom_words = Vec::new();
+    for (i, c) in top.iter().enumerate() {
+        let words = symptoms(c, input.anomalies);
+        if i == 0 {
+            symptom_words = words.clone();
+        }
+        let near = neighbours(&input.window, &input.strings, &c.service);
+        let ctx = changes::Context {
+            culprit: &c.service,
+            neighbours: &near,
+            onset_ns: input.incident.onset_ns,
+            symptoms: &words,
+            lookback_ns: config.change_lookback_ns(),
+            half_life_ns: config.change_half_life_ns(),
+        };
+        let mut evidence = c.evidence.clone();
+        let mut cause = evidence_cause(evidence.first());
+        let mut change = None;
+        let versions = version_changes(&input, &c.service);
+        let ranked = changes::rank_changes(input.signals, &ctx);
+        // A change mapped to this service (or strongly matching it) is the
+        // cause; a version first seen in its spans is a deploy even when
+        // no connector reported one.
+        if let Some(m) = ranked
+            .first()
+            .filter(|m| m.score >= config.min_change_score)
+        {
+            cause = match m.kind {
+                causeway_model::SignalKind::Deploy | causeway_model::SignalKind::Release => {
+                    CauseKind::Deploy
+                }
+                _ => CauseKind::Commit,
+            };
+            change = Some(m.evidence.clone());
+            evidence.push(m.evidence.clone());
+        } else if let Some(v) = versions.first() {
+            cause = CauseKind::Deploy;
+            change = Some(v.clone());
+        }
+        evidence.extend(versions);
+        hypotheses.push(Hypothesis {
+            rank: (i + 1) as u32,
+            service: c.service.clone(),
+            operation: c.operation.clone(),
+            cause,
+            confidence: (c.score - max).exp() / norm.max(f64::MIN_POSITIVE),
+            score: c.score,
+            change,
+            evidence,
+        });
+    }
+    let culprit = hypotheses.first().map(|h| h.service.clone());
+    let near = culprit
+        .as_deref()
+        .map(|c| neighbours(&input.window, &input.strings, c))
+        .unwrap_or_default();
+    let impacted: Vec<String> = input.incident.services.iter().cloned().collect();
+    let reports = match &culprit {
+        Some(c) => {
+            let ctx = changes::Context {
+                culprit: c,
+                neighbours: &near,
+                onset_ns: input.incident.onset_ns,
+                symptoms: &symptom_words,
+                lookback_ns: config.report_lookback_ns(),
+                half_life_ns: config.change_half_life_ns(),
+            };
+            changes::rank_reports(input.signals, &ctx, &impacted)
+                .into_iter()
+                .take(config.reports)
+                .map(|m| causeway_model::rca::LinkedReport {
+                    signal: m.evidence,
+                    score: m.score,
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    report::build(report::Parts {
+        tenant: input.tenant,
+        incident: input.incident,
+        anomalies: input.anomalies,
+        window: (
+            input.incident.onset_ns,
+            input.incident.onset_ns.saturating_add(config.window_ns()),
+        ),
+        reference_spans: input.reference.spans.len() as u64,
+        reference_seconds: input.reference.covered_seconds(),
+        hypotheses,
+        impacted,
+        reports,
+        now_ns: input.now_ns,
+    })
+}

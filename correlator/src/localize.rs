@@ -1,0 +1,687 @@
+//! Fault localization: which service's own behaviour changed when the
+//! incident began, from trace evidence alone.
+//!
+//! The window (spans from onset) is compared with a reference (healthy
+//! spans before it) per service, on three kinds of evidence that point at
+//! the service where a fault *originates* rather than where it shows:
+//!
+//! - **Event patterns.** Every span event (a log line recorded on the
+//!   span, an exception) is reduced to a template. A fault in a service's
+//!   code changes what that code logs: a line that was logged on every
+//!   request stops (an exception skipped it), a new error line appears.
+//!   Callers see at most a generic error; the specific pattern change is
+//!   where the code changed. For each (service, template) the window's
+//!   count is compared with what the reference predicts given the
+//!   service's span volume in the window (so load changes do not count),
+//!   as a signed deviance z-score of the two counts (the conditional
+//!   binomial test of two Poisson rates: given both counts, how the total
+//!   splits between window and reference by their span volumes), in both
+//!   directions. A small reference makes the same counts less surprising,
+//!   as it should: a pattern absent from one healthy minute may simply be
+//!   rare.
+//! - **Error origins.** Spans in error none of whose children are:
+//!   where an error starts, not where it propagates. Scored like a
+//!   pattern.
+//! - **Self time.** A saturated service (CPU, memory, I/O) gets slower in
+//!   its own processing, not in its calls. Each window span's self time is
+//!   placed in its operation's reference distribution (a mid-rank
+//!   quantile, uniform when nothing changed); the service's mean quantile
+//!   gives a z-score, discounted when the typical slowdown is small (full
+//!   weight from 2×), so that a busier database does not outrank a
+//!   service whose every operation doubled.
+//!
+//! Errors propagate to callers, so more errors at a caller whose callee
+//! (in the same trace, below it) did something unusual, an event sequence
+//! its operation rarely shows in the reference, are explained by that
+//! callee and do not count for the caller ("explaining away").
+//!
+//! A service's score is its strongest evidence. Nothing is tuned per
+//! service: all thresholds are statistical.
+
+use std::collections::HashMap;
+
+use causeway_model::rca::Evidence;
+use causeway_model::template;
+
+use crate::spans::{Interner, SpanRec, SpanSet};
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Operations need this many reference spans for self time.
+const MIN_REFERENCE_SPANS: usize = 10;
+/// A service needs this many window spans with a reference for self time.
+const MIN_WINDOW_SPANS: usize = 5;
+/// Example traces per evidence.
+const EXAMPLES: usize = 3;
+
+#[allow(missing_docs)] // fields named for what they hold
+/// What the evidence says about one service.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub service: String,
+    /// Strongest evidence's z-score.
+    pub score: f64,
+    /// The operation its strongest evidence is about.
+    pub operation: Option<String>,
+    /// Evidence, strongest first.
+    pub evidence: Vec<Evidence>,
+}
+
+/// Signed deviance z-score of `k` events in the window against `c` in
+/// the reference, with span volumes `nw` and `nr`: under "same rate", the
+/// `k + c` events split binomially with window share `nw / (nw + nr)`.
+pub fn two_rate_z(k: f64, c: f64, nw: f64, nr: f64) -> f64 {
+    let n = k + c;
+    if n <= 0.0 || nw <= 0.0 || nr <= 0.0 {
+        return 0.0;
+    }
+    let p = nw / (nw + nr);
+    let term = |x: f64, e: f64| if x > 0.0 { x * (x / e).ln() } else { 0.0 };
+    let g = 2.0 * (term(k, n * p) + term(c, n * (1.0 - p)));
+    g.max(0.0).sqrt().copysign(k - n * p)
+}
+
+/// Signed Poisson deviance z-score of `k` observations with mean `mu`:
+/// `sign(k - mu) * sqrt(2 (k ln(k/mu) - (k - mu)))`.
+pub fn poisson_z(k: f64, mu: f64) -> f64 {
+    let mu = mu.max(1e-9);
+    let g = if k <= 0.0 {
+        2.0 * mu
+    } else {
+        2.0 * (k * (k / mu).ln() - (k - mu))
+    };
+    g.max(0.0).sqrt().copysign(k - mu)
+}
+
+/// Per-service tallies of one span set.
+#[derive(Default)]
+struct Tally {
+    spans: Map<u32, u64>,
+    /// (service, template) → count.
+    templates: Map<(u32, u32), u64>,
+    /// (service, operation) → error-origin spans not explained by a callee.
+    origins: Map<(u32, u32), u64>,
+}
+
+/// Splits joined event strings into template ids, once per distinct string.
+struct Templates<'a> {
+    strings: &'a mut Interner,
+    cache: Map<u32, Vec<u32>>,
+}
+
+impl Templates<'_> {
+    fn of(&mut self, events: u32) -> &[u32] {
+        if !self.cache.contains_key(&events) {
+            let joined = self.strings.name(events).to_owned();
+            let ids = template::split(&joined)
+                .map(|t| self.strings.intern(t))
+                .collect();
+            self.cache.insert(events, ids);
+        }
+        self.cache.get(&events).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// `explained[i]`: what span i did is explained by a callee (see
+/// [`explained_spans`]); it is then left out of the tallies.
+fn tally(set: &SpanSet, templates: &mut Templates<'_>, explained: &[bool]) -> Tally {
+    let mut t = Tally::default();
+    for (i, s) in set.spans.iter().enumerate() {
+        if explained.get(i).copied().unwrap_or(false) {
+            continue;
+        }
+        *t.spans.entry(s.service).or_default() += 1;
+        if let Some(ev) = s.events {
+            for &id in templates.of(ev) {
+                *t.templates.entry((s.service, id)).or_default() += 1;
+            }
+        }
+        if s.error && !s.child_error {
+            *t.origins.entry((s.service, s.operation)).or_default() += 1;
+        }
+    }
+    t
+}
+
+/// Spans of one operation, and how many had each event sequence.
+type SequenceCounts = (u64, Map<Option<u32>, u64>);
+
+/// A window operation's quantile sum, log self-time ratios and spans.
+type OpShift<'a> = (f64, Vec<f64>, Vec<&'a SpanRec>);
+
+/// A span is unusual when its operation has a reference (10+ spans) in
+/// which its exact event sequence occurs in at most 1% of spans. Every
+/// ancestor of an unusual span in another service is marked explained.
+fn explained_spans(reference: &SpanSet, window: &SpanSet) -> Vec<bool> {
+    let mut seqs: Map<(u32, u32), SequenceCounts> = Map::default();
+    for s in &reference.spans {
+        let e = seqs.entry((s.service, s.operation)).or_default();
+        e.0 += 1;
+        *e.1.entry(s.events).or_default() += 1;
+    }
+    let unusual = |s: &SpanRec| {
+        seqs.get(&(s.service, s.operation)).is_some_and(|(n, m)| {
+            *n >= MIN_REFERENCE_SPANS as u64
+                && (m.get(&s.events).copied().unwrap_or(0) as f64) <= 0.01 * *n as f64
+        })
+    };
+    let index: Map<([u8; 16], [u8; 8]), usize> = window
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.trace, s.span), i))
+        .collect();
+    let mut explained = vec![false; window.spans.len()];
+    for s in window.spans.iter().filter(|s| unusual(s)) {
+        let mut at = s.parent;
+        // Bounded walk: a malformed trace could hold a parent cycle.
+        for _ in 0..256 {
+            let Some(p) = at else { break };
+            let Some(&pi) = index.get(&(s.trace, p)) else {
+                break;
+            };
+            if window.spans[pi].service != s.service {
+                explained[pi] = true;
+            }
+            at = window.spans[pi].parent;
+        }
+    }
+    explained
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Ranks the services of `window` against `reference`.
+pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -> Vec<Candidate> {
+    let mut templates = Templates {
+        strings,
+        cache: Map::default(),
+    };
+    let r = tally(reference, &mut templates, &[]);
+    let w = tally(window, &mut templates, &[]);
+    // Increases count only in spans whose callees behaved as usual.
+    let own = tally(window, &mut templates, &explained_spans(reference, window));
+    let mut evidence: Map<u32, Vec<(f64, Evidence)>> = Map::default();
+
+    // Event patterns, both directions, for services seen in both.
+    let mut keys: Vec<(u32, u32)> = w.templates.keys().copied().collect();
+    keys.extend(
+        r.templates
+            .keys()
+            .filter(|k| !w.templates.contains_key(k))
+            .copied(),
+    );
+    for (service, tpl) in keys {
+        let (Some(&nr), Some(&nw)) = (r.spans.get(&service), w.spans.get(&service)) else {
+            continue;
+        };
+        let k = w.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
+        let c = r.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
+        let mu = c / nr as f64 * nw as f64;
+        let mut z = two_rate_z(k, c, nw as f64, nr as f64);
+        if z < 0.0 && is_error_template(templates.strings.name(tpl)) {
+            // Fewer errors than usual is not a fault.
+            continue;
+        }
+        if z > 0.0 {
+            let nw_own = own.spans.get(&service).copied().unwrap_or(0) as f64;
+            let k_own = own.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
+            z = two_rate_z(k_own, c, nw_own, nr as f64).max(0.0);
+        }
+        if z.abs() < 1.0 {
+            continue;
+        }
+        let (operation, trace_ids) =
+            pattern_examples(window, reference, &mut templates, service, tpl, k > 0.0);
+        evidence.entry(service).or_default().push((
+            z.abs(),
+            Evidence::EventPattern {
+                service: templates.strings.name(service).to_owned(),
+                operation: templates.strings.name(operation).to_owned(),
+                template: templates.strings.name(tpl).to_owned(),
+                observed: k,
+                expected: mu,
+                score: z,
+                trace_ids,
+            },
+        ));
+    }
+
+    // Error origins: only an increase is evidence, in spans whose callees
+    // behaved as usual.
+    for (&(service, op), &count) in &own.origins {
+        let (Some(&nr), Some(&nw)) = (r.spans.get(&service), own.spans.get(&service)) else {
+            continue;
+        };
+        let c = r.origins.get(&(service, op)).copied().unwrap_or(0) as f64;
+        let mu = c / nr as f64 * nw as f64;
+        let z = two_rate_z(count as f64, c, nw as f64, nr as f64);
+        if z < 1.0 {
+            continue;
+        }
+        let trace_ids = window
+            .spans
+            .iter()
+            .filter(|s| s.service == service && s.operation == op && s.error && !s.child_error)
+            .take(EXAMPLES)
+            .map(|s| hex(&s.trace))
+            .collect();
+        evidence.entry(service).or_default().push((
+            z,
+            Evidence::ErrorOrigin {
+                service: templates.strings.name(service).to_owned(),
+                operation: templates.strings.name(op).to_owned(),
+                observed: count as f64,
+                expected: mu,
+                score: z,
+                trace_ids,
+            },
+        ));
+    }
+
+    for (service, score, ev) in self_time_shifts(reference, window, templates.strings) {
+        evidence.entry(service).or_default().push((score, ev));
+    }
+
+    let mut out: Vec<Candidate> = w
+        .spans
+        .keys()
+        .map(|&service| {
+            let mut ev = evidence.remove(&service).unwrap_or_default();
+            ev.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let score = ev.first().map_or(0.0, |e| e.0);
+            let operation = ev.first().and_then(|e| operation_of(&e.1));
+            Candidate {
+                service: templates.strings.name(service).to_owned(),
+                score,
+                operation,
+                evidence: ev.into_iter().take(5).map(|e| e.1).collect(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.service.cmp(&b.service))
+    });
+    out
+}
+
+/// An error-level template: severity ERROR/FATAL/CRITICAL or an exception.
+fn is_error_template(t: &str) -> bool {
+    ["ERROR", "FATAL", "CRITICAL", "exception "]
+        .iter()
+        .any(|p| t.starts_with(p))
+}
+
+/// The operation an evidence is about.
+pub fn operation_of(e: &Evidence) -> Option<String> {
+    match e {
+        Evidence::EventPattern { operation, .. }
+        | Evidence::ErrorOrigin { operation, .. }
+        | Evidence::SelfTime { operation, .. } => Some(operation.clone()),
+        _ => None,
+    }
+}
+
+/// Where a template occurs most (in the window when it occurs there, else
+/// in the reference) and example traces: traces with it, or for a pattern
+/// that vanished, window traces of that operation (which no longer log it).
+fn pattern_examples(
+    window: &SpanSet,
+    reference: &SpanSet,
+    templates: &mut Templates<'_>,
+    service: u32,
+    tpl: u32,
+    present: bool,
+) -> (u32, Vec<String>) {
+    let source = if present { window } else { reference };
+    let mut ops: Map<u32, u64> = Map::default();
+    for s in source.spans.iter().filter(|s| s.service == service) {
+        if let Some(ev) = s.events
+            && templates.of(ev).contains(&tpl)
+        {
+            *ops.entry(s.operation).or_default() += 1;
+        }
+    }
+    let op = ops
+        .into_iter()
+        .max_by_key(|&(op, n)| (n, std::cmp::Reverse(op)))
+        .map_or(0, |(op, _)| op);
+    let mut traces = Vec::new();
+    for s in window
+        .spans
+        .iter()
+        .filter(|s| s.service == service && s.operation == op)
+    {
+        let has = s.events.is_some_and(|ev| templates.of(ev).contains(&tpl));
+        if has == present {
+            let t = hex(&s.trace);
+            if !traces.contains(&t) {
+                traces.push(t);
+            }
+            if traces.len() == EXAMPLES {
+                break;
+            }
+        }
+    }
+    (op, traces)
+}
+
+/// A service's pooled quantile sum and log ratios, its operation count,
+/// and its best operation's (score, id).
+type ServiceShift = (f64, Vec<f64>, usize, Option<(f64, u32)>);
+
+/// z-score of a mean of `n` mid-rank quantiles against uniform, times
+/// the effect weight (full from a doubling of the median).
+fn shift_score(quantile_sum: f64, n: usize, log_ratios: &mut [f64]) -> f64 {
+    if n < MIN_WINDOW_SPANS {
+        return 0.0;
+    }
+    let mean = quantile_sum / n as f64;
+    let z = (mean - 0.5) / (1.0 / (12.0 * n as f64)).sqrt();
+    log_ratios.sort_by(f64::total_cmp);
+    let effect = log_ratios[n / 2];
+    if z <= 0.0 || effect <= 0.0 {
+        return 0.0;
+    }
+    z * (effect / std::f64::consts::LN_2).min(1.0)
+}
+
+/// Per service, the self-time shift (see the module docs): pooled over
+/// all its operations (a saturated service slows everything), and per
+/// operation (a slow code path), the latter less the expected maximum of
+/// as many null z-scores (`sqrt(2 ln m)` for `m` operations), since the
+/// best of many operations is high by chance.
+fn self_time_shifts(
+    reference: &SpanSet,
+    window: &SpanSet,
+    strings: &Interner,
+) -> Vec<(u32, f64, Evidence)> {
+    let mut by_op: Map<(u32, u32), Vec<i64>> = Map::default();
+    for s in &reference.spans {
+        by_op
+            .entry((s.service, s.operation))
+            .or_default()
+            .push(s.self_ns.max(1));
+    }
+    by_op.retain(|_, v| v.len() >= MIN_REFERENCE_SPANS);
+    for v in by_op.values_mut() {
+        v.sort_unstable();
+    }
+    let mut per_op: Map<(u32, u32), OpShift<'_>> = Map::default();
+    for s in &window.spans {
+        let Some(r) = by_op.get(&(s.service, s.operation)) else {
+            continue;
+        };
+        let v = s.self_ns.max(1);
+        let lo = r.partition_point(|&x| x < v);
+        let hi = r.partition_point(|&x| x <= v);
+        let u = ((lo + hi) as f64 / 2.0 + 0.5) / (r.len() as f64 + 1.0);
+        let median = r[r.len() / 2];
+        let o = per_op.entry((s.service, s.operation)).or_default();
+        o.0 += u;
+        o.1.push((v as f64 / median as f64).ln());
+        o.2.push(s);
+    }
+    // Per service: pooled sums, and the best operation.
+    let mut services: Map<u32, ServiceShift> = Map::default();
+    for (&(service, op), (usum, logs, _)) in &per_op {
+        let e = services.entry(service).or_default();
+        e.0 += usum;
+        e.1.extend_from_slice(logs);
+        e.2 += 1;
+        let score = shift_score(*usum, logs.len(), &mut logs.clone());
+        if e.3.is_none_or(|(best, _)| score > best) {
+            e.3 = Some((score, op));
+        }
+    }
+    let mut out = Vec::new();
+    for (service, (usum, mut logs, ops, best)) in services {
+        let n = logs.len();
+        let pooled = shift_score(usum, n, &mut logs);
+        let Some((op_score, op)) = best else { continue };
+        let corrected = op_score - (2.0 * (ops as f64).ln()).sqrt();
+        let score = pooled.max(corrected);
+        if score < 1.0 {
+            continue;
+        }
+        let Some((_, _, spans)) = per_op.get(&(service, op)) else {
+            continue;
+        };
+        let mut selfs: Vec<i64> = spans.iter().map(|s| s.self_ns.max(1)).collect();
+        selfs.sort_unstable();
+        let observed = selfs[selfs.len() / 2] as f64 / 1e6;
+        let expected = by_op
+            .get(&(service, op))
+            .map_or(0.0, |r| r[r.len() / 2] as f64 / 1e6);
+        // The slowest spans are the best examples.
+        let mut examples: Vec<&SpanRec> = spans.clone();
+        examples.sort_by_key(|s| std::cmp::Reverse(s.self_ns));
+        out.push((
+            service,
+            score,
+            Evidence::SelfTime {
+                service: strings.name(service).to_owned(),
+                operation: strings.name(op).to_owned(),
+                observed_ms: observed,
+                expected_ms: expected,
+                spans: n as u64,
+                score,
+                trace_ids: examples
+                    .iter()
+                    .take(EXAMPLES)
+                    .map(|s| hex(&s.trace))
+                    .collect(),
+            },
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny trace builder: `frontend` calls `checkout`, which calls
+    /// `db`; each span may log templates.
+    struct Gen {
+        strings: Interner,
+        next: u64,
+    }
+
+    impl Gen {
+        fn new() -> Self {
+            Self {
+                strings: Interner::default(),
+                next: 1,
+            }
+        }
+
+        fn id8(&mut self) -> [u8; 8] {
+            self.next += 1;
+            self.next.to_be_bytes()
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn span(
+            &mut self,
+            trace: [u8; 16],
+            parent: Option<[u8; 8]>,
+            service: &str,
+            op: &str,
+            start: i64,
+            dur: i64,
+            error: bool,
+            events: &[&str],
+        ) -> SpanRec {
+            let events = (!events.is_empty()).then(|| self.strings.intern(&events.join("\n")));
+            SpanRec {
+                trace,
+                span: self.id8(),
+                parent,
+                service: self.strings.intern(service),
+                version: None,
+                operation: self.strings.intern(op),
+                start_ns: start,
+                end_ns: start + dur,
+                error,
+                events,
+                self_ns: dur,
+                child_error: false,
+            }
+        }
+
+        /// One request at `t`. `skip_log`: checkout no longer logs its
+        /// second line and fails (an exception skipped it), and the
+        /// frontend fails with a generic error. `slow_db`: the database's
+        /// own work takes `factor` times longer.
+        fn request(&mut self, t: i64, skip_log: bool, db_factor: i64) -> Vec<SpanRec> {
+            let mut trace = [0u8; 16];
+            trace[..8].copy_from_slice(&t.to_be_bytes());
+            trace[8..].copy_from_slice(&self.next.to_be_bytes());
+            let fe = self.span(
+                trace,
+                None,
+                "frontend",
+                "GET /buy",
+                t,
+                10_000_000,
+                skip_log,
+                if skip_log {
+                    &["ERROR request failed"]
+                } else {
+                    &[]
+                },
+            );
+            let checkout_events: &[&str] = if skip_log {
+                &["INFO Checkout#10 pricing cart"]
+            } else {
+                &[
+                    "INFO Checkout#10 pricing cart",
+                    "INFO Checkout#20 cart priced",
+                ]
+            };
+            let co = self.span(
+                trace,
+                Some(fe.span),
+                "checkout",
+                "POST /checkout",
+                t + 1_000_000,
+                8_000_000,
+                false,
+                checkout_events,
+            );
+            // Deterministic jitter so that quantiles are not all ties.
+            let jitter = ((t / 1_000_000) % 7) * 10_000;
+            let db = self.span(
+                trace,
+                Some(co.span),
+                "db",
+                "SELECT cart",
+                t + 2_000_000,
+                (300_000 + jitter) * db_factor,
+                false,
+                &[],
+            );
+            vec![fe, co, db]
+        }
+    }
+
+    fn set(mut spans: Vec<SpanRec>) -> SpanSet {
+        crate::spans::compute_self_times(&mut spans);
+        SpanSet { spans }
+    }
+
+    #[test]
+    fn a_vanished_log_line_points_at_the_service_whose_code_changed() {
+        let mut g = Gen::new();
+        let mut reference = Vec::new();
+        for i in 0..300 {
+            reference.extend(g.request(i * 1_000_000_000, false, 1));
+        }
+        let mut window = Vec::new();
+        for i in 0..100 {
+            // Half the requests hit the fault.
+            window.extend(g.request(400_000_000_000 + i * 1_000_000_000, i % 2 == 0, 1));
+        }
+        let (r, w) = (set(reference), set(window));
+        let ranked = localize(&r, &w, &mut g.strings);
+        assert_eq!(ranked[0].service, "checkout", "{ranked:#?}");
+        let Evidence::EventPattern {
+            template,
+            score,
+            trace_ids,
+            ..
+        } = &ranked[0].evidence[0]
+        else {
+            panic!("pattern evidence expected: {:?}", ranked[0].evidence);
+        };
+        assert_eq!(template, "INFO Checkout#20 cart priced");
+        assert!(*score < -3.0, "the line vanished: {score}");
+        assert_eq!(trace_ids.len(), EXAMPLES);
+        // The frontend's errors are real but not where the fault is: it
+        // ranks below (its error is a symptom).
+        assert!(ranked[0].score > ranked[1].score);
+    }
+
+    #[test]
+    fn healthy_traffic_at_another_rate_points_nowhere() {
+        let mut g = Gen::new();
+        let mut reference = Vec::new();
+        for i in 0..300 {
+            reference.extend(g.request(i * 1_000_000_000, false, 1));
+        }
+        let mut window = Vec::new();
+        // Three times the load, same behaviour.
+        for i in 0..300 {
+            window.extend(g.request(400_000_000_000 + i * 333_000_000, false, 1));
+        }
+        let ranked = localize(&set(reference), &set(window), &mut g.strings);
+        assert!(
+            ranked.iter().all(|c| c.score < 3.0),
+            "no strong evidence on healthy traffic: {ranked:#?}"
+        );
+    }
+
+    #[test]
+    fn a_saturated_service_shows_in_its_self_time_not_its_callers() {
+        let mut g = Gen::new();
+        let mut reference = Vec::new();
+        for i in 0..300 {
+            reference.extend(g.request(i * 1_000_000_000, false, 1));
+        }
+        let mut window = Vec::new();
+        for i in 0..60 {
+            window.extend(g.request(400_000_000_000 + i * 1_000_000_000, false, 4));
+        }
+        let ranked = localize(&set(reference), &set(window), &mut g.strings);
+        assert_eq!(ranked[0].service, "db", "{ranked:#?}");
+        assert!(matches!(ranked[0].evidence[0], Evidence::SelfTime { .. }));
+        // checkout's duration grew too, but not its self time.
+        let checkout = ranked.iter().find(|c| c.service == "checkout");
+        assert!(checkout.is_none_or(|c| c.score < 1.0), "{checkout:?}");
+    }
+
+    #[test]
+    fn two_rate_z_weighs_the_reference_size() {
+        // Same rate: nothing.
+        assert!(two_rate_z(10.0, 100.0, 1.0, 10.0).abs() < 1e-9);
+        // Twelve new occurrences against a reference ten times larger
+        // without any: very surprising; against a reference a third the
+        // size: hardly.
+        assert!(two_rate_z(12.0, 0.0, 1.0, 10.0) > 5.0);
+        assert!(two_rate_z(12.0, 0.0, 3.0, 1.0) < 3.0);
+        // A pattern that stopped.
+        assert!(two_rate_z(0.0, 25.0, 1.0, 1.0) < -5.0);
+    }
+
+    #[test]
+    fn poisson_z_is_signed_and_zero_at_the_mean() {
+        assert!(poisson_z(10.0, 10.0).abs() < 1e-9);
+        assert!(poisson_z(30.0, 10.0) > 4.0);
+        assert!(poisson_z(0.0, 10.0) < -4.0);
+    }
+}

@@ -1,0 +1,269 @@
+//! The RCA service: analyses every tenant's incidents as they open and
+//! evolve, stores the reports, and answers the API's report queries.
+//!
+//! ```text
+//! every interval: processor ─tenants, incidents─> for each new or changed incident:
+//!   processor snapshot (span files + buffered) ─> correlator::gather (blocking thread)
+//!   signal hub (changes, tickets) ──────────────> correlator::analyze ─> report store
+//! ```
+//!
+//! An incident is re-analysed when it changed since its last report (new
+//! anomalies, resolution), at most once per interval; a resolved incident
+//! whose report is current is left alone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use causeway_connectors::SignalHub;
+use causeway_correlator::spans::Interner;
+use causeway_correlator::{CorrelatorConfig, Input, Listing, analyze, excluded_ranges, gather};
+use causeway_model::rca::{Feedback, RcaReport};
+use causeway_model::{Incident, TenantId};
+use causeway_processor::{QueryHandle, SnapshotRequest};
+use causeway_store::{DuckDbReports, SignalQuery};
+use tokio_util::sync::CancellationToken;
+
+/// What can go wrong serving reports.
+#[derive(Debug, thiserror::Error)]
+pub enum RcaError {
+    /// The processor stopped (shutdown).
+    #[error("the processor is not running")]
+    Stopped,
+    /// The report store or the span files failed (our side).
+    #[error("{0}")]
+    Store(String),
+}
+
+/// Analyses incidents and keeps their reports.
+#[derive(Debug)]
+pub struct RcaService {
+    processor: QueryHandle,
+    reports: Arc<Mutex<DuckDbReports>>,
+    signals: Option<Arc<SignalHub>>,
+    config: CorrelatorConfig,
+    /// (tenant, incident) → the incident's `updated_ns` last analysed.
+    analysed: Mutex<HashMap<(TenantId, u64), i64>>,
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+impl RcaService {
+    /// A service over the given report store.
+    pub fn new(
+        processor: QueryHandle,
+        reports: DuckDbReports,
+        signals: Option<Arc<SignalHub>>,
+        config: CorrelatorConfig,
+    ) -> Self {
+        Self {
+            processor,
+            reports: Arc::new(Mutex::new(reports)),
+            signals,
+            config,
+            analysed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs until `cancel`: every interval, analyses what changed.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.interval.max(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = tick.tick() => {
+                    match self.analyse_all().await {
+                        Ok(n) if n > 0 => tracing::info!(reports = n, "RCA reports updated"),
+                        Ok(_) => {}
+                        Err(RcaError::Stopped) => break,
+                        Err(e) => tracing::error!(error = %e, "RCA pass failed; retrying next interval"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass over every tenant; returns how many reports were written.
+    pub async fn analyse_all(&self) -> Result<usize, RcaError> {
+        let tenants = self
+            .processor
+            .tenants()
+            .await
+            .map_err(|_| RcaError::Stopped)?;
+        let mut n = 0;
+        for tenant in tenants {
+            // One tenant's failure (a corrupt file) must not stop the others.
+            match self.analyse_tenant(&tenant).await {
+                Ok(k) => n += k,
+                Err(RcaError::Stopped) => return Err(RcaError::Stopped),
+                Err(e) => tracing::error!(%tenant, error = %e, "RCA of the tenant failed"),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Analyses the incidents of `tenant` that changed since their report.
+    pub async fn analyse_tenant(&self, tenant: &TenantId) -> Result<usize, RcaError> {
+        let incidents = self
+            .processor
+            .incidents(tenant.clone())
+            .await
+            .map_err(|_| RcaError::Stopped)?;
+        let stale: Vec<&Incident> = {
+            let analysed = self
+                .analysed
+                .lock()
+                .map_err(|_| RcaError::Store("poisoned".into()))?;
+            incidents
+                .iter()
+                .filter(|i| analysed.get(&(tenant.clone(), i.id)) != Some(&i.updated_ns))
+                .collect()
+        };
+        let mut n = 0;
+        for incident in stale {
+            let Some((incident, anomalies)) = self
+                .processor
+                .incident(tenant.clone(), incident.id)
+                .await
+                .map_err(|_| RcaError::Stopped)?
+            else {
+                continue;
+            };
+            let snapshot = self
+                .processor
+                .snapshot(
+                    tenant.clone(),
+                    SnapshotRequest {
+                        spans: true,
+                        ..SnapshotRequest::default()
+                    },
+                )
+                .await
+                .map_err(|_| RcaError::Stopped)?;
+            let signals = match &self.signals {
+                Some(hub) => {
+                    let q = SignalQuery {
+                        from_ns: Some(
+                            incident.onset_ns.saturating_sub(
+                                i64::try_from(self.config.change_lookback.as_nanos())
+                                    .unwrap_or(i64::MAX),
+                            ),
+                        ),
+                        ..SignalQuery::default()
+                    };
+                    hub.signals(tenant, &q).await.unwrap_or_else(|e| {
+                        tracing::warn!(%tenant, error = %e, "signals unavailable for RCA");
+                        Vec::new()
+                    })
+                }
+                None => Vec::new(),
+            };
+            let excluded = excluded_ranges(&incident, &incidents);
+            let config = self.config.clone();
+            let tenant_c = tenant.clone();
+            let reports = Arc::clone(&self.reports);
+            let updated = incident.updated_ns;
+            let id = incident.id;
+            // Reading Parquet and ranking are CPU and disk work: off the
+            // async workers.
+            let outcome = tokio::task::spawn_blocking(move || -> Result<RcaReport, RcaError> {
+                let mut strings = Interner::default();
+                let listing = Listing {
+                    files: &snapshot.span_files,
+                    buffered: &snapshot.buffered,
+                };
+                let (window, reference) =
+                    gather(&listing, &incident, &excluded, &config, &mut strings)
+                        .map_err(|e| RcaError::Store(e.to_string()))?;
+                let report = analyze(
+                    Input {
+                        tenant: &tenant_c,
+                        incident: &incident,
+                        anomalies: &anomalies,
+                        window,
+                        reference,
+                        strings,
+                        signals: &signals,
+                        now_ns: now_ns(),
+                    },
+                    &config,
+                );
+                reports
+                    .lock()
+                    .map_err(|_| RcaError::Store("report store lock poisoned".into()))?
+                    .put(&tenant_c, &report)
+                    .map_err(|e| RcaError::Store(e.to_string()))?;
+                Ok(report)
+            })
+            .await
+            .map_err(|e| RcaError::Store(format!("RCA task failed: {e}")))??;
+            tracing::debug!(%tenant, incident = id, summary = %outcome.summary, "RCA report written");
+            self.analysed
+                .lock()
+                .map_err(|_| RcaError::Store("poisoned".into()))?
+                .insert((tenant.clone(), id), updated);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut DuckDbReports) -> causeway_store::Result<T> + Send + 'static,
+    ) -> Result<T, RcaError> {
+        let reports = Arc::clone(&self.reports);
+        tokio::task::spawn_blocking(move || {
+            let mut db = reports
+                .lock()
+                .map_err(|_| RcaError::Store("report store lock poisoned".into()))?;
+            f(&mut db).map_err(|e| RcaError::Store(e.to_string()))
+        })
+        .await
+        .map_err(|e| RcaError::Store(e.to_string()))?
+    }
+
+    /// Reports of `tenant` with onset in `[from_ns, to_ns)`, newest first.
+    pub async fn list(
+        &self,
+        tenant: &TenantId,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<RcaReport>, RcaError> {
+        let t = tenant.clone();
+        self.with_store(move |db| db.list(&t, from_ns, to_ns, limit))
+            .await
+    }
+
+    /// One report of `tenant`.
+    pub async fn get(&self, tenant: &TenantId, id: u64) -> Result<Option<RcaReport>, RcaError> {
+        let t = tenant.clone();
+        self.with_store(move |db| db.get(&t, id)).await
+    }
+
+    /// Records feedback; `false` when `tenant` has no such report.
+    pub async fn feedback(
+        &self,
+        tenant: &TenantId,
+        id: u64,
+        feedback: Feedback,
+    ) -> Result<bool, RcaError> {
+        let t = tenant.clone();
+        self.with_store(move |db| db.add_feedback(&t, id, &feedback))
+            .await
+    }
+
+    /// Deletes every report of `tenant`.
+    pub async fn delete_tenant(&self, tenant: &TenantId) -> Result<(), RcaError> {
+        let t = tenant.clone();
+        if let Ok(mut a) = self.analysed.lock() {
+            a.retain(|(x, _), _| x != tenant);
+        }
+        self.with_store(move |db| db.delete_tenant(&t)).await
+    }
+}

@@ -1,0 +1,271 @@
+//! RCA reports, one per incident and tenant, updated as the incident
+//! evolves, with the feedback users give on them.
+//!
+//! Its own DuckDB file: the correlator writes from its own task and must
+//! not wait on the processor's checkpoints. Reports are stored as JSON
+//! (their shape is the API's) with the columns queries filter on.
+
+use std::path::Path;
+
+use causeway_model::TenantId;
+use causeway_model::rca::{Feedback, RcaReport};
+use duckdb::{Connection, OptionalExt, params};
+
+use crate::error::{Error, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS rca_reports (
+    tenant      VARCHAR NOT NULL,
+    id          UBIGINT NOT NULL,
+    incident    UBIGINT NOT NULL,
+    onset_ns    BIGINT  NOT NULL,
+    computed_ns BIGINT  NOT NULL,
+    report      VARCHAR NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE TABLE IF NOT EXISTS rca_feedback (
+    tenant   VARCHAR NOT NULL,
+    id       UBIGINT NOT NULL,
+    feedback VARCHAR NOT NULL,
+    at_ns    BIGINT  NOT NULL
+);
+";
+
+/// The report store.
+#[derive(Debug)]
+pub struct DuckDbReports {
+    conn: Connection,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> Error {
+    Error::Corrupt(e.to_string())
+}
+
+impl DuckDbReports {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// An in-memory store (tests).
+    pub fn in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// Inserts or replaces `report` (keyed by tenant and id). Feedback
+    /// already given stays attached.
+    pub fn put(&mut self, tenant: &TenantId, report: &RcaReport) -> Result<()> {
+        let json = serde_json::to_string(report).map_err(corrupt)?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM rca_reports WHERE tenant = ? AND id = ?",
+            params![tenant.as_str(), report.id],
+        )?;
+        tx.execute(
+            "INSERT INTO rca_reports VALUES (?, ?, ?, ?, ?, ?)",
+            params![
+                tenant.as_str(),
+                report.id,
+                report.incident,
+                report.window_start_ns,
+                report.computed_ns,
+                json
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn feedback(&self, tenant: &TenantId, id: u64) -> Result<Vec<Feedback>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT feedback FROM rca_feedback WHERE tenant = ? AND id = ? ORDER BY at_ns",
+        )?;
+        let rows = stmt.query_map(params![tenant.as_str(), id], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(serde_json::from_str(&r?).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, tenant: &TenantId, json: &str) -> Result<RcaReport> {
+        let mut r: RcaReport = serde_json::from_str(json).map_err(corrupt)?;
+        r.feedback = self.feedback(tenant, r.id)?;
+        Ok(r)
+    }
+
+    /// One report of `tenant`.
+    pub fn get(&self, tenant: &TenantId, id: u64) -> Result<Option<RcaReport>> {
+        let json: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT report FROM rca_reports WHERE tenant = ? AND id = ?",
+                params![tenant.as_str(), id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        json.map(|j| self.decode(tenant, &j)).transpose()
+    }
+
+    /// Reports of `tenant` whose incident began in `[from_ns, to_ns)`,
+    /// newest first, at most `limit` (0: no limit).
+    pub fn list(
+        &self,
+        tenant: &TenantId,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<RcaReport>> {
+        let limit = if limit == 0 {
+            i64::MAX
+        } else {
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT report FROM rca_reports WHERE tenant = ? AND onset_ns >= ? AND onset_ns < ?
+             ORDER BY onset_ns DESC, id DESC LIMIT ?",
+        )?;
+        let rows = stmt.query_map(params![tenant.as_str(), from_ns, to_ns, limit], |r| {
+            r.get::<_, String>(0)
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(self.decode(tenant, &r?)?);
+        }
+        Ok(out)
+    }
+
+    /// Records feedback on report `id`; `false` when there is no such
+    /// report of `tenant`.
+    pub fn add_feedback(
+        &mut self,
+        tenant: &TenantId,
+        id: u64,
+        feedback: &Feedback,
+    ) -> Result<bool> {
+        let exists: Option<u64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM rca_reports WHERE tenant = ? AND id = ?",
+                params![tenant.as_str(), id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let json = serde_json::to_string(feedback).map_err(corrupt)?;
+        self.conn.execute(
+            "INSERT INTO rca_feedback VALUES (?, ?, ?, ?)",
+            params![tenant.as_str(), id, json, feedback.at_ns],
+        )?;
+        Ok(true)
+    }
+
+    /// Every feedback of `tenant` (for ranking).
+    pub fn all_feedback(&self, tenant: &TenantId) -> Result<Vec<(u64, Feedback)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, feedback FROM rca_feedback WHERE tenant = ? ORDER BY at_ns")?;
+        let rows = stmt.query_map(params![tenant.as_str()], |r| {
+            Ok((r.get::<_, u64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (id, j) = r?;
+            out.push((id, serde_json::from_str(&j).map_err(corrupt)?));
+        }
+        Ok(out)
+    }
+
+    /// Deletes every report and feedback of `tenant`.
+    pub fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "DELETE FROM rca_reports WHERE tenant = ?",
+            params![tenant.as_str()],
+        )?;
+        tx.execute(
+            "DELETE FROM rca_feedback WHERE tenant = ?",
+            params![tenant.as_str()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: u64, onset: i64) -> RcaReport {
+        RcaReport {
+            id,
+            tenant: "t".into(),
+            incident: id,
+            window_start_ns: onset,
+            window_end_ns: onset + 1,
+            reference_spans: 10,
+            reference_seconds: 60,
+            summary: format!("report {id}"),
+            narrative: String::new(),
+            narrative_by: "template".into(),
+            hypotheses: Vec::new(),
+            impacted_services: vec!["a".into()],
+            reports: Vec::new(),
+            timeline: Vec::new(),
+            next_steps: Vec::new(),
+            feedback: Vec::new(),
+            computed_ns: onset,
+        }
+    }
+
+    #[test]
+    fn reports_are_per_tenant_replaced_and_keep_feedback() -> Result<()> {
+        let mut db = DuckDbReports::in_memory()?;
+        let (a, b) = (
+            TenantId::new("a").map_err(corrupt)?,
+            TenantId::new("b").map_err(corrupt)?,
+        );
+        db.put(&a, &report(1, 100))?;
+        db.put(&a, &report(2, 200))?;
+        db.put(&b, &report(1, 100))?;
+        let fb = Feedback {
+            rank: 1,
+            service: "x".into(),
+            confirmed: true,
+            by: "sre".into(),
+            comment: None,
+            at_ns: 5,
+        };
+        assert!(db.add_feedback(&a, 1, &fb)?);
+        assert!(!db.add_feedback(&a, 9, &fb)?, "no such report");
+        let mut updated = report(1, 100);
+        updated.summary = "updated".into();
+        db.put(&a, &updated)?;
+        let got = db.get(&a, 1)?.ok_or_else(|| corrupt("missing"))?;
+        assert_eq!(got.summary, "updated");
+        assert_eq!(got.feedback, vec![fb]);
+        assert!(
+            db.get(&b, 1)?.is_some_and(|r| r.feedback.is_empty()),
+            "tenants apart"
+        );
+        let list = db.list(&a, 0, i64::MAX, 0)?;
+        assert_eq!(
+            list.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![2, 1],
+            "newest first"
+        );
+        db.delete_tenant(&a)?;
+        assert!(db.list(&a, 0, i64::MAX, 0)?.is_empty());
+        assert_eq!(db.list(&b, 0, i64::MAX, 0)?.len(), 1);
+        Ok(())
+    }
+}
