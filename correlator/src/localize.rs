@@ -13,12 +13,17 @@
 //!   where the code changed. For each (service, template) the window's
 //!   count is compared with what the reference predicts given the
 //!   service's span volume in the window (so load changes do not count),
-//!   as a signed deviance z-score of the two counts (the conditional
-//!   binomial test of two Poisson rates: given both counts, how the total
-//!   splits between window and reference by their span volumes), in both
-//!   directions. A small reference makes the same counts less surprising,
-//!   as it should: a pattern absent from one healthy minute may simply be
-//!   rare.
+//!   an increase only for error-level lines (ERROR, FATAL, exceptions: a
+//!   normal line logged more often is the request mix), a decrease only
+//!   for the others (fewer errors is no fault), as a signed deviance
+//!   z-score of the two counts (the conditional binomial test of two
+//!   Poisson rates: given both counts, how the total splits between window
+//!   and reference by their span volumes). A small reference makes the
+//!   same counts less surprising, as it should: a pattern absent from one
+//!   healthy minute may simply be rare. Lines on data-dependent branches
+//!   vary with the request mix more than chance: each score is divided by
+//!   the root of the line's over-dispersion between 30-s slices of the
+//!   reference (quasi-Poisson).
 //! - **Error origins.** Spans in error none of whose children are:
 //!   where an error starts, not where it propagates. Scored like a
 //!   pattern.
@@ -28,7 +33,9 @@
 //!   quantile, uniform when nothing changed); the service's mean quantile
 //!   gives a z-score, discounted when the typical slowdown is small (full
 //!   weight from 2×), so that a busier database does not outrank a
-//!   service whose every operation doubled.
+//!   service whose every operation doubled; also per operation (a slow
+//!   code path), less the expected best of as many chance z-scores; and
+//!   divided by the reference's own between-slice variation (drift).
 //!
 //! Errors propagate to callers, so more errors at a caller whose callee
 //! (in the same trace, below it) did something unusual, an event sequence
@@ -143,6 +150,60 @@ fn tally(set: &SpanSet, templates: &mut Templates<'_>, explained: &[bool]) -> Ta
     t
 }
 
+/// Reference slices for the dispersion estimate.
+const SLICE_NS: i64 = 30_000_000_000;
+
+/// Per (service, template): how much more than Poisson its rate varies
+/// between slices of the reference (Pearson's chi-square per degree of
+/// freedom, at least 1). A line on a data-dependent branch ("train number
+/// starts with G") follows the request mix and varies a lot; a line every
+/// call logs varies as chance does. Deviance z-scores are divided by the
+/// square root (quasi-Poisson), so that the request mix of the window is
+/// not mistaken for a changed code path.
+fn dispersion(reference: &SpanSet, templates: &mut Templates<'_>) -> Map<(u32, u32), f64> {
+    let mut spans: Map<(u32, i64), u64> = Map::default();
+    let mut counts: Map<(u32, u32), Map<i64, u64>> = Map::default();
+    for s in &reference.spans {
+        let slice = s.start_ns.div_euclid(SLICE_NS);
+        *spans.entry((s.service, slice)).or_default() += 1;
+        if let Some(ev) = s.events {
+            for &t in templates.of(ev) {
+                *counts
+                    .entry((s.service, t))
+                    .or_default()
+                    .entry(slice)
+                    .or_default() += 1;
+            }
+        }
+    }
+    let mut slices_of: Map<u32, Vec<(i64, u64)>> = Map::default();
+    for (&(service, slice), &n) in &spans {
+        slices_of.entry(service).or_default().push((slice, n));
+    }
+    let mut out = Map::default();
+    for (&(service, t), per_slice) in &counts {
+        let Some(slices) = slices_of.get(&service) else {
+            continue;
+        };
+        if slices.len() < 3 {
+            continue;
+        }
+        let total_spans: u64 = slices.iter().map(|s| s.1).sum();
+        let total: u64 = per_slice.values().sum();
+        let p = total as f64 / total_spans as f64;
+        let chi2: f64 = slices
+            .iter()
+            .map(|&(slice, n)| {
+                let e = p * n as f64;
+                let o = per_slice.get(&slice).copied().unwrap_or(0) as f64;
+                if e > 0.0 { (o - e).powi(2) / e } else { 0.0 }
+            })
+            .sum();
+        out.insert((service, t), (chi2 / (slices.len() - 1) as f64).max(1.0));
+    }
+    out
+}
+
 /// Spans of one operation, and how many had each event sequence.
 type SequenceCounts = (u64, Map<Option<u32>, u64>);
 
@@ -200,6 +261,7 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
         cache: Map::default(),
     };
     let r = tally(reference, &mut templates, &[]);
+    let phi = dispersion(reference, &mut templates);
     let w = tally(window, &mut templates, &[]);
     // Increases count only in spans whose callees behaved as usual.
     let own = tally(window, &mut templates, &explained_spans(reference, window));
@@ -220,15 +282,22 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
         let k = w.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
         let c = r.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
         let mu = c / nr as f64 * nw as f64;
-        let mut z = two_rate_z(k, c, nw as f64, nr as f64);
-        if z < 0.0 && is_error_template(templates.strings.name(tpl)) {
+        let scale = phi.get(&(service, tpl)).copied().unwrap_or(1.0).sqrt();
+        let mut z = two_rate_z(k, c, nw as f64, nr as f64) / scale;
+        let error_level = is_error_template(templates.strings.name(tpl));
+        if z < 0.0 && error_level {
             // Fewer errors than usual is not a fault.
+            continue;
+        }
+        if z > 0.0 && !error_level {
+            // More of a normal line is the request mix, not a fault:
+            // faults add errors and cut normal work short.
             continue;
         }
         if z > 0.0 {
             let nw_own = own.spans.get(&service).copied().unwrap_or(0) as f64;
             let k_own = own.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
-            z = two_rate_z(k_own, c, nw_own, nr as f64).max(0.0);
+            z = (two_rate_z(k_own, c, nw_own, nr as f64) / scale).max(0.0);
         }
         if z.abs() < 1.0 {
             continue;
@@ -426,6 +495,47 @@ fn self_time_shifts(
         o.1.push((v as f64 / median as f64).ln());
         o.2.push(s);
     }
+    // How much the reference's own slices vary (drift through the day,
+    // load), per service and per operation: each reference span's quantile
+    // within its operation's reference, averaged per slice, against the
+    // variance of a mean of uniforms (quasi-likelihood, as for patterns).
+    let mut slices: Map<(u32, u32, i64), (f64, u64)> = Map::default();
+    for s in &reference.spans {
+        let Some(r) = by_op.get(&(s.service, s.operation)) else {
+            continue;
+        };
+        let v = s.self_ns.max(1);
+        let lo = r.partition_point(|&x| x < v);
+        let hi = r.partition_point(|&x| x <= v);
+        let u = ((lo + hi) as f64 / 2.0 + 0.5) / (r.len() as f64 + 1.0);
+        let e = slices
+            .entry((s.service, s.operation, s.start_ns.div_euclid(SLICE_NS)))
+            .or_default();
+        e.0 += u;
+        e.1 += 1;
+    }
+    let mut op_chi: Map<(u32, u32), (f64, usize)> = Map::default();
+    let mut service_slices: Map<(u32, i64), (f64, u64)> = Map::default();
+    for (&(service, op, slice), &(usum, n)) in &slices {
+        let mean = usum / n as f64;
+        let e = op_chi.entry((service, op)).or_default();
+        e.0 += 12.0 * n as f64 * (mean - 0.5).powi(2);
+        e.1 += 1;
+        let s = service_slices.entry((service, slice)).or_default();
+        s.0 += usum;
+        s.1 += n;
+    }
+    let mut service_chi: Map<u32, (f64, usize)> = Map::default();
+    for (&(service, _), &(usum, n)) in &service_slices {
+        let mean = usum / n as f64;
+        let e = service_chi.entry(service).or_default();
+        e.0 += 12.0 * n as f64 * (mean - 0.5).powi(2);
+        e.1 += 1;
+    }
+    let phi = |chi: Option<&(f64, usize)>| match chi {
+        Some(&(c, k)) if k >= 3 => (c / (k - 1) as f64).max(1.0).sqrt(),
+        _ => 1.0,
+    };
     // Per service: pooled sums, and the best operation.
     let mut services: Map<u32, ServiceShift> = Map::default();
     for (&(service, op), (usum, logs, _)) in &per_op {
@@ -433,7 +543,8 @@ fn self_time_shifts(
         e.0 += usum;
         e.1.extend_from_slice(logs);
         e.2 += 1;
-        let score = shift_score(*usum, logs.len(), &mut logs.clone());
+        let score =
+            shift_score(*usum, logs.len(), &mut logs.clone()) / phi(op_chi.get(&(service, op)));
         if e.3.is_none_or(|(best, _)| score > best) {
             e.3 = Some((score, op));
         }
@@ -441,7 +552,7 @@ fn self_time_shifts(
     let mut out = Vec::new();
     for (service, (usum, mut logs, ops, best)) in services {
         let n = logs.len();
-        let pooled = shift_score(usum, n, &mut logs);
+        let pooled = shift_score(usum, n, &mut logs) / phi(service_chi.get(&service));
         let Some((op_score, op)) = best else { continue };
         let corrected = op_score - (2.0 * (ops as f64).ln()).sqrt();
         let score = pooled.max(corrected);
