@@ -346,6 +346,7 @@ mod tests {
                     },
                     &config,
                 );
+                assert_evidence_exists(&rca, &store, &tenant, signals);
                 (incident, anomalies, rca)
             })
             .collect();
@@ -444,6 +445,70 @@ mod tests {
                 describe(&incidents)
             );
         }
+    }
+
+    /// Every trace id an RCA cites is a trace in the span store, and every
+    /// signal it cites is one of `signals`.
+    fn assert_evidence_exists(
+        rca: &RcaReport,
+        store: &causeway_store::SpanStore,
+        tenant: &TenantId,
+        signals: &[Signal],
+    ) {
+        use arrow_array::Array;
+        use causeway_model::Evidence;
+        let batches = store
+            .scan(tenant, i64::MIN, i64::MAX, &["trace_id"])
+            .expect("scan");
+        let mut stored = std::collections::HashSet::new();
+        for b in &batches {
+            let ids = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow_array::FixedSizeBinaryArray>()
+                .expect("trace ids");
+            for i in 0..ids.len() {
+                stored.insert(
+                    ids.value(i)
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
+                );
+            }
+        }
+        let evidence = rca
+            .hypotheses
+            .iter()
+            .flat_map(|h| h.evidence.iter().chain(h.change.iter()))
+            .chain(rca.reports.iter().map(|r| &r.signal));
+        let mut cited = 0;
+        for e in evidence {
+            let traces: &[String] = match e {
+                Evidence::EventPattern { trace_ids, .. }
+                | Evidence::ErrorOrigin { trace_ids, .. }
+                | Evidence::SelfTime { trace_ids, .. }
+                | Evidence::VersionChange { trace_ids, .. } => trace_ids,
+                Evidence::Signal { external_id, .. } => {
+                    assert!(
+                        signals.iter().any(|s| &s.external_id == external_id),
+                        "cited signal {external_id} is not stored"
+                    );
+                    &[]
+                }
+                Evidence::Anomaly { .. } => &[],
+            };
+            for t in traces {
+                assert!(
+                    stored.contains(t),
+                    "cited trace {t} is not in the span store"
+                );
+                cited += 1;
+            }
+        }
+        assert!(
+            rca.hypotheses.is_empty() || cited > 0,
+            "hypotheses cite no trace: {rca:?}"
+        );
     }
 
     /// An incident, its anomalies and its RCA.

@@ -227,6 +227,12 @@ impl RcaService {
         .map_err(|e| RcaError::Store(e.to_string()))?
     }
 
+    /// Stores `report` for `tenant` as the service would (imports, tests).
+    pub async fn put(&self, tenant: &TenantId, report: RcaReport) -> Result<(), RcaError> {
+        let t = tenant.clone();
+        self.with_store(move |db| db.put(&t, &report)).await
+    }
+
     /// Reports of `tenant` with onset in `[from_ns, to_ns)`, newest first.
     pub async fn list(
         &self,

@@ -68,6 +68,7 @@ struct Api {
     router: axum::Router,
     data: mpsc::Sender<QueuedBatch>,
     ready: Arc<Readiness>,
+    rca: Arc<crate::rca::RcaService>,
 }
 
 fn api() -> Api {
@@ -98,6 +99,12 @@ fn api() -> Api {
         .get_or_create(&vec![("kind".into(), "process".into())])
         .inc();
     let ready = Arc::new(Readiness::default());
+    let rca = Arc::new(crate::rca::RcaService::new(
+        QueryHandle::new(qtx.clone()),
+        causeway_store::DuckDbReports::in_memory().expect("reports"),
+        None,
+        Default::default(),
+    ));
     let state = Arc::new(ApiState {
         auth: Arc::new(Authenticator::new(&[
             key("acme", "ka"),
@@ -108,13 +115,14 @@ fn api() -> Api {
         registry: Arc::new(registry),
         ready: Arc::clone(&ready),
         signals: Some(Arc::new(hub(&dir))),
-        rca: None,
+        rca: Some(Arc::clone(&rca)),
         known: Arc::new(causeway_connectors::NoServices),
     });
     Api {
         router: router(state),
         data,
         ready,
+        rca,
     }
 }
 
@@ -647,4 +655,139 @@ async fn webhooks_are_verified_and_signals_are_tenant_scoped() {
     assert_eq!(v["signals"][0]["services"][0], "checkout");
     let (_, body) = get(&api, "/api/v1/signals?kind=deploy", Some("ka")).await;
     assert_eq!(body, r#"{"signals":[]}"#, "acme has no deploys");
+}
+
+fn sample_report(id: u64, tenant: &str) -> causeway_model::RcaReport {
+    use causeway_model::rca::{CauseKind, Evidence, Hypothesis, RcaReport};
+    RcaReport {
+        id,
+        tenant: tenant.into(),
+        incident: id,
+        window_start_ns: 1_700_000_000_000_000_000,
+        window_end_ns: 1_700_000_180_000_000_000,
+        reference_spans: 1000,
+        reference_seconds: 1800,
+        summary: "Most likely checkout, caused by a deploy.".into(),
+        narrative: "The incident began ...".into(),
+        narrative_by: "template".into(),
+        hypotheses: vec![Hypothesis {
+            rank: 1,
+            service: "checkout".into(),
+            operation: Some("PlaceOrder".into()),
+            cause: CauseKind::CodeError,
+            confidence: 0.9,
+            score: 7.5,
+            change: None,
+            evidence: vec![Evidence::ErrorOrigin {
+                service: "checkout".into(),
+                operation: "PlaceOrder".into(),
+                observed: 40.0,
+                expected: 0.5,
+                score: 7.5,
+                trace_ids: vec!["0af7651916cd43dd8448eb211c80319c".into()],
+            }],
+        }],
+        impacted_services: vec!["checkout".into(), "frontend".into()],
+        reports: Vec::new(),
+        timeline: Vec::new(),
+        next_steps: vec!["Open the example traces.".into()],
+        feedback: Vec::new(),
+        computed_ns: 1_700_000_200_000_000_000,
+    }
+}
+
+#[tokio::test]
+async fn rca_reports_are_tenant_scoped_render_as_markdown_and_take_feedback() {
+    let api = api();
+    let acme = TenantId::new("acme").expect("tenant");
+    api.rca
+        .put(&acme, sample_report(7, "acme"))
+        .await
+        .expect("put");
+    let range = "from=2023-11-14T00:00:00Z&to=2023-11-16T00:00:00Z";
+
+    // Unauthenticated: refused everywhere.
+    for path in ["/api/v1/rca", "/api/v1/rca/7"] {
+        assert_eq!(
+            get(&api, path, None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+    }
+    let (status, body) = get(&api, &format!("/api/v1/rca?{range}"), Some("ka")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["reports"][0]["id"], "7");
+    assert_eq!(v["reports"][0]["hypotheses"][0]["service"], "checkout");
+    assert_eq!(v["reports"][0]["hypotheses"][0]["cause"], "code_error");
+    assert_eq!(v["reports"][0]["window_start"], "2023-11-14T22:13:20.000Z");
+    // Another tenant sees nothing, and its id reads as unknown (404).
+    let (_, body) = get(&api, &format!("/api/v1/rca?{range}"), Some("kg")).await;
+    assert_eq!(body, r#"{"reports":[]}"#);
+    assert_eq!(
+        get(&api, "/api/v1/rca/7", Some("kg")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&api, "/api/v1/rca/8", Some("ka")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&api, "/api/v1/rca/x", Some("ka")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // A bad time is the caller's error.
+    assert_eq!(
+        get(&api, "/api/v1/rca?from=yesterday", Some("ka")).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Markdown on request.
+    let req = Request::get("/api/v1/rca/7")
+        .header("authorization", "Bearer ka")
+        .header("accept", "text/markdown")
+        .body(Body::empty())
+        .expect("request");
+    let resp = api.router.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("text/markdown"))
+    );
+    let md = resp.into_body().collect().await.expect("body").to_bytes();
+    let md = String::from_utf8_lossy(&md);
+    assert!(md.starts_with("# RCA for incident 7"), "{md}");
+    assert!(
+        md.contains("**checkout**") && md.contains("0af7651916cd43dd8448eb211c80319c"),
+        "{md}"
+    );
+
+    // Feedback: kept on the report; bad rank refused; other tenants 404.
+    let fb = r#"{"rank":1,"confirmed":true,"comment":"rolled back, fixed","by":"sre"}"#;
+    let (status, _, body) = post(&api, "/api/v1/rca/7/feedback", Some("ka"), None, fb).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _, _) = post(
+        &api,
+        "/api/v1/rca/7/feedback",
+        Some("ka"),
+        None,
+        r#"{"rank":9,"confirmed":false}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = post(&api, "/api/v1/rca/7/feedback", Some("kg"), None, fb).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = post(&api, "/api/v1/rca/7/feedback", Some("ka"), None, "{").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (_, body) = get(&api, "/api/v1/rca/7", Some("ka")).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["feedback"][0]["service"], "checkout");
+    assert_eq!(v["feedback"][0]["confirmed"], true);
+    assert_eq!(v["feedback"][0]["comment"], "rolled back, fixed");
 }
