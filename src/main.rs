@@ -4,6 +4,7 @@
 mod app;
 mod config;
 mod connectors_cli;
+mod demo;
 mod nezha;
 mod simulate;
 
@@ -49,6 +50,9 @@ enum Command {
     /// Generate web-shop traffic with a daily cycle and injected faults:
     /// send it to a receiver or write OTLP files, plus the ground truth.
     Simulate(simulate::SimulateArgs),
+    /// A bad deploy in a simulated web shop, through the whole pipeline,
+    /// and the RCA it gets (about a minute).
+    Demo(demo::DemoArgs),
     /// Read-only connectors (GitHub, Jira, Slack, …): check credentials,
     /// sync, seal credentials.
     Connectors {
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay(args),
         Command::Nezha { command } => nezha::run(command),
         Command::Simulate(args) => simulate::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Connectors { command } => {
             nezha::init_logging();
             connectors_cli::run(command)

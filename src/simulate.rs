@@ -9,6 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use causeway_benches::{Fault, FaultKind, HttpSender, SimConfig, Simulator};
+use causeway_correlator::spans::Interner;
+use causeway_correlator::{CorrelatorConfig, Input, StoreSource, analyze, excluded_ranges, gather};
+use causeway_model::{Anomaly, Incident, RcaReport, Signal, TenantId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::json;
@@ -259,21 +262,105 @@ pub(crate) fn ground_truth(cfg: &SimConfig) -> serde_json::Value {
     })
 }
 
+/// An incident, its anomalies and its RCA.
+pub(crate) type Analysed = (Incident, Vec<Anomaly>, RcaReport);
+
+/// Runs a simulation through the same pipeline as `serve` (in a scratch
+/// data directory, in event time) and analyses every incident as `serve`'s
+/// correlator does, given `signals` (as connectors would have stored them).
+/// `check` sees each report with the span store before it is removed.
+pub(crate) fn analysed_with(
+    cfg: SimConfig,
+    signals: &[Signal],
+    check: &dyn Fn(&RcaReport, &causeway_store::SpanStore, &TenantId),
+) -> anyhow::Result<Vec<Analysed>> {
+    static SCRATCH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "causeway-sim-{}-{}",
+        std::process::id(),
+        SCRATCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let outcome = analyse_in(&dir, cfg, signals, check);
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+fn analyse_in(
+    dir: &Path,
+    cfg: SimConfig,
+    signals: &[Signal],
+    check: &dyn Fn(&RcaReport, &causeway_store::SpanStore, &TenantId),
+) -> anyhow::Result<Vec<Analysed>> {
+    let tenant = TenantId::new("sim").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let mut config = crate::config::Config::default();
+        config.storage.data_dir = dir.to_owned();
+        let mut session = crate::app::Session::start(&config, tenant.clone())?;
+        let mut sim = Simulator::new(cfg);
+        while let Some((_, req)) = sim.next_step() {
+            if !req.resource_spans.is_empty() {
+                session
+                    .submit(bytes::Bytes::from(req.encode_to_vec()), "sim")
+                    .await;
+            }
+        }
+        session.finish().await
+    })?;
+    if let Some(e) = report.errors.first() {
+        anyhow::bail!("the pipeline refused a request: {e}");
+    }
+    let store = causeway_store::SpanStore::open(&dir.join("spans"), Default::default())
+        .context("opening the span store")?;
+    let config = CorrelatorConfig::default();
+    let all: Vec<Incident> = report.incidents.iter().map(|(i, _)| i.clone()).collect();
+    let mut out = Vec::new();
+    for (incident, anomalies) in report.incidents {
+        let mut strings = Interner::default();
+        let (window, reference) = gather(
+            &StoreSource(&store, &tenant),
+            &incident,
+            &excluded_ranges(&incident, &all),
+            &config,
+            &mut strings,
+        )?;
+        let rca = analyze(
+            Input {
+                tenant: &tenant,
+                incident: &incident,
+                anomalies: &anomalies,
+                window,
+                reference,
+                strings,
+                signals,
+                now_ns: incident.updated_ns,
+            },
+            &config,
+        );
+        check(&rca, &store, &tenant);
+        out.push((incident, anomalies, rca));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use causeway_correlator::spans::Interner;
-    use causeway_correlator::{
-        CorrelatorConfig, Input, StoreSource, analyze, excluded_ranges, gather,
-    };
-    use causeway_model::{Anomaly, CauseKind, Incident, RcaReport, Signal, SignalKind, TenantId};
+    use causeway_model::{CauseKind, SignalKind};
 
     use super::*;
-    use crate::app::Session;
-    use crate::config::Config;
 
-    static SCRATCH: AtomicUsize = AtomicUsize::new(0);
+    /// [`analysed_with`], checking that every cited trace and signal exists.
+    fn analysed(cfg: SimConfig, signals: &[Signal]) -> Vec<Analysed> {
+        analysed_with(cfg, signals, &|rca, store, tenant| {
+            assert_evidence_exists(rca, store, tenant, signals)
+        })
+        .expect("simulation")
+    }
 
     /// Runs a simulation through the same pipeline as `serve` and returns
     /// the incidents found, with their anomalies.
@@ -282,77 +369,6 @@ mod tests {
             .into_iter()
             .map(|(i, a, _)| (i, a))
             .collect()
-    }
-
-    /// As [`incidents_of`], with the RCA report of each incident, given
-    /// `signals` (as connectors would have stored them).
-    fn analysed(cfg: SimConfig, signals: &[Signal]) -> Vec<Analysed> {
-        let dir = std::env::temp_dir().join(format!(
-            "causeway-sim-{}-{}",
-            std::process::id(),
-            SCRATCH.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let report = runtime.block_on(async {
-            let mut config = Config::default();
-            config.storage.data_dir = dir.clone();
-            let mut session =
-                Session::start(&config, TenantId::new("sim").expect("tenant")).expect("session");
-            let mut sim = Simulator::new(cfg);
-            while let Some((_, req)) = sim.next_step() {
-                if !req.resource_spans.is_empty() {
-                    session
-                        .submit(bytes::Bytes::from(req.encode_to_vec()), "sim")
-                        .await;
-                }
-            }
-            session.finish().await.expect("finish")
-        });
-        assert!(report.errors.is_empty(), "{:?}", report.errors);
-        assert!(report.spans > 0);
-        let store = causeway_store::SpanStore::open(&dir.join("spans"), Default::default())
-            .expect("span store");
-        let tenant = TenantId::new("sim").expect("tenant");
-        let config = CorrelatorConfig::default();
-        let all: Vec<Incident> = report.incidents.iter().map(|(i, _)| i.clone()).collect();
-        let out = report
-            .incidents
-            .into_iter()
-            .map(|(incident, anomalies)| {
-                let mut strings = Interner::default();
-                let (window, reference) = gather(
-                    &StoreSource(&store, &tenant),
-                    &incident,
-                    &excluded_ranges(&incident, &all),
-                    &config,
-                    &mut strings,
-                )
-                .expect("gather");
-                let rca = analyze(
-                    Input {
-                        tenant: &tenant,
-                        incident: &incident,
-                        anomalies: &anomalies,
-                        window,
-                        reference,
-                        strings,
-                        signals,
-                        now_ns: incident.updated_ns,
-                    },
-                    &config,
-                );
-                assert_evidence_exists(&rca, &store, &tenant, signals);
-                (incident, anomalies, rca)
-            })
-            .collect();
-        drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
-        out
     }
 
     fn describe(incidents: &[(Incident, Vec<Anomaly>)]) -> String {
@@ -510,9 +526,6 @@ mod tests {
             "hypotheses cite no trace: {rca:?}"
         );
     }
-
-    /// An incident, its anomalies and its RCA.
-    type Analysed = (Incident, Vec<Anomaly>, RcaReport);
 
     /// The first incident from the fault's start on.
     fn first_hit(runs: &[Analysed], begin: i64) -> Option<&Analysed> {

@@ -330,7 +330,13 @@ pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
             .first()
             .filter(|m| m.score >= config.min_change_score)
         {
+            let own = matches!(
+                &m.evidence,
+                Evidence::Signal { matched, .. } if matched.first().is_some_and(|w| w == "service")
+            );
             cause = match m.kind {
+                // A change of a neighbour: the dependency changed.
+                _ if !own => CauseKind::Dependency,
                 causeway_model::SignalKind::Deploy | causeway_model::SignalKind::Release => {
                     CauseKind::Deploy
                 }
