@@ -701,6 +701,29 @@ mod tests {
         }
     }
 
+    impl Gen {
+        /// `n` requests from `start`, one every `every` ns (see `request`).
+        fn requests(
+            &mut self,
+            n: i64,
+            start: i64,
+            every: i64,
+            fault: impl Fn(i64) -> bool,
+            db_factor: i64,
+        ) -> SpanSet {
+            let mut spans = Vec::new();
+            for i in 0..n {
+                spans.extend(self.request(start + i * every, fault(i), db_factor));
+            }
+            set(spans)
+        }
+
+        /// Five minutes of healthy traffic from 0, one request a second.
+        fn healthy_reference(&mut self) -> SpanSet {
+            self.requests(300, 0, 1_000_000_000, |_| false, 1)
+        }
+    }
+
     fn set(mut spans: Vec<SpanRec>) -> SpanSet {
         crate::spans::compute_self_times(&mut spans);
         SpanSet { spans }
@@ -709,16 +732,9 @@ mod tests {
     #[test]
     fn a_vanished_log_line_points_at_the_service_whose_code_changed() {
         let mut g = Gen::new();
-        let mut reference = Vec::new();
-        for i in 0..300 {
-            reference.extend(g.request(i * 1_000_000_000, false, 1));
-        }
-        let mut window = Vec::new();
-        for i in 0..100 {
-            // Half the requests hit the fault.
-            window.extend(g.request(400_000_000_000 + i * 1_000_000_000, i % 2 == 0, 1));
-        }
-        let (r, w) = (set(reference), set(window));
+        let r = g.healthy_reference();
+        // Half the requests hit the fault.
+        let w = g.requests(100, 400_000_000_000, 1_000_000_000, |i| i % 2 == 0, 1);
         let ranked = localize(&r, &w, &mut g.strings);
         assert_eq!(ranked[0].service, "checkout", "{ranked:#?}");
         let Evidence::EventPattern {
@@ -741,16 +757,10 @@ mod tests {
     #[test]
     fn healthy_traffic_at_another_rate_points_nowhere() {
         let mut g = Gen::new();
-        let mut reference = Vec::new();
-        for i in 0..300 {
-            reference.extend(g.request(i * 1_000_000_000, false, 1));
-        }
-        let mut window = Vec::new();
+        let r = g.healthy_reference();
         // Three times the load, same behaviour.
-        for i in 0..300 {
-            window.extend(g.request(400_000_000_000 + i * 333_000_000, false, 1));
-        }
-        let ranked = localize(&set(reference), &set(window), &mut g.strings);
+        let w = g.requests(300, 400_000_000_000, 333_000_000, |_| false, 1);
+        let ranked = localize(&r, &w, &mut g.strings);
         assert!(
             ranked.iter().all(|c| c.score < 3.0),
             "no strong evidence on healthy traffic: {ranked:#?}"
@@ -760,15 +770,9 @@ mod tests {
     #[test]
     fn a_saturated_service_shows_in_its_self_time_not_its_callers() {
         let mut g = Gen::new();
-        let mut reference = Vec::new();
-        for i in 0..300 {
-            reference.extend(g.request(i * 1_000_000_000, false, 1));
-        }
-        let mut window = Vec::new();
-        for i in 0..60 {
-            window.extend(g.request(400_000_000_000 + i * 1_000_000_000, false, 4));
-        }
-        let ranked = localize(&set(reference), &set(window), &mut g.strings);
+        let r = g.healthy_reference();
+        let w = g.requests(60, 400_000_000_000, 1_000_000_000, |_| false, 4);
+        let ranked = localize(&r, &w, &mut g.strings);
         assert_eq!(ranked[0].service, "db", "{ranked:#?}");
         assert!(matches!(ranked[0].evidence[0], Evidence::SelfTime { .. }));
         // checkout's duration grew too, but not its self time.

@@ -61,19 +61,16 @@ impl std::fmt::Debug for DuckDbStore {
 impl DuckDbStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let conn = Connection::open(path)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn: crate::open::connect(Some(path), SCHEMA)?,
+        })
     }
 
     /// An in-memory database (tests).
     pub fn in_memory() -> Result<Self> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn: crate::open::connect(None, SCHEMA)?,
+        })
     }
 }
 

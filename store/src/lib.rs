@@ -18,6 +18,7 @@
 
 mod duck;
 mod error;
+mod open;
 mod reports;
 mod signals;
 mod spans;

@@ -114,19 +114,16 @@ fn now_ns() -> i64 {
 impl DuckDbSignals {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let conn = Connection::open(path)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn: crate::open::connect(Some(path), SCHEMA)?,
+        })
     }
 
     /// An in-memory store (tests, `connectors check`).
     pub fn in_memory() -> Result<Self> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn: crate::open::connect(None, SCHEMA)?,
+        })
     }
 
     /// Inserts or replaces `signals` and, in the same transaction, moves
