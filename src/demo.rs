@@ -44,9 +44,17 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
     }
 }
 
-fn signal(kind: SignalKind, id: &str, title: &str, at_ns: i64, services: &[&str]) -> Signal {
+/// A signal of the simulation's tenant as a connector would store it.
+pub(crate) fn signal(
+    source: &str,
+    kind: SignalKind,
+    id: &str,
+    title: &str,
+    at_ns: i64,
+    services: &[&str],
+) -> Signal {
     let tenant = TenantId::new("sim").unwrap_or_else(|_| unreachable!("a valid literal"));
-    let mut s = Signal::new(&tenant, kind, "demo", id.to_owned(), at_ns);
+    let mut s = Signal::new(&tenant, kind, source, id.to_owned(), at_ns);
     title.clone_into(&mut s.title);
     s.services = services.iter().map(|x| (*x).to_owned()).collect();
     s.url = Some(format!("https://example.test/{id}"));
@@ -66,6 +74,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<String> {
     };
     let signals = vec![
         signal(
+            "demo",
             SignalKind::Deploy,
             "deploy-1842",
             &format!("Deploy {} 9.9.9-rc1", args.service),
@@ -73,6 +82,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<String> {
             &[&args.service],
         ),
         signal(
+            "demo",
             SignalKind::Deploy,
             "deploy-1841",
             &format!("Deploy {decoy} 2.4.0"),
@@ -80,6 +90,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<String> {
             &[decoy],
         ),
         signal(
+            "demo",
             SignalKind::Ticket,
             "SUP-311",
             &format!(

@@ -592,17 +592,7 @@ mod tests {
 
     /// A signal as a connector would store it.
     fn signal(kind: SignalKind, id: &str, title: &str, at_ns: i64, services: &[&str]) -> Signal {
-        let mut s = Signal::new(
-            &TenantId::new("sim").expect("tenant"),
-            kind,
-            "github",
-            id.to_owned(),
-            at_ns,
-        );
-        title.clone_into(&mut s.title);
-        s.services = services.iter().map(|x| (*x).to_owned()).collect();
-        s.url = Some(format!("https://example.test/{id}"));
-        s
+        crate::demo::signal("github", kind, id, title, at_ns, services)
     }
 
     #[test]

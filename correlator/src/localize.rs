@@ -443,6 +443,14 @@ fn pattern_examples(
 /// and its best operation's (score, id).
 type ServiceShift = (f64, Vec<f64>, usize, Option<(f64, u32)>);
 
+/// The mid-rank quantile of `v` in the sorted `reference`, in (0, 1):
+/// uniform when `v` comes from the same distribution.
+fn quantile(reference: &[i64], v: i64) -> f64 {
+    let lo = reference.partition_point(|&x| x < v);
+    let hi = reference.partition_point(|&x| x <= v);
+    ((lo + hi) as f64 / 2.0 + 0.5) / (reference.len() as f64 + 1.0)
+}
+
 /// z-score of a mean of `n` mid-rank quantiles against uniform, times
 /// the effect weight (full from a doubling of the median).
 fn shift_score(quantile_sum: f64, n: usize, log_ratios: &mut [f64]) -> f64 {
@@ -486,9 +494,7 @@ fn self_time_shifts(
             continue;
         };
         let v = s.self_ns.max(1);
-        let lo = r.partition_point(|&x| x < v);
-        let hi = r.partition_point(|&x| x <= v);
-        let u = ((lo + hi) as f64 / 2.0 + 0.5) / (r.len() as f64 + 1.0);
+        let u = quantile(r, v);
         let median = r[r.len() / 2];
         let o = per_op.entry((s.service, s.operation)).or_default();
         o.0 += u;
@@ -504,10 +510,7 @@ fn self_time_shifts(
         let Some(r) = by_op.get(&(s.service, s.operation)) else {
             continue;
         };
-        let v = s.self_ns.max(1);
-        let lo = r.partition_point(|&x| x < v);
-        let hi = r.partition_point(|&x| x <= v);
-        let u = ((lo + hi) as f64 / 2.0 + 0.5) / (r.len() as f64 + 1.0);
+        let u = quantile(r, s.self_ns.max(1));
         let e = slices
             .entry((s.service, s.operation, s.start_ns.div_euclid(SLICE_NS)))
             .or_default();
