@@ -1,5 +1,6 @@
 //! The correlator's settings (`processors.correlator` in the config).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -42,6 +43,72 @@ pub struct CorrelatorConfig {
     /// Re-analyse an open incident at most this often.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// An LLM that rewrites the narrative from the evidence (optional;
+    /// the template narrative stays when it is off, slow or failing).
+    pub llm: Option<LlmConfig>,
+}
+
+/// Which API the LLM endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlmProvider {
+    /// OpenAI-compatible chat completions (`POST {endpoint}/chat/completions`):
+    /// OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM ...
+    Openai,
+    /// Vertex AI Gemini (`POST {endpoint}/{model}:generateContent`, with
+    /// `endpoint` =
+    /// `https://REGION-aiplatform.googleapis.com/v1/projects/P/locations/REGION/publishers/google/models`).
+    Vertex,
+}
+
+/// Where a credential comes from (never inline in the config).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeyRef {
+    /// An environment variable.
+    Env(String),
+    /// A file (its content, trimmed).
+    File(PathBuf),
+}
+
+impl KeyRef {
+    /// The value; the error names the reference, never the value.
+    pub fn resolve(&self) -> std::result::Result<String, String> {
+        let v = match self {
+            KeyRef::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?,
+            KeyRef::File(path) => {
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+        };
+        let v = v.trim().to_owned();
+        if v.is_empty() {
+            return Err("the credential is empty".to_owned());
+        }
+        Ok(v)
+    }
+}
+
+/// `processors.correlator.llm`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// The API it speaks.
+    pub provider: LlmProvider,
+    /// Base URL (see [`LlmProvider`]).
+    pub endpoint: String,
+    /// Model name.
+    pub model: String,
+    /// Bearer token (OpenAI API key, Google access token).
+    #[serde(default)]
+    pub api_key: Option<KeyRef>,
+    /// The whole call at most this long, then the template stays.
+    #[serde(default = "default_llm_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_llm_timeout() -> Duration {
+    Duration::from_secs(20)
 }
 
 impl Default for CorrelatorConfig {
@@ -59,6 +126,7 @@ impl Default for CorrelatorConfig {
             report_lookback: Duration::from_secs(3600),
             reports: 5,
             interval: Duration::from_secs(60),
+            llm: None,
         }
     }
 }
@@ -109,6 +177,17 @@ impl CorrelatorConfig {
         }
         if self.min_change_score.is_nan() || self.min_change_score < 0.0 {
             out.push("correlator.min_change_score must be a number >= 0".to_owned());
+        }
+        if let Some(llm) = &self.llm {
+            if !(llm.endpoint.starts_with("http://") || llm.endpoint.starts_with("https://")) {
+                out.push("correlator.llm.endpoint must be an http(s) URL".to_owned());
+            }
+            if llm.model.trim().is_empty() {
+                out.push("correlator.llm.model must be set".to_owned());
+            }
+            if llm.timeout.is_zero() {
+                out.push("correlator.llm.timeout must be positive".to_owned());
+            }
         }
         out
     }

@@ -293,6 +293,51 @@ pub fn build(p: Parts<'_>) -> RcaReport {
     }
 }
 
+/// The instructions an LLM narrator gets.
+pub const LLM_INSTRUCTIONS: &str = "You explain incidents to on-call engineers. Using ONLY the \
+evidence below (no outside knowledge, no guesses beyond it), write 3 to 5 plain sentences: \
+what broke, where it most likely started and why, what changed before it, and what to check \
+first. Name services, operations, versions, commits and tickets exactly as given. If the \
+evidence is weak, say so.";
+
+/// What an LLM narrator sees: the report's findings and evidence, in
+/// words, and nothing else (no raw spans, no signal bodies).
+pub fn llm_evidence(r: &RcaReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Summary: {}", r.summary);
+    let _ = writeln!(
+        s,
+        "Window: {} to {}; impacted services: {}",
+        rfc3339(r.window_start_ns),
+        rfc3339(r.window_end_ns),
+        r.impacted_services.join(", ")
+    );
+    for h in &r.hypotheses {
+        let _ = writeln!(
+            s,
+            "Hypothesis {}: {}{} — {} (confidence {:.0}%)",
+            h.rank,
+            h.service,
+            h.operation
+                .as_deref()
+                .map(|o| format!(" {o}"))
+                .unwrap_or_default(),
+            h.cause.describe(),
+            h.confidence * 100.0
+        );
+        for e in &h.evidence {
+            let _ = writeln!(s, "  evidence: {}", describe_evidence(e));
+        }
+    }
+    for l in &r.reports {
+        let _ = writeln!(s, "Reported: {}", describe_evidence(&l.signal));
+    }
+    for t in &r.timeline {
+        let _ = writeln!(s, "Timeline: {} {}", rfc3339(t.time_ns), t.what);
+    }
+    s
+}
+
 /// The report as Markdown.
 pub fn markdown(r: &RcaReport) -> String {
     let mut s = String::new();

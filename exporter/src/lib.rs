@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod config;
+pub mod narrative;
 pub mod rca;
 
 /// Component name, used in config.

@@ -42,6 +42,8 @@ pub struct RcaService {
     reports: Arc<Mutex<DuckDbReports>>,
     signals: Option<Arc<SignalHub>>,
     config: CorrelatorConfig,
+    /// Rewrites narratives, when an LLM is configured.
+    narrator: Option<crate::narrative::Narrator>,
     /// (tenant, incident) → the incident's `updated_ns` last analysed.
     analysed: Mutex<HashMap<(TenantId, u64), i64>>,
 }
@@ -60,11 +62,22 @@ impl RcaService {
         signals: Option<Arc<SignalHub>>,
         config: CorrelatorConfig,
     ) -> Self {
+        let narrator = config
+            .llm
+            .clone()
+            .and_then(|llm| match crate::narrative::Narrator::new(llm) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::error!(error = %e, "LLM narrator unavailable; template narratives only");
+                    None
+                }
+            });
         Self {
             processor,
             reports: Arc::new(Mutex::new(reports)),
             signals,
             config,
+            narrator,
             analysed: Mutex::new(HashMap::new()),
         }
     }
@@ -166,7 +179,6 @@ impl RcaService {
             let excluded = excluded_ranges(&incident, &incidents);
             let config = self.config.clone();
             let tenant_c = tenant.clone();
-            let reports = Arc::clone(&self.reports);
             let updated = incident.updated_ns;
             let id = incident.id;
             // Reading Parquet and ranking are CPU and disk work: off the
@@ -180,7 +192,7 @@ impl RcaService {
                 let (window, reference) =
                     gather(&listing, &incident, &excluded, &config, &mut strings)
                         .map_err(|e| RcaError::Store(e.to_string()))?;
-                let report = analyze(
+                Ok(analyze(
                     Input {
                         tenant: &tenant_c,
                         incident: &incident,
@@ -192,16 +204,17 @@ impl RcaService {
                         now_ns: now_ns(),
                     },
                     &config,
-                );
-                reports
-                    .lock()
-                    .map_err(|_| RcaError::Store("report store lock poisoned".into()))?
-                    .put(&tenant_c, &report)
-                    .map_err(|e| RcaError::Store(e.to_string()))?;
-                Ok(report)
+                ))
             })
             .await
             .map_err(|e| RcaError::Store(format!("RCA task failed: {e}")))??;
+            let mut outcome = outcome;
+            if let Some(n) = &self.narrator {
+                n.apply(&mut outcome).await;
+            }
+            let stored = outcome.clone();
+            let t = tenant.clone();
+            self.with_store(move |db| db.put(&t, &stored)).await?;
             tracing::debug!(%tenant, incident = id, summary = %outcome.summary, "RCA report written");
             self.analysed
                 .lock()
