@@ -702,4 +702,70 @@ mod tests {
         }
         assert!(right >= 9, "{right}/10 right:\n{}", failures.join("\n"));
     }
+
+    /// `serve`'s RCA service, asking the processor for incidents and span
+    /// snapshots (files and buffered batches) as it does in production.
+    #[test]
+    fn the_rca_service_reports_a_bad_deploy_from_processor_snapshots() {
+        let start_ns = SimConfig::default().start_ns + 9 * 3_600_000_000_000;
+        let fault = Fault::parse("bad-deploy:payment@20m", start_ns).expect("fault");
+        let dir = std::env::temp_dir().join(format!("causeway-rca-svc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let reports = runtime.block_on(async {
+            let mut config = crate::config::Config::default();
+            config.storage.data_dir = dir.clone();
+            let tenant = TenantId::new("sim").expect("tenant");
+            let mut session = crate::app::Session::start(&config, tenant.clone()).expect("session");
+            let mut sim = Simulator::new(SimConfig {
+                seed: 4,
+                start_ns,
+                duration: Duration::from_secs(24 * 60),
+                rate: 10.0,
+                faults: vec![fault],
+                ..SimConfig::default()
+            });
+            while let Some((_, req)) = sim.next_step() {
+                if !req.resource_spans.is_empty() {
+                    session
+                        .submit(bytes::Bytes::from(req.encode_to_vec()), "sim")
+                        .await;
+                }
+            }
+            let service = causeway_exporter::rca::RcaService::new(
+                session.queries(),
+                causeway_store::DuckDbReports::in_memory().expect("reports"),
+                None,
+                CorrelatorConfig::default(),
+            );
+            let written = service.analyse_all().await.expect("analyse");
+            assert!(written > 0, "no report written");
+            // Nothing changed since: a second pass writes nothing.
+            assert_eq!(service.analyse_all().await.expect("analyse"), 0);
+            let reports = service
+                .list(&tenant, i64::MIN, i64::MAX, 0)
+                .await
+                .expect("list");
+            session.finish().await.expect("finish");
+            reports
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let at = i64::try_from(start_ns).expect("fits") + 20 * 60_000_000_000;
+        let report = reports
+            .iter()
+            .find(|r| r.window_start_ns >= at - 10_000_000_000)
+            .expect("a report for the fault's incident");
+        assert_eq!(
+            report.hypotheses.first().map(|h| h.service.as_str()),
+            Some("payment"),
+            "{}",
+            causeway_correlator::report::markdown(report)
+        );
+        assert_eq!(report.hypotheses[0].cause, CauseKind::Deploy);
+        assert!(report.reference_spans > 0);
+    }
 }

@@ -122,6 +122,13 @@ impl Session {
         }
     }
 
+    /// The processor's query handle (what `serve`'s API and RCA service
+    /// ask).
+    #[cfg(test)]
+    pub(crate) fn queries(&self) -> causeway_processor::QueryHandle {
+        self.queries.clone()
+    }
+
     /// Waits until everything submitted is processed, collects the
     /// incidents found, and stops the processor (final checkpoint).
     pub(crate) async fn finish(mut self) -> anyhow::Result<ReplayReport> {
