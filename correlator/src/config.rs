@@ -118,7 +118,7 @@ impl Default for CorrelatorConfig {
             reference: Duration::from_secs(30 * 60),
             lookback: Duration::from_secs(24 * 3600),
             guard: Duration::from_secs(30),
-            reference_max_spans: 2_000_000,
+            reference_max_spans: 500_000,
             hypotheses: 5,
             change_lookback: Duration::from_secs(24 * 3600),
             change_half_life: Duration::from_secs(3600),

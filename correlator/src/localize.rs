@@ -440,8 +440,11 @@ fn pattern_examples(
 }
 
 /// A service's pooled quantile sum and log ratios, its operation count,
-/// and its best operation's (score, id).
-type ServiceShift = (f64, Vec<f64>, usize, Option<(f64, u32)>);
+/// and its best operation's (score, (attributed service, own service, operation)).
+type ServiceShift = (f64, Vec<f64>, usize, Option<(f64, OpKey)>);
+
+/// (attributed service, own service, operation).
+type OpKey = (u32, u32, u32);
 
 /// The mid-rank quantile of `v` in the sorted `reference`, in (0, 1):
 /// uniform when `v` comes from the same distribution.
@@ -467,6 +470,15 @@ fn shift_score(quantile_sum: f64, n: usize, log_ratios: &mut [f64]) -> f64 {
     z * (effect / std::f64::consts::LN_2).min(1.0)
 }
 
+/// Whom a span's self time is evidence about: a span whose child runs in
+/// another service (a client span and its server span) spends its self
+/// time waiting outside the callee's span, on the callee's network or in
+/// its queue, so it counts for the callee; any other span for its own
+/// service.
+fn attributed(s: &SpanRec) -> u32 {
+    s.remote_child.unwrap_or(s.service)
+}
+
 /// Per service, the self-time shift (see the module docs): pooled over
 /// all its operations (a saturated service slows everything), and per
 /// operation (a slow code path), the latter less the expected maximum of
@@ -488,7 +500,8 @@ fn self_time_shifts(
     for v in by_op.values_mut() {
         v.sort_unstable();
     }
-    let mut per_op: Map<(u32, u32), OpShift<'_>> = Map::default();
+    // Window spans by (attributed service, own service, operation).
+    let mut per_op: Map<OpKey, OpShift<'_>> = Map::default();
     for s in &window.spans {
         let Some(r) = by_op.get(&(s.service, s.operation)) else {
             continue;
@@ -496,7 +509,9 @@ fn self_time_shifts(
         let v = s.self_ns.max(1);
         let u = quantile(r, v);
         let median = r[r.len() / 2];
-        let o = per_op.entry((s.service, s.operation)).or_default();
+        let o = per_op
+            .entry((attributed(s), s.service, s.operation))
+            .or_default();
         o.0 += u;
         o.1.push((v as f64 / median as f64).ln());
         o.2.push(s);
@@ -505,26 +520,29 @@ fn self_time_shifts(
     // load), per service and per operation: each reference span's quantile
     // within its operation's reference, averaged per slice, against the
     // variance of a mean of uniforms (quasi-likelihood, as for patterns).
-    let mut slices: Map<(u32, u32, i64), (f64, u64)> = Map::default();
+    let mut slices: Map<(OpKey, i64), (f64, u64)> = Map::default();
     for s in &reference.spans {
         let Some(r) = by_op.get(&(s.service, s.operation)) else {
             continue;
         };
         let u = quantile(r, s.self_ns.max(1));
         let e = slices
-            .entry((s.service, s.operation, s.start_ns.div_euclid(SLICE_NS)))
+            .entry((
+                (attributed(s), s.service, s.operation),
+                s.start_ns.div_euclid(SLICE_NS),
+            ))
             .or_default();
         e.0 += u;
         e.1 += 1;
     }
-    let mut op_chi: Map<(u32, u32), (f64, usize)> = Map::default();
+    let mut op_chi: Map<OpKey, (f64, usize)> = Map::default();
     let mut service_slices: Map<(u32, i64), (f64, u64)> = Map::default();
-    for (&(service, op, slice), &(usum, n)) in &slices {
+    for (&(key, slice), &(usum, n)) in &slices {
         let mean = usum / n as f64;
-        let e = op_chi.entry((service, op)).or_default();
+        let e = op_chi.entry(key).or_default();
         e.0 += 12.0 * n as f64 * (mean - 0.5).powi(2);
         e.1 += 1;
-        let s = service_slices.entry((service, slice)).or_default();
+        let s = service_slices.entry((key.0, slice)).or_default();
         s.0 += usum;
         s.1 += n;
     }
@@ -541,36 +559,50 @@ fn self_time_shifts(
     };
     // Per service: pooled sums, and the best operation.
     let mut services: Map<u32, ServiceShift> = Map::default();
-    for (&(service, op), (usum, logs, _)) in &per_op {
-        let e = services.entry(service).or_default();
+    for (&key, (usum, logs, _)) in &per_op {
+        let e = services.entry(key.0).or_default();
         e.0 += usum;
         e.1.extend_from_slice(logs);
         e.2 += 1;
-        let score =
-            shift_score(*usum, logs.len(), &mut logs.clone()) / phi(op_chi.get(&(service, op)));
+        let score = shift_score(*usum, logs.len(), &mut logs.clone()) / phi(op_chi.get(&key));
         if e.3.is_none_or(|(best, _)| score > best) {
-            e.3 = Some((score, op));
+            e.3 = Some((score, key));
         }
     }
     let mut out = Vec::new();
     for (service, (usum, mut logs, ops, best)) in services {
         let n = logs.len();
         let pooled = shift_score(usum, n, &mut logs) / phi(service_chi.get(&service));
-        let Some((op_score, op)) = best else { continue };
+        let Some((op_score, key)) = best else {
+            continue;
+        };
+        let (_, own, op) = key;
         let corrected = op_score - (2.0 * (ops as f64).ln()).sqrt();
         let score = pooled.max(corrected);
         if score < 1.0 {
             continue;
         }
-        let Some((_, _, spans)) = per_op.get(&(service, op)) else {
+        let Some((_, _, spans)) = per_op.get(&key) else {
             continue;
         };
         let mut selfs: Vec<i64> = spans.iter().map(|s| s.self_ns.max(1)).collect();
         selfs.sort_unstable();
         let observed = selfs[selfs.len() / 2] as f64 / 1e6;
         let expected = by_op
-            .get(&(service, op))
+            .get(&(own, op))
             .map_or(0.0, |r| r[r.len() / 2] as f64 / 1e6);
+        let operation = if own == service {
+            strings.name(op).to_owned()
+        } else {
+            // Time a caller waits beyond the callee's own span: the
+            // callee's network, or its queue before it starts working.
+            format!(
+                "{} {} (calls into {}: time outside its spans)",
+                strings.name(own),
+                strings.name(op),
+                strings.name(service)
+            )
+        };
         // The slowest spans are the best examples.
         let mut examples: Vec<&SpanRec> = spans.clone();
         examples.sort_by_key(|s| std::cmp::Reverse(s.self_ns));
@@ -579,7 +611,7 @@ fn self_time_shifts(
             score,
             Evidence::SelfTime {
                 service: strings.name(service).to_owned(),
-                operation: strings.name(op).to_owned(),
+                operation,
                 observed_ms: observed,
                 expected_ms: expected,
                 spans: n as u64,
@@ -604,6 +636,8 @@ mod tests {
     struct Gen {
         strings: Interner,
         next: u64,
+        /// Added to the frontend's wait for checkout (network delay).
+        wire_ns: i64,
     }
 
     impl Gen {
@@ -611,6 +645,7 @@ mod tests {
             Self {
                 strings: Interner::default(),
                 next: 1,
+                wire_ns: 0,
             }
         }
 
@@ -645,6 +680,7 @@ mod tests {
                 events,
                 self_ns: dur,
                 child_error: false,
+                remote_child: None,
             }
         }
 
@@ -662,7 +698,7 @@ mod tests {
                 "frontend",
                 "GET /buy",
                 t,
-                10_000_000,
+                10_000_000 + self.wire_ns,
                 skip_log,
                 if skip_log {
                     &["ERROR request failed"]
@@ -781,6 +817,24 @@ mod tests {
         // checkout's duration grew too, but not its self time.
         let checkout = ranked.iter().find(|c| c.service == "checkout");
         assert!(checkout.is_none_or(|c| c.score < 1.0), "{checkout:?}");
+    }
+
+    #[test]
+    fn network_delay_into_a_service_is_the_callees_not_the_callers() {
+        let mut g = Gen::new();
+        let r = g.healthy_reference();
+        // The frontend now waits 20 ms longer for checkout, whose own span
+        // is unchanged: time on checkout's network or in its queue.
+        g.wire_ns = 20_000_000;
+        let w = g.requests(60, 400_000_000_000, 1_000_000_000, |_| false, 1);
+        let ranked = localize(&r, &w, &mut g.strings);
+        assert_eq!(ranked[0].service, "checkout", "{ranked:#?}");
+        let Evidence::SelfTime { operation, .. } = &ranked[0].evidence[0] else {
+            panic!("self-time evidence expected: {:?}", ranked[0].evidence);
+        };
+        assert!(operation.contains("calls into checkout"), "{operation}");
+        let frontend = ranked.iter().find(|c| c.service == "frontend");
+        assert!(frontend.is_none_or(|c| c.score < 1.0), "{frontend:?}");
     }
 
     #[test]

@@ -75,6 +75,9 @@ pub struct SpanRec {
     pub self_ns: i64,
     /// Some child in the set has status ERROR.
     pub child_error: bool,
+    /// The service of its children in other services, when there is
+    /// exactly one (a client span and the server span it called).
+    pub remote_child: Option<u32>,
 }
 
 /// Spans of one time range, with shared interned strings.
@@ -179,6 +182,7 @@ fn read_batch(b: &RecordBatch, strings: &mut Interner, out: &mut Vec<SpanRec>) -
             events: events[i],
             self_ns: duration.value(i).max(0),
             child_error: false,
+            remote_child: None,
         });
     }
     Ok(())
@@ -197,6 +201,8 @@ pub fn compute_self_times(spans: &mut [SpanRec]) {
     let mut children: HashMap<usize, Vec<(i64, i64)>, foldhash::fast::RandomState> =
         HashMap::default();
     let mut failing = Vec::new();
+    // (parent, child's service) of children in another service.
+    let mut remote: Vec<(usize, u32)> = Vec::new();
     for s in spans.iter() {
         let Some(p) = s.parent else { continue };
         if let Some(&pi) = index.get(&(s.trace, p)) {
@@ -204,10 +210,29 @@ pub fn compute_self_times(spans: &mut [SpanRec]) {
             if s.error {
                 failing.push(pi);
             }
+            remote.push((pi, s.service));
         }
     }
     for pi in failing {
         spans[pi].child_error = true;
+    }
+    // Several services below one span: no single remote child.
+    const AMBIGUOUS: u32 = u32::MAX;
+    for (pi, service) in remote {
+        let parent = &mut spans[pi];
+        if service == parent.service {
+            continue;
+        }
+        parent.remote_child = match parent.remote_child {
+            None => Some(service),
+            Some(s) if s == service => Some(s),
+            Some(_) => Some(AMBIGUOUS),
+        };
+    }
+    for s in spans.iter_mut() {
+        if s.remote_child == Some(AMBIGUOUS) {
+            s.remote_child = None;
+        }
     }
     for (pi, mut intervals) in children {
         let parent = &mut spans[pi];
