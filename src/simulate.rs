@@ -503,7 +503,8 @@ mod tests {
                 Evidence::EventPattern { trace_ids, .. }
                 | Evidence::ErrorOrigin { trace_ids, .. }
                 | Evidence::SelfTime { trace_ids, .. }
-                | Evidence::VersionChange { trace_ids, .. } => trace_ids,
+                | Evidence::VersionChange { trace_ids, .. }
+                | Evidence::NewInstance { trace_ids, .. } => trace_ids,
                 Evidence::Signal { external_id, .. } => {
                     assert!(
                         signals.iter().any(|s| &s.external_id == external_id),

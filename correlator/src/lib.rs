@@ -249,26 +249,34 @@ fn neighbours(window: &SpanSet, strings: &Interner, service: &str) -> Vec<String
     out
 }
 
-/// Versions of `service` first seen in the window (absent from the
-/// reference), as deploys seen in traces.
-fn version_changes(input: &Input<'_>, service: &str) -> Vec<Evidence> {
+/// A value first seen in the window: the value, its first span time, up
+/// to three traces.
+type FirstSeen = (u32, i64, Vec<String>);
+
+/// Values of `field` for `service` in the window that the reference never
+/// showed, and the reference's values. Nothing when the reference has no
+/// value at all (then the first one seen is no change).
+fn first_seen(
+    input: &Input<'_>,
+    service: &str,
+    field: fn(&spans::SpanRec) -> Option<u32>,
+) -> (Vec<FirstSeen>, std::collections::BTreeSet<u32>) {
     let Some(id) = input.strings.get(service) else {
-        return Vec::new();
+        return Default::default();
     };
     let before: std::collections::BTreeSet<u32> = input
         .reference
         .spans
         .iter()
         .filter(|s| s.service == id)
-        .filter_map(|s| s.version)
+        .filter_map(field)
         .collect();
     if before.is_empty() {
-        // Nothing to compare with: the first version seen is no change.
-        return Vec::new();
+        return Default::default();
     }
     let mut first: std::collections::BTreeMap<u32, (i64, Vec<String>)> = Default::default();
     for s in input.window.spans.iter().filter(|s| s.service == id) {
-        let Some(v) = s.version.filter(|v| !before.contains(v)) else {
+        let Some(v) = field(s).filter(|v| !before.contains(v)) else {
             continue;
         };
         let e = first.entry(v).or_insert((s.start_ns, Vec::new()));
@@ -277,9 +285,18 @@ fn version_changes(input: &Input<'_>, service: &str) -> Vec<Evidence> {
             e.1.push(s.trace.iter().map(|b| format!("{b:02x}")).collect());
         }
     }
-    first
-        .into_iter()
-        .map(|(v, (t, traces))| Evidence::VersionChange {
+    (
+        first.into_iter().map(|(v, (t, tr))| (v, t, tr)).collect(),
+        before,
+    )
+}
+
+/// Versions of `service` first seen in the window, as deploys seen in
+/// traces.
+fn version_changes(input: &Input<'_>, service: &str) -> Vec<Evidence> {
+    let (new, before) = first_seen(input, service, |s| s.version);
+    new.into_iter()
+        .map(|(v, t, traces)| Evidence::VersionChange {
             service: service.to_owned(),
             version: input.strings.name(v).to_owned(),
             first_seen_ns: t,
@@ -287,6 +304,22 @@ fn version_changes(input: &Input<'_>, service: &str) -> Vec<Evidence> {
                 .iter()
                 .map(|&b| input.strings.name(b).to_owned())
                 .collect(),
+            trace_ids: traces,
+        })
+        .collect()
+}
+
+/// Instances of `service` first seen in the window (restarts, rollouts,
+/// scale-out), at most three.
+fn new_instances(input: &Input<'_>, service: &str) -> Vec<Evidence> {
+    let (new, before) = first_seen(input, service, |s| s.instance);
+    new.into_iter()
+        .take(3)
+        .map(|(v, t, traces)| Evidence::NewInstance {
+            service: service.to_owned(),
+            instance: input.strings.name(v).to_owned(),
+            first_seen_ns: t,
+            previous: before.len(),
             trace_ids: traces,
         })
         .collect()
@@ -349,6 +382,7 @@ pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
             change = Some(v.clone());
         }
         evidence.extend(versions);
+        evidence.extend(new_instances(&input, &c.service));
         hypotheses.push(Hypothesis {
             rank: (i + 1) as u32,
             service: c.service.clone(),
@@ -402,4 +436,97 @@ pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
         reports,
         now_ns: input.now_ns,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use causeway_model::{IncidentState, Severity};
+
+    use super::*;
+    use crate::spans::SpanRec;
+
+    /// One `pay` span per second: `version` on `instance`, failing with a
+    /// new exception when `fail`.
+    fn spans(
+        strings: &mut Interner,
+        from: i64,
+        n: i64,
+        version: &str,
+        instance: &str,
+        fail: bool,
+    ) -> SpanSet {
+        let events = fail.then(|| strings.intern("exception java.lang.NullPointerException"));
+        let mut out = Vec::new();
+        for i in 0..n {
+            let start = from + i * 1_000_000_000;
+            let mut trace = [0u8; 16];
+            trace[..8].copy_from_slice(&start.to_be_bytes());
+            out.push(SpanRec {
+                trace,
+                span: start.to_be_bytes(),
+                parent: None,
+                service: strings.intern("pay"),
+                version: Some(strings.intern(version)),
+                instance: Some(strings.intern(instance)),
+                operation: strings.intern("POST /pay"),
+                start_ns: start,
+                end_ns: start + 5_000_000,
+                error: fail,
+                events,
+                self_ns: 5_000_000,
+                child_error: false,
+                remote_child: None,
+            });
+        }
+        SpanSet { spans: out }
+    }
+
+    #[test]
+    fn a_new_version_on_new_instances_is_a_deploy_seen_in_traces() {
+        let mut strings = Interner::default();
+        let reference = spans(&mut strings, 0, 600, "1.0.0", "pay-7f9c", false);
+        let onset = 700_000_000_000;
+        let window = spans(&mut strings, onset, 120, "1.1.0", "pay-b21d", true);
+        let incident = Incident {
+            id: 1,
+            state: IncidentState::Open,
+            onset_ns: onset,
+            updated_ns: onset + 60_000_000_000,
+            resolved_ns: None,
+            severity: Severity::Major,
+            services: BTreeSet::from(["pay".to_owned()]),
+            anomalies: Vec::new(),
+        };
+        let tenant = TenantId::new("t").expect("tenant");
+        let report = analyze(
+            Input {
+                tenant: &tenant,
+                incident: &incident,
+                anomalies: &[],
+                window,
+                reference,
+                strings,
+                signals: &[],
+                now_ns: onset,
+            },
+            &CorrelatorConfig::default(),
+        );
+        let top = &report.hypotheses[0];
+        assert_eq!(top.service, "pay");
+        assert_eq!(top.cause, CauseKind::Deploy);
+        assert!(
+            matches!(&top.change, Some(Evidence::VersionChange { version, previous, .. }) if version == "1.1.0" && previous == &["1.0.0".to_owned()]),
+            "{:?}",
+            top.change
+        );
+        assert!(
+            top.evidence.iter().any(|e| matches!(e, Evidence::NewInstance { instance, previous: 1, .. } if instance == "pay-b21d")),
+            "{:?}",
+            top.evidence
+        );
+        assert!(report.summary.contains("pay"), "{}", report.summary);
+        assert!(report::markdown(&report).contains("pay-b21d"));
+    }
 }

@@ -673,6 +673,7 @@ mod tests {
                 parent,
                 service: self.strings.intern(service),
                 version: None,
+                instance: None,
                 operation: self.strings.intern(op),
                 start_ns: start,
                 end_ns: start + dur,

@@ -127,6 +127,16 @@ pub fn describe_evidence(e: &Evidence) -> String {
             rfc3339(*first_seen_ns),
             previous.join(", ")
         ),
+        Evidence::NewInstance {
+            service,
+            instance,
+            first_seen_ns,
+            previous,
+            ..
+        } => format!(
+            "{service} instance {instance} first seen at {} ({previous} instance(s) before): a restart, rollout or scale-out",
+            rfc3339(*first_seen_ns)
+        ),
         Evidence::Signal {
             kind,
             source,
@@ -199,7 +209,8 @@ pub fn build(p: Parts<'_>) -> RcaReport {
                     time_ns: *time_ns,
                     what: describe_evidence(e),
                 }),
-                Evidence::VersionChange { first_seen_ns, .. } => timeline.push(TimelineEntry {
+                Evidence::VersionChange { first_seen_ns, .. }
+                | Evidence::NewInstance { first_seen_ns, .. } => timeline.push(TimelineEntry {
                     time_ns: *first_seen_ns,
                     what: describe_evidence(e),
                 }),
@@ -376,7 +387,8 @@ pub fn markdown(r: &RcaReport) -> String {
                 Evidence::EventPattern { trace_ids, .. }
                 | Evidence::ErrorOrigin { trace_ids, .. }
                 | Evidence::SelfTime { trace_ids, .. }
-                | Evidence::VersionChange { trace_ids, .. } => trace_ids.as_slice(),
+                | Evidence::VersionChange { trace_ids, .. }
+                | Evidence::NewInstance { trace_ids, .. } => trace_ids.as_slice(),
                 _ => &[],
             };
             if !traces.is_empty() {

@@ -11,12 +11,14 @@ use causeway_model::schema::{col, status};
 use crate::error::{Error, Result};
 
 /// The columns [`SpanSet::from_batches`] needs, for `SpanStore::scan`.
-pub const COLUMNS: [&str; 11] = [
+pub const COLUMNS: [&str; 13] = [
     col::TRACE_ID,
     col::SPAN_ID,
     col::PARENT_SPAN_ID,
     col::SERVICE_NAME,
     col::SERVICE_VERSION,
+    col::SERVICE_INSTANCE_ID,
+    col::K8S_POD_NAME,
     col::SPAN_NAME,
     col::START_TIME,
     col::END_TIME,
@@ -64,6 +66,8 @@ pub struct SpanRec {
     pub parent: Option<[u8; 8]>,
     pub service: u32,
     pub version: Option<u32>,
+    /// `service.instance.id`, else the pod name.
+    pub instance: Option<u32>,
     pub operation: u32,
     pub start_ns: i64,
     pub end_ns: i64,
@@ -142,6 +146,8 @@ fn read_batch(b: &RecordBatch, strings: &mut Interner, out: &mut Vec<SpanRec>) -
     let parent = column(b, col::PARENT_SPAN_ID)?.as_fixed_size_binary();
     let service = dict_ids(column(b, col::SERVICE_NAME)?, strings)?;
     let version = dict_ids(column(b, col::SERVICE_VERSION)?, strings)?;
+    let instance = dict_ids(column(b, col::SERVICE_INSTANCE_ID)?, strings)?;
+    let pod = dict_ids(column(b, col::K8S_POD_NAME)?, strings)?;
     let name = dict_ids(column(b, col::SPAN_NAME)?, strings)?;
     let events = dict_ids(column(b, col::EVENT_TEMPLATES)?, strings)?;
     let start = column(b, col::START_TIME)?
@@ -175,6 +181,7 @@ fn read_batch(b: &RecordBatch, strings: &mut Interner, out: &mut Vec<SpanRec>) -
             parent: p,
             service: service[i].unwrap_or(0),
             version: version[i],
+            instance: instance[i].or(pod[i]),
             operation: name[i].unwrap_or(0),
             start_ns,
             end_ns: end.value(i).max(start_ns),

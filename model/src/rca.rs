@@ -119,6 +119,17 @@ pub enum Evidence {
         previous: Vec<String>,
         trace_ids: Vec<String>,
     },
+    /// An instance of the service (`service.instance.id`, else the pod)
+    /// seen for the first time: a restart, a rollout or a scale-out.
+    NewInstance {
+        service: String,
+        instance: String,
+        /// First span from it, unix ns.
+        first_seen_ns: i64,
+        /// Instances the reference saw.
+        previous: usize,
+        trace_ids: Vec<String>,
+    },
     /// A stored signal (commit, deploy, ticket, message ...).
     Signal {
         kind: String,
