@@ -286,6 +286,18 @@ pub(crate) fn analysed_with(
     outcome
 }
 
+/// Submits a whole simulation to `session`, as fast as it takes it.
+async fn feed(session: &mut crate::app::Session, cfg: SimConfig) {
+    let mut sim = Simulator::new(cfg);
+    while let Some((_, req)) = sim.next_step() {
+        if !req.resource_spans.is_empty() {
+            session
+                .submit(bytes::Bytes::from(req.encode_to_vec()), "sim")
+                .await;
+        }
+    }
+}
+
 fn analyse_in(
     dir: &Path,
     cfg: SimConfig,
@@ -302,14 +314,7 @@ fn analyse_in(
         let mut config = crate::config::Config::default();
         config.storage.data_dir = dir.to_owned();
         let mut session = crate::app::Session::start(&config, tenant.clone())?;
-        let mut sim = Simulator::new(cfg);
-        while let Some((_, req)) = sim.next_step() {
-            if !req.resource_spans.is_empty() {
-                session
-                    .submit(bytes::Bytes::from(req.encode_to_vec()), "sim")
-                    .await;
-            }
-        }
+        feed(&mut session, cfg).await;
         session.finish().await
     })?;
     if let Some(e) = report.errors.first() {
@@ -353,6 +358,18 @@ mod tests {
     use causeway_model::{CauseKind, SignalKind};
 
     use super::*;
+
+    /// The web shop at 10 traces/s for `minutes` from `start_ns`.
+    fn shop(seed: u64, start_ns: u64, minutes: u64, faults: Vec<Fault>) -> SimConfig {
+        SimConfig {
+            seed,
+            start_ns,
+            duration: Duration::from_secs(minutes * 60),
+            rate: 10.0,
+            faults,
+            ..SimConfig::default()
+        }
+    }
 
     /// [`analysed_with`], checking that every cited trace and signal exists.
     fn analysed(cfg: SimConfig, signals: &[Signal]) -> Vec<Analysed> {
@@ -429,14 +446,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let begin = fault.start_ns;
                     let service = fault.kind.service().to_owned();
-                    let incidents = incidents_of(SimConfig {
-                        seed: 3,
-                        start_ns,
-                        duration: Duration::from_secs(26 * 60),
-                        rate: 10.0,
-                        faults: vec![fault],
-                        ..SimConfig::default()
-                    });
+                    let incidents = incidents_of(shop(3, start_ns, 26, vec![fault]));
                     (begin, service, incidents)
                 })
             })
@@ -553,17 +563,7 @@ mod tests {
                 let fault = Fault::parse(&format!("{spec}@20m+10m"), start_ns).expect("fault");
                 std::thread::spawn(move || {
                     let begin = i64::try_from(fault.start_ns).expect("fits");
-                    let runs = analysed(
-                        SimConfig {
-                            seed: 3,
-                            start_ns,
-                            duration: Duration::from_secs(26 * 60),
-                            rate: 10.0,
-                            faults: vec![fault],
-                            ..SimConfig::default()
-                        },
-                        &[],
-                    );
+                    let runs = analysed(shop(3, start_ns, 26, vec![fault]), &[]);
                     (begin, runs)
                 })
             })
@@ -663,17 +663,7 @@ mod tests {
                             &[],
                         ),
                     ];
-                    let runs = analysed(
-                        SimConfig {
-                            seed: 11 + n as u64,
-                            start_ns,
-                            duration: Duration::from_secs(26 * 60),
-                            rate: 10.0,
-                            faults: vec![fault],
-                            ..SimConfig::default()
-                        },
-                        &signals,
-                    );
+                    let runs = analysed(shop(11 + n as u64, start_ns, 26, vec![fault]), &signals);
                     (n, service, begin, runs)
                 })
             })
@@ -722,21 +712,7 @@ mod tests {
             config.storage.data_dir = dir.clone();
             let tenant = TenantId::new("sim").expect("tenant");
             let mut session = crate::app::Session::start(&config, tenant.clone()).expect("session");
-            let mut sim = Simulator::new(SimConfig {
-                seed: 4,
-                start_ns,
-                duration: Duration::from_secs(24 * 60),
-                rate: 10.0,
-                faults: vec![fault],
-                ..SimConfig::default()
-            });
-            while let Some((_, req)) = sim.next_step() {
-                if !req.resource_spans.is_empty() {
-                    session
-                        .submit(bytes::Bytes::from(req.encode_to_vec()), "sim")
-                        .await;
-                }
-            }
+            feed(&mut session, shop(4, start_ns, 24, vec![fault])).await;
             let service = causeway_exporter::rca::RcaService::new(
                 session.queries(),
                 causeway_store::DuckDbReports::in_memory().expect("reports"),
