@@ -9,9 +9,13 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorrelatorConfig {
-    /// Spans from onset this long form the window analysed.
+    /// Spans from onset at least this long form the window analysed (to
+    /// the incident's latest change when that is later).
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// The window is at most this long.
+    #[serde(with = "humantime_serde")]
+    pub max_window: Duration,
     /// Healthy data compared with: this much (seconds with spans).
     #[serde(with = "humantime_serde")]
     pub reference: Duration,
@@ -115,6 +119,7 @@ impl Default for CorrelatorConfig {
     fn default() -> Self {
         Self {
             window: Duration::from_secs(180),
+            max_window: Duration::from_secs(15 * 60),
             reference: Duration::from_secs(30 * 60),
             lookback: Duration::from_secs(24 * 3600),
             guard: Duration::from_secs(30),
@@ -136,8 +141,13 @@ fn ns(d: Duration) -> i64 {
 }
 
 impl CorrelatorConfig {
-    pub(crate) fn window_ns(&self) -> i64 {
-        ns(self.window)
+    /// End of the analysed window of `incident`: its latest change, at
+    /// least `window` and at most `max_window` after onset.
+    pub fn window_end(&self, incident: &causeway_model::Incident) -> i64 {
+        let onset = incident.onset_ns;
+        let shortest = onset.saturating_add(ns(self.window));
+        let longest = onset.saturating_add(ns(self.max_window.max(self.window)));
+        incident.updated_ns.clamp(shortest, longest)
     }
     pub(crate) fn guard_ns(&self) -> i64 {
         ns(self.guard)
@@ -163,6 +173,9 @@ impl CorrelatorConfig {
         let mut out = Vec::new();
         if self.window.is_zero() {
             out.push("correlator.window must be positive".to_owned());
+        }
+        if self.max_window < self.window {
+            out.push("correlator.max_window must be at least correlator.window".to_owned());
         }
         if self.reference.is_zero() || self.lookback < self.reference {
             out.push(
@@ -190,5 +203,41 @@ impl CorrelatorConfig {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use causeway_model::{Incident, IncidentState, Severity};
+
+    use super::*;
+
+    #[test]
+    fn the_window_follows_the_incident_within_bounds() {
+        let min = 60_000_000_000i64;
+        let incident = |updated: i64| Incident {
+            id: 1,
+            state: IncidentState::Open,
+            onset_ns: 1000 * min,
+            updated_ns: 1000 * min + updated,
+            resolved_ns: None,
+            severity: Severity::Major,
+            services: BTreeSet::new(),
+            anomalies: Vec::new(),
+        };
+        let c = CorrelatorConfig::default();
+        // A young incident: the minimum window.
+        assert_eq!(c.window_end(&incident(min)), 1003 * min);
+        // A fault that joined later: up to the latest change.
+        assert_eq!(c.window_end(&incident(10 * min)), 1010 * min);
+        // A long incident: capped.
+        assert_eq!(c.window_end(&incident(90 * min)), 1015 * min);
+        let bad = CorrelatorConfig {
+            max_window: Duration::from_secs(60),
+            ..CorrelatorConfig::default()
+        };
+        assert!(!bad.problems().is_empty());
     }
 }

@@ -104,7 +104,9 @@ impl SpanSource for Listing<'_> {
 
 /// Reads the window and the reference of `incident` from `source`.
 ///
-/// The window is `[onset, onset + window)`. The reference is the most
+/// The window runs from onset to the incident's latest change, at least
+/// `window` and at most `max_window` long (an incident grows: a fault
+/// that joins an incident opened by something earlier is still analysed). The reference is the most
 /// recent `reference` of data before `onset - guard`, going back at most
 /// `lookback`, skipping `excluded` ranges (other incidents, which are not
 /// healthy), and at most `reference_max_spans` spans.
@@ -116,7 +118,7 @@ pub fn gather(
     strings: &mut Interner,
 ) -> Result<(SpanSet, SpanSet)> {
     let onset = incident.onset_ns;
-    let window_end = onset.saturating_add(config.window_ns());
+    let window_end = config.window_end(incident);
     let batches = source.scan(onset, window_end, &spans::COLUMNS)?;
     let window = SpanSet::from_batches(&batches, strings)?;
 
@@ -425,10 +427,7 @@ pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
         tenant: input.tenant,
         incident: input.incident,
         anomalies: input.anomalies,
-        window: (
-            input.incident.onset_ns,
-            input.incident.onset_ns.saturating_add(config.window_ns()),
-        ),
+        window: (input.incident.onset_ns, config.window_end(input.incident)),
         reference_spans: input.reference.spans.len() as u64,
         reference_seconds: input.reference.covered_seconds(),
         hypotheses,
