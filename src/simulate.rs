@@ -713,15 +713,25 @@ mod tests {
             let tenant = TenantId::new("sim").expect("tenant");
             let mut session = crate::app::Session::start(&config, tenant.clone()).expect("session");
             feed(&mut session, shop(4, start_ns, 24, vec![fault])).await;
+            let reports_path = dir.join("rca.duckdb");
             let service = causeway_exporter::rca::RcaService::new(
                 session.queries(),
-                causeway_store::DuckDbReports::in_memory().expect("reports"),
+                causeway_store::DuckDbReports::open(&reports_path).expect("reports"),
                 None,
                 CorrelatorConfig::default(),
             );
             let written = service.analyse_all().await.expect("analyse");
             assert!(written > 0, "no report written");
-            // Nothing changed since: a second pass writes nothing.
+            // Nothing changed since: a second pass writes nothing, nor does
+            // a restarted service over the same report store.
+            assert_eq!(service.analyse_all().await.expect("analyse"), 0);
+            drop(service);
+            let service = causeway_exporter::rca::RcaService::new(
+                session.queries(),
+                causeway_store::DuckDbReports::open(&reports_path).expect("reports"),
+                None,
+                CorrelatorConfig::default(),
+            );
             assert_eq!(service.analyse_all().await.expect("analyse"), 0);
             let reports = service
                 .list(&tenant, i64::MIN, i64::MAX, 0)

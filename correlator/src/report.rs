@@ -301,6 +301,7 @@ pub fn build(p: Parts<'_>) -> RcaReport {
         next_steps: steps,
         feedback: Vec::new(),
         computed_ns: p.now_ns,
+        incident_updated_ns: p.incident.updated_ns,
     }
 }
 

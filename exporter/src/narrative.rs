@@ -166,6 +166,7 @@ mod tests {
             next_steps: Vec::new(),
             feedback: Vec::new(),
             computed_ns: 0,
+            incident_updated_ns: 0,
         }
     }
 

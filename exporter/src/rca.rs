@@ -127,16 +127,32 @@ impl RcaService {
             .incidents(tenant.clone())
             .await
             .map_err(|_| RcaError::Stopped)?;
-        let stale: Vec<&Incident> = {
-            let analysed = self
+        let mut stale: Vec<&Incident> = Vec::new();
+        for i in &incidents {
+            let key = (tenant.clone(), i.id);
+            let known = self
                 .analysed
                 .lock()
-                .map_err(|_| RcaError::Store("poisoned".into()))?;
-            incidents
-                .iter()
-                .filter(|i| analysed.get(&(tenant.clone(), i.id)) != Some(&i.updated_ns))
-                .collect()
-        };
+                .map_err(|_| RcaError::Store("poisoned".into()))?
+                .get(&key)
+                .copied();
+            if known == Some(i.updated_ns) {
+                continue;
+            }
+            if known.is_none() {
+                // After a restart: a stored report of the incident as it
+                // is now is current.
+                let stored = self.get(tenant, i.id).await?;
+                if stored.is_some_and(|r| r.incident_updated_ns == i.updated_ns) {
+                    self.analysed
+                        .lock()
+                        .map_err(|_| RcaError::Store("poisoned".into()))?
+                        .insert(key, i.updated_ns);
+                    continue;
+                }
+            }
+            stale.push(i);
+        }
         let mut n = 0;
         for incident in stale {
             let Some((incident, anomalies)) = self

@@ -240,4 +240,9 @@ pub struct RcaReport {
     pub feedback: Vec<Feedback>,
     /// When computed, unix ns (wall clock).
     pub computed_ns: i64,
+    /// The incident's `updated_ns` the report was computed for: a stored
+    /// report is current while the incident has not changed since (also
+    /// across restarts).
+    #[serde(default)]
+    pub incident_updated_ns: i64,
 }

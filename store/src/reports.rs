@@ -221,6 +221,7 @@ mod tests {
             next_steps: Vec::new(),
             feedback: Vec::new(),
             computed_ns: onset,
+            incident_updated_ns: 0,
         }
     }
 

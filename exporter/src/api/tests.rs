@@ -693,6 +693,7 @@ fn sample_report(id: u64, tenant: &str) -> causeway_model::RcaReport {
         next_steps: vec!["Open the example traces.".into()],
         feedback: Vec::new(),
         computed_ns: 1_700_000_200_000_000_000,
+        incident_updated_ns: 0,
     }
 }
 
