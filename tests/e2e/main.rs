@@ -3,6 +3,7 @@
 //! and talks to it as clients in production would.
 
 mod config;
+mod connectors;
 mod errors;
 mod harness;
 mod polyglot;
