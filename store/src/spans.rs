@@ -19,10 +19,11 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampNanosecondType;
 use arrow_array::{BooleanArray, RecordBatch};
+use arrow_schema::SchemaRef;
 use causeway_model::TenantId;
 use causeway_model::schema::{col, span_schema};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -586,6 +587,8 @@ fn write_plain(path: &Path, batches: &[RecordBatch]) -> Result<()> {
 /// `buffered` of one tenant, as a processor snapshot hands them to a
 /// reader on another thread). A file that was compacted away since is
 /// skipped: its spans are in the merged file, which a later listing has.
+/// Only the requested columns (and the start time, to filter on) are
+/// decoded from the files.
 pub fn scan_files(
     files: &[PathBuf],
     buffered: &[RecordBatch],
@@ -594,11 +597,19 @@ pub fn scan_files(
     columns: &[&str],
 ) -> Result<Vec<RecordBatch>> {
     let schema = span_schema();
-    let mut fields = Vec::with_capacity(columns.len());
-    for c in columns {
-        fields.push(schema.field_with_name(c)?.clone());
-    }
-    let projected = Arc::new(arrow_schema::Schema::new(fields));
+    let project = |names: &mut dyn Iterator<Item = &str>| -> Result<SchemaRef> {
+        let mut fields = Vec::new();
+        for c in names {
+            fields.push(schema.field_with_name(c)?.clone());
+        }
+        Ok(Arc::new(arrow_schema::Schema::new(fields)))
+    };
+    let projected = project(&mut columns.iter().copied())?;
+    let read = if columns.contains(&col::START_TIME) {
+        Arc::clone(&projected)
+    } else {
+        project(&mut columns.iter().copied().chain([col::START_TIME]))?
+    };
     let mut out = Vec::new();
     for file in files {
         if let Some(h) = file.parent().and_then(parse_hour)
@@ -606,7 +617,7 @@ pub fn scan_files(
         {
             continue;
         }
-        let batches = match read_file(file) {
+        let batches = match read_columns(file, &read) {
             Ok(b) => b,
             Err(Error::Io { .. }) if !file.exists() => continue,
             Err(e) => return Err(e),
@@ -625,7 +636,7 @@ pub fn scan_files(
 /// `projected`; `None` when no row is in range.
 fn select(
     batch: &RecordBatch,
-    projected: &arrow_schema::SchemaRef,
+    projected: &SchemaRef,
     from_ns: i64,
     to_ns: i64,
 ) -> Result<Option<RecordBatch>> {
@@ -642,8 +653,21 @@ fn select(
     if mask.true_count() == 0 {
         return Ok(None);
     }
+    // Project first (Arc clones), then filter only the kept columns.
+    let kept = conform(batch, projected)?;
+    Ok(Some(arrow_select::filter::filter_record_batch(
+        &kept, &mask,
+    )?))
+}
+
+/// `batch`'s columns by name, in `schema`'s order and with its types. A
+/// column the batch lacks (a file of an older schema: the span schema
+/// only ever gains nullable columns) reads as nulls. Re-attaching our
+/// schema also makes timezone and dictionary types compare equal
+/// everywhere.
+fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let n = batch.num_rows();
-    let columns: Vec<arrow_array::ArrayRef> = projected
+    let columns = schema
         .fields()
         .iter()
         .map(|f| match batch.column_by_name(f.name()) {
@@ -651,43 +675,32 @@ fn select(
             None => arrow_array::new_null_array(f.data_type(), n),
         })
         .collect();
-    let full = RecordBatch::try_new(Arc::clone(projected), columns)?;
-    Ok(Some(arrow_select::filter::filter_record_batch(
-        &full, &mask,
-    )?))
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// Reads a span file back.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
+    read_columns(path, &span_schema())
+}
+
+/// Reads the columns of `schema` from a span file; Parquet decodes no
+/// other column.
+fn read_columns(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
-    let schema = span_schema();
-    let mut out = Vec::new();
-    for b in reader {
-        let b = b?;
-        if b.num_columns() != schema.fields().len() {
-            // A file of an older schema: columns by name, missing ones
-            // null (the span schema only ever gains nullable columns).
-            let n = b.num_rows();
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|f| match b.column_by_name(f.name()) {
-                    Some(c) => Arc::clone(c),
-                    None => arrow_array::new_null_array(f.data_type(), n),
-                })
-                .collect();
-            out.push(RecordBatch::try_new(Arc::clone(&schema), columns)?);
-            continue;
-        }
-        // Files carry the span schema; re-attach ours so timezone and
-        // dictionary types compare equal everywhere.
-        out.push(RecordBatch::try_new(
-            Arc::clone(&schema),
-            b.columns().to_vec(),
-        )?);
-    }
-    Ok(out)
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    // The span schema is flat: a top-level field's index is its root
+    // column's.
+    let wanted: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| schema.field_with_name(f.name()).is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder.with_projection(mask).build()?;
+    reader.map(|b| conform(&b?, schema)).collect()
 }
 
 #[cfg(test)]
