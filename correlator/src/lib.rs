@@ -127,8 +127,11 @@ pub fn gather(
     let mut reference = SpanSet::default();
     let mut to = onset.saturating_sub(config.guard_ns());
     let floor = onset.saturating_sub(config.lookback_ns());
+    // 10-s buckets with spans, kept as parts arrive (see
+    // `SpanSet::covered_seconds`).
+    let mut buckets = std::collections::HashSet::new();
     while to > floor
-        && reference.covered_seconds() < config.reference_seconds()
+        && (buckets.len() as u64) * spans::BUCKET_SECONDS < config.reference_seconds()
         && reference.spans.len() < config.reference_max_spans
     {
         let from = to.saturating_sub(STEP).max(floor);
@@ -144,6 +147,7 @@ pub fn gather(
             .sort_unstable_by_key(|s| std::cmp::Reverse(s.start_ns));
         let room = config.reference_max_spans - reference.spans.len();
         part.spans.truncate(room);
+        buckets.extend(part.spans.iter().map(spans::SpanRec::bucket));
         reference.spans.extend(part.spans);
         to = from;
     }

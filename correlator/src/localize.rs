@@ -204,6 +204,11 @@ fn dispersion(reference: &SpanSet, templates: &mut Templates<'_>) -> Map<(u32, u
     out
 }
 
+/// One piece of evidence found: its ranking score, the evidence, and for
+/// a pattern its (template, seen in the window): its operation and
+/// example traces are looked up only if it is kept.
+type Found = (f64, Evidence, Option<(u32, bool)>);
+
 /// Spans of one operation, and how many had each event sequence.
 type SequenceCounts = (u64, Map<Option<u32>, u64>);
 
@@ -265,7 +270,7 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
     let w = tally(window, &mut templates, &[]);
     // Increases count only in spans whose callees behaved as usual.
     let own = tally(window, &mut templates, &explained_spans(reference, window));
-    let mut evidence: Map<u32, Vec<(f64, Evidence)>> = Map::default();
+    let mut evidence: Map<u32, Vec<Found>> = Map::default();
 
     // Event patterns, both directions, for services seen in both.
     let mut keys: Vec<(u32, u32)> = w.templates.keys().copied().collect();
@@ -302,19 +307,18 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
         if z.abs() < 1.0 {
             continue;
         }
-        let (operation, trace_ids) =
-            pattern_examples(window, reference, &mut templates, service, tpl, k > 0.0);
         evidence.entry(service).or_default().push((
             z.abs(),
             Evidence::EventPattern {
                 service: templates.strings.name(service).to_owned(),
-                operation: templates.strings.name(operation).to_owned(),
+                operation: String::new(),
                 template: templates.strings.name(tpl).to_owned(),
                 observed: k,
                 expected: mu,
                 score: z,
-                trace_ids,
+                trace_ids: Vec::new(),
             },
+            Some((tpl, k > 0.0)),
         ));
     }
 
@@ -347,29 +351,45 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
                 score: z,
                 trace_ids,
             },
+            None,
         ));
     }
 
     for (service, score, ev) in self_time_shifts(reference, window, templates.strings) {
-        evidence.entry(service).or_default().push((score, ev));
+        evidence.entry(service).or_default().push((score, ev, None));
     }
 
-    let mut out: Vec<Candidate> = w
-        .spans
-        .keys()
-        .map(|&service| {
-            let mut ev = evidence.remove(&service).unwrap_or_default();
-            ev.sort_by(|a, b| b.0.total_cmp(&a.0));
-            let score = ev.first().map_or(0.0, |e| e.0);
-            let operation = ev.first().and_then(|e| operation_of(&e.1));
-            Candidate {
-                service: templates.strings.name(service).to_owned(),
-                score,
-                operation,
-                evidence: ev.into_iter().take(5).map(|e| e.1).collect(),
+    let mut out = Vec::with_capacity(w.spans.len());
+    for &service in w.spans.keys() {
+        let mut ev = evidence.remove(&service).unwrap_or_default();
+        ev.sort_by(|a, b| b.0.total_cmp(&a.0));
+        ev.truncate(5);
+        let score = ev.first().map_or(0.0, |e| e.0);
+        let mut kept = Vec::with_capacity(ev.len());
+        for (_, mut e, pending) in ev {
+            if let (
+                Some((tpl, present)),
+                Evidence::EventPattern {
+                    operation,
+                    trace_ids,
+                    ..
+                },
+            ) = (pending, &mut e)
+            {
+                let (op, traces) =
+                    pattern_examples(window, reference, &mut templates, service, tpl, present);
+                *operation = templates.strings.name(op).to_owned();
+                *trace_ids = traces;
             }
-        })
-        .collect();
+            kept.push(e);
+        }
+        out.push(Candidate {
+            service: templates.strings.name(service).to_owned(),
+            score,
+            operation: kept.first().and_then(operation_of),
+            evidence: kept,
+        });
+    }
     out.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)

@@ -84,6 +84,17 @@ pub struct SpanRec {
     pub remote_child: Option<u32>,
 }
 
+/// Data coverage is counted in buckets of this many seconds.
+pub const BUCKET_SECONDS: u64 = 10;
+
+impl SpanRec {
+    /// The coverage bucket its start falls in.
+    pub fn bucket(&self) -> i64 {
+        self.start_ns
+            .div_euclid(BUCKET_SECONDS as i64 * 1_000_000_000)
+    }
+}
+
 /// Spans of one time range, with shared interned strings.
 #[derive(Debug, Default)]
 pub struct SpanSet {
@@ -106,14 +117,10 @@ impl SpanSet {
     /// Distinct 10-second buckets with spans, times ten: the seconds of
     /// data the set covers (gaps excluded).
     pub fn covered_seconds(&self) -> u64 {
-        let mut buckets: Vec<i64> = self
-            .spans
-            .iter()
-            .map(|s| s.start_ns.div_euclid(10_000_000_000))
-            .collect();
+        let mut buckets: Vec<i64> = self.spans.iter().map(SpanRec::bucket).collect();
         buckets.sort_unstable();
         buckets.dedup();
-        buckets.len() as u64 * 10
+        buckets.len() as u64 * BUCKET_SECONDS
     }
 }
 

@@ -153,6 +153,23 @@ impl RcaService {
             }
             stale.push(i);
         }
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        // One listing of the tenant's spans serves every incident of the
+        // pass.
+        let snapshot = Arc::new(
+            self.processor
+                .snapshot(
+                    tenant.clone(),
+                    SnapshotRequest {
+                        spans: true,
+                        ..SnapshotRequest::default()
+                    },
+                )
+                .await
+                .map_err(|_| RcaError::Stopped)?,
+        );
         let mut n = 0;
         for incident in stale {
             let Some((incident, anomalies)) = self
@@ -163,17 +180,7 @@ impl RcaService {
             else {
                 continue;
             };
-            let snapshot = self
-                .processor
-                .snapshot(
-                    tenant.clone(),
-                    SnapshotRequest {
-                        spans: true,
-                        ..SnapshotRequest::default()
-                    },
-                )
-                .await
-                .map_err(|_| RcaError::Stopped)?;
+            let snapshot = Arc::clone(&snapshot);
             let signals = match &self.signals {
                 Some(hub) => {
                     let q = SignalQuery {
@@ -199,32 +206,32 @@ impl RcaService {
             let id = incident.id;
             // Reading Parquet and ranking are CPU and disk work: off the
             // async workers.
-            let outcome = tokio::task::spawn_blocking(move || -> Result<RcaReport, RcaError> {
-                let mut strings = Interner::default();
-                let listing = Listing {
-                    files: &snapshot.span_files,
-                    buffered: &snapshot.buffered,
-                };
-                let (window, reference) =
-                    gather(&listing, &incident, &excluded, &config, &mut strings)
-                        .map_err(|e| RcaError::Store(e.to_string()))?;
-                Ok(analyze(
-                    Input {
-                        tenant: &tenant_c,
-                        incident: &incident,
-                        anomalies: &anomalies,
-                        window,
-                        reference,
-                        strings,
-                        signals: &signals,
-                        now_ns: now_ns(),
-                    },
-                    &config,
-                ))
-            })
-            .await
-            .map_err(|e| RcaError::Store(format!("RCA task failed: {e}")))??;
-            let mut outcome = outcome;
+            let mut outcome =
+                tokio::task::spawn_blocking(move || -> Result<RcaReport, RcaError> {
+                    let mut strings = Interner::default();
+                    let listing = Listing {
+                        files: &snapshot.span_files,
+                        buffered: &snapshot.buffered,
+                    };
+                    let (window, reference) =
+                        gather(&listing, &incident, &excluded, &config, &mut strings)
+                            .map_err(|e| RcaError::Store(e.to_string()))?;
+                    Ok(analyze(
+                        Input {
+                            tenant: &tenant_c,
+                            incident: &incident,
+                            anomalies: &anomalies,
+                            window,
+                            reference,
+                            strings,
+                            signals: &signals,
+                            now_ns: now_ns(),
+                        },
+                        &config,
+                    ))
+                })
+                .await
+                .map_err(|e| RcaError::Store(format!("RCA task failed: {e}")))??;
             if let Some(n) = &self.narrator {
                 n.apply(&mut outcome).await;
             }
