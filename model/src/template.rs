@@ -25,30 +25,47 @@ pub const SEPARATOR: char = '\n';
 /// - `message`: the log message, or the event name when there is none.
 pub fn event_template(severity: Option<&str>, location: Option<&str>, message: &str) -> String {
     let mut out = String::with_capacity(TEMPLATE_BYTES.min(message.len() + 24));
+    push_event_template(&mut out, severity, location, &[message]);
+    out
+}
+
+/// [`event_template`] appended to `out` (the ingest path writes every
+/// span's templates into one buffer); the message may come in parts
+/// (`["exception ", type]`), masked as if joined.
+pub fn push_event_template(
+    out: &mut String,
+    severity: Option<&str>,
+    location: Option<&str>,
+    message: &[&str],
+) {
+    let start = out.len();
     if let Some(s) = severity.map(str::trim).filter(|s| !s.is_empty()) {
         out.extend(s.chars().take(8).map(|c| c.to_ascii_uppercase()));
         out.push(' ');
     }
     if let Some(l) = location.map(str::trim).filter(|l| !l.is_empty()) {
-        push_masked(&mut out, l, false);
+        push_masked(out, start, l, false);
         out.push(' ');
     }
-    push_masked(&mut out, message, true);
-    while out.ends_with(' ') {
+    for part in message {
+        push_masked(out, start, part, true);
+    }
+    while out.len() > start && out.ends_with(' ') {
         out.pop();
     }
-    out
 }
 
 /// Appends `text` masked: runs of digits become `<n>`, hexadecimal tokens
 /// with a digit and at least 8 characters (ids, hashes, UUID parts) become
 /// `<id>`, whitespace (including newlines) collapses to one space. In a
 /// location (`keep_line`) digits are kept, since `Foo#457` is the place.
-fn push_masked(out: &mut String, text: &str, mask_numbers: bool) {
+/// The template began at `start` in `out`; it is cut to [`TEMPLATE_BYTES`].
+fn push_masked(out: &mut String, start: usize, text: &str, mask_numbers: bool) {
+    let limit = start + TEMPLATE_BYTES;
     let bytes = text.as_bytes();
     let mut i = 0;
-    let mut last_space = out.ends_with(' ') || out.is_empty();
-    while i < bytes.len() && out.len() < TEMPLATE_BYTES {
+    let mut last_space = out.len() == start || out.ends_with(' ');
+    while i < bytes.len() && out.len() < limit {
         let c = bytes[i];
         if c.is_ascii_whitespace() {
             if !last_space {
@@ -98,8 +115,8 @@ fn push_masked(out: &mut String, text: &str, mask_numbers: bool) {
     }
     // Never cut inside a character: push_str keeps whole characters, and
     // the loop stops at the first character past the limit.
-    if out.len() > TEMPLATE_BYTES {
-        let mut cut = TEMPLATE_BYTES;
+    if out.len() > limit {
+        let mut cut = limit;
         while !out.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -172,6 +189,31 @@ mod tests {
         assert!(
             !t.contains('\n'),
             "the separator never occurs inside a template"
+        );
+    }
+
+    #[test]
+    fn appending_into_a_shared_buffer_is_the_same_template_per_event() {
+        let long = "x".repeat(300);
+        let mut buf = String::new();
+        push_event_template(&mut buf, Some("info"), Some("A#1"), &["  started 42 "]);
+        buf.push(SEPARATOR);
+        push_event_template(&mut buf, None, None, &["exception ", "java.io.IOException"]);
+        buf.push(SEPARATOR);
+        push_event_template(&mut buf, Some("WARN"), None, &[&long]);
+        let parts: Vec<&str> = split(&buf).collect();
+        assert_eq!(
+            parts,
+            vec![
+                event_template(Some("info"), Some("A#1"), "  started 42 ").as_str(),
+                event_template(None, None, "exception java.io.IOException").as_str(),
+                event_template(Some("WARN"), None, &long).as_str(),
+            ]
+        );
+        assert_eq!(
+            parts[2].len(),
+            TEMPLATE_BYTES,
+            "each template is cut on its own"
         );
     }
 

@@ -417,7 +417,7 @@ fn span<'a>(buf: &'a [u8], resource: u32, b: &mut Builders<'a>) -> Result<(), Wi
                     if !b.events_buf.is_empty() {
                         b.events_buf.push(template::SEPARATOR);
                     }
-                    b.events_buf.push_str(&ev.template());
+                    ev.push_template(&mut b.events_buf);
                 }
             }
             (15, LEN) => {
@@ -512,17 +512,18 @@ struct EventInfo<'a> {
 }
 
 impl EventInfo<'_> {
-    /// Its template (see `causeway_model::template`): an exception is
-    /// `exception <type>` (its message often embeds request data, the type
-    /// is the pattern); a log event is its severity, code location and
-    /// message.
-    fn template(&self) -> String {
+    /// Appends its template (see `causeway_model::template`) to `out`: an
+    /// exception is `exception <type>` (its message often embeds request
+    /// data, the type is the pattern); a log event is its severity, code
+    /// location and message.
+    fn push_template(&self, out: &mut String) {
         if self.is_exception {
             let what = self
                 .exception_type
                 .or(self.exception_message)
                 .unwrap_or(b"");
-            return template::event_template(None, None, &format!("exception {}", text(what)));
+            template::push_event_template(out, None, None, &["exception ", &text(what)]);
+            return;
         }
         let location = match (self.namespace, self.lineno, self.function) {
             (Some(ns), Some(line), _) => Some(format!("{}#{line}", text(ns))),
@@ -532,7 +533,7 @@ impl EventInfo<'_> {
         };
         let severity = self.severity.map(text);
         let message = text(self.message.unwrap_or(self.name));
-        template::event_template(severity.as_deref(), location.as_deref(), &message)
+        template::push_event_template(out, severity.as_deref(), location.as_deref(), &[&message]);
     }
 }
 
