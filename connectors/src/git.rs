@@ -163,22 +163,13 @@ impl LocalGit {
             let (title, body) = message.split_once('\n').unwrap_or((&message, ""));
             items.push(Item {
                 signal: Signal {
-                    tenant: tenant.clone(),
-                    kind: SignalKind::Commit,
-                    source: self.settings.name.clone(),
-                    external_id: id.clone(),
-                    url: None,
                     title: excerpt(title, 300),
                     body: excerpt(body, BODY_EXCERPT_CHARS),
                     author: Some(author),
-                    created_ns: at,
-                    updated_ns: at,
                     repository: Some(self.repository.clone()),
                     changed_paths: paths.clone(),
-                    services: Vec::new(),
-                    status: None,
-                    version: None,
-                    commit: Some(id),
+                    commit: Some(id.clone()),
+                    ..Signal::new(tenant, SignalKind::Commit, &self.settings.name, id, at)
                 },
                 hints: Hints {
                     repository: Some(self.repository.clone()),

@@ -175,10 +175,6 @@ impl Connector for Jira {
             let components: Vec<String> = f.components.into_iter().map(|c| c.name).collect();
             items.push(Item {
                 signal: Signal {
-                    tenant: tenant.clone(),
-                    kind: SignalKind::Ticket,
-                    source: self.settings.name.clone(),
-                    external_id: issue.key.clone(),
                     url: Some(format!("{}/browse/{}", self.settings.browse_url, issue.key)),
                     title: f.summary.unwrap_or_default(),
                     body: excerpt(
@@ -186,14 +182,16 @@ impl Connector for Jira {
                         BODY_EXCERPT_CHARS,
                     ),
                     author: f.reporter.and_then(|r| r.display_name),
-                    created_ns: created,
                     updated_ns: updated,
                     repository: project.clone(),
-                    changed_paths: Vec::new(),
-                    services: Vec::new(),
                     status: f.status.map(|s| s.name),
-                    version: None,
-                    commit: None,
+                    ..Signal::new(
+                        tenant,
+                        SignalKind::Ticket,
+                        &self.settings.name,
+                        issue.key.clone(),
+                        created,
+                    )
                 },
                 hints: Hints {
                     components,

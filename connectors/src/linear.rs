@@ -158,22 +158,20 @@ impl Connector for Linear {
             let team = n.team.map(|t| t.key);
             items.push(Item {
                 signal: Signal {
-                    tenant: tenant.clone(),
-                    kind: SignalKind::Ticket,
-                    source: self.settings.name.clone(),
-                    external_id: n.identifier,
                     url: n.url,
                     title: n.title,
                     body: excerpt(n.description.as_deref().unwrap_or(""), BODY_EXCERPT_CHARS),
                     author: n.creator.map(|c| c.name),
-                    created_ns: created,
                     updated_ns: updated,
                     repository: team.clone(),
-                    changed_paths: Vec::new(),
-                    services: Vec::new(),
                     status: n.state.map(|s| s.name),
-                    version: None,
-                    commit: None,
+                    ..Signal::new(
+                        tenant,
+                        SignalKind::Ticket,
+                        &self.settings.name,
+                        n.identifier,
+                        created,
+                    )
                 },
                 hints: Hints {
                     labels: n

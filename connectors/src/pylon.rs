@@ -102,10 +102,6 @@ impl Connector for Pylon {
             .unwrap_or(created);
             items.push(Item {
                 signal: Signal {
-                    tenant: tenant.clone(),
-                    kind: SignalKind::Ticket,
-                    source: self.settings.name.clone(),
-                    external_id: i.number.to_string(),
                     url: i.link,
                     title: i.title.unwrap_or_default(),
                     body: excerpt(
@@ -113,14 +109,15 @@ impl Connector for Pylon {
                         BODY_EXCERPT_CHARS,
                     ),
                     author: i.requester.and_then(|r| r.email),
-                    created_ns: created,
                     updated_ns: updated,
-                    repository: None,
-                    changed_paths: Vec::new(),
-                    services: Vec::new(),
                     status: i.state,
-                    version: None,
-                    commit: None,
+                    ..Signal::new(
+                        tenant,
+                        SignalKind::Ticket,
+                        &self.settings.name,
+                        i.number.to_string(),
+                        created,
+                    )
                 },
                 hints: Hints {
                     labels: i.tags,

@@ -123,25 +123,21 @@ impl Connector for Salesforce {
                 .unwrap_or(created);
             items.push(Item {
                 signal: Signal {
-                    tenant: tenant.clone(),
-                    kind: SignalKind::Ticket,
-                    source: s.name.clone(),
-                    external_id: c.case_number.clone().unwrap_or_else(|| c.id.clone()),
                     url: Some(format!(
                         "{}/lightning/r/Case/{}/view",
                         s.lightning_url, c.id
                     )),
                     title: c.subject.unwrap_or_default(),
                     body: excerpt(c.description.as_deref().unwrap_or(""), BODY_EXCERPT_CHARS),
-                    author: None,
-                    created_ns: created,
                     updated_ns: updated,
-                    repository: None,
-                    changed_paths: Vec::new(),
-                    services: Vec::new(),
                     status: c.status,
-                    version: None,
-                    commit: None,
+                    ..Signal::new(
+                        tenant,
+                        SignalKind::Ticket,
+                        &s.name,
+                        c.case_number.clone().unwrap_or_else(|| c.id.clone()),
+                        created,
+                    )
                 },
                 hints: Hints {
                     components: c.product.into_iter().chain(c.r#type).collect(),

@@ -138,29 +138,25 @@ impl Connector for ServiceNow {
             };
             items.push(Item {
                 signal: Signal {
-                    tenant: tenant.clone(),
-                    kind: if change {
-                        SignalKind::Deploy
-                    } else {
-                        SignalKind::Ticket
-                    },
-                    source: self.settings.name.clone(),
-                    external_id: r.number.clone(),
                     url: Some(format!(
                         "{}/nav_to.do?uri={table}.do?sys_id={}",
                         self.settings.base_url, r.sys_id
                     )),
                     title: r.short_description.unwrap_or_default(),
                     body: excerpt(r.description.as_deref().unwrap_or(""), BODY_EXCERPT_CHARS),
-                    author: None,
-                    created_ns: at,
                     updated_ns: updated,
-                    repository: None,
-                    changed_paths: Vec::new(),
-                    services: Vec::new(),
                     status: r.state.map(|s| state_name(table, &s)),
-                    version: None,
-                    commit: None,
+                    ..Signal::new(
+                        tenant,
+                        if change {
+                            SignalKind::Deploy
+                        } else {
+                            SignalKind::Ticket
+                        },
+                        &self.settings.name,
+                        r.number.clone(),
+                        at,
+                    )
                 },
                 hints: Hints {
                     components: r.cmdb_ci.into_iter().filter(|c| !c.is_empty()).collect(),

@@ -146,10 +146,6 @@ impl Connector for Slack {
             let text = m.text.unwrap_or_default();
             items.push(Item {
                 signal: Signal {
-                    tenant: tenant.clone(),
-                    kind: SignalKind::Message,
-                    source: self.settings.name.clone(),
-                    external_id: format!("{channel}:{}", m.ts),
                     url: Some(format!(
                         "{}/archives/{channel}/{}",
                         self.settings.workspace_url,
@@ -158,14 +154,13 @@ impl Connector for Slack {
                     title: excerpt(text.lines().next().unwrap_or(""), 300),
                     body: excerpt(&text, BODY_EXCERPT_CHARS),
                     author: m.user.or(m.username),
-                    created_ns: at,
-                    updated_ns: at,
-                    repository: None,
-                    changed_paths: Vec::new(),
-                    services: Vec::new(),
-                    status: None,
-                    version: None,
-                    commit: None,
+                    ..Signal::new(
+                        tenant,
+                        SignalKind::Message,
+                        &self.settings.name,
+                        format!("{channel}:{}", m.ts),
+                        at,
+                    )
                 },
                 hints: Hints {
                     channel: Some(channel.to_owned()),
