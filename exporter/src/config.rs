@@ -15,6 +15,10 @@ pub struct ApiConfig {
     /// TLS; plaintext when absent.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Where people reach the dashboard (behind a proxy, say); links in
+    /// notifications point here.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -22,6 +26,7 @@ impl Default for ApiConfig {
         Self {
             endpoint: default_endpoint(),
             tls: None,
+            public_url: None,
         }
     }
 }
@@ -31,6 +36,14 @@ impl ApiConfig {
     pub fn validate(&self, path: &str, problems: &mut Vec<Problem>) {
         if let Some(tls) = &self.tls {
             tls.validate(&format!("{path}.tls"), problems);
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            problems.push(Problem::new(
+                format!("{path}.public_url"),
+                "must start with http:// or https://",
+            ));
         }
     }
 }

@@ -13,8 +13,11 @@
 
 pub mod api;
 pub mod config;
+pub mod forward;
 pub mod narrative;
+pub mod notify;
 pub mod rca;
+pub mod sink;
 
 /// Component name, used in config.
 pub const NAME: &str = "api";

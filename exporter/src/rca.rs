@@ -22,7 +22,14 @@ use causeway_model::rca::{Feedback, RcaReport};
 use causeway_model::{Incident, TenantId};
 use causeway_processor::{QueryHandle, SnapshotRequest};
 use causeway_store::{DuckDbReports, SignalQuery};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+
+use crate::sink::{LiveEvent, ReportEvent, ReportSink};
 
 /// What can go wrong serving reports.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +53,22 @@ pub struct RcaService {
     narrator: Option<crate::narrative::Narrator>,
     /// (tenant, incident) → the incident's `updated_ns` last analysed.
     analysed: Mutex<HashMap<(TenantId, u64), i64>>,
+    /// Notifications, OTLP log export.
+    sinks: Vec<Arc<dyn ReportSink>>,
+    /// New and changed incidents and reports, for the API's event stream.
+    live: broadcast::Sender<LiveEvent>,
+    /// Reports written, per tenant.
+    written: Family<TenantLabel, Counter>,
 }
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+/// Events a slow event-stream subscriber may fall behind by before it
+/// misses some (it is told to reload).
+const LIVE_CAPACITY: usize = 256;
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -79,7 +101,40 @@ impl RcaService {
             config,
             narrator,
             analysed: Mutex::new(HashMap::new()),
+            sinks: Vec::new(),
+            live: broadcast::channel(LIVE_CAPACITY).0,
+            written: Family::default(),
         }
+    }
+
+    /// Registers the service's metrics (`causeway_rca_reports_total`).
+    pub fn register(self, registry: &mut Registry) -> Self {
+        registry.register(
+            "causeway_rca_reports",
+            "RCA reports written (first reports and updates)",
+            self.written.clone(),
+        );
+        self
+    }
+
+    /// Also hands every written report to `sink`.
+    pub fn with_sink(mut self, sink: Arc<dyn ReportSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// New and changed incidents and reports of every tenant, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+
+    fn publish(&self, tenant: &TenantId, kind: &'static str, id: u64) {
+        // No subscriber is not an error.
+        let _ = self.live.send(LiveEvent {
+            tenant: tenant.clone(),
+            kind,
+            id,
+        });
     }
 
     /// Runs until `cancel`: every interval, analyses what changed.
@@ -151,6 +206,7 @@ impl RcaService {
                     continue;
                 }
             }
+            self.publish(tenant, "incident", i.id);
             stale.push(i);
         }
         if stale.is_empty() {
@@ -235,9 +291,26 @@ impl RcaService {
             if let Some(n) = &self.narrator {
                 n.apply(&mut outcome).await;
             }
+            let previous = self.get(tenant, id).await?;
             let stored = outcome.clone();
             let t = tenant.clone();
             self.with_store(move |db| db.put(&t, &stored)).await?;
+            self.publish(tenant, "rca", id);
+            self.written
+                .get_or_create(&TenantLabel {
+                    tenant: tenant.as_str().to_owned(),
+                })
+                .inc();
+            if !self.sinks.is_empty() {
+                let event = ReportEvent {
+                    tenant: tenant.clone(),
+                    report: outcome.clone(),
+                    previous,
+                };
+                for sink in &self.sinks {
+                    sink.report(&event);
+                }
+            }
             tracing::debug!(%tenant, incident = id, summary = %outcome.summary, "RCA report written");
             self.analysed
                 .lock()

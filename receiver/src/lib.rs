@@ -31,7 +31,7 @@ pub use admission::Admission;
 pub use auth::Authenticator;
 pub use error::{ReceiveError, SetupError};
 pub use metrics::ReceiverMetrics;
-pub use otlp::ingest::{Ingest, Outcome};
+pub use otlp::ingest::{Ingest, Outcome, Tee};
 
 use config::OtlpReceiverConfig;
 use net::{Listener, ServeOptions};

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use causeway_connectors::{KnownServices, SignalHub};
 use causeway_exporter::api::{self, ApiState, CatalogServices, Readiness};
+use causeway_exporter::forward::{ForwardMetrics, Forwarder};
+use causeway_exporter::notify::{Notifier, NotifyMetrics};
+use causeway_exporter::sink::ReportSink;
 use causeway_processor::persist::Persistence;
 use causeway_processor::{ProcessorStage, QueryHandle, SqlEngine};
 use causeway_receiver::net::{self, Listener, ServeOptions};
-use causeway_receiver::{Admission, Authenticator, Ingest, OtlpReceiver, ReceiverMetrics};
+use causeway_receiver::{Admission, Authenticator, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,12 +31,41 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let grace = config.service.shutdown_timeout;
     let mut registry = Registry::default();
     let receiver_metrics = ReceiverMetrics::register(&mut registry);
+    let forward_metrics = ForwardMetrics::register(&mut registry);
+    let notify_metrics = NotifyMetrics::register(&mut registry);
+    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.storage.data_dir.display()
+        )
+    })?;
+    let forwarder = Arc::new(
+        Forwarder::open(
+            &config.exporters.otlp,
+            &config.storage.data_dir,
+            forward_metrics,
+        )
+        .context("starting OTLP forwarding")?,
+    );
+    let notifier = Arc::new(
+        Notifier::new(
+            &config.exporters.notifications,
+            config.exporters.api.public_url.clone(),
+            &config.storage.data_dir,
+            notify_metrics,
+        )
+        .context("starting notifications")?,
+    );
 
     let auth = Arc::new(Authenticator::new(&config.auth.api_keys));
     let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
     let (query_tx, query_rx) = mpsc::channel(QUERY_CAPACITY);
     let admission = Admission::new(batch_tx, &config.processors.queue, auth.tenants().len());
-    let ingest = Arc::new(Ingest::new(admission, receiver_metrics));
+    let mut ingest = Ingest::new(admission, receiver_metrics);
+    if !forwarder.is_empty() {
+        ingest = ingest.with_tee(Arc::clone(&forwarder) as Arc<dyn Tee>);
+    }
+    let ingest = Arc::new(ingest);
 
     let receiver = OtlpReceiver::bind(&config.receivers.otlp, ingest, Arc::clone(&auth), grace)
         .await
@@ -58,13 +90,21 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     );
     let known: Arc<dyn KnownServices> = Arc::new(CatalogServices(processor_handle.clone()));
     let rca_path = config.storage.data_dir.join("rca.duckdb");
-    let rca = Arc::new(causeway_exporter::rca::RcaService::new(
+    let mut rca = causeway_exporter::rca::RcaService::new(
         processor_handle.clone(),
         causeway_store::DuckDbReports::open(&rca_path)
             .with_context(|| format!("opening the RCA store {}", rca_path.display()))?,
         Some(Arc::clone(&hub)),
         config.processors.correlator.clone(),
-    ));
+    )
+    .register(&mut registry);
+    if !forwarder.is_empty() {
+        rca = rca.with_sink(Arc::clone(&forwarder) as Arc<dyn ReportSink>);
+    }
+    if !notifier.is_empty() {
+        rca = rca.with_sink(Arc::clone(&notifier) as Arc<dyn ReportSink>);
+    }
+    let rca = Arc::new(rca);
     let ready = Arc::new(Readiness::default());
     let api_state = Arc::new(ApiState {
         auth: Arc::clone(&auth),
@@ -75,12 +115,18 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         signals: Some(Arc::clone(&hub)),
         known: Arc::clone(&known),
         rca: Some(Arc::clone(&rca)),
+        sessions: Default::default(),
+        secure_cookies: config.exporters.api.tls.is_some(),
     });
     let receivers_stop = CancellationToken::new();
     let connectors_stop = CancellationToken::new();
     let connectors = tokio::spawn(Arc::clone(&hub).run(known, connectors_stop.clone()));
     let rca_stop = CancellationToken::new();
     let rca_task = tokio::spawn(Arc::clone(&rca).run(rca_stop.clone()));
+    let forward_stop = CancellationToken::new();
+    let forward_task = tokio::spawn(Arc::clone(&forwarder).run(forward_stop.clone()));
+    let notify_stop = CancellationToken::new();
+    let notify_task = tokio::spawn(Arc::clone(&notifier).run(notify_stop.clone()));
     let api_stop = CancellationToken::new();
     tracing::info!(
         grpc = ?receiver.grpc_addr(),
@@ -119,7 +165,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     rca_stop.cancel();
     receivers_stop.cancel();
     rca_task.await.context("RCA task")?;
+    notify_stop.cancel();
     receivers.await.context("receiver task")?;
+    // Every request is acknowledged and queued on disk by now; what the
+    // downstream has not taken yet is sent after the next start.
+    forward_stop.cancel();
+    forward_task.await.context("forwarding task")?;
+    notify_task.await.context("notification task")?;
     connectors.await.context("connector task")?;
     // Every sender of the queue is gone now; the processor ends once it
     // has processed everything that was queued.

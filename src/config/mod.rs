@@ -76,6 +76,12 @@ pub(crate) struct Exporters {
     /// The HTTP API.
     #[serde(default)]
     pub(crate) api: ApiConfig,
+    /// Downstream OTLP endpoints every accepted span is forwarded to.
+    #[serde(default)]
+    pub(crate) otlp: Vec<causeway_exporter::forward::ForwardConfig>,
+    /// Where a message goes when an RCA is ready.
+    #[serde(default)]
+    pub(crate) notifications: Vec<causeway_exporter::notify::NotifyConfig>,
 }
 
 /// `storage`.
@@ -391,6 +397,16 @@ impl Config {
             .queue
             .validate("processors.queue", otlp.largest_request(), &mut problems);
         self.exporters.api.validate("exporters.api", &mut problems);
+        causeway_exporter::forward::config::validate_all(
+            &self.exporters.otlp,
+            "exporters.otlp",
+            &mut problems,
+        );
+        causeway_exporter::notify::config::validate_all(
+            &self.exporters.notifications,
+            "exporters.notifications",
+            &mut problems,
+        );
         for (field, message) in self.processors.spans.problems() {
             problems.push(Problem::new(format!("processors.spans.{field}"), message));
         }

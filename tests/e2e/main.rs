@@ -4,6 +4,7 @@
 
 mod config;
 mod connectors;
+mod dashboard;
 mod errors;
 mod harness;
 mod polyglot;

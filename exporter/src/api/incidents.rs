@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -11,7 +11,7 @@ use causeway_processor::red::kind_label;
 use serde_json::{Value, json};
 
 use super::red::{RangeParams, range, rfc3339};
-use super::{ApiState, Caller, error};
+use super::{ApiState, Caller, PageParams, Q, error, paginate};
 
 fn anomaly_json(a: &Anomaly) -> Value {
     let subject = match &a.subject {
@@ -80,15 +80,26 @@ fn incident_json(i: &Incident) -> Value {
 pub(super) async fn anomalies(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
-    Query(p): Query<RangeParams>,
+    Q(p): Q<RangeParams>,
+    Q(pp): Q<PageParams>,
 ) -> Response {
     let (from, to) = match range(p.from.as_deref(), p.to.as_deref()) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
+    let page = match pp.page() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
     match state.processor.anomalies(tenant, from, to).await {
-        Ok(list) => Json(json!({"anomalies": list.iter().map(anomaly_json).collect::<Vec<_>>()}))
-            .into_response(),
+        Ok(list) => {
+            let (list, next) = paginate(list, |a| (a.onset_ns, a.id), page);
+            Json(json!({
+                "anomalies": list.iter().map(anomaly_json).collect::<Vec<_>>(),
+                "next_cursor": next,
+            }))
+            .into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
@@ -96,10 +107,21 @@ pub(super) async fn anomalies(
 pub(super) async fn incidents(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
+    Q(pp): Q<PageParams>,
 ) -> Response {
+    let page = match pp.page() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
     match state.processor.incidents(tenant).await {
-        Ok(list) => Json(json!({"incidents": list.iter().map(incident_json).collect::<Vec<_>>()}))
-            .into_response(),
+        Ok(list) => {
+            let (list, next) = paginate(list, |i| (i.onset_ns, i.id), page);
+            Json(json!({
+                "incidents": list.iter().map(incident_json).collect::<Vec<_>>(),
+                "next_cursor": next,
+            }))
+            .into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

@@ -48,8 +48,35 @@ pub(super) async fn scrape(
         })
         .flat_map(|line| [line, "\n"])
         .collect();
-    match state.processor.metrics(tenant).await {
+    match state.processor.metrics(tenant.clone()).await {
         Ok(snap) => render_trace_metrics(&mut filtered, &snap),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+    match state.processor.incidents(tenant.clone()).await {
+        Ok(list) => {
+            let open = list.iter().filter(|i| i.resolved_ns.is_none()).count();
+            let active: usize = list
+                .iter()
+                .filter(|i| i.resolved_ns.is_none())
+                .map(|i| i.anomalies.len())
+                .sum();
+            let t = escape(tenant.as_str());
+            let _ = writeln!(filtered, "# TYPE causeway_incidents_open gauge");
+            let _ = writeln!(
+                filtered,
+                "# HELP causeway_incidents_open Incidents not resolved yet."
+            );
+            let _ = writeln!(filtered, "causeway_incidents_open{{tenant=\"{t}\"}} {open}");
+            let _ = writeln!(filtered, "# TYPE causeway_anomalies_active gauge");
+            let _ = writeln!(
+                filtered,
+                "# HELP causeway_anomalies_active Anomalies in incidents not resolved yet."
+            );
+            let _ = writeln!(
+                filtered,
+                "causeway_anomalies_active{{tenant=\"{t}\"}} {active}"
+            );
+        }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
     filtered.push_str("# EOF\n");

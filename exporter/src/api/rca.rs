@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::red::{parse_time, rfc3339};
-use super::{ApiState, Caller, error};
+use super::{ApiState, Caller, PageParams, Q, error, paginate};
 
 /// Reports are listed from this long ago when `from` is not given.
 const DEFAULT_RANGE_NS: i64 = 7 * 24 * 3_600_000_000_000;
@@ -21,8 +21,10 @@ const DEFAULT_RANGE_NS: i64 = 7 * 24 * 3_600_000_000_000;
 pub(super) struct ListParams {
     from: Option<String>,
     to: Option<String>,
-    limit: Option<usize>,
 }
+
+/// Reports of one range read at most before paging (one per incident).
+const MAX_LISTED: usize = 10_000;
 
 /// The report as the API shows it: ids as strings (JavaScript cannot hold
 /// every u64), times as RFC 3339 next to the nanoseconds.
@@ -48,7 +50,8 @@ fn unavailable(state: &ApiState) -> Option<Response> {
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
-    Query(p): Query<ListParams>,
+    Q(p): Q<ListParams>,
+    Q(pp): Q<PageParams>,
 ) -> Response {
     if let Some(r) = unavailable(&state) {
         return r;
@@ -61,18 +64,33 @@ pub(super) async fn list(
     let from = match p.from.as_deref().map(|t| parse_time("from", t)) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
-        None => super::red::now_ns().saturating_sub(DEFAULT_RANGE_NS),
+        // A week before `to` (or now).
+        None => to
+            .min(super::red::now_ns())
+            .saturating_sub(DEFAULT_RANGE_NS),
     };
-    if from > to {
-        return error(StatusCode::BAD_REQUEST, "from is after to");
+    if from >= to {
+        return error(StatusCode::BAD_REQUEST, "from must be before to");
     }
-    let limit = p.limit.unwrap_or(100).min(1000);
-    let Some(rca) = &state.rca else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "RCA is not running");
+    let page = match pp.page() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
     };
-    match rca.list(&tenant, from, to, limit).await {
-        Ok(list) => Json(json!({"reports": list.iter().map(report_json).collect::<Vec<_>>()}))
-            .into_response(),
+    let Some(rca) = &state.rca else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RCA is not running in this process",
+        );
+    };
+    match rca.list(&tenant, from, to, MAX_LISTED).await {
+        Ok(list) => {
+            let (list, next) = paginate(list, |r| (r.window_start_ns, r.id), page);
+            Json(json!({
+                "reports": list.iter().map(report_json).collect::<Vec<_>>(),
+                "next_cursor": next,
+            }))
+            .into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }
@@ -91,7 +109,10 @@ pub(super) async fn get(
     headers: HeaderMap,
 ) -> Response {
     let Some(rca) = &state.rca else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "RCA is not running");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RCA is not running in this process",
+        );
     };
     // Unknown, malformed and other tenants' ids all read alike.
     let Ok(id) = id.parse::<u64>() else {
@@ -129,7 +150,10 @@ pub(super) async fn feedback(
     body: Result<Json<FeedbackBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Some(rca) = &state.rca else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "RCA is not running");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RCA is not running in this process",
+        );
     };
     let Ok(id) = id.parse::<u64>() else {
         return error(StatusCode::NOT_FOUND, "no such report");

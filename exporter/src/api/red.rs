@@ -5,14 +5,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use causeway_processor::RedQuery;
 use causeway_processor::series::CellStats;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiState, Caller, error};
+use super::{ApiState, Caller, Q, error};
 
 /// Default range when `from` is absent: the last 15 minutes.
 const DEFAULT_RANGE: Duration = Duration::from_secs(15 * 60);
@@ -35,9 +35,12 @@ pub(super) struct RangeParams {
 /// Parses a time: RFC 3339, or unix milliseconds.
 pub(super) fn parse_time(name: &str, raw: &str) -> Result<i64, String> {
     if let Ok(ms) = raw.parse::<i64>() {
+        // Before 1970 or past 2262 (where ns overflow i64) is a mistake,
+        // and arithmetic on such bounds would overflow downstream.
         return ms
             .checked_mul(1_000_000)
-            .ok_or_else(|| format!("{name}={raw} is out of range"));
+            .filter(|ns| (0..=MAX_TIME_NS).contains(ns))
+            .ok_or_else(|| format!("{name}={raw} is out of range (unix ms from 1970 to 2200)"));
     }
     humantime::parse_rfc3339_weak(raw)
         .map_err(|_| {
@@ -49,9 +52,16 @@ pub(super) fn parse_time(name: &str, raw: &str) -> Result<i64, String> {
             let d = t
                 .duration_since(UNIX_EPOCH)
                 .map_err(|_| format!("{name} is before 1970"))?;
-            i64::try_from(d.as_nanos()).map_err(|_| format!("{name} is out of range"))
+            i64::try_from(d.as_nanos())
+                .ok()
+                .filter(|ns| *ns <= MAX_TIME_NS)
+                .ok_or_else(|| format!("{name} is out of range (1970 to 2200)"))
         })
 }
+
+/// Latest time accepted in a query: 2200-01-01, far from i64's end so that
+/// windows and steps added to it cannot overflow.
+pub(super) const MAX_TIME_NS: i64 = 7_258_118_400_000_000_000;
 
 pub(super) fn now_ns() -> i64 {
     SystemTime::now()
@@ -67,7 +77,7 @@ pub(super) fn range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), 
     };
     let from = match from {
         Some(f) => parse_time("from", f)?,
-        None => to - i64::try_from(DEFAULT_RANGE.as_nanos()).unwrap_or(0),
+        None => to.saturating_sub(i64::try_from(DEFAULT_RANGE.as_nanos()).unwrap_or(0)),
     };
     if from >= to {
         return Err("from must be before to".into());
@@ -161,7 +171,7 @@ struct Series {
 pub(super) async fn red(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
-    Query(p): Query<RedParams>,
+    Q(p): Q<RedParams>,
 ) -> Response {
     let (from_ns, to_ns) = match range(p.from.as_deref(), p.to.as_deref()) {
         Ok(r) => r,
@@ -169,13 +179,13 @@ pub(super) async fn red(
     };
     let step_ns = match p.step.as_deref().map(humantime::parse_duration) {
         None => None,
-        Some(Ok(d)) if d >= Duration::from_secs(1) => {
+        Some(Ok(d)) if d >= Duration::from_secs(1) && d <= Duration::from_secs(366 * 86_400) => {
             Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         }
         Some(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "step must be a duration of at least 1s, e.g. 60s",
+                "step must be a duration from 1s to 366d, e.g. 60s",
             );
         }
     };
@@ -238,7 +248,7 @@ struct Edge {
 pub(super) async fn graph(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
-    Query(p): Query<RangeParams>,
+    Q(p): Q<RangeParams>,
 ) -> Response {
     let (from_ns, to_ns) = match range(p.from.as_deref(), p.to.as_deref()) {
         Ok(r) => r,

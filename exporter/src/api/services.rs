@@ -66,7 +66,7 @@ pub(super) struct DeleteParams {
 pub(super) async fn delete_data(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
-    axum::extract::Query(params): axum::extract::Query<DeleteParams>,
+    super::Q(params): super::Q<DeleteParams>,
 ) -> Response {
     if params.confirm.as_deref() != Some(tenant.as_str()) {
         return error(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::red::{parse_time, rfc3339};
-use super::{ApiState, Caller, error};
+use super::{ApiState, Caller, PageParams, Q, encode_cursor, error};
 
 /// Signals returned at most per call.
 const MAX_SIGNALS: usize = 1_000;
@@ -27,7 +27,6 @@ pub(super) struct SignalParams {
     service: Option<String>,
     from: Option<String>,
     to: Option<String>,
-    limit: Option<usize>,
 }
 
 pub(super) fn signal_json(s: &Signal) -> Value {
@@ -60,7 +59,8 @@ fn unavailable() -> Response {
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
-    Query(p): Query<SignalParams>,
+    Q(p): Q<SignalParams>,
+    Q(pp): Q<PageParams>,
 ) -> Response {
     let Some(hub) = &state.signals else {
         return unavailable();
@@ -82,16 +82,60 @@ pub(super) async fn list(
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
     };
+    if let (Some(f), Some(t)) = (from_ns, to_ns)
+        && f >= t
+    {
+        return error(StatusCode::BAD_REQUEST, "from must be before to");
+    }
+    let page = match pp.page() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+    };
+    // Signals are ordered newest first with a stable tie-break; the cursor
+    // is (created time of the last one shown, how many with that time were
+    // shown), so a page starts at that time and skips those.
+    let (to_ns, skip) = match page.after {
+        Some((t, seen)) => (
+            Some(t.saturating_add(1)),
+            usize::try_from(seen).unwrap_or(usize::MAX),
+        ),
+        None => (to_ns, 0),
+    };
     let q = SignalQuery {
         kind,
         service: p.service,
         from_ns,
         to_ns,
-        limit: p.limit.unwrap_or(MAX_SIGNALS).clamp(1, MAX_SIGNALS),
+        limit: (page.limit + 1).saturating_add(skip).min(MAX_SIGNALS * 10),
     };
     match hub.signals(&tenant, &q).await {
-        Ok(list) => Json(json!({ "signals": list.iter().map(signal_json).collect::<Vec<_>>() }))
-            .into_response(),
+        Ok(list) => {
+            let list: Vec<_> = list.into_iter().skip(skip).collect();
+            let more = list.len() > page.limit;
+            let shown = &list[..list.len().min(page.limit)];
+            let next = match (more, shown.last()) {
+                (true, Some(last)) => {
+                    let same = shown
+                        .iter()
+                        .filter(|s| s.created_ns == last.created_ns)
+                        .count();
+                    // Continuing within the same time, add what earlier
+                    // pages showed at it.
+                    let before = if page.after.is_some_and(|(t, _)| t == last.created_ns) {
+                        skip
+                    } else {
+                        0
+                    };
+                    Some(encode_cursor((last.created_ns, (same + before) as u64)))
+                }
+                _ => None,
+            };
+            Json(json!({
+                "signals": shown.iter().map(signal_json).collect::<Vec<_>>(),
+                "next_cursor": next,
+            }))
+            .into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
 }

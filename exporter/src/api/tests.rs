@@ -116,6 +116,8 @@ fn api() -> Api {
         ready: Arc::clone(&ready),
         signals: Some(Arc::new(hub(&dir))),
         rca: Some(Arc::clone(&rca)),
+        sessions: Default::default(),
+        secure_cookies: false,
         known: Arc::new(causeway_connectors::NoServices),
     });
     Api {
@@ -218,6 +220,8 @@ async fn a_stopped_processor_is_503_not_a_hang() {
         ready: Arc::new(Readiness::default()),
         signals: None,
         rca: None,
+        sessions: Default::default(),
+        secure_cookies: false,
         known: Arc::new(causeway_connectors::NoServices),
     });
     let resp = router(state)
@@ -499,7 +503,7 @@ async fn anomalies_and_incidents_are_authenticated_tenant_scoped_and_404_when_un
     let (status, body) = get(&api, "/api/v1/incidents", Some("ka")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
-        body, r#"{"incidents":[]}"#,
+        body, r#"{"incidents":[],"next_cursor":null}"#,
         "healthy traffic has no incident"
     );
     let (status, body) = get(
@@ -509,7 +513,7 @@ async fn anomalies_and_incidents_are_authenticated_tenant_scoped_and_404_when_un
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, r#"{"anomalies":[]}"#);
+    assert_eq!(body, r#"{"anomalies":[],"next_cursor":null}"#);
     assert_eq!(
         get(&api, "/api/v1/incidents", None).await.0,
         StatusCode::UNAUTHORIZED
@@ -603,7 +607,7 @@ async fn webhooks_are_verified_and_signals_are_tenant_scoped() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{other}");
     }
     let (_, body) = get(&api, "/api/v1/signals", Some("ka")).await;
-    assert_eq!(body, r#"{"signals":[]}"#);
+    assert_eq!(body, r#"{"next_cursor":null,"signals":[]}"#);
     // The right signature stores the commit.
     let (status, body) = post_with(
         &api,
@@ -623,7 +627,7 @@ async fn webhooks_are_verified_and_signals_are_tenant_scoped() {
     assert_eq!(v["signals"][0]["changed_paths"][0], "src/pay.rs");
     // Another tenant sees none of it; no key, no answer.
     let (_, body) = get(&api, "/api/v1/signals", Some("kg")).await;
-    assert_eq!(body, r#"{"signals":[]}"#);
+    assert_eq!(body, r#"{"next_cursor":null,"signals":[]}"#);
     let (status, _) = get(&api, "/api/v1/signals", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, body) = get(&api, "/api/v1/signals?kind=commits", Some("ka")).await;
@@ -654,7 +658,10 @@ async fn webhooks_are_verified_and_signals_are_tenant_scoped() {
     assert_eq!(v["signals"].as_array().map(Vec::len), Some(1), "{body}");
     assert_eq!(v["signals"][0]["services"][0], "checkout");
     let (_, body) = get(&api, "/api/v1/signals?kind=deploy", Some("ka")).await;
-    assert_eq!(body, r#"{"signals":[]}"#, "acme has no deploys");
+    assert_eq!(
+        body, r#"{"next_cursor":null,"signals":[]}"#,
+        "acme has no deploys"
+    );
 }
 
 fn sample_report(id: u64, tenant: &str) -> causeway_model::RcaReport {
@@ -724,7 +731,7 @@ async fn rca_reports_are_tenant_scoped_render_as_markdown_and_take_feedback() {
     assert_eq!(v["reports"][0]["window_start"], "2023-11-14T22:13:20.000Z");
     // Another tenant sees nothing, and its id reads as unknown (404).
     let (_, body) = get(&api, &format!("/api/v1/rca?{range}"), Some("kg")).await;
-    assert_eq!(body, r#"{"reports":[]}"#);
+    assert_eq!(body, r#"{"next_cursor":null,"reports":[]}"#);
     assert_eq!(
         get(&api, "/api/v1/rca/7", Some("kg")).await.0,
         StatusCode::NOT_FOUND
@@ -791,4 +798,279 @@ async fn rca_reports_are_tenant_scoped_render_as_markdown_and_take_feedback() {
     assert_eq!(v["feedback"][0]["service"], "checkout");
     assert_eq!(v["feedback"][0]["confirmed"], true);
     assert_eq!(v["feedback"][0]["comment"], "rolled back, fixed");
+}
+
+/// A request with optional cookie, CSRF token and key; status, headers, body.
+async fn call(
+    api: &Api,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+    body: Option<&str>,
+) -> (StatusCode, http::HeaderMap, String) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    if let Some(t) = csrf {
+        req = req.header("x-csrf-token", t);
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let resp = api
+        .router
+        .clone()
+        .oneshot(
+            req.body(Body::from(body.unwrap_or("").to_owned()))
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn every_data_endpoint_refuses_unauthenticated_calls_with_a_json_error() {
+    let api = api();
+    let endpoints = [
+        ("GET", "/api/v1/services"),
+        ("GET", "/api/v1/red"),
+        ("GET", "/api/v1/graph"),
+        ("POST", "/api/v1/query"),
+        ("GET", "/api/v1/anomalies"),
+        ("GET", "/api/v1/incidents"),
+        ("GET", "/api/v1/incidents/1"),
+        ("GET", "/api/v1/rca"),
+        ("GET", "/api/v1/rca/1"),
+        ("POST", "/api/v1/rca/1/feedback"),
+        ("DELETE", "/api/v1/data?confirm=acme"),
+        ("GET", "/api/v1/signals"),
+        ("POST", "/api/v1/events/deploy"),
+        ("GET", "/api/v1/events"),
+        ("GET", "/api/v1/traces/0af7651916cd43dd8448eb211c80319c"),
+        ("GET", "/api/v1/session"),
+        ("DELETE", "/api/v1/session"),
+        ("GET", "/metrics"),
+    ];
+    for (method, path) in endpoints {
+        let (status, headers, body) = call(&api, method, path, None, None, Some("{}")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_eq!(
+            headers["content-type"], "application/json",
+            "{method} {path}"
+        );
+        assert!(body.contains("\"error\""), "{method} {path}: {body}");
+        // A cookie that is not a session is no better.
+        let (status, _, _) = call(
+            &api,
+            method,
+            path,
+            Some("causeway_session=forged"),
+            Some("x"),
+            Some("{}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} forged");
+    }
+    // Public: health, the dashboard, the API description.
+    for path in [
+        "/healthz",
+        "/",
+        "/ui/app.js",
+        "/ui/app.css",
+        "/api/v1/openapi.json",
+    ] {
+        let (status, _, _) = call(&api, "GET", path, None, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_session_cookie_signs_in_and_state_changes_need_the_csrf_token() {
+    let api = api();
+    let acme = TenantId::new("acme").expect("tenant");
+    api.rca
+        .put(&acme, sample_report(7, "acme"))
+        .await
+        .expect("put");
+    let (status, _, _) = call(
+        &api,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(r#"{"api_key":"wrong"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, body) = call(&api, "POST", "/api/v1/session", None, None, Some("{")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, headers, body) = call(
+        &api,
+        "POST",
+        "/api/v1/session",
+        None,
+        None,
+        Some(r#"{"api_key":"ka"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let set = headers["set-cookie"].to_str().expect("ascii").to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().expect("pair").to_owned();
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["tenant"], "acme");
+    let csrf = v["csrf_token"].as_str().expect("token").to_owned();
+
+    // Reads work with the cookie alone, and only for its tenant.
+    let (status, _, body) = call(&api, "GET", "/api/v1/rca/7", Some(&cookie), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = call(&api, "GET", "/api/v1/session", Some(&cookie), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains(&csrf));
+
+    // A state change without the token (a cross-site form) is refused.
+    let feedback = r#"{"rank":1,"confirmed":true}"#;
+    let path = "/api/v1/rca/7/feedback";
+    let (status, _, _) = call(&api, "POST", path, Some(&cookie), None, Some(feedback)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(
+        &api,
+        "POST",
+        path,
+        Some(&cookie),
+        Some("0000"),
+        Some(feedback),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, body) = call(
+        &api,
+        "POST",
+        path,
+        Some(&cookie),
+        Some(&csrf),
+        Some(feedback),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Signing out ends the session.
+    let (status, _, _) = call(&api, "DELETE", "/api/v1/session", Some(&cookie), None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "sign-out is a state change too"
+    );
+    let (status, headers, _) = call(
+        &api,
+        "DELETE",
+        "/api/v1/session",
+        Some(&cookie),
+        Some(&csrf),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        headers["set-cookie"]
+            .to_str()
+            .expect("ascii")
+            .contains("Max-Age=0")
+    );
+    let (status, _, _) = call(&api, "GET", "/api/v1/rca/7", Some(&cookie), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn lists_page_with_cursors_and_bad_parameters_get_json_errors() {
+    let api = api();
+    let acme = TenantId::new("acme").expect("tenant");
+    for id in 1..=5 {
+        let mut r = sample_report(id, "acme");
+        r.window_start_ns += i64::try_from(id).expect("small") * 1_000_000_000;
+        api.rca.put(&acme, r).await.expect("put");
+    }
+    let range = "from=2023-11-14T00:00:00Z&to=2023-11-16T00:00:00Z";
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    for page in 0.. {
+        assert!(page < 5, "paging does not end");
+        let path = format!("/api/v1/rca?{range}&limit=2&cursor={cursor}");
+        let (status, body) = get(&api, &path, Some("ka")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        for r in v["reports"].as_array().expect("reports") {
+            seen.push(r["id"].as_str().expect("id").to_owned());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        vec!["5", "4", "3", "2", "1"],
+        "newest first, each once"
+    );
+
+    for path in [
+        "/api/v1/rca?limit=0",
+        "/api/v1/rca?limit=5000",
+        "/api/v1/rca?cursor=nonsense",
+        "/api/v1/incidents?limit=abc",
+        "/api/v1/anomalies?from=-99999999999999",
+        "/api/v1/red?step=0s",
+        "/api/v1/signals?limit=-1",
+    ] {
+        let (status, body) = get(&api, path, Some("ka")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(body.starts_with("{\"error\""), "{path}: {body}");
+    }
+    let (status, body) = get(&api, "/api/v1/incidents/%FF", Some("ka")).await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(body.starts_with("{\"error\""), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_is_served_to_its_tenant_only() {
+    let api = api();
+    send_workload(&api, "acme", 200).await;
+    let (status, _, body) = post(
+        &api,
+        "/api/v1/query",
+        Some("ka"),
+        None,
+        r#"{"sql": "SELECT encode(trace_id, 'hex') AS t, count(*) AS n FROM spans GROUP BY 1 ORDER BY 2 DESC LIMIT 1"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let trace = v["rows"][0]["t"].as_str().expect("a trace").to_owned();
+    let n = v["rows"][0]["n"].as_u64().expect("count");
+
+    let (status, body) = get(&api, &format!("/api/v1/traces/{trace}"), Some("ka")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let t: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let spans = t["spans"].as_array().expect("spans");
+    assert_eq!(spans.len() as u64, n);
+    let roots = spans.iter().filter(|s| s["parent_span_id"] == "").count();
+    assert_eq!(roots, 1, "one root: {body}");
+    assert!(spans.iter().all(|s| s["start_unix_nano"].as_str().is_some()
+        && s["duration_ms"].as_f64().is_some()
+        && s["span_id"].as_str().is_some_and(|x| x.len() == 16)));
+
+    let (status, _) = get(&api, &format!("/api/v1/traces/{trace}"), Some("kg")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's trace");
+    let (status, _) = get(&api, "/api/v1/traces/zz", Some("ka")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

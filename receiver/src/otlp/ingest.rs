@@ -1,5 +1,7 @@
 //! What both transports do with a decoded request: validate, count, queue.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use causeway_model::{TenantId, TraceBatch, Transport};
 
@@ -26,12 +28,33 @@ pub struct Outcome {
 pub struct Ingest {
     admission: Admission,
     metrics: ReceiverMetrics,
+    tee: Option<Arc<dyn Tee>>,
+}
+
+/// Sees every request the processor accepted, after it was queued and
+/// before the client hears back: the hook OTLP forwarding hangs on, so that
+/// what is forwarded is exactly what causeway acknowledged.
+pub trait Tee: Send + Sync + std::fmt::Debug {
+    /// `payload` (an `ExportTraceServiceRequest` with only the valid spans)
+    /// of `tenant` was accepted. Must not block for long: it runs on the
+    /// request's task.
+    fn accepted(&self, tenant: &TenantId, payload: &Bytes, spans: u64);
 }
 
 impl Ingest {
     /// Ingests into `admission`, counting into `metrics`.
     pub fn new(admission: Admission, metrics: ReceiverMetrics) -> Self {
-        Self { admission, metrics }
+        Self {
+            admission,
+            metrics,
+            tee: None,
+        }
+    }
+
+    /// Also hands every accepted request to `tee`.
+    pub fn with_tee(mut self, tee: Arc<dyn Tee>) -> Self {
+        self.tee = Some(tee);
+        self
     }
 
     /// The queue this ingests into.
@@ -93,6 +116,8 @@ impl Ingest {
         } else {
             payload
         };
+        // `Bytes` clones share the buffer.
+        let teed = self.tee.as_ref().map(|_| payload.clone());
         let batch = TraceBatch {
             tenant: tenant.clone(),
             transport,
@@ -105,6 +130,9 @@ impl Ingest {
             self.metrics
                 .refused_spans(label, tenant.as_str(), err.reason(), scan.spans);
             return Err(err);
+        }
+        if let (Some(tee), Some(payload)) = (&self.tee, teed) {
+            tee.accepted(&tenant, &payload, scan.spans);
         }
         self.metrics.accepted(label, tenant.as_str(), scan.spans);
         Ok(outcome)

@@ -1,0 +1,256 @@
+//! Browser sessions for the dashboard: `POST /api/v1/session` trades an
+//! API key for an HttpOnly, SameSite=Strict cookie and a CSRF token that
+//! every state-changing request made with the cookie must echo in
+//! `X-CSRF-Token`. Scripts and tools keep using the API key directly.
+//!
+//! Sessions live in memory (a restart signs everyone out), expire after
+//! [`SESSION_TTL`], and are capped at [`MAX_SESSIONS`] (the oldest goes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use causeway_model::TenantId;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiState, error};
+
+/// Name of the session cookie.
+pub const COOKIE: &str = "causeway_session";
+/// How long a session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Sessions held at most.
+pub const MAX_SESSIONS: usize = 10_000;
+
+#[derive(Debug, Clone)]
+struct Session {
+    tenant: TenantId,
+    csrf: String,
+    created: Instant,
+}
+
+/// The live sessions.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    by_token: Mutex<HashMap<String, Session>>,
+}
+
+/// What a valid session cookie resolves to.
+#[derive(Debug, Clone)]
+pub(super) struct SessionInfo {
+    pub(super) tenant: TenantId,
+    pub(super) csrf: String,
+}
+
+fn random_hex(bytes: usize) -> Option<String> {
+    let mut buf = vec![0u8; bytes];
+    SystemRandom::new().fill(&mut buf).ok()?;
+    Some(hex::encode(buf))
+}
+
+impl Sessions {
+    fn create(&self, tenant: TenantId) -> Option<(String, String)> {
+        let token = random_hex(32)?;
+        let csrf = random_hex(32)?;
+        let mut map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| s.created.elapsed() < SESSION_TTL);
+        if map.len() >= MAX_SESSIONS
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.created)
+                .map(|(k, _)| k.clone())
+        {
+            map.remove(&oldest);
+        }
+        map.insert(
+            token.clone(),
+            Session {
+                tenant,
+                csrf: csrf.clone(),
+                created: Instant::now(),
+            },
+        );
+        Some((token, csrf))
+    }
+
+    /// The session of the request's cookie, if valid.
+    pub(super) fn lookup(&self, headers: &HeaderMap) -> Option<SessionInfo> {
+        let token = cookie(headers, COOKIE)?;
+        let mut map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
+        let s = map.get(token)?;
+        if s.created.elapsed() >= SESSION_TTL {
+            map.remove(token);
+            return None;
+        }
+        Some(SessionInfo {
+            tenant: s.tenant.clone(),
+            csrf: s.csrf.clone(),
+        })
+    }
+
+    fn remove(&self, headers: &HeaderMap) {
+        if let Some(token) = cookie(headers, COOKIE) {
+            self.by_token
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(token);
+        }
+    }
+
+    /// Ends every session of `tenant` (its data was deleted, say).
+    pub fn remove_tenant(&self, tenant: &TenantId) {
+        self.by_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, s| &s.tenant != tenant);
+    }
+}
+
+/// The value of cookie `name`.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Whether the request carries the session's CSRF token (constant time).
+pub(super) fn csrf_ok(headers: &HeaderMap, session: &SessionInfo) -> bool {
+    use subtle::ConstantTimeEq as _;
+    headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| bool::from(t.as_bytes().ct_eq(session.csrf.as_bytes())))
+}
+
+fn set_cookie(value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    ))
+    .ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    api_key: String,
+}
+
+/// `POST /api/v1/session`.
+pub(super) async fn create(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_body {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be application/json {\"api_key\": \"...\"}",
+        );
+    }
+    let sign_in: SignIn = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("the body must be {{\"api_key\": \"...\"}}: {e}"),
+            );
+        }
+    };
+    let tenant = match state.auth.tenant_for_key(sign_in.api_key.as_bytes()) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, &e.to_string()),
+    };
+    let Some((token, csrf)) = state.sessions.create(tenant.clone()) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no randomness available for a session token",
+        );
+    };
+    let mut r = Json(json!({"tenant": tenant.as_str(), "csrf_token": csrf})).into_response();
+    if let Some(c) = set_cookie(&token, SESSION_TTL.as_secs(), state.secure_cookies) {
+        r.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// `GET /api/v1/session` (behind authentication).
+pub(super) async fn current(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    match state.sessions.lookup(&headers) {
+        Some(s) => {
+            let mut r =
+                Json(json!({"tenant": s.tenant.as_str(), "csrf_token": s.csrf})).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        None => error(StatusCode::UNAUTHORIZED, "no session"),
+    }
+}
+
+/// `DELETE /api/v1/session` (behind authentication and the CSRF check).
+pub(super) async fn delete(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+    state.sessions.remove(&headers);
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if let Some(c) = set_cookie("", 0, state.secure_cookies) {
+        r.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_cookie_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; causeway_session=abc ; b=2"),
+        );
+        assert_eq!(cookie(&h, COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn sessions_expire_and_are_capped() {
+        let s = Sessions::default();
+        let t = TenantId::new("acme").expect("tenant");
+        let (token, csrf) = s.create(t.clone()).expect("session");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{COOKIE}={token}")).expect("header"),
+        );
+        let info = s.lookup(&h).expect("valid");
+        assert_eq!(info.tenant, t);
+        let mut with = h.clone();
+        with.insert(
+            "x-csrf-token",
+            HeaderValue::from_str(&csrf).expect("header"),
+        );
+        assert!(csrf_ok(&with, &info));
+        assert!(!csrf_ok(&h, &info));
+        s.remove_tenant(&t);
+        assert!(s.lookup(&h).is_none());
+    }
+}

@@ -1,0 +1,455 @@
+//! OTLP forwarding: causeway as a sidecar or gateway in front of the
+//! platform a team already uses. Every span the receiver accepted is also
+//! sent, as the same `ExportTraceServiceRequest`, to each configured
+//! downstream endpoint; RCA reports can go along as OTLP log records.
+//!
+//! ```text
+//! receiver ─accepted─> Tee ─append─> DiskQueue (per endpoint) ─> sender task ─> downstream
+//! RcaService ─report─> ReportSink ─append─┘                         │ retry with backoff
+//!                                                                    └ ack moves the cursor
+//! ```
+//!
+//! The queue is on disk and bounded (`queue.max_size_mib`): a downstream
+//! outage or a restart loses nothing up to that size, and each request is
+//! sent until the downstream accepts it or refuses it for good (OTLP's
+//! non-retryable answers). Beyond the limit new data is dropped and counted,
+//! never blocking causeway's own ingest.
+
+pub mod client;
+pub mod config;
+pub mod queue;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use causeway_model::TenantId;
+use causeway_model::rca::RcaReport;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use prost::Message as _;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use self::client::{OtlpClient, SendError};
+pub use self::config::ForwardConfig;
+use self::queue::{AppendError, DiskQueue, Kind};
+use crate::sink::{ReportEvent, ReportSink};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Exporter {
+    exporter: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Dropped {
+    exporter: String,
+    reason: &'static str,
+}
+
+/// Forwarding counters (process-wide: no tenant label).
+#[derive(Debug, Clone, Default)]
+pub struct ForwardMetrics {
+    sent_spans: Family<Exporter, Counter>,
+    sent_logs: Family<Exporter, Counter>,
+    dropped_spans: Family<Dropped, Counter>,
+    failed_requests: Family<Exporter, Counter>,
+    queue_bytes: Family<Exporter, Gauge>,
+}
+
+impl ForwardMetrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "causeway_forward_sent_spans",
+            "Spans the downstream OTLP endpoint accepted",
+            m.sent_spans.clone(),
+        );
+        registry.register(
+            "causeway_forward_sent_log_records",
+            "RCA log records the downstream OTLP endpoint accepted",
+            m.sent_logs.clone(),
+        );
+        registry.register(
+            "causeway_forward_dropped_spans",
+            "Spans not forwarded: queue full, disk error, or refused for good by the downstream",
+            m.dropped_spans.clone(),
+        );
+        registry.register(
+            "causeway_forward_failed_requests",
+            "Send attempts that failed (each is retried unless refused for good)",
+            m.failed_requests.clone(),
+        );
+        registry.register(
+            "causeway_forward_queue_bytes",
+            "Bytes of requests waiting on disk for the downstream",
+            m.queue_bytes.clone(),
+        );
+        m
+    }
+}
+
+/// One downstream endpoint and its queue.
+#[derive(Debug)]
+struct Target {
+    config: ForwardConfig,
+    queue: DiskQueue,
+    client: OtlpClient,
+    wake: Notify,
+    label: Exporter,
+    /// Unix seconds of the last "queue full" warning (rate limit).
+    warned_full: AtomicU64,
+}
+
+/// Every downstream endpoint.
+#[derive(Debug)]
+pub struct Forwarder {
+    targets: Vec<Arc<Target>>,
+    metrics: ForwardMetrics,
+}
+
+/// Why forwarding could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// A config entry cannot be used.
+    #[error(transparent)]
+    Config(#[from] client::BuildError),
+    /// The queue directory cannot be opened.
+    #[error("exporters.otlp {name}: opening the queue in {dir}: {source}")]
+    Queue {
+        /// The entry.
+        name: String,
+        /// Its directory.
+        dir: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl Forwarder {
+    /// Opens the queues under `data_dir/forward/` and builds the clients.
+    pub fn open(
+        configs: &[ForwardConfig],
+        data_dir: &Path,
+        metrics: ForwardMetrics,
+    ) -> Result<Self, ForwardError> {
+        let mut targets = Vec::with_capacity(configs.len());
+        for c in configs {
+            let dir = data_dir.join("forward").join(&c.name);
+            let queue = DiskQueue::open(&dir, c.queue.max_size_mib.saturating_mul(1 << 20))
+                .map_err(|source| ForwardError::Queue {
+                    name: c.name.clone(),
+                    dir: dir.display().to_string(),
+                    source,
+                })?;
+            let label = Exporter {
+                exporter: c.name.clone(),
+            };
+            metrics
+                .queue_bytes
+                .get_or_create(&label)
+                .set(i64::try_from(queue.held_bytes()).unwrap_or(i64::MAX));
+            targets.push(Arc::new(Target {
+                client: OtlpClient::new(c)?,
+                config: c.clone(),
+                queue,
+                wake: Notify::new(),
+                label,
+                warned_full: AtomicU64::new(0),
+            }));
+        }
+        Ok(Self { targets, metrics })
+    }
+
+    /// Whether any endpoint is configured.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// Runs one sender per endpoint until `cancel`; what is still queued
+    /// then stays on disk for the next start.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut tasks = Vec::new();
+        for t in &self.targets {
+            tasks.push(tokio::spawn(send_loop(
+                Arc::clone(t),
+                self.metrics.clone(),
+                cancel.clone(),
+            )));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        for t in &self.targets {
+            if let Err(e) = t.queue.sync() {
+                tracing::error!(exporter = %t.config.name, error = %e, "forward queue: final sync failed");
+            }
+        }
+    }
+
+    fn enqueue(&self, target: &Target, kind: Kind, items: u64, payload: &[u8]) {
+        let items32 = u32::try_from(items).unwrap_or(u32::MAX);
+        match target.queue.append(kind, items32, payload) {
+            Ok(()) => {
+                self.metrics
+                    .queue_bytes
+                    .get_or_create(&target.label)
+                    .set(i64::try_from(target.queue.held_bytes()).unwrap_or(i64::MAX));
+                target.wake.notify_one();
+            }
+            Err(e) => {
+                let reason = match e {
+                    AppendError::Full { .. } => "queue_full",
+                    AppendError::Io(_) => "disk_error",
+                };
+                if kind == Kind::Traces {
+                    self.metrics
+                        .dropped_spans
+                        .get_or_create(&Dropped {
+                            exporter: target.config.name.clone(),
+                            reason,
+                        })
+                        .inc_by(items);
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                // One warning per 10 s: a long outage must not flood the log.
+                let last = target.warned_full.load(Ordering::Relaxed);
+                if now >= last + 10
+                    && target
+                        .warned_full
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    tracing::warn!(
+                        exporter = %target.config.name,
+                        error = %e,
+                        "forwarding: dropping new data (counted in causeway_forward_dropped_spans_total)"
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl causeway_receiver::Tee for Forwarder {
+    fn accepted(&self, tenant: &TenantId, payload: &Bytes, spans: u64) {
+        for t in &self.targets {
+            if t.config.wants(tenant.as_str()) {
+                self.enqueue(t, Kind::Traces, spans, payload);
+            }
+        }
+    }
+}
+
+impl ReportSink for Forwarder {
+    fn report(&self, event: &ReportEvent) {
+        let targets: Vec<&Arc<Target>> = self
+            .targets
+            .iter()
+            .filter(|t| t.config.rca_logs && t.config.wants(&event.report.tenant))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let payload = rca_log_request(&event.report).encode_to_vec();
+        for t in targets {
+            self.enqueue(t, Kind::Logs, 1, &payload);
+        }
+    }
+}
+
+async fn send_loop(target: Arc<Target>, metrics: ForwardMetrics, cancel: CancellationToken) {
+    let retry = &target.config.retry;
+    let mut backoff = retry.initial_interval;
+    let mut sync = tokio::time::interval(Duration::from_secs(1));
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let record = match target.queue.peek() {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = target.wake.notified() => {}
+                    _ = sync.tick() => {
+                        let _ = target.queue.sync();
+                    }
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(exporter = %target.config.name, error = %e, "forward queue: read failed");
+                if sleep_or_cancel(retry.max_interval, &cancel).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        // Not abandoned at shutdown: a request the downstream took but
+        // whose answer was cut off would be sent again after the restart.
+        // The client's timeout bounds the wait.
+        let outcome = target
+            .client
+            .send(record.kind, record.payload.clone())
+            .await;
+        match outcome {
+            Ok(()) => {
+                backoff = retry.initial_interval;
+                let counter = match record.kind {
+                    Kind::Traces => &metrics.sent_spans,
+                    Kind::Logs => &metrics.sent_logs,
+                };
+                counter
+                    .get_or_create(&target.label)
+                    .inc_by(u64::from(record.items));
+            }
+            Err(SendError::Permanent(message)) => {
+                metrics.failed_requests.get_or_create(&target.label).inc();
+                if record.kind == Kind::Traces {
+                    metrics
+                        .dropped_spans
+                        .get_or_create(&Dropped {
+                            exporter: target.config.name.clone(),
+                            reason: "refused",
+                        })
+                        .inc_by(u64::from(record.items));
+                }
+                tracing::error!(
+                    exporter = %target.config.name,
+                    items = record.items,
+                    error = %message,
+                    "forwarding: the downstream refused a request for good; dropped"
+                );
+            }
+            Err(SendError::Retryable {
+                message,
+                retry_after,
+            }) => {
+                metrics.failed_requests.get_or_create(&target.label).inc();
+                let wait = retry_after
+                    .unwrap_or(backoff)
+                    .min(retry.max_interval.max(backoff));
+                tracing::warn!(
+                    exporter = %target.config.name,
+                    error = %message,
+                    retry_in = ?wait,
+                    queued_bytes = target.queue.held_bytes(),
+                    "forwarding: downstream unavailable; will retry"
+                );
+                backoff = (backoff * 2).min(retry.max_interval);
+                if sleep_or_cancel(wait, &cancel).await {
+                    return;
+                }
+                continue;
+            }
+        }
+        if let Err(e) = target.queue.ack(record.next) {
+            tracing::error!(exporter = %target.config.name, error = %e, "forward queue: cannot move the cursor");
+        }
+        metrics
+            .queue_bytes
+            .get_or_create(&target.label)
+            .set(i64::try_from(target.queue.held_bytes()).unwrap_or(i64::MAX));
+    }
+}
+
+/// Sleeps; `true` when cancelled meanwhile.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        key_strindex: 0,
+        value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.to_owned())
+}
+
+/// An RCA report as one OTLP log record (event `causeway.rca`): the summary
+/// as body, the top hypothesis as attributes, the report's JSON as
+/// `causeway.rca.report` for tools that want all of it.
+pub fn rca_log_request(report: &RcaReport) -> ExportLogsServiceRequest {
+    let mut attributes = vec![
+        kv("event.name", s("causeway.rca")),
+        kv(
+            "causeway.rca.id",
+            any_value::Value::IntValue(i64::try_from(report.id).unwrap_or(i64::MAX)),
+        ),
+        kv(
+            "causeway.incident.id",
+            any_value::Value::IntValue(i64::try_from(report.incident).unwrap_or(i64::MAX)),
+        ),
+        kv(
+            "causeway.rca.impacted_services",
+            s(&report.impacted_services.join(",")),
+        ),
+    ];
+    if let Some(top) = report.hypotheses.first() {
+        attributes.push(kv("causeway.rca.culprit.service", s(&top.service)));
+        if let Some(op) = &top.operation {
+            attributes.push(kv("causeway.rca.culprit.operation", s(op)));
+        }
+        attributes.push(kv("causeway.rca.cause", s(top.cause.as_str())));
+        attributes.push(kv(
+            "causeway.rca.confidence",
+            any_value::Value::DoubleValue(top.confidence),
+        ));
+    }
+    if let Ok(json) = serde_json::to_string(report) {
+        attributes.push(kv("causeway.rca.report", s(&json)));
+    }
+    let time = u64::try_from(report.computed_ns).unwrap_or(0);
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv("service.name", s("causeway")),
+                    kv("causeway.tenant", s(&report.tenant)),
+                ],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "causeway.rca".to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..InstrumentationScope::default()
+                }),
+                log_records: vec![LogRecord {
+                    time_unix_nano: time,
+                    observed_time_unix_nano: time,
+                    severity_number: SeverityNumber::Warn as i32,
+                    severity_text: "WARN".to_owned(),
+                    body: Some(AnyValue {
+                        value: Some(s(&report.summary)),
+                    }),
+                    attributes,
+                    ..LogRecord::default()
+                }],
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+#[cfg(test)]
+mod tests;

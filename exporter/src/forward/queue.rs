@@ -1,0 +1,621 @@
+//! A bounded, persistent FIFO of export requests: append-only segment files
+//! and a cursor, so that what the receiver acknowledged survives a
+//! downstream outage and a restart, and is sent once.
+//!
+//! ```text
+//! dir/00000000000000000007.seg   records [len u32][crc32 u32][kind u8][items u32][payload]
+//! dir/00000000000000000008.seg   <- appends go to the newest segment
+//! dir/cursor                     (segment u64, offset u64) of the first unsent record
+//! ```
+//!
+//! The cursor moves only after the downstream accepted a record, and is
+//! replaced atomically (write, fsync, rename), so a crash at any point
+//! re-sends at most the one record that was in flight. A record torn by a
+//! crash mid-append fails its checksum and is cut off at open.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+
+/// A segment is closed and a new one started beyond this many bytes, so
+/// sent data is deleted in pieces rather than held until the queue empties.
+const SEGMENT_BYTES: u64 = 8 << 20;
+const HEADER: usize = 13;
+/// A record longer than this is corruption, not data (the receiver's own
+/// limit on a request is far below).
+const MAX_RECORD: u32 = 1 << 30;
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `ExportTraceServiceRequest`.
+    Traces,
+    /// `ExportLogsServiceRequest`.
+    Logs,
+}
+
+impl Kind {
+    fn to_byte(self) -> u8 {
+        match self {
+            Kind::Traces => 1,
+            Kind::Logs => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Kind::Traces),
+            2 => Some(Kind::Logs),
+            _ => None,
+        }
+    }
+}
+
+/// One queued request.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// What the payload is.
+    pub kind: Kind,
+    /// Spans or log records in it.
+    pub items: u32,
+    /// Protobuf bytes.
+    pub payload: Bytes,
+    /// Where the record after this one starts: pass to [`DiskQueue::ack`].
+    pub next: Position,
+}
+
+/// A place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    segment: u64,
+    offset: u64,
+}
+
+/// Why an append was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The queue holds its maximum.
+    #[error("the queue is full ({held} of {max} bytes held)")]
+    Full {
+        /// Bytes held.
+        held: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The disk failed.
+    #[error("writing the queue: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Debug)]
+struct Writer {
+    segment: u64,
+    len: u64,
+    file: File,
+    /// Appended since the last fsync.
+    dirty: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    writer: Writer,
+    /// First unsent record.
+    head: Position,
+    /// Bytes of unsent records.
+    held: u64,
+    /// The oldest segment file that may still exist.
+    oldest: u64,
+}
+
+#[derive(Debug)]
+struct Reader {
+    segment: u64,
+    file: Option<File>,
+}
+
+/// The queue. Appends come from the receiver's tasks, reads from one sender.
+#[derive(Debug)]
+pub struct DiskQueue {
+    dir: PathBuf,
+    max_bytes: u64,
+    state: Mutex<State>,
+    reader: Mutex<Reader>,
+}
+
+impl DiskQueue {
+    /// Opens (or creates) the queue in `dir`, cutting off a torn last record.
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let mut segments = list_segments(dir)?;
+        let cursor = read_cursor(dir)?;
+        let head = match (cursor, segments.first()) {
+            (Some(c), Some(first)) if c.segment >= *first => c,
+            (_, Some(first)) => Position {
+                segment: *first,
+                offset: 0,
+            },
+            (_, None) => Position {
+                segment: cursor.map_or(0, |c| c.segment),
+                offset: 0,
+            },
+        };
+        // Segments entirely before the cursor were sent; a crash between
+        // moving the cursor and deleting them leaves them behind.
+        for s in segments.iter().filter(|s| **s < head.segment) {
+            let _ = fs::remove_file(segment_path(dir, *s));
+        }
+        segments.retain(|s| *s >= head.segment);
+        let last = segments.last().copied().unwrap_or(head.segment);
+        let path = segment_path(dir, last);
+        let valid = valid_length(&path)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if file.metadata()?.len() != valid {
+            tracing::warn!(
+                file = %path.display(),
+                kept = valid,
+                "forward queue: cutting off a record torn by a crash"
+            );
+            file.set_len(valid)?;
+        }
+        let mut held = 0;
+        for s in &segments {
+            held += if *s == last {
+                valid
+            } else {
+                fs::metadata(segment_path(dir, *s))?.len()
+            };
+        }
+        let head = if head.segment == last && head.offset > valid {
+            // The cursor points past what survived: nothing left to send.
+            Position {
+                segment: last,
+                offset: valid,
+            }
+        } else {
+            head
+        };
+        held = held.saturating_sub(head.offset);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            state: Mutex::new(State {
+                writer: Writer {
+                    segment: last,
+                    len: valid,
+                    file,
+                    dirty: false,
+                },
+                head,
+                held,
+                oldest: head.segment,
+            }),
+            reader: Mutex::new(Reader {
+                segment: u64::MAX,
+                file: None,
+            }),
+        })
+    }
+
+    /// Bytes of unsent records.
+    pub fn held_bytes(&self) -> u64 {
+        self.lock_state().held
+    }
+
+    /// Appends one record; refuses when the queue would exceed its limit.
+    pub fn append(&self, kind: Kind, items: u32, payload: &[u8]) -> Result<(), AppendError> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|l| *l < MAX_RECORD)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record too large"))?;
+        let size = HEADER as u64 + u64::from(len);
+        let mut st = self.lock_state();
+        if st.held + size > self.max_bytes {
+            return Err(AppendError::Full {
+                held: st.held,
+                max: self.max_bytes,
+            });
+        }
+        if st.writer.len >= SEGMENT_BYTES {
+            st.writer.file.sync_data()?;
+            let segment = st.writer.segment + 1;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(segment_path(&self.dir, segment))?;
+            st.writer = Writer {
+                segment,
+                len: 0,
+                file,
+                dirty: false,
+            };
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&[kind.to_byte()]);
+        crc.update(&items.to_le_bytes());
+        crc.update(payload);
+        let mut header = [0u8; HEADER];
+        header[0..4].copy_from_slice(&len.to_le_bytes());
+        header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+        header[8] = kind.to_byte();
+        header[9..13].copy_from_slice(&items.to_le_bytes());
+        // One write per part; a crash between them leaves a torn record that
+        // the checksum catches at open.
+        let w = &mut st.writer;
+        if let Err(e) = w
+            .file
+            .write_all(&header)
+            .and_then(|()| w.file.write_all(payload))
+        {
+            // Undo a partial append so the next one starts at a record
+            // boundary.
+            let _ = w.file.set_len(w.len);
+            return Err(e.into());
+        }
+        w.len += size;
+        w.dirty = true;
+        st.held += size;
+        Ok(())
+    }
+
+    /// The first unsent record, or `None` when everything was sent.
+    pub fn peek(&self) -> io::Result<Option<Record>> {
+        let (mut pos, tail) = {
+            let st = self.lock_state();
+            (st.head, (st.writer.segment, st.writer.len))
+        };
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if pos.segment == tail.0 && pos.offset >= tail.1 {
+                return Ok(None);
+            }
+            if reader.segment != pos.segment || reader.file.is_none() {
+                reader.file = Some(File::open(segment_path(&self.dir, pos.segment))?);
+                reader.segment = pos.segment;
+            }
+            let end = if pos.segment == tail.0 {
+                tail.1
+            } else {
+                fs::metadata(segment_path(&self.dir, pos.segment))?.len()
+            };
+            if pos.offset >= end {
+                // The end of a closed segment: go on with the next.
+                pos = Position {
+                    segment: pos.segment + 1,
+                    offset: 0,
+                };
+                self.lock_state().head = pos;
+                reader.file = None;
+                continue;
+            }
+            let Some(file) = reader.file.as_mut() else {
+                continue;
+            };
+            match read_record(file, pos.offset, end) {
+                Ok((kind, items, payload, size)) => {
+                    return Ok(Some(Record {
+                        kind,
+                        items,
+                        payload,
+                        next: Position {
+                            segment: pos.segment,
+                            offset: pos.offset + size,
+                        },
+                    }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // Corruption inside a segment (the disk, not a crash:
+                    // torn tails are cut at open). The rest of this segment
+                    // cannot be framed; skip to the next one.
+                    tracing::error!(
+                        segment = pos.segment,
+                        offset = pos.offset,
+                        error = %e,
+                        "forward queue: corrupt record; skipping the rest of its segment"
+                    );
+                    let lost = end - pos.offset;
+                    let mut st = self.lock_state();
+                    st.held = st.held.saturating_sub(lost);
+                    if pos.segment == st.writer.segment {
+                        return Ok(None);
+                    }
+                    pos = Position {
+                        segment: pos.segment + 1,
+                        offset: 0,
+                    };
+                    st.head = pos;
+                    reader.file = None;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Marks everything before `next` as sent: moves the persisted cursor
+    /// and deletes segments left behind.
+    pub fn ack(&self, next: Position) -> io::Result<()> {
+        let stale = {
+            let mut st = self.lock_state();
+            if next <= st.head {
+                return Ok(());
+            }
+            let old = st.head;
+            // `peek` moves the head to the next segment before it reads from
+            // it, so an acknowledged record is always in the head's segment.
+            let freed = if next.segment == old.segment {
+                next.offset - old.offset
+            } else {
+                next.offset
+            };
+            st.held = st.held.saturating_sub(freed);
+            st.head = next;
+            let stale = st.oldest..next.segment;
+            st.oldest = next.segment;
+            stale
+        };
+        write_cursor(&self.dir, next)?;
+        for s in stale {
+            let _ = fs::remove_file(segment_path(&self.dir, s));
+        }
+        Ok(())
+    }
+
+    /// Flushes appended records to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        let mut st = self.lock_state();
+        if st.writer.dirty {
+            st.writer.file.sync_data()?;
+            st.writer.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent counters (every
+        // update is a single assignment after the I/O), so keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:020}.seg"))
+}
+
+fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".seg")
+            && let Ok(n) = stem.parse::<u64>()
+        {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn read_cursor(dir: &Path) -> io::Result<Option<Position>> {
+    match fs::read(dir.join("cursor")) {
+        Ok(b) if b.len() == 16 => {
+            let mut seg = [0u8; 8];
+            let mut off = [0u8; 8];
+            seg.copy_from_slice(&b[..8]);
+            off.copy_from_slice(&b[8..]);
+            Ok(Some(Position {
+                segment: u64::from_le_bytes(seg),
+                offset: u64::from_le_bytes(off),
+            }))
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a queue cursor", dir.join("cursor").display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_cursor(dir: &Path, pos: Position) -> io::Result<()> {
+    let tmp = dir.join("cursor.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(&pos.segment.to_le_bytes())?;
+    f.write_all(&pos.offset.to_le_bytes())?;
+    f.sync_data()?;
+    fs::rename(tmp, dir.join("cursor"))
+}
+
+/// Reads the record at `offset`, checking that it ends by `end`.
+fn read_record(file: &mut File, offset: u64, end: u64) -> io::Result<(Kind, u32, Bytes, u64)> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_owned());
+    if end - offset < HEADER as u64 {
+        return Err(bad("short header"));
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    let mut header = [0u8; HEADER];
+    file.read_exact(&mut header)?;
+    let (len, crc, kind, items) = parse_header(&header);
+    let size = HEADER as u64 + u64::from(len);
+    if len >= MAX_RECORD || offset + size > end {
+        return Err(bad("record runs past the segment's end"));
+    }
+    let kind = Kind::from_byte(kind).ok_or_else(|| bad("unknown record kind"))?;
+    let mut payload = vec![0u8; len as usize];
+    file.read_exact(&mut payload)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[8..13]);
+    h.update(&payload);
+    if h.finalize() != crc {
+        return Err(bad("checksum mismatch"));
+    }
+    Ok((kind, items, Bytes::from(payload), size))
+}
+
+fn parse_header(h: &[u8; HEADER]) -> (u32, u32, u8, u32) {
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    (u32_at(0), u32_at(4), h[8], u32_at(9))
+}
+
+/// The length of the longest prefix of whole, intact records.
+fn valid_length(path: &Path) -> io::Result<u64> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let end = file.metadata()?.len();
+    let mut offset = 0;
+    while offset < end {
+        match read_record(&mut file, offset, end) {
+            Ok((_, _, _, size)) => offset += size,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "causeway-fq-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn drain(q: &DiskQueue) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(r) = q.peek().expect("peek") {
+            out.push(r.payload.to_vec());
+            q.ack(r.next).expect("ack");
+        }
+        out
+    }
+
+    #[test]
+    fn fifo_survives_reopen_and_sends_each_record_once() {
+        let dir = tmp("fifo");
+        {
+            let q = DiskQueue::open(&dir, 1 << 20).expect("open");
+            for i in 0..10u8 {
+                q.append(Kind::Traces, 1, &[i; 100]).expect("append");
+            }
+            // Send three, then "crash".
+            for _ in 0..3 {
+                let r = q.peek().expect("peek").expect("a record");
+                q.ack(r.next).expect("ack");
+            }
+            // The fourth is in flight but never acknowledged.
+            let _ = q.peek().expect("peek");
+        }
+        let q = DiskQueue::open(&dir, 1 << 20).expect("reopen");
+        let got = drain(&q);
+        assert_eq!(got.len(), 7);
+        assert_eq!(got[0], vec![3u8; 100]);
+        assert_eq!(got[6], vec![9u8; 100]);
+        assert_eq!(q.held_bytes(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn limit_refuses_appends_and_acks_make_room() {
+        let dir = tmp("limit");
+        let q = DiskQueue::open(&dir, 3 * (HEADER as u64 + 100)).expect("open");
+        for _ in 0..3 {
+            q.append(Kind::Traces, 1, &[1; 100]).expect("append");
+        }
+        assert!(matches!(
+            q.append(Kind::Traces, 1, &[1; 100]),
+            Err(AppendError::Full { .. })
+        ));
+        let r = q.peek().expect("peek").expect("record");
+        q.ack(r.next).expect("ack");
+        q.append(Kind::Logs, 2, &[2; 100]).expect("room again");
+        let kinds: Vec<Kind> = std::iter::from_fn(|| {
+            let r = q.peek().expect("peek")?;
+            q.ack(r.next).expect("ack");
+            Some(r.kind)
+        })
+        .collect();
+        assert_eq!(kinds, vec![Kind::Traces, Kind::Traces, Kind::Logs]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_earlier_records_kept() {
+        let dir = tmp("torn");
+        {
+            let q = DiskQueue::open(&dir, 1 << 20).expect("open");
+            q.append(Kind::Traces, 1, b"first").expect("append");
+            q.append(Kind::Traces, 1, b"second").expect("append");
+        }
+        // A crash in the middle of a third append.
+        let seg = segment_path(&dir, 0);
+        let mut f = OpenOptions::new().append(true).open(&seg).expect("segment");
+        f.write_all(&[200, 0, 0, 0, 1, 2, 3]).expect("write");
+        drop(f);
+        let q = DiskQueue::open(&dir, 1 << 20).expect("reopen");
+        assert_eq!(drain(&q), vec![b"first".to_vec(), b"second".to_vec()]);
+        q.append(Kind::Traces, 1, b"third")
+            .expect("append after repair");
+        assert_eq!(drain(&q), vec![b"third".to_vec()]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn segments_roll_and_sent_ones_are_deleted() {
+        let dir = tmp("roll");
+        let q = DiskQueue::open(&dir, 64 << 20).expect("open");
+        let big = vec![7u8; 1 << 20];
+        for _ in 0..20 {
+            q.append(Kind::Traces, 1, &big).expect("append");
+        }
+        assert!(list_segments(&dir).expect("list").len() >= 2);
+        assert_eq!(drain(&q).len(), 20);
+        assert_eq!(list_segments(&dir).expect("list").len(), 1);
+        drop(q);
+        let q = DiskQueue::open(&dir, 64 << 20).expect("reopen");
+        assert!(q.peek().expect("peek").is_none());
+        assert_eq!(q.held_bytes(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn corrupt_middle_of_a_closed_segment_is_skipped_not_fatal() {
+        let dir = tmp("corrupt");
+        let q = DiskQueue::open(&dir, 64 << 20).expect("open");
+        let big = vec![7u8; 3 << 20];
+        for _ in 0..4 {
+            q.append(Kind::Traces, 1, &big).expect("append");
+        }
+        q.append(Kind::Traces, 1, b"after").expect("append");
+        drop(q);
+        // Flip a payload byte of the first record.
+        let seg = segment_path(&dir, 0);
+        let mut bytes = fs::read(&seg).expect("read");
+        bytes[HEADER + 10] ^= 0xff;
+        fs::write(&seg, bytes).expect("write");
+        let q = DiskQueue::open(&dir, 64 << 20).expect("reopen");
+        let got = drain(&q);
+        assert_eq!(got.last().map(Vec::as_slice), Some(&b"after"[..]));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
