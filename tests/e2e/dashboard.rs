@@ -245,5 +245,8 @@ fn openapi_fuzz_finds_no_server_error() {
     );
     // Its summary (operations tested, test cases generated) in the test log.
     let summary: Vec<&str> = text.lines().rev().take(25).collect();
-    eprintln!("{}", summary.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        summary.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }
