@@ -148,7 +148,11 @@ await step('the session cookie is HttpOnly and SameSite=Strict', async () => {
 
 await step('incident list shows at least one incident', async () => {
   const n = await pollFor(T('incident-row'), { what: 'incident row' });
-  return `${n} rows, ${await shot('incidents.png')}`;
+  // The screenshot is better with the most likely cause listed; the first
+  // analysis pass may still be running.
+  const analysed = await pollFor(`${T('incident-row')}[data-rca="yes"]`, { timeout: 30_000, what: 'analysed incident' })
+    .catch(() => 0);
+  return `${n} rows (${analysed} analysed), ${await shot('incidents.png')}`;
 });
 
 await step('open the first incident: RCA with summary and evidenced hypotheses', async () => {
