@@ -18,6 +18,8 @@ pub mod narrative;
 pub mod notify;
 pub mod rca;
 pub mod sink;
+#[cfg(test)]
+mod testutil;
 
 /// Component name, used in config.
 pub const NAME: &str = "api";

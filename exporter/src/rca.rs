@@ -291,7 +291,12 @@ impl RcaService {
             if let Some(n) = &self.narrator {
                 n.apply(&mut outcome).await;
             }
-            let previous = self.get(tenant, id).await?;
+            // Sinks tell news from re-analyses by the report replaced.
+            let previous = if self.sinks.is_empty() {
+                None
+            } else {
+                self.get(tenant, id).await?
+            };
             let stored = outcome.clone();
             let t = tenant.clone();
             self.with_store(move |db| db.put(&t, &stored)).await?;

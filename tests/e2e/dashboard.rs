@@ -25,7 +25,8 @@ fn deps_dir() -> PathBuf {
     PathBuf::from(home).join(".cache/causeway/polyglot")
 }
 
-fn run(cmd: &mut Command, what: &str) -> String {
+/// Runs `cmd`; whether it succeeded, and its stdout and stderr.
+fn output(cmd: &mut Command, what: &str) -> (bool, String) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
@@ -34,12 +35,12 @@ fn run(cmd: &mut Command, what: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{text}",
-        out.status
-    );
-    text
+    (out.status.success(), text)
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let (ok, text) = output(cmd, what);
+    assert!(ok, "{what} failed:\n{text}");
 }
 
 /// A data directory holding a simulated web shop with a bad deploy of
@@ -157,22 +158,18 @@ fn dashboard_in_chromium_shows_the_incident_its_rca_graph_and_red_charts() {
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).expect("screenshots dir");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.mjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(server.api_url(""))
-        .arg(KEY)
-        .arg(&shots)
-        .env("NODE_PATH", &modules)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("run node");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = output(
+        Command::new("node")
+            .arg(&script)
+            .arg(server.api_url(""))
+            .arg(KEY)
+            .arg(&shots)
+            .env("NODE_PATH", &modules)
+            .env("CHROMIUM", &chromium),
+        "node dashboard.mjs",
     );
     assert!(
-        out.status.success(),
+        ok,
         "browser test failed:\n{text}\n--- causeway log ---\n{}",
         server.log()
     );
@@ -211,35 +208,31 @@ fn openapi_fuzz_finds_no_server_error() {
     let bin = schemathesis();
     let (server, scratch) = serve_incident("fuzz");
     let report = scratch.0.join("junit.xml");
-    let out = Command::new(&bin)
-        .args([
-            "run",
-            "--checks",
-            "not_a_server_error",
-            "--max-examples",
-            "30",
-        ])
-        .args(["--exclude-path", "/api/v1/events"])
-        // Signing out or deleting the tenant's data mid-run would only make
-        // the rest of the run less interesting.
-        .args(["--exclude-path", "/api/v1/data"])
-        .args(["--header", &format!("Authorization: Bearer {KEY}")])
-        .args(["--url", &server.api_url("")])
-        .arg("--report=junit")
-        .arg(format!("--report-junit-path={}", report.display()))
-        .arg(server.api_url("/api/v1/openapi.json"))
-        .env("NO_COLOR", "1")
-        // Its cache directory goes where it runs: not into the checkout.
-        .current_dir(&scratch.0)
-        .output()
-        .expect("run schemathesis");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = output(
+        Command::new(&bin)
+            .args([
+                "run",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "30",
+            ])
+            .args(["--exclude-path", "/api/v1/events"])
+            // Signing out or deleting the tenant's data mid-run would only make
+            // the rest of the run less interesting.
+            .args(["--exclude-path", "/api/v1/data"])
+            .args(["--header", &format!("Authorization: Bearer {KEY}")])
+            .args(["--url", &server.api_url("")])
+            .arg("--report=junit")
+            .arg(format!("--report-junit-path={}", report.display()))
+            .arg(server.api_url("/api/v1/openapi.json"))
+            .env("NO_COLOR", "1")
+            // Its cache directory goes where it runs: not into the checkout.
+            .current_dir(&scratch.0),
+        "schemathesis",
     );
     assert!(
-        out.status.success(),
+        ok,
         "schemathesis found problems:\n{text}\n--- causeway log ---\n{}",
         server.log()
     );

@@ -38,13 +38,11 @@ fn report_json(r: &RcaReport) -> Value {
     v
 }
 
-fn unavailable(state: &ApiState) -> Option<Response> {
-    state.rca.is_none().then(|| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "RCA is not running in this process",
-        )
-    })
+fn not_running() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "RCA is not running in this process",
+    )
 }
 
 pub(super) async fn list(
@@ -53,9 +51,9 @@ pub(super) async fn list(
     Q(p): Q<ListParams>,
     Q(pp): Q<PageParams>,
 ) -> Response {
-    if let Some(r) = unavailable(&state) {
-        return r;
-    }
+    let Some(rca) = &state.rca else {
+        return not_running();
+    };
     let to = match p.to.as_deref().map(|t| parse_time("to", t)) {
         Some(Ok(t)) => t,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &e),
@@ -75,12 +73,6 @@ pub(super) async fn list(
     let page = match pp.page() {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e),
-    };
-    let Some(rca) = &state.rca else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "RCA is not running in this process",
-        );
     };
     match rca.list(&tenant, from, to, MAX_LISTED).await {
         Ok(list) => {
@@ -109,10 +101,7 @@ pub(super) async fn get(
     headers: HeaderMap,
 ) -> Response {
     let Some(rca) = &state.rca else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "RCA is not running in this process",
-        );
+        return not_running();
     };
     // Unknown, malformed and other tenants' ids all read alike.
     let Ok(id) = id.parse::<u64>() else {
@@ -150,10 +139,7 @@ pub(super) async fn feedback(
     body: Result<Json<FeedbackBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Some(rca) = &state.rca else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "RCA is not running in this process",
-        );
+        return not_running();
     };
     let Ok(id) = id.parse::<u64>() else {
         return error(StatusCode::NOT_FOUND, "no such report");

@@ -7,7 +7,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{BufMut, Bytes};
+use causeway_receiver::otlp::grpc::BytesDecoder;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, StatusCode, Uri};
@@ -15,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
 use super::config::{Compression, ForwardConfig, HeaderValueRef, Protocol};
@@ -384,14 +385,14 @@ impl Codec for RawCodec {
     type Encode = Bytes;
     type Decode = Bytes;
     type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
+    type Decoder = BytesDecoder;
 
     fn encoder(&mut self) -> RawEncoder {
         RawEncoder
     }
 
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
+    fn decoder(&mut self) -> BytesDecoder {
+        BytesDecoder
     }
 }
 
@@ -405,19 +406,6 @@ impl Encoder for RawEncoder {
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put(item);
         Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct RawDecoder;
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        let len = src.remaining();
-        Ok(Some(src.copy_to_bytes(len)))
     }
 }
 

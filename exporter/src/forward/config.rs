@@ -228,14 +228,11 @@ impl ForwardConfig {
 
 /// Appends the problems of the whole list (names must be unique).
 pub fn validate_all(list: &[ForwardConfig], path: &str, problems: &mut Vec<Problem>) {
-    let mut seen = std::collections::HashSet::new();
-    for (i, f) in list.iter().enumerate() {
-        f.validate(&format!("{path}[{i}]"), problems);
-        if !seen.insert(f.name.as_str()) {
-            problems.push(Problem::new(
-                format!("{path}[{i}].name"),
-                format!("{:?} is used twice", f.name),
-            ));
-        }
-    }
+    crate::config::validate_named(
+        list,
+        path,
+        problems,
+        |e| e.name.as_str(),
+        ForwardConfig::validate,
+    );
 }

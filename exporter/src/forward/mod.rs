@@ -106,7 +106,11 @@ struct Target {
     queue: DiskQueue,
     client: OtlpClient,
     wake: Notify,
-    label: Exporter,
+    /// This endpoint's series, looked up once: the hot path only bumps them.
+    queue_bytes: Gauge,
+    sent_spans: Counter,
+    sent_logs: Counter,
+    failed_requests: Counter,
     /// Unix seconds of the last "queue full" warning (rate limit).
     warned_full: AtomicU64,
 }
@@ -155,16 +159,17 @@ impl Forwarder {
             let label = Exporter {
                 exporter: c.name.clone(),
             };
-            metrics
-                .queue_bytes
-                .get_or_create(&label)
-                .set(i64::try_from(queue.held_bytes()).unwrap_or(i64::MAX));
+            let queue_bytes = metrics.queue_bytes.get_or_create(&label).clone();
+            queue_bytes.set(i64::try_from(queue.held_bytes()).unwrap_or(i64::MAX));
             targets.push(Arc::new(Target {
                 client: OtlpClient::new(c)?,
                 config: c.clone(),
                 queue,
                 wake: Notify::new(),
-                label,
+                queue_bytes,
+                sent_spans: metrics.sent_spans.get_or_create(&label).clone(),
+                sent_logs: metrics.sent_logs.get_or_create(&label).clone(),
+                failed_requests: metrics.failed_requests.get_or_create(&label).clone(),
                 warned_full: AtomicU64::new(0),
             }));
         }
@@ -183,7 +188,7 @@ impl Forwarder {
         for t in &self.targets {
             tasks.push(tokio::spawn(send_loop(
                 Arc::clone(t),
-                self.metrics.clone(),
+                self.metrics.dropped_spans.clone(),
                 cancel.clone(),
             )));
         }
@@ -201,10 +206,7 @@ impl Forwarder {
         let items32 = u32::try_from(items).unwrap_or(u32::MAX);
         match target.queue.append(kind, items32, payload) {
             Ok(()) => {
-                self.metrics
-                    .queue_bytes
-                    .get_or_create(&target.label)
-                    .set(i64::try_from(target.queue.held_bytes()).unwrap_or(i64::MAX));
+                target.record_held();
                 target.wake.notify_one();
             }
             Err(e) => {
@@ -270,7 +272,11 @@ impl ReportSink for Forwarder {
     }
 }
 
-async fn send_loop(target: Arc<Target>, metrics: ForwardMetrics, cancel: CancellationToken) {
+async fn send_loop(
+    target: Arc<Target>,
+    dropped_spans: Family<Dropped, Counter>,
+    cancel: CancellationToken,
+) {
     let retry = &target.config.retry;
     let mut backoff = retry.initial_interval;
     let mut sync = tokio::time::interval(Duration::from_secs(1));
@@ -307,18 +313,15 @@ async fn send_loop(target: Arc<Target>, metrics: ForwardMetrics, cancel: Cancell
             Ok(()) => {
                 backoff = retry.initial_interval;
                 let counter = match record.kind {
-                    Kind::Traces => &metrics.sent_spans,
-                    Kind::Logs => &metrics.sent_logs,
+                    Kind::Traces => &target.sent_spans,
+                    Kind::Logs => &target.sent_logs,
                 };
-                counter
-                    .get_or_create(&target.label)
-                    .inc_by(u64::from(record.items));
+                counter.inc_by(u64::from(record.items));
             }
             Err(SendError::Permanent(message)) => {
-                metrics.failed_requests.get_or_create(&target.label).inc();
+                target.failed_requests.inc();
                 if record.kind == Kind::Traces {
-                    metrics
-                        .dropped_spans
+                    dropped_spans
                         .get_or_create(&Dropped {
                             exporter: target.config.name.clone(),
                             reason: "refused",
@@ -336,7 +339,7 @@ async fn send_loop(target: Arc<Target>, metrics: ForwardMetrics, cancel: Cancell
                 message,
                 retry_after,
             }) => {
-                metrics.failed_requests.get_or_create(&target.label).inc();
+                target.failed_requests.inc();
                 let wait = retry_after
                     .unwrap_or(backoff)
                     .min(retry.max_interval.max(backoff));
@@ -357,10 +360,14 @@ async fn send_loop(target: Arc<Target>, metrics: ForwardMetrics, cancel: Cancell
         if let Err(e) = target.queue.ack(record.next) {
             tracing::error!(exporter = %target.config.name, error = %e, "forward queue: cannot move the cursor");
         }
-        metrics
-            .queue_bytes
-            .get_or_create(&target.label)
-            .set(i64::try_from(target.queue.held_bytes()).unwrap_or(i64::MAX));
+        target.record_held();
+    }
+}
+
+impl Target {
+    fn record_held(&self) {
+        self.queue_bytes
+            .set(i64::try_from(self.queue.held_bytes()).unwrap_or(i64::MAX));
     }
 }
 

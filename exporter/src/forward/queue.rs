@@ -492,18 +492,7 @@ fn valid_length(path: &Path) -> io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "causeway-fq-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
+    use crate::testutil::scratch_dir as tmp;
 
     fn drain(q: &DiskQueue) -> Vec<Vec<u8>> {
         let mut out = Vec::new();

@@ -25,18 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::Protocol;
 use super::*;
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "causeway-fwd-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use crate::testutil::{scratch_dir as tmp, serve};
 
 /// A request of `n` spans whose span ids encode (`batch`, index).
 fn request(batch: u32, n: u32) -> Bytes {
@@ -316,14 +305,7 @@ async fn http_downstream(state: HttpState) -> SocketAddr {
             ),
         )
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    addr
+    serve(app).await
 }
 
 #[tokio::test]

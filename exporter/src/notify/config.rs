@@ -134,14 +134,11 @@ impl NotifyConfig {
 
 /// Appends the problems of the whole list (names must be unique).
 pub fn validate_all(list: &[NotifyConfig], path: &str, problems: &mut Vec<Problem>) {
-    let mut seen = std::collections::HashSet::new();
-    for (i, n) in list.iter().enumerate() {
-        n.validate(&format!("{path}[{i}]"), problems);
-        if !seen.insert(n.name.as_str()) {
-            problems.push(Problem::new(
-                format!("{path}[{i}].name"),
-                format!("{:?} is used twice", n.name),
-            ));
-        }
-    }
+    crate::config::validate_named(
+        list,
+        path,
+        problems,
+        |e| e.name.as_str(),
+        NotifyConfig::validate,
+    );
 }

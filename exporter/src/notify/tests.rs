@@ -14,6 +14,7 @@ use causeway_model::TenantId;
 use causeway_model::rca::{CauseKind, Hypothesis, RcaReport};
 
 use super::*;
+use crate::testutil::{scratch_dir as tmp, serve};
 
 #[derive(Clone, Default)]
 struct Hook {
@@ -41,26 +42,7 @@ async fn server(hook: Hook) -> String {
     let app = axum::Router::new()
         .route("/hook", post(handle))
         .with_state(hook);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/hook")
-}
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "causeway-notify-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    format!("http://{}/hook", serve(app).await)
 }
 
 fn report(service: &str, cause: CauseKind, confidence: f64) -> RcaReport {
