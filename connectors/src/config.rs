@@ -17,6 +17,7 @@
 //!       webhook_secret: { env: GITHUB_WEBHOOK_SECRET }
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_model::TenantId;
@@ -33,6 +34,7 @@ use crate::http::{Auth, RetryPolicy};
 use crate::jira::{Jira, JiraSettings};
 use crate::linear::{Linear, LinearSettings};
 use crate::mapping::MappingRule;
+use crate::oauth::{OAuthConfig, OAuthSession, TokenStore};
 use crate::pylon::{Pylon, PylonSettings};
 use crate::salesforce::{Salesforce, SalesforceSettings};
 use crate::secret::{Secret, SecretRef};
@@ -111,6 +113,8 @@ pub struct SourceConfig {
     pub base_url: Option<String>,
     /// Secret that signs this system's webhooks.
     pub webhook_secret: Option<SecretRef>,
+    /// OAuth tokens that renew themselves, instead of a static `token`.
+    pub oauth: Option<OAuthConfig>,
     /// Which system, and its settings.
     pub system: SystemConfig,
 }
@@ -138,6 +142,10 @@ impl<'de> Deserialize<'de> for SourceConfig {
             .map(serde_json::from_value::<SecretRef>)
             .transpose()
             .map_err(|e| D::Error::custom(format!("webhook_secret: {e}")))?;
+        let oauth = take("oauth")
+            .map(serde_json::from_value::<OAuthConfig>)
+            .transpose()
+            .map_err(|e| D::Error::custom(format!("oauth: {e}")))?;
         let system = serde_json::from_value::<SystemConfig>(serde_json::Value::Object(map))
             .map_err(|e| D::Error::custom(format!("source {name}: {e}")))?;
         Ok(Self {
@@ -145,6 +153,7 @@ impl<'de> Deserialize<'de> for SourceConfig {
             tenant,
             base_url,
             webhook_secret,
+            oauth,
             system,
         })
     }
@@ -157,7 +166,8 @@ pub enum SystemConfig {
     /// GitHub.
     Github {
         /// Token (fine-grained, read-only).
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
         /// `owner/name`.
         repositories: Vec<String>,
         /// Branch for commits (default: the default branch).
@@ -167,7 +177,8 @@ pub enum SystemConfig {
     /// GitLab.
     Gitlab {
         /// `read_api` token.
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
         /// Project paths or ids.
         projects: Vec<String>,
     },
@@ -177,7 +188,8 @@ pub enum SystemConfig {
         #[serde(default)]
         email: Option<String>,
         /// API or access token.
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
         /// `workspace/repo_slug`.
         repositories: Vec<String>,
         /// Branch for commits.
@@ -191,7 +203,8 @@ pub enum SystemConfig {
         /// Project.
         project: String,
         /// Personal access token.
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
         /// Repositories.
         #[serde(default)]
         repositories: Vec<String>,
@@ -207,7 +220,8 @@ pub enum SystemConfig {
         #[serde(default)]
         email: Option<String>,
         /// API token or OAuth access token.
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
         /// Which issues (`project = OPS`).
         #[serde(default)]
         jql: String,
@@ -215,7 +229,8 @@ pub enum SystemConfig {
     /// Linear.
     Linear {
         /// Personal API key, or an OAuth token with `oauth: true`.
-        key: SecretRef,
+        #[serde(default)]
+        key: Option<SecretRef>,
         /// The key is an OAuth token.
         #[serde(default)]
         oauth: bool,
@@ -228,7 +243,8 @@ pub enum SystemConfig {
         #[serde(default)]
         email: Option<String>,
         /// API token or OAuth token.
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
     },
     /// ServiceNow.
     Servicenow {
@@ -238,7 +254,8 @@ pub enum SystemConfig {
         #[serde(default)]
         user: Option<String>,
         /// Password or OAuth token.
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
         /// Tables.
         #[serde(default = "default_tables")]
         tables: Vec<String>,
@@ -246,7 +263,8 @@ pub enum SystemConfig {
     /// Slack.
     Slack {
         /// Bot token (`xoxb-`).
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
         /// Channel ids.
         channels: Vec<String>,
         /// Workspace URL for links (`https://acme.slack.com`).
@@ -257,7 +275,8 @@ pub enum SystemConfig {
         /// `https://MYDOMAIN.my.salesforce.com`.
         instance_url: String,
         /// OAuth access token.
-        token: SecretRef,
+        #[serde(default)]
+        token: Option<SecretRef>,
         /// API version.
         #[serde(default = "default_sf_version")]
         api_version: String,
@@ -327,6 +346,24 @@ impl SystemConfig {
     pub fn read_scopes(&self) -> &'static str {
         crate::read_scopes(self.system())
     }
+
+    /// The static credential (`token`, Linear's `key`), if configured.
+    pub fn token(&self) -> Option<&SecretRef> {
+        match self {
+            SystemConfig::Github { token, .. }
+            | SystemConfig::Gitlab { token, .. }
+            | SystemConfig::Bitbucket { token, .. }
+            | SystemConfig::AzureDevops { token, .. }
+            | SystemConfig::Jira { token, .. }
+            | SystemConfig::Zendesk { token, .. }
+            | SystemConfig::Servicenow { token, .. }
+            | SystemConfig::Slack { token, .. }
+            | SystemConfig::Salesforce { token, .. } => token.as_ref(),
+            SystemConfig::Linear { key, .. } => key.as_ref(),
+            SystemConfig::Pylon { token } => Some(token),
+            SystemConfig::Git { .. } => None,
+        }
+    }
 }
 
 /// Resolves a credential reference; `sealed` references through `sealed`.
@@ -348,6 +385,16 @@ impl SourceConfig {
         }
     }
 
+    /// Every credential reference of the source.
+    fn credential_refs(&self) -> Vec<&SecretRef> {
+        let mut refs = vec![self.webhook_secret.as_ref(), self.system.token()];
+        if let Some(o) = &self.oauth {
+            refs.push(o.client_secret.as_ref());
+            refs.push(o.refresh_token.as_ref());
+        }
+        refs.into_iter().flatten().collect()
+    }
+
     /// The webhook secret, resolved.
     pub fn webhook_secret(&self, sealed: SealedLookup<'_>) -> Result<Option<Secret>> {
         self.webhook_secret
@@ -356,11 +403,53 @@ impl SourceConfig {
             .transpose()
     }
 
-    /// Builds the connector (credentials are read now).
+    /// The `token` (or `key`) of a system that needs one when it has no
+    /// `oauth` block.
+    fn credential(&self, r: &Option<SecretRef>, sealed: SealedLookup<'_>) -> Result<Secret> {
+        match r {
+            Some(r) => self.secret(r, sealed),
+            None => Err(Error::Config {
+                connector: self.name.clone(),
+                message: "a token (or an oauth block) is required".into(),
+            }),
+        }
+    }
+
+    /// The connector's OAuth session, when it has an `oauth` block.
+    /// `host_url` is the system's own root for systems whose token
+    /// endpoint sits on it (Zendesk, ServiceNow, Salesforce).
+    fn oauth_session(
+        &self,
+        sealed: SealedLookup<'_>,
+        tokens: Option<Arc<dyn TokenStore>>,
+        host_url: Option<&str>,
+        policy: RetryPolicy,
+    ) -> Result<Option<Auth>> {
+        let Some(o) = &self.oauth else {
+            return Ok(None);
+        };
+        let system = self.system.system();
+        let mut endpoint = crate::oauth::default_endpoint(system, host_url);
+        // A self-hosted API root (GitHub Enterprise, self-managed GitLab)
+        // has its own token endpoint: the public one would be wrong.
+        if self.base_url.is_some() && host_url.is_none() && system != "jira" {
+            endpoint.token_url = None;
+        }
+        let settings =
+            crate::oauth::settings(o, system, &self.name, self.tenant_id()?, endpoint, &|r| {
+                self.secret(r, sealed)
+            })?;
+        let session = OAuthSession::new(settings, tokens, policy)?;
+        Ok(Some(Auth::OAuth(Arc::new(session))))
+    }
+
+    /// Builds the connector (credentials are read now). `tokens` keeps
+    /// renewed OAuth tokens (sealed) across restarts.
     pub fn build(
         &self,
         policy: RetryPolicy,
         sealed: SealedLookup<'_>,
+        tokens: Option<Arc<dyn TokenStore>>,
     ) -> Result<Box<dyn Connector>> {
         self.tenant_id()?;
         let name = self.name.clone();
@@ -371,19 +460,32 @@ impl SourceConfig {
                 .trim_end_matches('/')
                 .to_owned()
         };
-        let basic_or_bearer = |user: &Option<String>, token: Secret| match user {
-            Some(u) => Auth::Basic {
-                user: u.clone(),
-                password: token,
-            },
-            None => Auth::Bearer(token),
+        // OAuth if configured, else `plain` over the static credential.
+        let auth = |token: &Option<SecretRef>,
+                    host_url: Option<&str>,
+                    plain: &dyn Fn(Secret) -> Auth|
+         -> Result<Auth> {
+            match self.oauth_session(sealed, tokens.clone(), host_url, policy)? {
+                Some(a) => Ok(a),
+                None => Ok(plain(self.credential(token, sealed)?)),
+            }
+        };
+        let basic_or_bearer = |user: &Option<String>| {
+            let user = user.clone();
+            move |token: Secret| match &user {
+                Some(u) => Auth::Basic {
+                    user: u.clone(),
+                    password: token,
+                },
+                None => Auth::Bearer(token),
+            }
         };
         Ok(match &self.system {
             SystemConfig::Github {
                 token,
                 repositories,
                 branch,
-            } => Box::new(GitHub::new(
+            } => Box::new(GitHub::with_auth(
                 GitHubSettings {
                     name,
                     base_url: base("https://api.github.com".into()),
@@ -391,17 +493,20 @@ impl SourceConfig {
                     branch: branch.clone(),
                     max_commit_details: 100,
                 },
-                self.secret(token, sealed)?,
+                auth(token, None, &Auth::Bearer)?,
                 policy,
             )?),
-            SystemConfig::Gitlab { token, projects } => Box::new(GitLab::new(
+            SystemConfig::Gitlab { token, projects } => Box::new(GitLab::with_auth(
                 GitLabSettings {
                     name,
                     base_url: base("https://gitlab.com/api/v4".into()),
                     projects: projects.clone(),
                     max_commit_details: 100,
                 },
-                self.secret(token, sealed)?,
+                auth(token, None, &|t| Auth::Header {
+                    name: http::HeaderName::from_static("private-token"),
+                    value: t,
+                })?,
                 policy,
             )?),
             SystemConfig::Bitbucket {
@@ -417,7 +522,7 @@ impl SourceConfig {
                     branch: branch.clone(),
                     max_commit_details: 100,
                 },
-                basic_or_bearer(email, self.secret(token, sealed)?),
+                auth(token, None, &basic_or_bearer(email))?,
                 policy,
             )?),
             SystemConfig::AzureDevops {
@@ -435,10 +540,11 @@ impl SourceConfig {
                     max_commit_details: 100,
                     page_size: 100,
                 },
-                Auth::Basic {
+                // A personal access token is Basic with an empty user.
+                auth(token, None, &|t| Auth::Basic {
                     user: String::new(),
-                    password: self.secret(token, sealed)?,
-                },
+                    password: t,
+                })?,
                 policy,
             )?),
             SystemConfig::Jira {
@@ -453,59 +559,69 @@ impl SourceConfig {
                     browse_url: site.trim_end_matches('/').to_owned(),
                     jql: jql.clone(),
                 },
-                basic_or_bearer(email, self.secret(token, sealed)?),
+                auth(token, None, &basic_or_bearer(email))?,
                 policy,
             )?),
-            SystemConfig::Linear { key, oauth } => Box::new(Linear::new(
-                LinearSettings {
+            SystemConfig::Linear { key, oauth } => {
+                let settings = LinearSettings {
                     name,
                     url: base("https://api.linear.app/graphql".into()),
-                    oauth: *oauth,
-                },
-                self.secret(key, sealed)?,
-                policy,
-            )?),
+                    oauth: *oauth || self.oauth.is_some(),
+                };
+                match self.oauth_session(sealed, tokens.clone(), None, policy)? {
+                    Some(a) => Box::new(Linear::with_auth(settings, a, policy)?),
+                    None => Box::new(Linear::new(
+                        settings,
+                        self.credential(key, sealed)?,
+                        policy,
+                    )?),
+                }
+            }
             SystemConfig::Zendesk {
                 subdomain,
                 email,
                 token,
-            } => Box::new(Zendesk::new(
-                ZendeskSettings {
-                    name,
-                    base_url: base(format!("https://{subdomain}.zendesk.com")),
-                },
-                basic_or_bearer(
-                    &email.as_ref().map(|e| format!("{e}/token")),
-                    self.secret(token, sealed)?,
-                ),
-                policy,
-            )?),
+            } => {
+                let root = base(format!("https://{subdomain}.zendesk.com"));
+                let user = email.as_ref().map(|e| format!("{e}/token"));
+                Box::new(Zendesk::new(
+                    ZendeskSettings {
+                        name,
+                        base_url: root.clone(),
+                    },
+                    auth(token, Some(&root), &basic_or_bearer(&user))?,
+                    policy,
+                )?)
+            }
             SystemConfig::Servicenow {
                 instance,
                 user,
                 token,
                 tables,
-            } => Box::new(ServiceNow::new(
-                ServiceNowSettings {
-                    name,
-                    base_url: base(format!("https://{instance}.service-now.com")),
-                    tables: tables.clone(),
-                },
-                basic_or_bearer(user, self.secret(token, sealed)?),
-                policy,
-            )?),
+            } => {
+                let root = base(format!("https://{instance}.service-now.com"));
+                Box::new(ServiceNow::new(
+                    ServiceNowSettings {
+                        name,
+                        base_url: root.clone(),
+                        tables: tables.clone(),
+                    },
+                    auth(token, Some(&root), &basic_or_bearer(user))?,
+                    policy,
+                )?)
+            }
             SystemConfig::Slack {
                 token,
                 channels,
                 workspace_url,
-            } => Box::new(Slack::new(
+            } => Box::new(Slack::with_auth(
                 SlackSettings {
                     name,
                     base_url: base("https://slack.com/api".into()),
                     workspace_url: workspace_url.trim_end_matches('/').to_owned(),
                     channels: channels.clone(),
                 },
-                self.secret(token, sealed)?,
+                auth(token, None, &Auth::Bearer)?,
                 policy,
             )?),
             SystemConfig::Salesforce {
@@ -515,14 +631,15 @@ impl SourceConfig {
             } => {
                 let instance = base(instance_url.clone());
                 let lightning = instance.replace(".my.salesforce.com", ".lightning.force.com");
-                Box::new(Salesforce::new(
+                let auth = auth(token, Some(&instance), &Auth::Bearer)?;
+                Box::new(Salesforce::with_auth(
                     SalesforceSettings {
                         name,
                         instance_url: instance,
                         api_version: api_version.clone(),
                         lightning_url: lightning,
                     },
-                    self.secret(token, sealed)?,
+                    auth,
                     policy,
                 )?)
             }
@@ -583,25 +700,42 @@ impl ConnectorsConfig {
             {
                 out.push((at("base_url"), format!("{u:?} is not a URL")));
             }
+            let system = s.system.system();
+            let token = s.system.token();
+            match (&s.oauth, token) {
+                (Some(_), _) if matches!(system, "pylon" | "git") => {
+                    out.push((at("oauth"), format!("{system} has no OAuth")));
+                }
+                (Some(_), Some(_)) => out.push((
+                    at("oauth"),
+                    "a source has a token or an oauth block, not both".into(),
+                )),
+                (None, None) if system != "git" => out.push((
+                    at("token"),
+                    "a token (or an oauth block) is required".into(),
+                )),
+                _ => {}
+            }
+            if let Some(o) = &s.oauth {
+                if let Some(p) = o
+                    .token_url
+                    .as_deref()
+                    .and_then(crate::oauth::token_url_problem)
+                {
+                    out.push((at("oauth.token_url"), p));
+                }
+                if self.seal_key.is_none() {
+                    out.push((
+                        at("oauth"),
+                        "renewed OAuth tokens are kept sealed: configure connectors.seal_key"
+                            .into(),
+                    ));
+                }
+            }
         }
         let uses_sealed = self.sources.iter().any(|s| {
-            let mut refs = vec![s.webhook_secret.as_ref()];
-            refs.push(match &s.system {
-                SystemConfig::Github { token, .. }
-                | SystemConfig::Gitlab { token, .. }
-                | SystemConfig::Bitbucket { token, .. }
-                | SystemConfig::AzureDevops { token, .. }
-                | SystemConfig::Jira { token, .. }
-                | SystemConfig::Zendesk { token, .. }
-                | SystemConfig::Servicenow { token, .. }
-                | SystemConfig::Slack { token, .. }
-                | SystemConfig::Salesforce { token, .. }
-                | SystemConfig::Pylon { token } => Some(token),
-                SystemConfig::Linear { key, .. } => Some(key),
-                SystemConfig::Git { .. } => None,
-            });
-            refs.into_iter()
-                .flatten()
+            s.credential_refs()
+                .into_iter()
                 .any(|r| matches!(r, SecretRef::Sealed(_)))
         });
         if uses_sealed && self.seal_key.is_none() {
@@ -663,7 +797,7 @@ sources:
         // Unset: every build fails naming the variable, never a value.
         for s in cfg.sources.iter().filter(|s| s.system.system() != "git") {
             let err = s
-                .build(RetryPolicy::default(), &no_sealed)
+                .build(RetryPolicy::default(), &no_sealed, None)
                 .expect_err("unset");
             assert!(err.to_string().contains("env:CAUSEWAY_TEST_TOKEN"), "{err}");
         }
@@ -675,7 +809,7 @@ sources:
         );
         let cfg = parse(&with_file);
         let c = cfg.sources[0]
-            .build(RetryPolicy::default(), &no_sealed)
+            .build(RetryPolicy::default(), &no_sealed, None)
             .expect("build");
         assert_eq!(c.streams().len(), 5);
         let _ = std::fs::remove_file(&file);

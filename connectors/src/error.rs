@@ -49,6 +49,21 @@ pub enum Error {
         /// What was wrong with it.
         message: String,
     },
+    /// The OAuth token endpoint refused to issue an access token (a
+    /// revoked or expired refresh token, a wrong client secret) or answered
+    /// something else than a token. The message holds only the endpoint's
+    /// `error` and `error_description`, never a token.
+    #[error("{system}: OAuth token for {connector} refused at {url}: {message}")]
+    OAuth {
+        /// Source system.
+        system: &'static str,
+        /// Connector instance.
+        connector: String,
+        /// Token URL without its query.
+        url: String,
+        /// The endpoint's words.
+        message: String,
+    },
     /// Still rate-limited after the allowed waits; the next sync retries.
     #[error("{system}: rate limited at {url}; retry in {retry_after_s} s")]
     RateLimited {

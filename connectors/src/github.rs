@@ -51,6 +51,12 @@ pub struct GitHub {
 impl GitHub {
     /// A connector authenticating with `token`.
     pub fn new(settings: GitHubSettings, token: Secret, policy: RetryPolicy) -> Result<Self> {
+        Self::with_auth(settings, Auth::Bearer(token), policy)
+    }
+
+    /// A connector with any [`Auth`] (an OAuth session for GitHub App
+    /// user tokens).
+    pub fn with_auth(settings: GitHubSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
         for r in &settings.repositories {
             if r.split('/').count() != 2 || r.starts_with('/') || r.ends_with('/') {
                 return Err(Error::Config {
@@ -61,7 +67,7 @@ impl GitHub {
         }
         let client = ReadOnlyClient::new(
             SYSTEM,
-            Some(Auth::Bearer(token)),
+            Some(auth),
             &[
                 ("accept", "application/vnd.github+json"),
                 ("x-github-api-version", "2022-11-28"),

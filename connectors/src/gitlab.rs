@@ -47,15 +47,16 @@ fn encode(s: &str) -> String {
 impl GitLab {
     /// A connector authenticating with `token` in `PRIVATE-TOKEN`.
     pub fn new(settings: GitLabSettings, token: Secret, policy: RetryPolicy) -> Result<Self> {
-        let client = ReadOnlyClient::new(
-            SYSTEM,
-            Some(Auth::Header {
-                name: HeaderName::from_static("private-token"),
-                value: token,
-            }),
-            &[],
-            policy,
-        )?;
+        let auth = Auth::Header {
+            name: HeaderName::from_static("private-token"),
+            value: token,
+        };
+        Self::with_auth(settings, auth, policy)
+    }
+
+    /// A connector with any [`Auth`] (an OAuth session: `Bearer`).
+    pub fn with_auth(settings: GitLabSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
+        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
         Ok(Self { settings, client })
     }
 

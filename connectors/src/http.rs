@@ -11,6 +11,7 @@
 //! pause before the next request when the remaining budget falls under a
 //! tenth of the limit.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use crate::error::{Error, Result, body_excerpt, display_url};
+use crate::oauth::OAuthSession;
 use crate::secret::Secret;
 
 /// How a request authenticates.
@@ -41,6 +43,9 @@ pub enum Auth {
         /// Its value.
         value: Secret,
     },
+    /// `Authorization: Bearer <token>` with an OAuth access token that is
+    /// renewed before it expires and after a 401.
+    OAuth(Arc<OAuthSession>),
 }
 
 /// Retry and wait limits.
@@ -274,6 +279,10 @@ impl ReadOnlyClient {
         // One request at a time per token, as the systems ask.
         let mut pace = self.pace.lock().await;
         let mut attempt = 0u32;
+        // The OAuth token generation sent, and whether it was renewed
+        // after a 401 already (once per request).
+        let mut oauth_generation = None;
+        let mut renewed = false;
         loop {
             attempt += 1;
             if let Some(at) = *pace {
@@ -301,6 +310,11 @@ impl ReadOnlyClient {
                         })?;
                     v.set_sensitive(true);
                     req.header(name.clone(), v)
+                }
+                Some(Auth::OAuth(session)) => {
+                    let (token, generation) = session.token().await?;
+                    oauth_generation = Some(generation);
+                    req.bearer_auth(token.expose())
                 }
                 None => req,
             };
@@ -366,6 +380,18 @@ impl ReadOnlyClient {
                 }
                 tracing::info!(system = self.system, url = %shown, status, wait_ms = wait.as_millis() as u64, "rate limited or unavailable; waiting");
                 *pace = Some(tokio::time::Instant::now() + wait);
+                continue;
+            }
+            if status == 401
+                && !renewed
+                && let (Some(Auth::OAuth(session)), Some(generation)) =
+                    (&self.auth, oauth_generation)
+            {
+                // Revoked before its announced expiry, or issued without
+                // one: renew once and try again.
+                renewed = true;
+                session.renew_after(generation).await?;
+                attempt -= 1;
                 continue;
             }
             if status == 401 || status == 403 {

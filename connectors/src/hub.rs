@@ -17,6 +17,7 @@ use crate::config::{ConnectorsConfig, SourceConfig};
 use crate::error::{Error, Result};
 use crate::http::RetryPolicy;
 use crate::mapping::ServiceMapper;
+use crate::oauth::TokenStore;
 use crate::secret::{SealKey, Secret, Vault};
 use crate::sync::{SyncReport, SyncSettings, sync_connector};
 use crate::webhook::{self, Parsed, Source, WebhookError};
@@ -95,11 +96,30 @@ struct Deliveries {
     ids: std::collections::HashSet<String>,
 }
 
+/// Renewed OAuth tokens, sealed in the signal store.
+struct SealedTokens {
+    store: Arc<Mutex<DuckDbSignals>>,
+    key: Arc<SealKey>,
+}
+
+#[async_trait::async_trait]
+impl TokenStore for SealedTokens {
+    async fn load(&self, tenant: &TenantId, name: &str) -> Result<Option<Secret>> {
+        let mut store = self.store.lock().await;
+        Vault::open(&mut store, &self.key).find(tenant, name)
+    }
+
+    async fn save(&self, tenant: &TenantId, name: &str, value: &Secret) -> Result<()> {
+        let mut store = self.store.lock().await;
+        Vault::open(&mut store, &self.key).put(tenant, name, value)
+    }
+}
+
 /// Sources, store and webhook secrets of every tenant.
 pub struct SignalHub {
-    store: Mutex<DuckDbSignals>,
+    store: Arc<Mutex<DuckDbSignals>>,
     config: ConnectorsConfig,
-    seal_key: Option<SealKey>,
+    seal_key: Option<Arc<SealKey>>,
     hooks: HashMap<(TenantId, String), Hook>,
     deploy_secrets: HashMap<TenantId, Secret>,
     deliveries: std::sync::Mutex<HashMap<(TenantId, String), Deliveries>>,
@@ -127,9 +147,10 @@ impl SignalHub {
             .seal_key
             .as_ref()
             .map(SealKey::from_ref)
-            .transpose()?;
+            .transpose()?
+            .map(Arc::new);
         let mut hub = Self {
-            store: Mutex::new(store),
+            store: Arc::new(Mutex::new(store)),
             config,
             seal_key,
             hooks: HashMap::new(),
@@ -192,7 +213,13 @@ impl SignalHub {
         policy: RetryPolicy,
     ) -> Result<(TenantId, Box<dyn Connector>)> {
         let tenant = s.tenant_id()?;
-        let c = s.build(policy, &|t, n| self.sealed_now(t, n))?;
+        let tokens = self.seal_key.as_ref().map(|key| {
+            Arc::new(SealedTokens {
+                store: Arc::clone(&self.store),
+                key: Arc::clone(key),
+            }) as Arc<dyn TokenStore>
+        });
+        let c = s.build(policy, &|t, n| self.sealed_now(t, n), tokens)?;
         Ok((tenant, c))
     }
 

@@ -24,6 +24,7 @@ pub mod hub;
 pub mod jira;
 pub mod linear;
 pub mod mapping;
+pub mod oauth;
 pub mod pylon;
 pub mod salesforce;
 pub mod secret;

@@ -60,6 +60,11 @@ impl Linear {
                 value: key,
             }
         };
+        Self::with_auth(settings, auth, policy)
+    }
+
+    /// A connector with any [`Auth`] (an OAuth session that renews itself).
+    pub fn with_auth(settings: LinearSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
         let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
         Ok(Self { settings, client })
     }

@@ -43,6 +43,15 @@ pub struct Salesforce {
 impl Salesforce {
     /// A connector with an access token.
     pub fn new(settings: SalesforceSettings, token: Secret, policy: RetryPolicy) -> Result<Self> {
+        Self::with_auth(settings, Auth::Bearer(token), policy)
+    }
+
+    /// A connector with any [`Auth`] (an OAuth session that renews itself).
+    pub fn with_auth(
+        settings: SalesforceSettings,
+        auth: Auth,
+        policy: RetryPolicy,
+    ) -> Result<Self> {
         if !settings.api_version.starts_with('v') {
             return Err(Error::Config {
                 connector: settings.name.clone(),
@@ -52,7 +61,7 @@ impl Salesforce {
                 ),
             });
         }
-        let client = ReadOnlyClient::new(SYSTEM, Some(Auth::Bearer(token)), &[], policy)?;
+        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
         Ok(Self { settings, client })
     }
 }

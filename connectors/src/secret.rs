@@ -243,13 +243,17 @@ impl<'a> Vault<'a> {
 
     /// A stored credential, opened.
     pub fn get(&self, tenant: &TenantId, name: &str) -> Result<Secret> {
-        let row = self
-            .store
-            .sealed(tenant, name)?
-            .ok_or_else(|| Error::Credential {
-                name: format!("sealed:{name}"),
-                message: format!("not stored for tenant {tenant}"),
-            })?;
+        self.find(tenant, name)?.ok_or_else(|| Error::Credential {
+            name: format!("sealed:{name}"),
+            message: format!("not stored for tenant {tenant}"),
+        })
+    }
+
+    /// A stored credential, opened, or `None` if there is none.
+    pub fn find(&self, tenant: &TenantId, name: &str) -> Result<Option<Secret>> {
+        let Some(row) = self.store.sealed(tenant, name)? else {
+            return Ok(None);
+        };
         if row.key_id != self.key.id() {
             return Err(Error::Seal(format!(
                 "{name}: sealed under key {}, the configured key is {} (rotate first)",
@@ -259,7 +263,7 @@ impl<'a> Vault<'a> {
         }
         let plain = self.key.open(tenant, name, &row.sealed)?;
         String::from_utf8(plain)
-            .map(Secret::new)
+            .map(|v| Some(Secret::new(v)))
             .map_err(|_| Error::Seal(format!("{name}: not UTF-8")))
     }
 

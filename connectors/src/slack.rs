@@ -41,7 +41,13 @@ pub struct Slack {
 impl Slack {
     /// A connector authenticating with a bot token (`xoxb-…`).
     pub fn new(settings: SlackSettings, token: Secret, policy: RetryPolicy) -> Result<Self> {
-        let client = ReadOnlyClient::new(SYSTEM, Some(Auth::Bearer(token)), &[], policy)?;
+        Self::with_auth(settings, Auth::Bearer(token), policy)
+    }
+
+    /// A connector with any [`Auth`] (an OAuth session for rotating
+    /// tokens, `xoxe.xoxb-`).
+    pub fn with_auth(settings: SlackSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
+        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
         Ok(Self { settings, client })
     }
 
@@ -251,7 +257,7 @@ struct Info {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::sync::{SyncSettings, sync_connector};
     use crate::testserver::{Answer, Seen, TestServer, assert_read_only};
@@ -259,7 +265,8 @@ mod tests {
     use causeway_store::{DuckDbSignals, SignalQuery};
     use serde_json::json;
 
-    fn slack(r: &Seen, _base: &str) -> Answer {
+    /// Slack's Web API as the tests see it: `xoxb-test` is the good token.
+    pub(crate) fn slack(r: &Seen, _base: &str) -> Answer {
         let ct = vec![("content-type", "application/json; charset=utf-8".to_owned())];
         if r.header("authorization") != Some("Bearer xoxb-test") {
             // Slack's way: HTTP 200, ok false.
