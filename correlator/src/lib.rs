@@ -481,6 +481,7 @@ mod tests {
                 self_ns: 5_000_000,
                 child_error: false,
                 remote_child: None,
+                error_text: None,
             });
         }
         SpanSet { spans: out }

@@ -11,19 +11,21 @@
 //!   request stops (an exception skipped it), a new error line appears.
 //!   Callers see at most a generic error; the specific pattern change is
 //!   where the code changed. For each (service, template) the window's
-//!   count is compared with what the reference predicts given the
-//!   service's span volume in the window (so load changes do not count),
-//!   an increase only for error-level lines (ERROR, FATAL, exceptions: a
+//!   count is compared with what the reference predicts given the calls,
+//!   in the window, of each operation that logs it (the operations are
+//!   strata: load changes do not count, and a line logged less because
+//!   its operation is called less is the request mix, not a change); an
+//!   increase only for error-level lines (ERROR, FATAL, exceptions: a
 //!   normal line logged more often is the request mix), a decrease only
-//!   for the others (fewer errors is no fault), as a signed deviance
-//!   z-score of the two counts (the conditional binomial test of two
-//!   Poisson rates: given both counts, how the total splits between window
-//!   and reference by their span volumes). A small reference makes the
-//!   same counts less surprising, as it should: a pattern absent from one
-//!   healthy minute may simply be rare. Lines on data-dependent branches
-//!   vary with the request mix more than chance: each score is divided by
-//!   the root of the line's over-dispersion between 30-s slices of the
-//!   reference (quasi-Poisson).
+//!   for the others (fewer errors is no fault). The test is a signed
+//!   deviance z-score of the two counts (the conditional binomial test of
+//!   two Poisson rates: given both counts, how the total splits between
+//!   window and reference by their call volumes). A small reference makes
+//!   the same counts less surprising, as it should: a pattern absent from
+//!   one healthy minute may simply be rare. Lines on data-dependent
+//!   branches vary with the request mix more than chance: each score is
+//!   divided by the root of the line's over-dispersion between 30-s slices
+//!   of the reference (quasi-Poisson, each slice with its own mix).
 //! - **Error origins.** Spans in error none of whose children are:
 //!   where an error starts, not where it propagates. Scored like a
 //!   pattern.
@@ -36,6 +38,10 @@
 //!   service whose every operation doubled; also per operation (a slow
 //!   code path), less the expected best of as many chance z-scores; and
 //!   divided by the reference's own between-slice variation (drift).
+//!
+//! An error whose message names a service the caller depends on ("No
+//! instances available for X", "connection refused: X") is a call that
+//! failed before it reached X: it is not an origin in the caller's code.
 //!
 //! Errors propagate to callers, so more errors at a caller whose callee
 //! (in the same trace, below it) did something unusual, an event sequence
@@ -104,8 +110,12 @@ pub fn poisson_z(k: f64, mu: f64) -> f64 {
 #[derive(Default)]
 struct Tally {
     spans: Map<u32, u64>,
+    /// (service, operation) → spans.
+    ops: Map<(u32, u32), u64>,
     /// (service, template) → count.
     templates: Map<(u32, u32), u64>,
+    /// (service, template) → operation → count.
+    template_ops: Map<(u32, u32), Map<u32, u64>>,
     /// (service, operation) → error-origin spans not explained by a callee.
     origins: Map<(u32, u32), u64>,
 }
@@ -138,9 +148,15 @@ fn tally(set: &SpanSet, templates: &mut Templates<'_>, explained: &[bool]) -> Ta
             continue;
         }
         *t.spans.entry(s.service).or_default() += 1;
+        *t.ops.entry((s.service, s.operation)).or_default() += 1;
         if let Some(ev) = s.events {
             for &id in templates.of(ev) {
                 *t.templates.entry((s.service, id)).or_default() += 1;
+                *t.template_ops
+                    .entry((s.service, id))
+                    .or_default()
+                    .entry(s.operation)
+                    .or_default() += 1;
             }
         }
         if s.error && !s.child_error {
@@ -148,6 +164,54 @@ fn tally(set: &SpanSet, templates: &mut Templates<'_>, explained: &[bool]) -> Ta
         }
     }
     t
+}
+
+/// The window's expected share of a template's occurrences (window plus
+/// reference) if its rate per call of each operation that logs it is
+/// unchanged: operations are strata, each with its own window share
+/// `nw / (nw + nr)`, pooled by their occurrences. A line of an operation
+/// that is called less (the request mix moved to other operations) is
+/// then expected less often, and only a change in how the operation's
+/// own calls log it is evidence.
+fn expected_share(w: &Tally, r: &Tally, key: (u32, u32)) -> Option<f64> {
+    let (service, _) = key;
+    let mut ops: Vec<u32> = Vec::new();
+    for t in [w, r] {
+        if let Some(m) = t.template_ops.get(&key) {
+            for &o in m.keys() {
+                if !ops.contains(&o) {
+                    ops.push(o);
+                }
+            }
+        }
+    }
+    let (mut pooled, mut total) = (0.0, 0.0);
+    for op in ops {
+        let count = |t: &Tally| {
+            t.template_ops
+                .get(&key)
+                .and_then(|m| m.get(&op))
+                .copied()
+                .unwrap_or(0) as f64
+        };
+        let n = count(w) + count(r);
+        let nw = w.ops.get(&(service, op)).copied().unwrap_or(0) as f64;
+        let nr = r.ops.get(&(service, op)).copied().unwrap_or(0) as f64;
+        if nw + nr <= 0.0 {
+            continue;
+        }
+        pooled += n * nw / (nw + nr);
+        total += n;
+    }
+    (total > 0.0).then(|| pooled / total)
+}
+
+/// [`two_rate_z`] with the window's expected share `p` given directly.
+fn share_z(k: f64, c: f64, p: f64) -> f64 {
+    if p <= 0.0 || p >= 1.0 {
+        return 0.0;
+    }
+    two_rate_z(k, c, p, 1.0 - p)
 }
 
 /// Reference slices for the dispersion estimate.
@@ -161,11 +225,25 @@ const SLICE_NS: i64 = 30_000_000_000;
 /// square root (quasi-Poisson), so that the request mix of the window is
 /// not mistaken for a changed code path.
 fn dispersion(reference: &SpanSet, templates: &mut Templates<'_>) -> Map<(u32, u32), f64> {
-    let mut spans: Map<(u32, i64), u64> = Map::default();
+    // Spans per (service, operation) per slice, and per (service,
+    // template) the occurrences per slice and per operation: a slice's
+    // expected count follows its own mix of operations, so only variation
+    // within an operation's calls counts as over-dispersion.
+    let mut op_slices: Map<(u32, u32), Map<i64, u64>> = Map::default();
     let mut counts: Map<(u32, u32), Map<i64, u64>> = Map::default();
+    let mut by_op: Map<(u32, u32), Map<u32, u64>> = Map::default();
+    let mut slices_of: Map<u32, Vec<i64>> = Map::default();
     for s in &reference.spans {
         let slice = s.start_ns.div_euclid(SLICE_NS);
-        *spans.entry((s.service, slice)).or_default() += 1;
+        *op_slices
+            .entry((s.service, s.operation))
+            .or_default()
+            .entry(slice)
+            .or_default() += 1;
+        let seen = slices_of.entry(s.service).or_default();
+        if !seen.contains(&slice) {
+            seen.push(slice);
+        }
         if let Some(ev) = s.events {
             for &t in templates.of(ev) {
                 *counts
@@ -173,12 +251,13 @@ fn dispersion(reference: &SpanSet, templates: &mut Templates<'_>) -> Map<(u32, u
                     .or_default()
                     .entry(slice)
                     .or_default() += 1;
+                *by_op
+                    .entry((s.service, t))
+                    .or_default()
+                    .entry(s.operation)
+                    .or_default() += 1;
             }
         }
-    }
-    let mut slices_of: Map<u32, Vec<(i64, u64)>> = Map::default();
-    for (&(service, slice), &n) in &spans {
-        slices_of.entry(service).or_default().push((slice, n));
     }
     let mut out = Map::default();
     for (&(service, t), per_slice) in &counts {
@@ -188,13 +267,25 @@ fn dispersion(reference: &SpanSet, templates: &mut Templates<'_>) -> Map<(u32, u
         if slices.len() < 3 {
             continue;
         }
-        let total_spans: u64 = slices.iter().map(|s| s.1).sum();
-        let total: u64 = per_slice.values().sum();
-        let p = total as f64 / total_spans as f64;
+        let Some(ops) = by_op.get(&(service, t)) else {
+            continue;
+        };
         let chi2: f64 = slices
             .iter()
-            .map(|&(slice, n)| {
-                let e = p * n as f64;
+            .map(|&slice| {
+                let e: f64 = ops
+                    .iter()
+                    .map(|(&op, &n_t)| {
+                        let per = op_slices.get(&(service, op));
+                        let total: u64 = per.map_or(0, |m| m.values().sum());
+                        let here = per.and_then(|m| m.get(&slice)).copied().unwrap_or(0);
+                        if total == 0 {
+                            0.0
+                        } else {
+                            n_t as f64 * here as f64 / total as f64
+                        }
+                    })
+                    .sum();
                 let o = per_slice.get(&slice).copied().unwrap_or(0) as f64;
                 if e > 0.0 { (o - e).powi(2) / e } else { 0.0 }
             })
@@ -218,7 +309,15 @@ type OpShift<'a> = (f64, Vec<f64>, Vec<&'a SpanRec>);
 /// A span is unusual when its operation has a reference (10+ spans) in
 /// which its exact event sequence occurs in at most 1% of spans. Every
 /// ancestor of an unusual span in another service is marked explained.
-fn explained_spans(reference: &SpanSet, window: &SpanSet) -> Vec<bool> {
+///
+/// A span whose error names a service it depends on ("No instances
+/// available for ts-basic-service", "connection refused: cart:8080") is a
+/// call that failed before it reached that service, so it left no span
+/// there: it is explained by the call, not by the caller's own code, and
+/// marked too. Nothing is credited to the named service: whether it
+/// changed is for its own spans to tell (a client that cannot find
+/// instances is as often the discovery layer as the service).
+fn explained_spans(reference: &SpanSet, window: &SpanSet, strings: &Interner) -> Vec<bool> {
     let mut seqs: Map<(u32, u32), SequenceCounts> = Map::default();
     for s in &reference.spans {
         let e = seqs.entry((s.service, s.operation)).or_default();
@@ -238,6 +337,16 @@ fn explained_spans(reference: &SpanSet, window: &SpanSet) -> Vec<bool> {
         .map(|(i, s)| ((s.trace, s.span), i))
         .collect();
     let mut explained = vec![false; window.spans.len()];
+    let deps = dependencies(reference, window);
+    for (i, s) in window.spans.iter().enumerate() {
+        let (Some(text), Some(callees)) = (s.error_text, deps.get(&s.service)) else {
+            continue;
+        };
+        let text = strings.name(text);
+        if callees.iter().any(|&c| names(text, strings.name(c))) {
+            explained[i] = true;
+        }
+    }
     for s in window.spans.iter().filter(|s| unusual(s)) {
         let mut at = s.parent;
         // Bounded walk: a malformed trace could hold a parent cycle.
@@ -255,6 +364,46 @@ fn explained_spans(reference: &SpanSet, window: &SpanSet) -> Vec<bool> {
     explained
 }
 
+/// Per service, the services its spans called (a child span in another
+/// service), in either set.
+fn dependencies(reference: &SpanSet, window: &SpanSet) -> Map<u32, Vec<u32>> {
+    let mut deps: Map<u32, Vec<u32>> = Map::default();
+    for set in [reference, window] {
+        let service_of: Map<([u8; 16], [u8; 8]), u32> = set
+            .spans
+            .iter()
+            .map(|s| ((s.trace, s.span), s.service))
+            .collect();
+        for s in &set.spans {
+            let Some(p) = s.parent else { continue };
+            let Some(&caller) = service_of.get(&(s.trace, p)) else {
+                continue;
+            };
+            if caller != s.service {
+                let callees = deps.entry(caller).or_default();
+                if !callees.contains(&s.service) {
+                    callees.push(s.service);
+                }
+            }
+        }
+    }
+    deps
+}
+
+/// `text` names `service` as a whole word: not inside a longer name
+/// (`cart` is not named by `cartography`, nor `ts-cart` by `ts-cart-v2`).
+fn names(text: &str, service: &str) -> bool {
+    if service.is_empty() {
+        return false;
+    }
+    let part_of_name = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_');
+    text.match_indices(service).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + service.len()..].chars().next();
+        !before.is_some_and(part_of_name) && !after.is_some_and(part_of_name)
+    })
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -269,7 +418,8 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
     let phi = dispersion(reference, &mut templates);
     let w = tally(window, &mut templates, &[]);
     // Increases count only in spans whose callees behaved as usual.
-    let own = tally(window, &mut templates, &explained_spans(reference, window));
+    let explained = explained_spans(reference, window, templates.strings);
+    let own = tally(window, &mut templates, &explained);
     let mut evidence: Map<u32, Vec<Found>> = Map::default();
 
     // Event patterns, both directions, for services seen in both.
@@ -281,14 +431,17 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
             .copied(),
     );
     for (service, tpl) in keys {
-        let (Some(&nr), Some(&nw)) = (r.spans.get(&service), w.spans.get(&service)) else {
+        if !r.spans.contains_key(&service) || !w.spans.contains_key(&service) {
             continue;
-        };
+        }
         let k = w.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
         let c = r.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
-        let mu = c / nr as f64 * nw as f64;
+        let Some(p) = expected_share(&w, &r, (service, tpl)) else {
+            continue;
+        };
+        let mu = (k + c) * p;
         let scale = phi.get(&(service, tpl)).copied().unwrap_or(1.0).sqrt();
-        let mut z = two_rate_z(k, c, nw as f64, nr as f64) / scale;
+        let mut z = share_z(k, c, p) / scale;
         let error_level = is_error_template(templates.strings.name(tpl));
         if z < 0.0 && error_level {
             // Fewer errors than usual is not a fault.
@@ -300,9 +453,9 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
             continue;
         }
         if z > 0.0 {
-            let nw_own = own.spans.get(&service).copied().unwrap_or(0) as f64;
             let k_own = own.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
-            z = (two_rate_z(k_own, c, nw_own, nr as f64) / scale).max(0.0);
+            let p_own = expected_share(&own, &r, (service, tpl)).unwrap_or(0.0);
+            z = (share_z(k_own, c, p_own) / scale).max(0.0);
         }
         if z.abs() < 1.0 {
             continue;
@@ -702,6 +855,7 @@ mod tests {
                 self_ns: dur,
                 child_error: false,
                 remote_child: None,
+                error_text: None,
             }
         }
 
@@ -856,6 +1010,113 @@ mod tests {
         assert!(operation.contains("calls into checkout"), "{operation}");
         let frontend = ranked.iter().find(|c| c.service == "frontend");
         assert!(frontend.is_none_or(|c| c.score < 1.0), "{frontend:?}");
+    }
+
+    /// checkout has two operations; the line `Checkout#20` is logged by
+    /// one of them on every call. In the window the request mix moves to
+    /// the other operation: the line is logged less, but exactly as often
+    /// per call of its operation, so it is no evidence.
+    #[test]
+    fn a_line_logged_less_because_its_operation_is_called_less_is_no_evidence() {
+        let mut g = Gen::new();
+        let mix = |g: &mut Gen, n: i64, start: i64, priced_every: i64| {
+            let mut spans = Vec::new();
+            for i in 0..n {
+                let t = start + i * 1_000_000_000;
+                let trace = [(i % 251) as u8; 16];
+                let (op, events): (&str, &[&str]) = if i % priced_every == 0 {
+                    ("POST /checkout", &["INFO Checkout#20 cart priced"])
+                } else {
+                    ("GET /cart", &["INFO Cart#5 cart read"])
+                };
+                spans.push(g.span(trace, None, "checkout", op, t, 5_000_000, false, events));
+            }
+            set(spans)
+        };
+        // Reference: every other call prices a cart; window: one in five.
+        let r = mix(&mut g, 300, 0, 2);
+        let w = mix(&mut g, 200, 400_000_000_000, 5);
+        let ranked = localize(&r, &w, &mut g.strings);
+        assert!(
+            ranked.iter().all(|c| c.score < 1.0),
+            "a change of mix is not a fault: {ranked:#?}"
+        );
+    }
+
+    /// checkout fails its calls to `db` before they leave ("No instances
+    /// available for db"): no span reaches db, and checkout's error is the
+    /// failed call's, not an error of checkout's own code.
+    #[test]
+    fn an_error_that_names_a_dependency_is_not_an_origin_in_the_caller() {
+        let mut g = Gen::new();
+        let r = g.healthy_reference();
+        let mut w = g.requests(100, 400_000_000_000, 1_000_000_000, |_| false, 1);
+        let db = g.strings.intern("db");
+        let checkout = g.strings.intern("checkout");
+        let text = g
+            .strings
+            .intern("Request processing failed; nested exception is java.lang.IllegalStateException: No instances available for db");
+        let mut failed = 0;
+        // Every other request: the db span never happened.
+        let mut gone = std::collections::HashSet::new();
+        for (i, s) in w.spans.iter().enumerate() {
+            if s.service == db && (s.start_ns / 1_000_000_000) % 2 == 0 {
+                gone.insert(i);
+            }
+        }
+        let dropped: Vec<[u8; 16]> = gone.iter().map(|&i| w.spans[i].trace).collect();
+        let mut kept = Vec::new();
+        for (i, mut s) in std::mem::take(&mut w.spans).into_iter().enumerate() {
+            if gone.contains(&i) {
+                continue;
+            }
+            if s.service == checkout && dropped.contains(&s.trace) {
+                s.error = true;
+                s.error_text = Some(text);
+                failed += 1;
+            }
+            kept.push(s);
+        }
+        let w = set(kept);
+        assert_eq!(failed, 50);
+        let ranked = localize(&r, &w, &mut g.strings);
+        let origin_in_checkout = ranked.iter().any(|c| {
+            c.service == "checkout"
+                && c.evidence
+                    .iter()
+                    .any(|e| matches!(e, Evidence::ErrorOrigin { .. }))
+        });
+        assert!(!origin_in_checkout, "{ranked:#?}");
+
+        // The same errors without the dependency's name are checkout's.
+        let plain = g.strings.intern("NullPointerException in PriceCalculator");
+        let mut spans = w.spans;
+        for s in &mut spans {
+            if s.error_text == Some(text) {
+                s.error_text = Some(plain);
+            }
+        }
+        let ranked = localize(&r, &set(spans), &mut g.strings);
+        assert_eq!(ranked[0].service, "checkout", "{ranked:#?}");
+        assert!(matches!(
+            ranked[0].evidence[0],
+            Evidence::ErrorOrigin { .. }
+        ));
+    }
+
+    #[test]
+    fn names_match_whole_service_names_only() {
+        assert!(names(
+            "No instances available for ts-basic-service",
+            "ts-basic-service"
+        ));
+        assert!(names("connect to cart:8080 refused", "cart"));
+        assert!(!names(
+            "No instances available for ts-basic-service-v2",
+            "ts-basic-service"
+        ));
+        assert!(!names("cartography failed", "cart"));
+        assert!(!names("anything", ""));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use causeway_model::schema::{col, status};
 use crate::error::{Error, Result};
 
 /// The columns [`SpanSet::from_batches`] needs, for `SpanStore::scan`.
-pub const COLUMNS: [&str; 13] = [
+pub const COLUMNS: [&str; 15] = [
     col::TRACE_ID,
     col::SPAN_ID,
     col::PARENT_SPAN_ID,
@@ -25,6 +25,8 @@ pub const COLUMNS: [&str; 13] = [
     col::STATUS_CODE,
     col::EVENT_TEMPLATES,
     col::DURATION_NS,
+    col::STATUS_MESSAGE,
+    col::EXCEPTION_MESSAGE,
 ];
 
 /// Strings by id.
@@ -82,6 +84,9 @@ pub struct SpanRec {
     /// The service of its children in other services, when there is
     /// exactly one (a client span and the server span it called).
     pub remote_child: Option<u32>,
+    /// Of a span in error: its status message and exception message,
+    /// joined (what it says went wrong).
+    pub error_text: Option<u32>,
 }
 
 /// Data coverage is counted in buckets of this many seconds.
@@ -169,6 +174,13 @@ fn read_batch(b: &RecordBatch, strings: &mut Interner, out: &mut Vec<SpanRec>) -
     let status_code = column(b, col::STATUS_CODE)?
         .as_primitive_opt::<Int8Type>()
         .ok_or_else(|| Error::Data("status_code is not Int8".into()))?;
+    // Optional: sources written before these were read have none.
+    let text = |name: &str| {
+        b.column_by_name(name)
+            .and_then(|a| a.as_string_opt::<i32>())
+    };
+    let (status_message, exception_message) =
+        (text(col::STATUS_MESSAGE), text(col::EXCEPTION_MESSAGE));
     for i in 0..b.num_rows() {
         let (Ok(t), Ok(s)) = (
             <[u8; 16]>::try_from(trace.value(i)),
@@ -182,6 +194,21 @@ fn read_batch(b: &RecordBatch, strings: &mut Interner, out: &mut Vec<SpanRec>) -
             <[u8; 8]>::try_from(parent.value(i)).ok()
         };
         let start_ns = start.value(i);
+        let error = status_code.value(i) == status::ERROR;
+        let error_text = if error {
+            fn part(a: Option<&StringArray>, i: usize) -> Option<&str> {
+                a.filter(|a| !a.is_null(i))
+                    .map(|a| a.value(i))
+                    .filter(|v| !v.is_empty())
+            }
+            match (part(status_message, i), part(exception_message, i)) {
+                (None, None) => None,
+                (Some(a), None) | (None, Some(a)) => Some(strings.intern(a)),
+                (Some(a), Some(b)) => Some(strings.intern(&format!("{a}\n{b}"))),
+            }
+        } else {
+            None
+        };
         out.push(SpanRec {
             trace: t,
             span: s,
@@ -192,11 +219,12 @@ fn read_batch(b: &RecordBatch, strings: &mut Interner, out: &mut Vec<SpanRec>) -
             operation: name[i].unwrap_or(0),
             start_ns,
             end_ns: end.value(i).max(start_ns),
-            error: status_code.value(i) == status::ERROR,
+            error,
             events: events[i],
             self_ns: duration.value(i).max(0),
             child_error: false,
             remote_child: None,
+            error_text,
         });
     }
     Ok(())

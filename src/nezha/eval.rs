@@ -309,10 +309,18 @@ fn rca_all(
             .iter()
             .position(|s| *s == r.service)
             .map(|i| i + 1);
+        // The first two hypotheses, and the true culprit's when it is
+        // ranked lower: what outranked it, and by how much.
+        let truth = report
+            .hypotheses
+            .iter()
+            .skip(2)
+            .filter(|h| h.service == r.service);
         r.rca_why = report
             .hypotheses
             .iter()
             .take(2)
+            .chain(truth)
             .filter_map(|h| {
                 h.evidence.first().map(|e| {
                     format!(
