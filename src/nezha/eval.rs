@@ -439,10 +439,11 @@ fn print_incident(incident: &Incident, anomalies: &[Anomaly]) {
         anomalies
             .iter()
             .map(|a| format!(
-                "{} {} at +{}s",
+                "{} {} at +{}s (detected +{}s)",
                 a.metric,
                 a.subject,
-                (a.onset_ns - onset) / 1_000_000_000
+                (a.onset_ns - onset) / 1_000_000_000,
+                (a.detected_ns - onset) / 1_000_000_000
             ))
             .collect::<Vec<_>>()
             .join("; ")

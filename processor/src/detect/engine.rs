@@ -785,9 +785,15 @@ impl TenantDetection {
                     .iter()
                     .any(|(c, s)| (&**c == a && &**s == b) || (&**c == b && &**s == a))
         };
+        let window = self.incident_settings.join_window_ns;
+        // Overlapping in time: the anomaly began before the incident's last
+        // change plus the window, and was seen after its onset minus the
+        // window (a finding about old windows, from spans that arrived or
+        // were paired late, does not join today's incident).
         let join = self.incidents.values_mut().find(|i| {
             i.state == IncidentState::Open
-                && f.onset_ns <= i.updated_ns + self.incident_settings.join_window_ns
+                && f.onset_ns <= i.updated_ns + window
+                && f.detected_ns.max(f.onset_ns) >= i.onset_ns - window
                 && i.services
                     .iter()
                     .any(|s| services.iter().any(|n| connected(s, n)))

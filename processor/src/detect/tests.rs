@@ -405,6 +405,60 @@ mod engine {
         ));
     }
 
+    /// Self times of old windows can be sealed late (spans paired only when
+    /// the pairing store lets them go). A shift found in them is an
+    /// anomaly of its own time, not part of the incident open now, even
+    /// on a connected service; joining would drag the incident's onset
+    /// back to it.
+    #[test]
+    fn a_late_finding_about_old_windows_does_not_join_a_current_incident() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("checkout", "billing")]);
+        let step = |d: &mut TenantDetection, i: i64, ms: u64| {
+            d.observe(
+                vec![sealed("checkout", "POST /orders", 0, i * W, 50, ms)],
+                Vec::new(),
+                Vec::new(),
+                &graph,
+            );
+            d.tick(i * W + W);
+        };
+        for i in 0..400 {
+            step(&mut d, i, 10);
+        }
+        for i in 400..410 {
+            step(&mut d, i, 60);
+        }
+        let incidents = d.incidents();
+        assert_eq!(incidents.len(), 1, "{incidents:#?}");
+        let current = incidents[0].id;
+        assert_eq!(incidents[0].onset_ns, 400 * W);
+        // Billing's self times of windows 100..230, half an hour ago,
+        // arrive now: healthy, then ten times slower from window 200.
+        let late: Vec<Sealed<RedKey>> = (100..230)
+            .map(|i| {
+                sealed(
+                    "billing",
+                    "charge",
+                    0,
+                    i * W,
+                    40,
+                    if i < 200 { 3 } else { 30 },
+                )
+            })
+            .collect();
+        d.observe(Vec::new(), Vec::new(), late, &graph);
+        let all = d.anomalies(0, i64::MAX);
+        let billing = all
+            .iter()
+            .find(|a| matches!(&a.subject, Subject::Operation { service, .. } if service == "billing"))
+            .unwrap_or_else(|| panic!("the old shift is found: {all:#?}"));
+        assert_ne!(billing.incident, current, "{billing:#?}");
+        let (incident, _) = d.incident(current).expect("current");
+        assert_eq!(incident.onset_ns, 400 * W);
+        assert!(!incident.services.contains("billing"), "{incident:#?}");
+    }
+
     #[test]
     fn an_edge_anomaly_joins_the_incident_of_its_services() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
