@@ -38,6 +38,11 @@
 //!   service whose every operation doubled; also per operation (a slow
 //!   code path), less the expected best of as many chance z-scores; and
 //!   divided by the reference's own between-slice variation (drift).
+//!   A client span's self time is time outside its callee's span: the
+//!   callee's (network into it, its queue), and also the caller's when
+//!   the caller's operation calls several services, so that one caller
+//!   slower into all of them (a saturated caller) is told from one
+//!   callee slower for all its callers.
 //!
 //! An error whose message names a service the caller depends on ("No
 //! instances available for X", "connection refused: X") is a call that
@@ -652,6 +657,38 @@ fn attributed(s: &SpanRec) -> u32 {
     s.remote_child.unwrap_or(s.service)
 }
 
+/// Client operations (service, operation) whose calls reach two or more
+/// services, in the reference and window together. Time outside the
+/// callee's span is the callee's by default (network into it, its queue),
+/// but when one caller's calls into several callees all take longer, the
+/// caller is the common factor (a saturated caller is slow to send and to
+/// read answers). That can be told apart only when the caller has several
+/// callees; with one, it stays the callee's.
+fn fan_out_clients(reference: &SpanSet, window: &SpanSet) -> Map<(u32, u32), Vec<u32>> {
+    let mut callees: Map<(u32, u32), Vec<u32>> = Map::default();
+    for s in reference.spans.iter().chain(&window.spans) {
+        let Some(c) = s.remote_child.filter(|&c| c != s.service) else {
+            continue;
+        };
+        let e = callees.entry((s.service, s.operation)).or_default();
+        if !e.contains(&c) {
+            e.push(c);
+        }
+    }
+    callees.retain(|_, v| v.len() >= 2);
+    callees
+}
+
+/// The pools a span's self time counts in: the attributed service's
+/// (see [`attributed`]), and for a client span of an operation that fans
+/// out to several callees, also its own service's.
+fn pools(s: &SpanRec, fan_out: &Map<(u32, u32), Vec<u32>>) -> impl Iterator<Item = OpKey> {
+    let first = (attributed(s), s.service, s.operation);
+    let caller = (first.0 != s.service && fan_out.contains_key(&(s.service, s.operation)))
+        .then_some((s.service, s.service, s.operation));
+    std::iter::once(first).chain(caller)
+}
+
 /// Per service, the self-time shift (see the module docs): pooled over
 /// all its operations (a saturated service slows everything), and per
 /// operation (a slow code path), the latter less the expected maximum of
@@ -673,6 +710,7 @@ fn self_time_shifts(
     for v in by_op.values_mut() {
         v.sort_unstable();
     }
+    let fan_out = fan_out_clients(reference, window);
     // Window spans by (attributed service, own service, operation).
     let mut per_op: Map<OpKey, OpShift<'_>> = Map::default();
     for s in &window.spans {
@@ -682,12 +720,12 @@ fn self_time_shifts(
         let v = s.self_ns.max(1);
         let u = quantile(r, v);
         let median = r[r.len() / 2];
-        let o = per_op
-            .entry((attributed(s), s.service, s.operation))
-            .or_default();
-        o.0 += u;
-        o.1.push((v as f64 / median as f64).ln());
-        o.2.push(s);
+        for key in pools(s, &fan_out) {
+            let o = per_op.entry(key).or_default();
+            o.0 += u;
+            o.1.push((v as f64 / median as f64).ln());
+            o.2.push(s);
+        }
     }
     // How much the reference's own slices vary (drift through the day,
     // load), per service and per operation: each reference span's quantile
@@ -699,14 +737,13 @@ fn self_time_shifts(
             continue;
         };
         let u = quantile(r, s.self_ns.max(1));
-        let e = slices
-            .entry((
-                (attributed(s), s.service, s.operation),
-                s.start_ns.div_euclid(SLICE_NS),
-            ))
-            .or_default();
-        e.0 += u;
-        e.1 += 1;
+        for key in pools(s, &fan_out) {
+            let e = slices
+                .entry((key, s.start_ns.div_euclid(SLICE_NS)))
+                .or_default();
+            e.0 += u;
+            e.1 += 1;
+        }
     }
     let mut op_chi: Map<OpKey, (f64, usize)> = Map::default();
     let mut service_slices: Map<(u32, i64), (f64, u64)> = Map::default();
@@ -1102,6 +1139,60 @@ mod tests {
             ranked[0].evidence[0],
             Evidence::ErrorOrigin { .. }
         ));
+    }
+
+    /// The frontend's calls go to two services; in the window every call
+    /// waits 20 ms longer outside the callee's span, into both. The
+    /// common factor is the caller (a saturated frontend), not either
+    /// callee.
+    #[test]
+    fn slower_calls_from_one_caller_into_several_callees_are_the_callers() {
+        let mut g = Gen::new();
+        let traffic = |g: &mut Gen, n: i64, start: i64, extra: i64| {
+            let mut spans = Vec::new();
+            for i in 0..n {
+                let t = start + i * 1_000_000_000;
+                let mut trace = [0u8; 16];
+                trace[..8].copy_from_slice(&t.to_be_bytes());
+                let callee = if i % 2 == 0 { "checkout" } else { "search" };
+                let jitter = (i % 7) * 100_000;
+                let fe = g.span(
+                    trace,
+                    None,
+                    "frontend",
+                    "HTTP GET",
+                    t,
+                    10_000_000 + jitter + extra,
+                    false,
+                    &[],
+                );
+                let server = g.span(
+                    trace,
+                    Some(fe.span),
+                    callee,
+                    "GET /api",
+                    t + 1_000_000 + extra / 2,
+                    8_000_000,
+                    false,
+                    &[],
+                );
+                spans.push(fe);
+                spans.push(server);
+            }
+            set(spans)
+        };
+        let r = traffic(&mut g, 300, 0, 0);
+        let w = traffic(&mut g, 60, 400_000_000_000, 20_000_000);
+        let ranked = localize(&r, &w, &mut g.strings);
+        assert_eq!(ranked[0].service, "frontend", "{ranked:#?}");
+        assert!(matches!(ranked[0].evidence[0], Evidence::SelfTime { .. }));
+        for callee in ["checkout", "search"] {
+            let c = ranked.iter().find(|c| c.service == callee);
+            assert!(
+                c.is_none_or(|c| c.score < ranked[0].score),
+                "{callee}: {c:?}"
+            );
+        }
     }
 
     #[test]
