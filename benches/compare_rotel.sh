@@ -6,7 +6,10 @@
 #
 # Prints, per transport, accepted spans/s and spans per server CPU-second
 # (the fair figure on a shared machine) and the ratio causeway/Rotel. Then
-# checks delivery through Rotel used as a forwarding collector in front of
+# the same for forwarding (a sidecar tee): causeway with `exporters.otlp`
+# against Rotel with its OTLP exporter, both sending OTLP/gRPC to a third
+# process, a blackhole Rotel, whose count must match. Last, it checks
+# delivery through Rotel used as a forwarding collector in front of
 # causeway: every span acknowledged to the client must reach causeway.
 #
 # Rotel 0.0.1a10 ships in the PyPI package `rotel` as a manylinux_2_34
@@ -45,12 +48,12 @@ PIDS=()
 trap cleanup EXIT
 
 RUNS=0
-start_causeway() {
+start_causeway() { # [serve args...]
   # A fresh data directory per start: causeway restores what it stored, and
   # each run must count only its own spans.
   RUNS=$((RUNS + 1))
   RUST_LOG=warn "$CW" serve --grpc-addr 127.0.0.1:14317 --http-addr 127.0.0.1:14318 \
-    --api-addr 127.0.0.1:14319 --data-dir "$DATA/causeway-$RUNS" >"$DATA/causeway.log" 2>&1 &
+    --api-addr 127.0.0.1:14319 --data-dir "$DATA/causeway-$RUNS" "$@" >"$DATA/causeway.log" 2>&1 &
   CW_PID=$!; PIDS+=("$CW_PID")
   for _ in $(seq 100); do curl -sf 127.0.0.1:14319/readyz >/dev/null && return; sleep 0.1; done
   echo "causeway did not start" >&2; cat "$DATA/causeway.log" >&2; exit 1
@@ -86,6 +89,37 @@ for mode in grpc http grpc+gzip; do
   kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
   python3 -c "print(f'  ratio {\"$mode\":<9} causeway/rotel = {${RESULT[cw_$mode]}/${RESULT[ro_$mode]}:.2f}x spans per CPU-second')"
 done
+
+echo "== forwarding OTLP/gRPC to a downstream collector: spans per CPU-second of the forwarder, ${SECS}s per run"
+# The downstream: a blackhole Rotel on its own ports, the same for both.
+"${ROTEL[@]}" start --otlp-grpc-endpoint 127.0.0.1:34317 --otlp-http-endpoint 127.0.0.1:34318 \
+  --otlp-grpc-max-recv-msg-size-mib 64 --log-level warn --pid-file "$DATA/sink.pid" \
+  --log-file "$DATA/sink.log" --exporter blackhole >"$DATA/sink.out" 2>&1 &
+PIDS+=("$!")
+sleep 1
+cat >"$DATA/forward.yaml" <<'YAML'
+exporters:
+  otlp:
+    - name: downstream
+      endpoint: http://127.0.0.1:34317
+      protocol: grpc
+YAML
+start_causeway --config "$DATA/forward.yaml"
+line=$(run causeway-forwarding "$CW_PID" --grpc 127.0.0.1:14317 2>&1 | tail -1 | sed "s/^/ /")
+echo "$line"; RESULT[cw_fwd]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+# The queue drains after the load stops: wait until the disk queue is
+# empty (its metric), then count what was sent.
+for _ in $(seq 300); do
+  pending=$(curl -s 127.0.0.1:14319/metrics | awk '/^causeway_forward_queue_bytes\{/ {s += $2} END {print s + 0}')
+  [ "$pending" = "0" ] && break; sleep 0.2
+done
+curl -s 127.0.0.1:14319/metrics | grep -E '^causeway_forward_(sent|dropped)_spans_total' | sed 's/^/  /'
+kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
+start_rotel --exporter otlp --otlp-exporter-endpoint http://127.0.0.1:34317
+line=$(run rotel-forwarding "$RO_PID" --grpc 127.0.0.1:24317 2>&1 | tail -1 | sed "s/^/ /")
+echo "$line"; RESULT[ro_fwd]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
+python3 -c "print(f'  ratio forwarding causeway/rotel = {${RESULT[cw_fwd]}/${RESULT[ro_fwd]}:.2f}x spans per CPU-second (causeway also analyses and stores every span)')"
 
 echo "== delivery through Rotel forwarding OTLP/gRPC to causeway"
 start_causeway
