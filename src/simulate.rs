@@ -694,6 +694,54 @@ mod tests {
         assert!(right >= 9, "{right}/10 right:\n{}", failures.join("\n"));
     }
 
+    /// The event stream hears of incidents from the RCA service's watch,
+    /// within seconds, not at the next RCA pass: after priming (what a new
+    /// subscriber can read from the API is not announced), each new or
+    /// changed incident once, nothing when nothing changed, and no work
+    /// while nobody listens.
+    #[test]
+    fn incident_events_follow_the_processor_while_someone_listens() {
+        let start_ns = SimConfig::default().start_ns + 9 * 3_600_000_000_000;
+        let fault = Fault::parse("bad-deploy:payment@20m", start_ns).expect("fault");
+        let dir = std::env::temp_dir().join(format!("causeway-rca-live-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let mut config = crate::config::Config::default();
+            config.storage.data_dir = dir.clone();
+            let tenant = TenantId::new("sim").expect("tenant");
+            let mut session = crate::app::Session::start(&config, tenant.clone()).expect("session");
+            let service = causeway_exporter::rca::RcaService::new(
+                session.queries(),
+                causeway_store::DuckDbReports::open(&dir.join("rca.duckdb")).expect("reports"),
+                None,
+                CorrelatorConfig::default(),
+            );
+            assert_eq!(service.announce_incidents().await.expect("idle"), 0);
+            let mut rx = service.subscribe();
+            assert_eq!(service.announce_incidents().await.expect("prime"), 0);
+            feed(&mut session, shop(4, start_ns, 24, vec![fault])).await;
+            let n = service.announce_incidents().await.expect("announce");
+            assert!(n > 0, "the fault's incident is announced");
+            let mut seen = Vec::new();
+            while let Ok(e) = rx.try_recv() {
+                assert_eq!(e.kind, "incident");
+                assert_eq!(e.tenant, tenant);
+                seen.push(e.id);
+            }
+            assert_eq!(seen.len(), n);
+            assert_eq!(service.announce_incidents().await.expect("again"), 0);
+            drop(rx);
+            assert_eq!(service.announce_incidents().await.expect("nobody"), 0);
+            session.finish().await.expect("finish");
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// `serve`'s RCA service, asking the processor for incidents and span
     /// snapshots (files and buffered batches) as it does in production.
     #[test]

@@ -57,6 +57,9 @@ pub struct RcaService {
     sinks: Vec<Arc<dyn ReportSink>>,
     /// New and changed incidents and reports, for the API's event stream.
     live: broadcast::Sender<LiveEvent>,
+    /// (tenant, incident) → `updated_ns` last announced on the event
+    /// stream; `None` while nobody listens.
+    announced: Mutex<Option<HashMap<(TenantId, u64), i64>>>,
     /// Reports written, per tenant.
     written: Family<TenantLabel, Counter>,
 }
@@ -69,6 +72,11 @@ struct TenantLabel {
 /// Events a slow event-stream subscriber may fall behind by before it
 /// misses some (it is told to reload).
 const LIVE_CAPACITY: usize = 256;
+
+/// How often incidents are looked at for the event stream while someone
+/// listens: a new or changed incident reaches dashboards within this, not
+/// at the next RCA pass.
+const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -103,6 +111,7 @@ impl RcaService {
             analysed: Mutex::new(HashMap::new()),
             sinks: Vec::new(),
             live: broadcast::channel(LIVE_CAPACITY).0,
+            announced: Mutex::new(None),
             written: Family::default(),
         }
     }
@@ -141,9 +150,18 @@ impl RcaService {
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(self.config.interval.max(Duration::from_secs(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = tokio::time::interval(WATCH_INTERVAL);
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
+                _ = watch.tick() => {
+                    match self.announce_incidents().await {
+                        Ok(_) => {}
+                        Err(RcaError::Stopped) => break,
+                        Err(e) => tracing::warn!(error = %e, "incident events skipped"),
+                    }
+                }
                 _ = tick.tick() => {
                     match self.analyse_all().await {
                         Ok(n) if n > 0 => tracing::info!(reports = n, "RCA reports updated"),
@@ -154,6 +172,48 @@ impl RcaService {
                 }
             }
         }
+    }
+
+    /// Publishes an `incident` event for every incident that is new or
+    /// changed since the last call, while the event stream has
+    /// subscribers; returns how many. With none, it forgets what it
+    /// announced and costs nothing. The first call after someone
+    /// subscribes announces nothing: a new subscriber reads the current
+    /// state from the API and then follows the changes.
+    pub async fn announce_incidents(&self) -> Result<usize, RcaError> {
+        let poisoned = || RcaError::Store("poisoned".into());
+        if self.live.receiver_count() == 0 {
+            *self.announced.lock().map_err(|_| poisoned())? = None;
+            return Ok(0);
+        }
+        let tenants = self
+            .processor
+            .tenants()
+            .await
+            .map_err(|_| RcaError::Stopped)?;
+        let mut now = HashMap::new();
+        for tenant in tenants {
+            let incidents = self
+                .processor
+                .incidents(tenant.clone())
+                .await
+                .map_err(|_| RcaError::Stopped)?;
+            for i in incidents {
+                now.insert((tenant.clone(), i.id), i.updated_ns);
+            }
+        }
+        let mut announced = self.announced.lock().map_err(|_| poisoned())?;
+        let mut n = 0;
+        if let Some(before) = announced.as_ref() {
+            for ((tenant, id), updated) in &now {
+                if before.get(&(tenant.clone(), *id)) != Some(updated) {
+                    self.publish(tenant, "incident", *id);
+                    n += 1;
+                }
+            }
+        }
+        *announced = Some(now);
+        Ok(n)
     }
 
     /// One pass over every tenant; returns how many reports were written.
@@ -206,7 +266,6 @@ impl RcaService {
                     continue;
                 }
             }
-            self.publish(tenant, "incident", i.id);
             stale.push(i);
         }
         if stale.is_empty() {
