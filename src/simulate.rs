@@ -694,6 +694,46 @@ mod tests {
         assert!(right >= 9, "{right}/10 right:\n{}", failures.join("\n"));
     }
 
+    /// A runtime and, in it, a processor session over a fresh data
+    /// directory `causeway-{name}-PID` with an RCA service on its queries,
+    /// as `serve` wires them; `body` runs with both, the directory is
+    /// removed afterwards.
+    fn with_rca_service<T>(
+        name: &str,
+        body: impl AsyncFnOnce(&mut crate::app::Session, &std::path::Path, &TenantId) -> T,
+    ) -> T {
+        let dir = std::env::temp_dir().join(format!("causeway-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let out = runtime.block_on(async {
+            let mut config = crate::config::Config::default();
+            config.storage.data_dir = dir.clone();
+            let tenant = TenantId::new("sim").expect("tenant");
+            let mut session = crate::app::Session::start(&config, tenant.clone()).expect("session");
+            let out = body(&mut session, &dir, &tenant).await;
+            session.finish().await.expect("finish");
+            out
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    }
+
+    fn rca_service(
+        session: &crate::app::Session,
+        dir: &std::path::Path,
+    ) -> causeway_exporter::rca::RcaService {
+        causeway_exporter::rca::RcaService::new(
+            session.queries(),
+            causeway_store::DuckDbReports::open(&dir.join("rca.duckdb")).expect("reports"),
+            None,
+            CorrelatorConfig::default(),
+        )
+    }
+
     /// The event stream hears of incidents from the RCA service's watch,
     /// within seconds, not at the next RCA pass: after priming (what a new
     /// subscriber can read from the API is not announced), each new or
@@ -703,43 +743,25 @@ mod tests {
     fn incident_events_follow_the_processor_while_someone_listens() {
         let start_ns = SimConfig::default().start_ns + 9 * 3_600_000_000_000;
         let fault = Fault::parse("bad-deploy:payment@20m", start_ns).expect("fault");
-        let dir = std::env::temp_dir().join(format!("causeway-rca-live-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let mut config = crate::config::Config::default();
-            config.storage.data_dir = dir.clone();
-            let tenant = TenantId::new("sim").expect("tenant");
-            let mut session = crate::app::Session::start(&config, tenant.clone()).expect("session");
-            let service = causeway_exporter::rca::RcaService::new(
-                session.queries(),
-                causeway_store::DuckDbReports::open(&dir.join("rca.duckdb")).expect("reports"),
-                None,
-                CorrelatorConfig::default(),
-            );
+        with_rca_service("rca-live", async |session, dir, tenant| {
+            let service = rca_service(session, dir);
             assert_eq!(service.announce_incidents().await.expect("idle"), 0);
             let mut rx = service.subscribe();
             assert_eq!(service.announce_incidents().await.expect("prime"), 0);
-            feed(&mut session, shop(4, start_ns, 24, vec![fault])).await;
+            feed(session, shop(4, start_ns, 24, vec![fault])).await;
             let n = service.announce_incidents().await.expect("announce");
             assert!(n > 0, "the fault's incident is announced");
             let mut seen = Vec::new();
             while let Ok(e) = rx.try_recv() {
                 assert_eq!(e.kind, "incident");
-                assert_eq!(e.tenant, tenant);
+                assert_eq!(&e.tenant, tenant);
                 seen.push(e.id);
             }
             assert_eq!(seen.len(), n);
             assert_eq!(service.announce_incidents().await.expect("again"), 0);
             drop(rx);
             assert_eq!(service.announce_incidents().await.expect("nobody"), 0);
-            session.finish().await.expect("finish");
         });
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// `serve`'s RCA service, asking the processor for incidents and span
@@ -748,47 +770,22 @@ mod tests {
     fn the_rca_service_reports_a_bad_deploy_from_processor_snapshots() {
         let start_ns = SimConfig::default().start_ns + 9 * 3_600_000_000_000;
         let fault = Fault::parse("bad-deploy:payment@20m", start_ns).expect("fault");
-        let dir = std::env::temp_dir().join(format!("causeway-rca-svc-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let reports = runtime.block_on(async {
-            let mut config = crate::config::Config::default();
-            config.storage.data_dir = dir.clone();
-            let tenant = TenantId::new("sim").expect("tenant");
-            let mut session = crate::app::Session::start(&config, tenant.clone()).expect("session");
-            feed(&mut session, shop(4, start_ns, 24, vec![fault])).await;
-            let reports_path = dir.join("rca.duckdb");
-            let service = causeway_exporter::rca::RcaService::new(
-                session.queries(),
-                causeway_store::DuckDbReports::open(&reports_path).expect("reports"),
-                None,
-                CorrelatorConfig::default(),
-            );
+        let reports = with_rca_service("rca-svc", async |session, dir, tenant| {
+            feed(session, shop(4, start_ns, 24, vec![fault])).await;
+            let service = rca_service(session, dir);
             let written = service.analyse_all().await.expect("analyse");
             assert!(written > 0, "no report written");
             // Nothing changed since: a second pass writes nothing, nor does
             // a restarted service over the same report store.
             assert_eq!(service.analyse_all().await.expect("analyse"), 0);
             drop(service);
-            let service = causeway_exporter::rca::RcaService::new(
-                session.queries(),
-                causeway_store::DuckDbReports::open(&reports_path).expect("reports"),
-                None,
-                CorrelatorConfig::default(),
-            );
+            let service = rca_service(session, dir);
             assert_eq!(service.analyse_all().await.expect("analyse"), 0);
-            let reports = service
-                .list(&tenant, i64::MIN, i64::MAX, 0)
+            service
+                .list(tenant, i64::MIN, i64::MAX, 0)
                 .await
-                .expect("list");
-            session.finish().await.expect("finish");
-            reports
+                .expect("list")
         });
-        let _ = std::fs::remove_dir_all(&dir);
         let at = i64::try_from(start_ns).expect("fits") + 20 * 60_000_000_000;
         let report = reports
             .iter()

@@ -170,6 +170,27 @@ enum ReadMethod {
     Query,
 }
 
+/// The reqwest client every connector request goes through: causeway's
+/// user agent, the policy's timeouts, and `redirect`.
+pub(crate) fn http_client(
+    policy: RetryPolicy,
+    redirect: reqwest::redirect::Policy,
+) -> std::result::Result<reqwest::Client, reqwest::Error> {
+    // reqwest is built without a default crypto provider; ring is the one
+    // the receiver uses too. Installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!(
+            "causeway/",
+            env!("CARGO_PKG_VERSION"),
+            " (read-only)"
+        ))
+        .timeout(policy.timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(redirect)
+        .build()
+}
+
 /// The shared read-only client of one connector instance (one token).
 #[derive(Debug)]
 pub struct ReadOnlyClient {
@@ -191,23 +212,12 @@ impl ReadOnlyClient {
         headers: &[(&'static str, &str)],
         policy: RetryPolicy,
     ) -> Result<Self> {
-        // reqwest is built without a default crypto provider; ring is the
-        // one the receiver uses too. Installing twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!(
-                "causeway/",
-                env!("CARGO_PKG_VERSION"),
-                " (read-only)"
-            ))
-            .timeout(policy.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
-            .map_err(|e| Error::Config {
+        let http = http_client(policy, reqwest::redirect::Policy::limited(5)).map_err(|e| {
+            Error::Config {
                 connector: system.to_owned(),
                 message: format!("HTTP client: {e}"),
-            })?;
+            }
+        })?;
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.insert(

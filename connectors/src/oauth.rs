@@ -288,17 +288,8 @@ impl OAuthSession {
                 "oauth: client_auth basic needs a client_secret".into(),
             ));
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!(
-                "causeway/",
-                env!("CARGO_PKG_VERSION"),
-                " (read-only)"
-            ))
-            .timeout(policy.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        // No redirects: the client secret must not follow one.
+        let http = crate::http::http_client(policy, reqwest::redirect::Policy::none())
             .map_err(|e| config(format!("HTTP client: {e}")))?;
         let seed = fingerprint(s.refresh_token.as_ref());
         let grant = if s.refresh_token.is_some() {
