@@ -444,7 +444,9 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
         let Some(p) = expected_share(&w, &r, (service, tpl)) else {
             continue;
         };
-        let mu = (k + c) * p;
+        // What the reference's rate predicts for the window: its count
+        // scaled by the window's exposure relative to it.
+        let mu = if p < 1.0 { c * p / (1.0 - p) } else { 0.0 };
         let scale = phi.get(&(service, tpl)).copied().unwrap_or(1.0).sqrt();
         let mut z = share_z(k, c, p) / scale;
         let error_level = is_error_template(templates.strings.name(tpl));
@@ -992,12 +994,18 @@ mod tests {
             template,
             score,
             trace_ids,
+            observed,
+            expected,
             ..
         } = &ranked[0].evidence[0]
         else {
             panic!("pattern evidence expected: {:?}", ranked[0].evidence);
         };
         assert_eq!(template, "INFO Checkout#20 cart priced");
+        // Once per call in the reference; 100 calls in the window, half
+        // of them without it.
+        assert_eq!(*observed, 50.0);
+        assert!((expected - 100.0).abs() < 1e-6, "{expected}");
         assert!(*score < -3.0, "the line vanished: {score}");
         assert_eq!(trace_ids.len(), EXAMPLES);
         // The frontend's errors are real but not where the fault is: it
