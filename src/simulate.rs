@@ -552,6 +552,8 @@ mod tests {
                 "latency:checkout/oteldemo.CheckoutService/PlaceOrder",
                 "checkout",
             ),
+            // Network delay into payment on checkout's calls.
+            ("edge-latency:checkout->payment", "payment"),
             ("errors:payment", "payment"),
             ("new-exception:product-catalog", "product-catalog"),
             ("cpu:cart", "cart"),
