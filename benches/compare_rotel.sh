@@ -8,7 +8,8 @@
 # (the fair figure on a shared machine) and the ratio causeway/Rotel. Then
 # the same for forwarding (a sidecar tee): causeway with `exporters.otlp`
 # against Rotel with its OTLP exporter, both sending OTLP/gRPC to a third
-# process, a blackhole Rotel, whose count must match. Last, it checks
+# process, a blackhole Rotel; for causeway it also prints the forwarded and
+# dropped span counters once its disk queue has drained. Last, it checks
 # delivery through Rotel used as a forwarding collector in front of
 # causeway: every span acknowledged to the client must reach causeway.
 #
