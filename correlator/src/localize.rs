@@ -264,6 +264,11 @@ fn dispersion(reference: &SpanSet, templates: &mut Templates<'_>) -> Map<(u32, u
             }
         }
     }
+    // Each operation's spans over all slices, summed once.
+    let op_totals: Map<(u32, u32), u64> = op_slices
+        .iter()
+        .map(|(&k, m)| (k, m.values().sum()))
+        .collect();
     let mut out = Map::default();
     for (&(service, t), per_slice) in &counts {
         let Some(slices) = slices_of.get(&service) else {
@@ -281,9 +286,12 @@ fn dispersion(reference: &SpanSet, templates: &mut Templates<'_>) -> Map<(u32, u
                 let e: f64 = ops
                     .iter()
                     .map(|(&op, &n_t)| {
-                        let per = op_slices.get(&(service, op));
-                        let total: u64 = per.map_or(0, |m| m.values().sum());
-                        let here = per.and_then(|m| m.get(&slice)).copied().unwrap_or(0);
+                        let total = op_totals.get(&(service, op)).copied().unwrap_or(0);
+                        let here = op_slices
+                            .get(&(service, op))
+                            .and_then(|m| m.get(&slice))
+                            .copied()
+                            .unwrap_or(0);
                         if total == 0 {
                             0.0
                         } else {
