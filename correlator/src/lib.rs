@@ -142,12 +142,24 @@ pub fn gather(
                 .iter()
                 .any(|&(a, b)| s.start_ns >= a && s.start_ns < b)
         });
-        // Most recent first, so a cap keeps the freshest reference.
+        // Most recent first, so a cap keeps the freshest reference: at
+        // most the spans that fit, and no bucket beyond the coverage asked
+        // for (an hour's scan would otherwise hand in the whole hour, and
+        // with it the hour's drift).
         part.spans
             .sort_unstable_by_key(|s| std::cmp::Reverse(s.start_ns));
         let room = config.reference_max_spans - reference.spans.len();
         part.spans.truncate(room);
-        buckets.extend(part.spans.iter().map(spans::SpanRec::bucket));
+        let wanted = config.reference_seconds().div_ceil(spans::BUCKET_SECONDS) as usize;
+        let mut keep = part.spans.len();
+        for (i, s) in part.spans.iter().enumerate() {
+            if buckets.insert(s.bucket()) && buckets.len() > wanted {
+                buckets.remove(&s.bucket());
+                keep = i;
+                break;
+            }
+        }
+        part.spans.truncate(keep);
         reference.spans.extend(part.spans);
         to = from;
     }
@@ -444,6 +456,7 @@ pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::sync::Arc;
 
     use causeway_model::{IncidentState, Severity};
 
@@ -485,6 +498,100 @@ mod tests {
             });
         }
         SpanSet { spans: out }
+    }
+
+    /// One span a second from 0 to `until_s`, as the span store holds
+    /// them (the columns the correlator reads, the rest null or zero).
+    struct EverySecond {
+        until_s: i64,
+    }
+
+    impl SpanSource for EverySecond {
+        fn scan(
+            &self,
+            from_ns: i64,
+            to_ns: i64,
+            _columns: &[&str],
+        ) -> Result<Vec<arrow_array::RecordBatch>> {
+            use arrow_array::builder::{FixedSizeBinaryBuilder, StringDictionaryBuilder};
+            use arrow_array::types::UInt32Type;
+            use arrow_array::{ArrayRef, Int8Array, Int64Array, TimestampNanosecondArray};
+            use causeway_model::schema::col;
+            let starts: Vec<i64> = (0..self.until_s)
+                .map(|i| i * 1_000_000_000)
+                .filter(|t| (from_ns..to_ns).contains(t))
+                .collect();
+            if starts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let schema = causeway_model::schema::span_schema();
+            let n = starts.len();
+            let dict = |v: &str| -> ArrayRef {
+                let mut b = StringDictionaryBuilder::<UInt32Type>::new();
+                for _ in 0..n {
+                    b.append_value(v);
+                }
+                Arc::new(b.finish())
+            };
+            let ids = |width: i32, salt: u8| -> ArrayRef {
+                let mut b = FixedSizeBinaryBuilder::new(width);
+                for t in &starts {
+                    let mut id = vec![salt; width as usize];
+                    id[..8].copy_from_slice(&t.to_be_bytes());
+                    let _ = b.append_value(&id);
+                }
+                Arc::new(b.finish())
+            };
+            let ts = |v: Vec<i64>| -> ArrayRef {
+                Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC"))
+            };
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .map(|f| match f.name().as_str() {
+                    col::TENANT => dict("t"),
+                    col::TRACE_ID => ids(16, 1),
+                    col::SPAN_ID => ids(8, 2),
+                    col::SERVICE_NAME => dict("pay"),
+                    col::SPAN_NAME => dict("POST /pay"),
+                    col::SPAN_KIND => Arc::new(Int8Array::from(vec![2; n])),
+                    col::START_TIME => ts(starts.clone()),
+                    col::END_TIME => ts(starts.iter().map(|t| t + 5_000_000).collect()),
+                    col::DURATION_NS => Arc::new(Int64Array::from(vec![5_000_000; n])),
+                    col::STATUS_CODE => Arc::new(Int8Array::from(vec![0; n])),
+                    _ => arrow_array::new_null_array(f.data_type(), n),
+                })
+                .collect();
+            arrow_array::RecordBatch::try_new(schema, columns)
+                .map_err(|e| Error::Data(e.to_string()))
+                .map(|b| vec![b])
+        }
+    }
+
+    #[test]
+    fn the_reference_is_the_most_recent_coverage_asked_for_not_the_whole_hour() {
+        let source = EverySecond { until_s: 7200 };
+        let onset = 7000 * 1_000_000_000;
+        let incident = Incident {
+            id: 1,
+            state: IncidentState::Open,
+            onset_ns: onset,
+            updated_ns: onset,
+            resolved_ns: None,
+            severity: Severity::Major,
+            services: BTreeSet::from(["pay".to_owned()]),
+            anomalies: Vec::new(),
+        };
+        let config = CorrelatorConfig::default();
+        let mut strings = Interner::default();
+        let (window, reference) =
+            gather(&source, &incident, &[], &config, &mut strings).expect("gather");
+        assert_eq!(window.spans.len(), 180, "the shortest window: 3 minutes");
+        // 30 minutes of 10-s buckets, ending at onset - guard (30 s).
+        assert_eq!(reference.covered_seconds(), 1800);
+        assert_eq!(reference.spans.len(), 1800);
+        let oldest = reference.spans.iter().map(|s| s.start_ns).min();
+        assert_eq!(oldest, Some(onset - 30_000_000_000 - 1800 * 1_000_000_000));
     }
 
     #[test]

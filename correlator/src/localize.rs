@@ -37,7 +37,11 @@
 //!   weight from 2×), so that a busier database does not outrank a
 //!   service whose every operation doubled; also per operation (a slow
 //!   code path), less the expected best of as many chance z-scores; and
-//!   divided by the reference's own between-slice variation (drift).
+//!   divided by the reference's own between-slice variation (drift);
+//!   each also over the window's later part (last half, quarter, … to
+//!   30 s) less the best of as many chance looks, since a saturation that
+//!   joins an incident opened by something else is diluted over the
+//!   whole window by the healthy spans before it.
 //!   A client span's self time is time outside its callee's span: the
 //!   callee's (network into it, its queue), and also the caller's when
 //!   the caller's operation calls several services, so that one caller
@@ -316,8 +320,9 @@ type Found = (f64, Evidence, Option<(u32, bool)>);
 /// Spans of one operation, and how many had each event sequence.
 type SequenceCounts = (u64, Map<Option<u32>, u64>);
 
-/// A window operation's quantile sum, log self-time ratios and spans.
-type OpShift<'a> = (f64, Vec<f64>, Vec<&'a SpanRec>);
+/// A window operation's spans with their self-time quantiles and log
+/// ratios to the reference median.
+type OpShift<'a> = Vec<(&'a SpanRec, f64, f64)>;
 
 /// A span is unusual when its operation has a reference (10+ spans) in
 /// which its exact event sequence occurs in at most 1% of spans. Every
@@ -627,9 +632,10 @@ fn pattern_examples(
     (op, traces)
 }
 
-/// A service's pooled quantile sum and log ratios, its operation count,
-/// and its best operation's (score, (attributed service, own service, operation)).
-type ServiceShift = (f64, Vec<f64>, usize, Option<(f64, OpKey)>);
+/// A service's window spans as (start, quantile, log ratio to the
+/// median), its operation count, and its best operation's (score,
+/// (attributed service, own service, operation)).
+type ServiceShift = (Vec<(i64, f64, f64)>, usize, Option<(f64, OpKey)>);
 
 /// (attributed service, own service, operation).
 type OpKey = (u32, u32, u32);
@@ -656,6 +662,47 @@ fn shift_score(quantile_sum: f64, n: usize, log_ratios: &mut [f64]) -> f64 {
         return 0.0;
     }
     z * (effect / std::f64::consts::LN_2).min(1.0)
+}
+
+/// Shortest later part of the window the pooled self-time test looks at.
+const MIN_SCAN_NS: i64 = 30_000_000_000;
+
+/// The pooled self-time shift of one service's window spans `(start,
+/// quantile, log ratio)`, drift `phi`: over the whole window, and over its
+/// later part (the last half, quarter, … down to 30 s). An incident's
+/// onset is its first symptom, and a fault that joins it later (the
+/// service saturates a minute after something else opened the incident)
+/// shows in its own spans only from then on: over the whole window it is
+/// diluted by the healthy spans before it. A later part is one of several
+/// looks, so it must beat the whole window by the expected best of as many
+/// chance z-scores (`sqrt(2 ln m)` for `m` looks), as for operations.
+fn scanned_shift(points: &mut [(i64, f64, f64)], phi: f64) -> f64 {
+    fn score(points: &[(i64, f64, f64)], phi: f64) -> f64 {
+        let usum: f64 = points.iter().map(|p| p.1).sum();
+        let mut logs: Vec<f64> = points.iter().map(|p| p.2).collect();
+        shift_score(usum, points.len(), &mut logs) / phi
+    }
+    points.sort_unstable_by_key(|p| p.0);
+    let whole = score(points, phi);
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return whole;
+    };
+    let end = last.0;
+    let mut len = (end - first.0) / 2;
+    let (mut best, mut looks) = (f64::NEG_INFINITY, 1usize);
+    while len >= MIN_SCAN_NS {
+        let tail = &points[points.partition_point(|p| p.0 < end - len)..];
+        if tail.len() < MIN_WINDOW_SPANS {
+            break;
+        }
+        best = best.max(score(tail, phi));
+        looks += 1;
+        len /= 2;
+    }
+    if looks == 1 {
+        return whole;
+    }
+    whole.max(best - (2.0 * (looks as f64).ln()).sqrt())
 }
 
 /// Whom a span's self time is evidence about: a span whose child runs in
@@ -732,9 +779,7 @@ fn self_time_shifts(
         let median = r[r.len() / 2];
         for key in pools(s, &fan_out) {
             let o = per_op.entry(key).or_default();
-            o.0 += u;
-            o.1.push((v as f64 / median as f64).ln());
-            o.2.push(s);
+            o.push((s, u, (v as f64 / median as f64).ln()));
         }
     }
     // How much the reference's own slices vary (drift through the day,
@@ -779,20 +824,21 @@ fn self_time_shifts(
     };
     // Per service: pooled sums, and the best operation.
     let mut services: Map<u32, ServiceShift> = Map::default();
-    for (&key, (usum, logs, _)) in &per_op {
+    for (&key, spans) in &per_op {
         let e = services.entry(key.0).or_default();
-        e.0 += usum;
-        e.1.extend_from_slice(logs);
-        e.2 += 1;
-        let score = shift_score(*usum, logs.len(), &mut logs.clone()) / phi(op_chi.get(&key));
-        if e.3.is_none_or(|(best, _)| score > best) {
-            e.3 = Some((score, key));
+        let mut points: Vec<(i64, f64, f64)> =
+            spans.iter().map(|&(s, u, l)| (s.start_ns, u, l)).collect();
+        let score = scanned_shift(&mut points, phi(op_chi.get(&key)));
+        e.0.extend(points);
+        e.1 += 1;
+        if e.2.is_none_or(|(best, _)| score > best) {
+            e.2 = Some((score, key));
         }
     }
     let mut out = Vec::new();
-    for (service, (usum, mut logs, ops, best)) in services {
-        let n = logs.len();
-        let pooled = shift_score(usum, n, &mut logs) / phi(service_chi.get(&service));
+    for (service, (mut points, ops, best)) in services {
+        let n = points.len();
+        let pooled = scanned_shift(&mut points, phi(service_chi.get(&service)));
         let Some((op_score, key)) = best else {
             continue;
         };
@@ -802,10 +848,10 @@ fn self_time_shifts(
         if score < 1.0 {
             continue;
         }
-        let Some((_, _, spans)) = per_op.get(&key) else {
+        let Some(spans) = per_op.get(&key) else {
             continue;
         };
-        let mut selfs: Vec<i64> = spans.iter().map(|s| s.self_ns.max(1)).collect();
+        let mut selfs: Vec<i64> = spans.iter().map(|(s, ..)| s.self_ns.max(1)).collect();
         selfs.sort_unstable();
         let observed = selfs[selfs.len() / 2] as f64 / 1e6;
         let expected = by_op
@@ -824,7 +870,7 @@ fn self_time_shifts(
             )
         };
         // The slowest spans are the best examples.
-        let mut examples: Vec<&SpanRec> = spans.clone();
+        let mut examples: Vec<&SpanRec> = spans.iter().map(|&(s, ..)| s).collect();
         examples.sort_by_key(|s| std::cmp::Reverse(s.self_ns));
         out.push((
             service,
@@ -1045,6 +1091,46 @@ mod tests {
         // checkout's duration grew too, but not its self time.
         let checkout = ranked.iter().find(|c| c.service == "checkout");
         assert!(checkout.is_none_or(|c| c.score < 1.0), "{checkout:?}");
+    }
+
+    /// Something else opened the incident: the window starts two minutes
+    /// before the database saturates, so over the whole window most of its
+    /// spans are as usual (the median slowdown is none); its last minute
+    /// is four times slower.
+    #[test]
+    fn a_saturation_that_joins_an_incident_late_shows_in_the_windows_later_part() {
+        let mut g = Gen::new();
+        let r = g.healthy_reference();
+        let start = 400_000_000_000;
+        let mut w = g.requests(120, start, 1_000_000_000, |_| false, 1);
+        let late = g.requests(60, start + 120_000_000_000, 1_000_000_000, |_| false, 4);
+        w.spans.extend(late.spans);
+        let ranked = localize(&r, &w, &mut g.strings);
+        assert_eq!(ranked[0].service, "db", "{ranked:#?}");
+        let Evidence::SelfTime { score, .. } = &ranked[0].evidence[0] else {
+            panic!("self-time evidence expected: {:?}", ranked[0].evidence);
+        };
+        assert!(*score > 3.0, "{score}");
+        // Over the whole window alone the shift is diluted below notice.
+        let db = g.strings.intern("db");
+        let mut points: Vec<(i64, f64, f64)> = w
+            .spans
+            .iter()
+            .filter(|s| s.service == db)
+            .map(|s| {
+                let slow = s.start_ns >= start + 120_000_000_000;
+                (
+                    s.start_ns,
+                    if slow { 1.0 } else { 0.5 },
+                    if slow { 4f64.ln() } else { 0.0 },
+                )
+            })
+            .collect();
+        let all = points.len();
+        let usum: f64 = points.iter().map(|p| p.1).sum();
+        let mut logs: Vec<f64> = points.iter().map(|p| p.2).collect();
+        assert_eq!(shift_score(usum, all, &mut logs), 0.0);
+        assert!(scanned_shift(&mut points, 1.0) > 3.0);
     }
 
     #[test]
