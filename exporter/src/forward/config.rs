@@ -98,12 +98,19 @@ pub struct QueueConfig {
     /// dropped and counted (`causeway_forward_dropped_spans_total`).
     #[serde(default = "default_queue_mib")]
     pub max_size_mib: u64,
+    /// Requests in flight at once (the OpenTelemetry Collector's
+    /// `sending_queue.num_consumers`). One at a time drains no faster than
+    /// one round trip per request; the queue is still acknowledged in
+    /// order, so a restart resends from the oldest unanswered request.
+    #[serde(default = "default_consumers")]
+    pub num_consumers: usize,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             max_size_mib: default_queue_mib(),
+            num_consumers: default_consumers(),
         }
     }
 }
@@ -134,6 +141,9 @@ fn default_timeout() -> Duration {
 }
 fn default_queue_mib() -> u64 {
     1024
+}
+fn default_consumers() -> usize {
+    4
 }
 fn default_initial() -> Duration {
     Duration::from_secs(1)
@@ -197,6 +207,12 @@ impl ForwardConfig {
             problems.push(Problem::new(
                 format!("{path}.queue.max_size_mib"),
                 "must be at least 1",
+            ));
+        }
+        if !(1..=64).contains(&self.queue.num_consumers) {
+            problems.push(Problem::new(
+                format!("{path}.queue.num_consumers"),
+                "must be between 1 and 64",
             ));
         }
         if self.retry.initial_interval.is_zero()

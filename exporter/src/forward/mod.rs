@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::client::{OtlpClient, SendError};
 pub use self::config::ForwardConfig;
-use self::queue::{AppendError, DiskQueue, Kind};
+use self::queue::{AppendError, DiskQueue, Kind, Record};
 use crate::sink::{ReportEvent, ReportSink};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -272,52 +272,113 @@ impl ReportSink for Forwarder {
     }
 }
 
+/// How one request ended.
+enum Delivery {
+    /// The downstream accepted it.
+    Sent,
+    /// The downstream refused it for good (counted, logged, dropped).
+    Refused,
+    /// Shutdown came while it waited to be retried: it stays queued.
+    Cancelled,
+}
+
+/// One endpoint's sender: up to `queue.num_consumers` requests in flight,
+/// read ahead from the queue and acknowledged in queue order (the cursor
+/// is one position, so a request answered early waits for those before
+/// it). Each request is retried on its own until the downstream takes or
+/// refuses it.
 async fn send_loop(
     target: Arc<Target>,
     dropped_spans: Family<Dropped, Counter>,
     cancel: CancellationToken,
 ) {
-    let retry = &target.config.retry;
-    let mut backoff = retry.initial_interval;
+    let consumers = target.config.queue.num_consumers.max(1);
     let mut sync = tokio::time::interval(Duration::from_secs(1));
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_read = target.queue.head();
+    let mut in_flight: std::collections::VecDeque<(Record, tokio::task::JoinHandle<Delivery>)> =
+        std::collections::VecDeque::with_capacity(consumers);
     loop {
-        let record = match target.queue.peek() {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = target.wake.notified() => {}
-                    _ = sync.tick() => {
-                        let _ = target.queue.sync();
+        while in_flight.len() < consumers && !cancel.is_cancelled() {
+            match target.queue.read_at(next_read) {
+                Ok(Some(record)) => {
+                    next_read = record.next;
+                    let task = tokio::spawn(deliver(
+                        Arc::clone(&target),
+                        record.clone(),
+                        dropped_spans.clone(),
+                        cancel.clone(),
+                    ));
+                    in_flight.push_back((record, task));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(exporter = %target.config.name, error = %e, "forward queue: read failed");
+                    if in_flight.is_empty()
+                        && sleep_or_cancel(target.config.retry.max_interval, &cancel).await
+                    {
+                        return;
                     }
+                    break;
                 }
-                continue;
             }
-            Err(e) => {
-                tracing::error!(exporter = %target.config.name, error = %e, "forward queue: read failed");
-                if sleep_or_cancel(retry.max_interval, &cancel).await {
-                    return;
+        }
+        let Some((record, task)) = in_flight.pop_front() else {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = target.wake.notified() => {}
+                _ = sync.tick() => {
+                    let _ = target.queue.sync();
                 }
-                continue;
             }
+            continue;
         };
         // Not abandoned at shutdown: a request the downstream took but
         // whose answer was cut off would be sent again after the restart.
-        // The client's timeout bounds the wait.
-        let outcome = target
-            .client
-            .send(record.kind, record.payload.clone())
-            .await;
-        match outcome {
-            Ok(()) => {
-                backoff = retry.initial_interval;
+        // The client's timeout bounds the wait; retries stop at shutdown.
+        match task.await {
+            Ok(Delivery::Sent) => {
                 let counter = match record.kind {
                     Kind::Traces => &target.sent_spans,
                     Kind::Logs => &target.sent_logs,
                 };
                 counter.inc_by(u64::from(record.items));
             }
+            Ok(Delivery::Refused) => {}
+            Ok(Delivery::Cancelled) | Err(_) => {
+                // This one stays queued, and with it everything after it
+                // (the cursor cannot skip it): the rest may have been
+                // delivered and will be sent again after the restart.
+                for (_, task) in in_flight.drain(..) {
+                    let _ = task.await;
+                }
+                return;
+            }
+        }
+        if let Err(e) = target.queue.ack(record.next) {
+            tracing::error!(exporter = %target.config.name, error = %e, "forward queue: cannot move the cursor");
+        }
+        target.record_held();
+    }
+}
+
+/// Sends one request until the downstream takes or refuses it, or
+/// shutdown comes while it waits to retry.
+async fn deliver(
+    target: Arc<Target>,
+    record: Record,
+    dropped_spans: Family<Dropped, Counter>,
+    cancel: CancellationToken,
+) -> Delivery {
+    let retry = &target.config.retry;
+    let mut backoff = retry.initial_interval;
+    loop {
+        match target
+            .client
+            .send(record.kind, record.payload.clone())
+            .await
+        {
+            Ok(()) => return Delivery::Sent,
             Err(SendError::Permanent(message)) => {
                 target.failed_requests.inc();
                 if record.kind == Kind::Traces {
@@ -334,6 +395,7 @@ async fn send_loop(
                     error = %message,
                     "forwarding: the downstream refused a request for good; dropped"
                 );
+                return Delivery::Refused;
             }
             Err(SendError::Retryable {
                 message,
@@ -352,15 +414,10 @@ async fn send_loop(
                 );
                 backoff = (backoff * 2).min(retry.max_interval);
                 if sleep_or_cancel(wait, &cancel).await {
-                    return;
+                    return Delivery::Cancelled;
                 }
-                continue;
             }
         }
-        if let Err(e) = target.queue.ack(record.next) {
-            tracing::error!(exporter = %target.config.name, error = %e, "forward queue: cannot move the cursor");
-        }
-        target.record_held();
     }
 }
 

@@ -263,13 +263,27 @@ impl DiskQueue {
 
     /// The first unsent record, or `None` when everything was sent.
     pub fn peek(&self) -> io::Result<Option<Record>> {
-        let (mut pos, tail) = {
+        let head = self.lock_state().head;
+        self.read_at(head)
+    }
+
+    /// The first unsent record: where [`Self::read_at`] starts.
+    pub fn head(&self) -> Position {
+        self.lock_state().head
+    }
+
+    /// The record at `pos` (a [`Self::head`] or a [`Record::next`]), or
+    /// `None` at the end of what was appended. Reading does not consume:
+    /// the sender reads ahead of what the downstream has acknowledged and
+    /// acknowledges in order.
+    pub fn read_at(&self, mut pos: Position) -> io::Result<Option<Record>> {
+        let tail = {
             let st = self.lock_state();
-            (st.head, (st.writer.segment, st.writer.len))
+            (st.writer.segment, st.writer.len)
         };
         let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if pos.segment == tail.0 && pos.offset >= tail.1 {
+            if pos.segment > tail.0 || (pos.segment == tail.0 && pos.offset >= tail.1) {
                 return Ok(None);
             }
             if reader.segment != pos.segment || reader.file.is_none() {
@@ -287,7 +301,6 @@ impl DiskQueue {
                     segment: pos.segment + 1,
                     offset: 0,
                 };
-                self.lock_state().head = pos;
                 reader.file = None;
                 continue;
             }
@@ -309,24 +322,21 @@ impl DiskQueue {
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     // Corruption inside a segment (the disk, not a crash:
                     // torn tails are cut at open). The rest of this segment
-                    // cannot be framed; skip to the next one.
+                    // cannot be framed; skip to the next one (its bytes are
+                    // freed when the cursor passes them).
                     tracing::error!(
                         segment = pos.segment,
                         offset = pos.offset,
                         error = %e,
                         "forward queue: corrupt record; skipping the rest of its segment"
                     );
-                    let lost = end - pos.offset;
-                    let mut st = self.lock_state();
-                    st.held = st.held.saturating_sub(lost);
-                    if pos.segment == st.writer.segment {
+                    if pos.segment == tail.0 {
                         return Ok(None);
                     }
                     pos = Position {
                         segment: pos.segment + 1,
                         offset: 0,
                     };
-                    st.head = pos;
                     reader.file = None;
                 }
                 Err(e) => return Err(e),
@@ -343,9 +353,24 @@ impl DiskQueue {
                 return Ok(());
             }
             let old = st.head;
-            // `peek` moves the head to the next segment before it reads from
-            // it, so an acknowledged record is always in the head's segment.
-            let freed = if next.segment == old.segment {
+            // What lies between the old head and `next`: the rest of the
+            // head's segment and every closed segment up to `next`'s (read
+            // ahead may have crossed several).
+            let mut freed = 0;
+            for segment in old.segment..next.segment {
+                let len = if segment == st.writer.segment {
+                    st.writer.len
+                } else {
+                    fs::metadata(segment_path(&self.dir, segment)).map_or(0, |m| m.len())
+                };
+                let from = if segment == old.segment {
+                    old.offset
+                } else {
+                    0
+                };
+                freed += len.saturating_sub(from);
+            }
+            freed += if next.segment == old.segment {
                 next.offset - old.offset
             } else {
                 next.offset
@@ -587,6 +612,54 @@ mod tests {
         drop(q);
         let q = DiskQueue::open(&dir, 64 << 20).expect("reopen");
         assert!(q.peek().expect("peek").is_none());
+        assert_eq!(q.held_bytes(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The sender reads ahead of the cursor, across segments, and
+    /// acknowledges later: what is held shrinks by exactly what the
+    /// cursor passed, and finished segments go.
+    #[test]
+    fn reading_ahead_across_segments_then_acknowledging_frees_exactly() {
+        let dir = tmp("ahead");
+        let q = DiskQueue::open(&dir, 64 << 20).expect("open");
+        let big = vec![7u8; 1 << 20];
+        for _ in 0..20 {
+            q.append(Kind::Traces, 1, &big).expect("append");
+        }
+        let all = q.held_bytes();
+        let record = (HEADER + (1 << 20)) as u64;
+        assert_eq!(all, 20 * record);
+        // Read twelve ahead (past the first segment), nothing acknowledged.
+        let mut pos = q.head();
+        let mut nexts = Vec::new();
+        for _ in 0..12 {
+            let r = q.read_at(pos).expect("read").expect("a record");
+            pos = r.next;
+            nexts.push(r.next);
+        }
+        assert_eq!(q.held_bytes(), all, "reading does not consume");
+        assert_eq!(
+            q.head(),
+            Position {
+                segment: 0,
+                offset: 0
+            }
+        );
+        // Acknowledge the first three, then up to the twelfth at once.
+        q.ack(nexts[2]).expect("ack");
+        assert_eq!(q.held_bytes(), all - 3 * record);
+        q.ack(nexts[11]).expect("ack");
+        assert_eq!(q.held_bytes(), all - 12 * record);
+        assert!(
+            list_segments(&dir).expect("list")[0] > 0,
+            "the first segment was deleted"
+        );
+        // A restart starts at the cursor.
+        drop(q);
+        let q = DiskQueue::open(&dir, 64 << 20).expect("reopen");
+        assert_eq!(q.held_bytes(), 8 * record);
+        assert_eq!(drain(&q).len(), 8);
         assert_eq!(q.held_bytes(), 0);
         let _ = fs::remove_dir_all(&dir);
     }

@@ -246,6 +246,11 @@ struct HttpState {
     traces: Arc<Mutex<Vec<Vec<u8>>>>,
     logs: Arc<Mutex<Vec<Vec<u8>>>>,
     calls: Arc<AtomicUsize>,
+    /// Each trace request is answered after this long.
+    delay: Duration,
+    /// Trace requests being answered now, and the most at once.
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
 }
 
 async fn http_downstream(state: HttpState) -> SocketAddr {
@@ -270,6 +275,10 @@ async fn http_downstream(state: HttpState) -> SocketAddr {
                  headers: axum::http::HeaderMap,
                  body: Bytes| async move {
                     s.calls.fetch_add(1, Ordering::SeqCst);
+                    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    s.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(s.delay).await;
+                    s.in_flight.fetch_sub(1, Ordering::SeqCst);
                     assert_eq!(headers["content-type"], "application/x-protobuf");
                     assert_eq!(headers["x-api-key"], "k-123");
                     let next = {
@@ -323,6 +332,9 @@ async fn otlp_http_retries_throttling_drops_refusals_and_carries_rca_logs() {
         "X-Api-Key".into(),
         config::HeaderValueRef::Plain("k-123".into()),
     );
+    // One at a time, so that the script's answers meet the batches in
+    // order.
+    cfg.queue.num_consumers = 1;
     let dir = tmp("http");
     let mut registry = Registry::default();
     let fwd = Arc::new(
@@ -397,6 +409,68 @@ async fn otlp_http_retries_throttling_drops_refusals_and_carries_rca_logs() {
     );
     stop.cancel();
     run.await.expect("stopped");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn several_requests_are_in_flight_and_acknowledged_in_order() {
+    let state = HttpState {
+        delay: Duration::from_millis(200),
+        ..HttpState::default()
+    };
+    // The first request to arrive is turned away once and retried while
+    // the others go through: the cursor waits for it.
+    state
+        .script
+        .lock()
+        .expect("lock")
+        .push(StatusCode::SERVICE_UNAVAILABLE);
+    let addr = http_downstream(state.clone()).await;
+    let mut cfg = config("platform", Protocol::Http, format!("http://{addr}/"));
+    cfg.headers.insert(
+        "X-Api-Key".into(),
+        config::HeaderValueRef::Plain("k-123".into()),
+    );
+    cfg.queue.num_consumers = 4;
+    let dir = tmp("inflight");
+    let tenant = TenantId::new("acme").expect("tenant");
+    let mut registry = Registry::default();
+    let fwd = Arc::new(
+        Forwarder::open(&[cfg], &dir, ForwardMetrics::register(&mut registry)).expect("open"),
+    );
+    for batch in 0..8 {
+        fwd.accepted(&tenant, &request(batch, 5), 5);
+    }
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(Arc::clone(&fwd).run(stop.clone()));
+    wait_for("every batch", 20, || {
+        state.traces.lock().expect("lock").len() == 8
+    })
+    .await;
+    wait_for("the queue to empty", 10, || {
+        fwd.targets[0].queue.held_bytes() == 0
+    })
+    .await;
+    assert_eq!(state.max_in_flight.load(Ordering::SeqCst), 4);
+    // Eight batches and one retry.
+    assert_eq!(state.calls.load(Ordering::SeqCst), 9);
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    for body in state.traces.lock().expect("lock").iter() {
+        for id in span_ids(body) {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    assert!(seen.values().all(|&n| n == 1), "each span once: {seen:?}");
+    stop.cancel();
+    run.await.expect("stopped");
+    // Everything was acknowledged: a restart sends nothing again.
+    drop(fwd);
+    let mut registry = Registry::default();
+    let cfg = config("platform", Protocol::Http, format!("http://{addr}/"));
+    let again =
+        Forwarder::open(&[cfg], &dir, ForwardMetrics::register(&mut registry)).expect("reopen");
+    assert!(again.targets[0].queue.peek().expect("peek").is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
