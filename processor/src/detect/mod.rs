@@ -20,6 +20,7 @@
 mod baseline;
 mod engine;
 mod exemplars;
+mod seasonal;
 mod service;
 mod signatures;
 #[cfg(test)]

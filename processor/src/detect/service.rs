@@ -31,6 +31,7 @@ use std::collections::VecDeque;
 use hdrhistogram::Histogram;
 
 use super::baseline::Baseline;
+use super::seasonal::Seasonal;
 use super::{Event, Finding, Metric};
 
 /// What one window holds for one service.
@@ -290,6 +291,9 @@ pub struct ServiceDetector {
     slow: Rate,
     /// The service's share of the tenant's calls, per sliding window.
     share: Baseline,
+    /// The share by time of day, learned over days.
+    #[serde(default)]
+    seasonal_share: Seasonal,
     /// Open metric: onset and quiet windows since.
     open: [Option<(i64, usize)>; 4],
     seen: usize,
@@ -304,6 +308,7 @@ impl ServiceDetector {
             errors: Rate::default(),
             slow: Rate::default(),
             share: Baseline::new(120),
+            seasonal_share: Seasonal::default(),
             open: [None; 4],
             seen: 0,
         }
@@ -350,11 +355,14 @@ impl ServiceDetector {
         } else {
             sum.calls as f64 / tenant as f64
         };
+        if tenant > 0 {
+            self.seasonal_share.observe(start_ns, share);
+        }
         let warm = self.seen > s.warmup;
         let mut events = Vec::new();
         let mut scores = [0.0; 4];
         for (i, metric) in SLIDING.into_iter().enumerate() {
-            let (score, observed, expected) = self.score(s, metric, &sum, tenant);
+            let (score, observed, expected) = self.score(s, metric, &sum, tenant, start_ns);
             scores[i] = score;
             let opens =
                 warm && score >= s.open_score && self.effect(s, metric, &sum, observed, expected);
@@ -471,6 +479,7 @@ impl ServiceDetector {
         metric: Metric,
         sum: &Counts,
         tenant: u64,
+        now_ns: i64,
     ) -> (f64, f64, f64) {
         let ratio = |k: u64, n: u64| if n == 0 { 0.0 } else { k as f64 / n as f64 };
         match metric {
@@ -508,7 +517,21 @@ impl ServiceDetector {
                 // score is the smaller of the two.
                 let share = if tenant == 0 { 0.0 } else { k / tenant as f64 };
                 let z = self.share.robust_z_floored(share, 1e-9).abs();
-                let score = poisson_score(k, expected).min(z);
+                let mut score = poisson_score(k, expected).min(z);
+                // Where days of history say what the share usually is at
+                // this time of day, a shift to it is the time of day (a
+                // nightly batch), not news: the share must also be far
+                // from that, by the same two tests.
+                if let Some(usual) = self.seasonal_share.expected(now_ns) {
+                    let usual_calls = usual * tenant as f64;
+                    if (k < usual_calls) != (metric == Metric::TrafficDrop) {
+                        score = 0.0;
+                    } else {
+                        let spread = (1.4826 * self.share.mad()).max(0.1 * usual).max(1e-9);
+                        let zs = ((share - usual) / spread).abs();
+                        score = score.min(poisson_score(k, usual_calls)).min(zs);
+                    }
+                }
                 (score, k, expected)
             }
             _ => (0.0, 0.0, 0.0),

@@ -939,6 +939,48 @@ mod sliding {
         })
     }
 
+    /// A nightly batch: the service's share of the tenant's calls goes
+    /// from 2% to 10% from 02:00 to 03:00 every day. The first days it is
+    /// news (a surge, then a drop back); once days of history show it at
+    /// that hour, not any more; the same surge at another hour still is.
+    #[test]
+    fn a_shift_that_recurs_at_the_same_hour_every_day_stops_being_news() {
+        const HOUR: i64 = 360; // windows
+        const DAY: i64 = 24 * HOUR;
+        let s = SlidingSettings::default();
+        let mut rng = Rng(11);
+        let mut d = ServiceDetector::new();
+        let mut traffic = vec![0usize; 5];
+        for i in 0..5 * DAY {
+            let (day, hour) = (i / DAY, (i % DAY) / HOUR);
+            let batch = hour == 2 || (day == 4 && hour == 14);
+            let c = window(&mut rng, if batch { 100.0 } else { 20.0 }, 0.0, 0.0);
+            let events = d.observe(&s, i * W, c, 1000);
+            let opened_traffic = [Metric::TrafficSurge, Metric::TrafficDrop]
+                .iter()
+                .filter(|m| opened(&events, **m).is_some())
+                .count();
+            if opened_traffic > 0 {
+                assert!(
+                    hour == 2 || hour == 3 || (day == 4 && (hour == 14 || hour == 15)),
+                    "day {day} hour {hour}: {events:?}"
+                );
+                if hour == 2 || hour == 3 {
+                    traffic[day as usize] += opened_traffic;
+                }
+            }
+            if day == 4 && hour == 14 && i % HOUR == 30 {
+                assert!(d.is_open(), "an unusual surge at 14:00 is still news");
+            }
+        }
+        assert!(traffic[0] > 0, "the first night it is news: {traffic:?}");
+        assert_eq!(
+            traffic[3..],
+            [0, 0],
+            "with days of history it is not: {traffic:?}"
+        );
+    }
+
     #[test]
     fn three_calls_a_minute_that_all_fail_open_an_error_anomaly() {
         let s = SlidingSettings::default();
