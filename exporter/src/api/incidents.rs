@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use causeway_model::{Anomaly, Incident, Subject};
-use causeway_processor::red::kind_label;
 use serde_json::{Value, json};
 
 use super::red::{RangeParams, range, rfc3339};
@@ -20,7 +19,7 @@ fn anomaly_json(a: &Anomaly) -> Value {
             operation,
             kind,
         } => {
-            json!({"type": "operation", "service": service, "operation": operation, "kind": kind_label(*kind)})
+            json!({"type": "operation", "service": service, "operation": operation, "kind": super::kind_name(*kind)})
         }
         Subject::Service { service } => json!({"type": "service", "service": service}),
         Subject::Edge {
@@ -166,5 +165,41 @@ pub(super) async fn incident(
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such incident"),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use causeway_model::{Severity, Subject};
+
+    use super::*;
+
+    /// An operation's kind reads the same in an anomaly as in the RED
+    /// series and traces of that operation.
+    #[test]
+    fn an_anomaly_names_its_operations_kind_as_the_red_api_does() {
+        let a = Anomaly {
+            id: 1,
+            subject: Subject::Operation {
+                service: "checkout".into(),
+                operation: "POST /checkout".into(),
+                kind: causeway_model::schema::kind::SERVER,
+            },
+            metric: "latency_p99",
+            onset_ns: 1,
+            detected_ns: 2,
+            last_ns: 2,
+            resolved_ns: None,
+            observed: 2.0,
+            expected: 1.0,
+            score: 7.0,
+            severity: Severity::Major,
+            example_trace_ids: Vec::new(),
+            incident: 1,
+            detail: None,
+        };
+        let v = anomaly_json(&a);
+        assert_eq!(v["subject"]["kind"], "server");
+        assert_eq!(v["subject"]["type"], "operation");
     }
 }

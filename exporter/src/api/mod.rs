@@ -219,6 +219,21 @@ async fn authenticate(
 }
 
 /// The API's error body: `{"error": "..."}`.
+/// An OTLP span kind as the API writes it everywhere (RED series, traces,
+/// anomaly subjects): lowercase, without the `SPAN_KIND_` prefix that
+/// `/metrics` keeps for the Collector's spanmetrics label.
+fn kind_name(kind: i8) -> &'static str {
+    use causeway_model::schema::kind;
+    match kind {
+        kind::INTERNAL => "internal",
+        kind::SERVER => "server",
+        kind::CLIENT => "client",
+        kind::PRODUCER => "producer",
+        kind::CONSUMER => "consumer",
+        _ => "unspecified",
+    }
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }

@@ -12,7 +12,7 @@ use causeway_processor::RedQuery;
 use causeway_processor::series::CellStats;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiState, Caller, Q, error};
+use super::{ApiState, Caller, Q, error, kind_name};
 
 /// Default range when `from` is absent: the last 15 minutes.
 const DEFAULT_RANGE: Duration = Duration::from_secs(15 * 60);
@@ -92,17 +92,6 @@ pub(super) fn rfc3339(ns: i64) -> String {
 
 fn ms(us: u64) -> f64 {
     (us as f64) / 1000.0
-}
-
-fn kind_name(kind: i8) -> &'static str {
-    match kind {
-        1 => "internal",
-        2 => "server",
-        3 => "client",
-        4 => "producer",
-        5 => "consumer",
-        _ => "unspecified",
-    }
 }
 
 #[derive(Debug, Serialize)]

@@ -13,21 +13,10 @@ use causeway_processor::SqlError;
 use causeway_processor::sql::to_json;
 use serde_json::{Value, json};
 
-use super::{ApiState, Caller, error};
+use super::{ApiState, Caller, error, kind_name};
 
 /// Spans of one trace returned at most.
 const MAX_SPANS: usize = 10_000;
-
-fn kind_name(k: i64) -> &'static str {
-    match i8::try_from(k).unwrap_or(kind::UNSPECIFIED) {
-        kind::SERVER => "server",
-        kind::CLIENT => "client",
-        kind::INTERNAL => "internal",
-        kind::PRODUCER => "producer",
-        kind::CONSUMER => "consumer",
-        _ => "unspecified",
-    }
-}
 
 fn status_name(s: i64) -> &'static str {
     match i8::try_from(s).unwrap_or(status::UNSET) {
@@ -116,7 +105,7 @@ pub(super) async fn get(
                 "parent_span_id": str_of(r, "parent_span_id"),
                 "service": str_of(r, "service"),
                 "name": str_of(r, "name"),
-                "kind": kind_name(int_of(r, "kind")),
+                "kind": kind_name(i8::try_from(int_of(r, "kind")).unwrap_or(kind::UNSPECIFIED)),
                 "start_unix_nano": str_of(r, "start_unix_nano"),
                 "duration_ms": int_of(r, "duration_ns") as f64 / 1e6,
                 "status": status_name(int_of(r, "status")),
