@@ -344,6 +344,7 @@ fn analyse_in(
                 strings,
                 signals,
                 now_ns: incident.updated_ns,
+                feedback: &[],
             },
             &config,
         );
@@ -736,6 +737,71 @@ mod tests {
         )
     }
 
+    /// Someone who looked rejects the top hypothesis of the fault's report:
+    /// the next pass ranks it below the other candidates (also after a
+    /// restart, from the stored feedback); confirming it brings it back.
+    async fn feedback_reorders_the_next_analysis(
+        session: &crate::app::Session,
+        dir: &std::path::Path,
+        tenant: &causeway_model::TenantId,
+        reports: &[causeway_model::rca::RcaReport],
+        start_ns: u64,
+    ) {
+        let at = i64::try_from(start_ns).expect("fits") + 20 * 60_000_000_000;
+        let report = reports
+            .iter()
+            .find(|r| r.window_start_ns >= at - 10_000_000_000)
+            .expect("a report for the fault's incident");
+        assert!(report.hypotheses.len() >= 2, "{report:?}");
+        let top = report.hypotheses[0].service.clone();
+        let verdict = |confirmed: bool| causeway_model::rca::Feedback {
+            rank: 1,
+            service: top.clone(),
+            confirmed,
+            by: "sre@example.com".into(),
+            comment: None,
+            at_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+        };
+        let service = rca_service(session, dir);
+        assert!(
+            service
+                .feedback(tenant, report.id, verdict(false))
+                .await
+                .expect("feedback")
+        );
+        // A restarted service sees feedback newer than the stored report.
+        assert_eq!(service.analyse_all().await.expect("analyse"), 1);
+        let again = service
+            .get(tenant, report.id)
+            .await
+            .expect("get")
+            .expect("report");
+        assert_ne!(again.hypotheses[0].service, top, "{again:?}");
+        assert!(
+            again.hypotheses.iter().skip(1).any(|h| h.service == top)
+                || again.hypotheses.len() == CorrelatorConfig::default().hypotheses,
+            "rejected, listed last when there is room: {again:?}"
+        );
+        assert_eq!(again.feedback.len(), 1);
+        // Nothing new: nothing to redo.
+        assert_eq!(service.analyse_all().await.expect("analyse"), 0);
+        assert!(
+            service
+                .feedback(tenant, report.id, verdict(true))
+                .await
+                .expect("feedback")
+        );
+        assert_eq!(service.analyse_all().await.expect("analyse"), 1);
+        let back = service
+            .get(tenant, report.id)
+            .await
+            .expect("get")
+            .expect("report");
+        assert_eq!(back.hypotheses[0].service, top);
+    }
+
     /// The event stream hears of incidents from the RCA service's watch,
     /// within seconds, not at the next RCA pass: after priming (what a new
     /// subscriber can read from the API is not announced), each new or
@@ -783,10 +849,12 @@ mod tests {
             drop(service);
             let service = rca_service(session, dir);
             assert_eq!(service.analyse_all().await.expect("analyse"), 0);
-            service
+            let reports = service
                 .list(tenant, i64::MIN, i64::MAX, 0)
                 .await
-                .expect("list")
+                .expect("list");
+            feedback_reorders_the_next_analysis(session, dir, tenant, &reports, start_ns).await;
+            reports
         });
         let at = i64::try_from(start_ns).expect("fits") + 20 * 60_000_000_000;
         let report = reports

@@ -43,6 +43,9 @@ pub struct Input<'a> {
     pub signals: &'a [Signal],
     /// Wall-clock time of the analysis, unix ns.
     pub now_ns: i64,
+    /// Verdicts users gave on this incident's earlier report, oldest
+    /// first.
+    pub feedback: &'a [causeway_model::rca::Feedback],
 }
 
 /// Time ranges `[from, to)` other incidents cover: kept out of the
@@ -343,15 +346,41 @@ fn new_instances(input: &Input<'_>, service: &str) -> Vec<Evidence> {
         .collect()
 }
 
+/// The hypotheses to report, best first, at most `k`: the evidence's
+/// ranking, overruled by what people who looked said about this incident
+/// (their latest word per service). A confirmed service leads, even one the
+/// evidence ranks low; a rejected one goes after every other candidate
+/// with evidence, and is still listed with its evidence when there is room
+/// (the evidence did not change; the ranking did).
+fn with_feedback<'c>(
+    candidates: &'c [localize::Candidate],
+    feedback: &[causeway_model::rca::Feedback],
+    k: usize,
+) -> Vec<&'c localize::Candidate> {
+    let mut verdict: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    for f in feedback {
+        verdict.insert(f.service.as_str(), f.confirmed);
+    }
+    let group = |c: &localize::Candidate| match verdict.get(c.service.as_str()) {
+        Some(true) => 0,
+        None => 1,
+        Some(false) => 2,
+    };
+    let mut top: Vec<&localize::Candidate> = candidates
+        .iter()
+        .filter(|c| c.score > 0.0 || group(c) == 0)
+        .collect();
+    // Stable: within a group, the evidence's order.
+    top.sort_by_key(|c| group(c));
+    top.truncate(k);
+    top
+}
+
 /// Analyses one incident.
 pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
     let candidates = localize::localize(&input.reference, &input.window, &mut input.strings);
-    let top: Vec<&localize::Candidate> = candidates
-        .iter()
-        .filter(|c| c.score > 0.0)
-        .take(config.hypotheses)
-        .collect();
-    let max = top.first().map_or(0.0, |c| c.score);
+    let top = with_feedback(&candidates, input.feedback, config.hypotheses);
+    let max = top.iter().map(|c| c.score).fold(0.0, f64::max);
     let norm: f64 = top.iter().map(|c| (c.score - max).exp()).sum();
     let mut hypotheses = Vec::new();
     let mut symptom_words = Vec::new();
@@ -595,6 +624,48 @@ mod tests {
     }
 
     #[test]
+    fn feedback_overrules_the_evidences_ranking_latest_word_first() {
+        let c = |service: &str, score: f64| localize::Candidate {
+            service: service.into(),
+            score,
+            operation: None,
+            evidence: Vec::new(),
+        };
+        let candidates = [c("a", 5.0), c("b", 3.0), c("c", 2.0), c("d", 0.0)];
+        let f = |service: &str, confirmed: bool| causeway_model::rca::Feedback {
+            rank: 1,
+            service: service.into(),
+            confirmed,
+            by: "sre".into(),
+            comment: None,
+            at_ns: 0,
+        };
+        let names = |v: Vec<&localize::Candidate>| -> Vec<String> {
+            v.iter().map(|c| c.service.clone()).collect()
+        };
+        assert_eq!(names(with_feedback(&candidates, &[], 5)), ["a", "b", "c"]);
+        // Rejected: after the others with evidence.
+        assert_eq!(
+            names(with_feedback(&candidates, &[f("a", false)], 5)),
+            ["b", "c", "a"]
+        );
+        // Confirmed: first, even without evidence of its own.
+        assert_eq!(
+            names(with_feedback(&candidates, &[f("d", true)], 5)),
+            ["d", "a", "b", "c"]
+        );
+        // The latest word counts; the cap still holds.
+        assert_eq!(
+            names(with_feedback(
+                &candidates,
+                &[f("c", false), f("c", true)],
+                2
+            )),
+            ["c", "a"]
+        );
+    }
+
+    #[test]
     fn a_new_version_on_new_instances_is_a_deploy_seen_in_traces() {
         let mut strings = Interner::default();
         let reference = spans(&mut strings, 0, 600, "1.0.0", "pay-7f9c", false);
@@ -621,6 +692,7 @@ mod tests {
                 strings,
                 signals: &[],
                 now_ns: onset,
+                feedback: &[],
             },
             &CorrelatorConfig::default(),
         );

@@ -178,7 +178,7 @@ fn next_steps(h: &Hypothesis) -> Vec<String> {
             h.service
         )),
     }
-    out.push("Confirm or reject this hypothesis (POST /api/v1/rca/{id}/feedback) so later rankings learn from it.".into());
+    out.push("Confirm or reject this hypothesis (POST /api/v1/rca/{id}/feedback): the next analysis of this incident ranks with it.".into());
     out
 }
 

@@ -258,7 +258,9 @@ impl RcaService {
                 // After a restart: a stored report of the incident as it
                 // is now is current.
                 let stored = self.get(tenant, i.id).await?;
-                if stored.is_some_and(|r| r.incident_updated_ns == i.updated_ns) {
+                if stored.is_some_and(|r| {
+                    r.incident_updated_ns == i.updated_ns && !r.has_newer_feedback()
+                }) {
                     self.analysed
                         .lock()
                         .map_err(|_| RcaError::Store("poisoned".into()))?
@@ -314,6 +316,13 @@ impl RcaService {
                 }
                 None => Vec::new(),
             };
+            // The report being replaced: its feedback reorders the new one,
+            // and sinks tell news from re-analyses by it.
+            let previous = self.get(tenant, incident.id).await?;
+            let feedback = previous
+                .as_ref()
+                .map(|r| r.feedback.clone())
+                .unwrap_or_default();
             let excluded = excluded_ranges(&incident, &incidents);
             let config = self.config.clone();
             let tenant_c = tenant.clone();
@@ -341,6 +350,7 @@ impl RcaService {
                             strings,
                             signals: &signals,
                             now_ns: now_ns(),
+                            feedback: &feedback,
                         },
                         &config,
                     ))
@@ -350,12 +360,6 @@ impl RcaService {
             if let Some(n) = &self.narrator {
                 n.apply(&mut outcome).await;
             }
-            // Sinks tell news from re-analyses by the report replaced.
-            let previous = if self.sinks.is_empty() {
-                None
-            } else {
-                self.get(tenant, id).await?
-            };
             let stored = outcome.clone();
             let t = tenant.clone();
             self.with_store(move |db| db.put(&t, &stored)).await?;
@@ -433,8 +437,16 @@ impl RcaService {
         feedback: Feedback,
     ) -> Result<bool, RcaError> {
         let t = tenant.clone();
-        self.with_store(move |db| db.add_feedback(&t, id, &feedback))
-            .await
+        let found = self
+            .with_store(move |db| db.add_feedback(&t, id, &feedback))
+            .await?;
+        if found {
+            // Re-ranked with it at the next pass.
+            if let Ok(mut a) = self.analysed.lock() {
+                a.remove(&(tenant.clone(), id));
+            }
+        }
+        Ok(found)
     }
 
     /// Deletes every report of `tenant`.

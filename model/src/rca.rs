@@ -246,3 +246,11 @@ pub struct RcaReport {
     #[serde(default)]
     pub incident_updated_ns: i64,
 }
+
+impl RcaReport {
+    /// Whether feedback arrived after the report was computed (it should
+    /// be ranked again with it).
+    pub fn has_newer_feedback(&self) -> bool {
+        self.feedback.iter().any(|f| f.at_ns > self.computed_ns)
+    }
+}

@@ -296,6 +296,7 @@ fn rca_all(
                 strings,
                 signals: &[],
                 now_ns: incident.updated_ns,
+                feedback: &[],
             },
             &config,
         );
