@@ -764,20 +764,24 @@ mod tests {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         };
+        // A fresh service (as after a restart) sees feedback newer than the
+        // stored report; a running one is told by `feedback`.
         let service = rca_service(session, dir);
-        assert!(
+        let rerank = async |confirmed: bool| {
+            assert!(
+                service
+                    .feedback(tenant, report.id, verdict(confirmed))
+                    .await
+                    .expect("feedback")
+            );
+            assert_eq!(service.analyse_all().await.expect("analyse"), 1);
             service
-                .feedback(tenant, report.id, verdict(false))
+                .get(tenant, report.id)
                 .await
-                .expect("feedback")
-        );
-        // A restarted service sees feedback newer than the stored report.
-        assert_eq!(service.analyse_all().await.expect("analyse"), 1);
-        let again = service
-            .get(tenant, report.id)
-            .await
-            .expect("get")
-            .expect("report");
+                .expect("get")
+                .expect("report")
+        };
+        let again = rerank(false).await;
         assert_ne!(again.hypotheses[0].service, top, "{again:?}");
         assert!(
             again.hypotheses.iter().skip(1).any(|h| h.service == top)
@@ -787,18 +791,7 @@ mod tests {
         assert_eq!(again.feedback.len(), 1);
         // Nothing new: nothing to redo.
         assert_eq!(service.analyse_all().await.expect("analyse"), 0);
-        assert!(
-            service
-                .feedback(tenant, report.id, verdict(true))
-                .await
-                .expect("feedback")
-        );
-        assert_eq!(service.analyse_all().await.expect("analyse"), 1);
-        let back = service
-            .get(tenant, report.id)
-            .await
-            .expect("get")
-            .expect("report");
+        let back = rerank(true).await;
         assert_eq!(back.hypotheses[0].service, top);
     }
 
