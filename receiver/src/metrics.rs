@@ -19,6 +19,12 @@ struct Refused {
     reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Unidentified {
+    transport: &'static str,
+    reason: &'static str,
+}
+
 /// Counters of accepted and refused spans and requests.
 #[derive(Debug, Clone, Default)]
 pub struct ReceiverMetrics {
@@ -26,10 +32,8 @@ pub struct ReceiverMetrics {
     accepted_requests: Family<Accepted, Counter>,
     refused_spans: Family<Refused, Counter>,
     refused_requests: Family<Refused, Counter>,
+    unidentified_requests: Family<Unidentified, Counter>,
 }
-
-/// Tenant label of requests refused before a tenant was known.
-pub const UNKNOWN_TENANT: &str = "unknown";
 
 impl ReceiverMetrics {
     /// Creates the counters and registers them.
@@ -54,6 +58,15 @@ impl ReceiverMetrics {
             "causeway_receiver_refused_requests",
             "Export requests refused as a whole, by reason",
             m.refused_requests.clone(),
+        );
+        // Without a tenant label: `/metrics` shows each tenant its own
+        // series and the process-wide ones, and a request refused before
+        // its credentials were checked belongs to no tenant; an operator
+        // must still see a client sending a stale key.
+        registry.register(
+            "causeway_receiver_refused_unidentified_requests",
+            "Export requests refused before a tenant was known (missing or bad credentials, unreadable request), by reason",
+            m.unidentified_requests.clone(),
         );
         m
     }
@@ -87,8 +100,20 @@ impl ReceiverMetrics {
         self.refused_spans.get_or_create(&labels).inc_by(spans);
     }
 
-    /// Counts a request refused as a whole.
-    pub fn refused_request(&self, transport: &'static str, tenant: &str, reason: &'static str) {
+    /// Counts a request refused as a whole; `None` when it was refused
+    /// before a tenant was known.
+    pub fn refused_request(
+        &self,
+        transport: &'static str,
+        tenant: Option<&str>,
+        reason: &'static str,
+    ) {
+        let Some(tenant) = tenant else {
+            self.unidentified_requests
+                .get_or_create(&Unidentified { transport, reason })
+                .inc();
+            return;
+        };
         let labels = Refused {
             transport,
             tenant: tenant.to_owned(),

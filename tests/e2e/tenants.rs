@@ -87,6 +87,21 @@ async fn tenants_are_isolated_across_ingest_api_and_metrics() {
         "{metrics}"
     );
     assert!(!metrics.contains("globex"), "{metrics}");
+    // The two refused exports belong to no tenant, and every scrape shows
+    // them (an operator must see a client with a stale key).
+    let unidentified = |m: &str| -> u64 {
+        m.lines()
+            .filter(|l| {
+                l.starts_with(
+                    "causeway_receiver_refused_unidentified_requests_total{transport=\"grpc\"",
+                )
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(unidentified(&metrics), 2, "{metrics}");
+    let (_, theirs) = server.get("/metrics", Some("globex-secret")).await;
+    assert_eq!(unidentified(&theirs), 2, "{theirs}");
     // Health endpoints carry no data and need no key.
     assert_eq!(server.get("/healthz", None).await.0, 200);
     assert_eq!(server.get("/readyz", None).await.0, 200);

@@ -140,8 +140,10 @@ impl Ingest {
 
     /// Counts a request refused as a whole.
     pub fn refuse(&self, transport: Transport, tenant: Option<&TenantId>, err: &ReceiveError) {
-        let tenant = tenant.map_or(crate::metrics::UNKNOWN_TENANT, TenantId::as_str);
-        self.metrics
-            .refused_request(transport.as_str(), tenant, err.reason());
+        self.metrics.refused_request(
+            transport.as_str(),
+            tenant.map(TenantId::as_str),
+            err.reason(),
+        );
     }
 }
