@@ -156,11 +156,12 @@ pub fn gather(
         let wanted = config.reference_seconds().div_ceil(spans::BUCKET_SECONDS) as usize;
         let mut keep = part.spans.len();
         for (i, s) in part.spans.iter().enumerate() {
-            if buckets.insert(s.bucket()) && buckets.len() > wanted {
-                buckets.remove(&s.bucket());
+            let bucket = s.bucket();
+            if buckets.len() >= wanted && !buckets.contains(&bucket) {
                 keep = i;
                 break;
             }
+            buckets.insert(bucket);
         }
         part.spans.truncate(keep);
         reference.spans.extend(part.spans);

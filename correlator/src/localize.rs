@@ -664,16 +664,16 @@ fn shift_score(quantile_sum: f64, n: usize, log_ratios: &mut [f64]) -> f64 {
     z * (effect / std::f64::consts::LN_2).min(1.0)
 }
 
-/// Shortest later part of the window the pooled self-time test looks at.
+/// Shortest later part of the window the self-time tests look at.
 const MIN_SCAN_NS: i64 = 30_000_000_000;
 
-/// The pooled self-time shift of one service's window spans `(start,
-/// quantile, log ratio)`, drift `phi`: over the whole window, and over its
-/// later part (the last half, quarter, … down to 30 s). An incident's
-/// onset is its first symptom, and a fault that joins it later (the
-/// service saturates a minute after something else opened the incident)
-/// shows in its own spans only from then on: over the whole window it is
-/// diluted by the healthy spans before it. A later part is one of several
+/// The self-time shift of window spans `(start, quantile, log ratio)` (a
+/// service's pool or one operation's), drift `phi`: over the whole window,
+/// and over its later part (the last half, quarter, … down to 30 s). An
+/// incident's onset is its first symptom, and a fault that joins it later
+/// (the service saturates a minute after something else opened the
+/// incident) shows in its own spans only from then on: over the whole
+/// window it is diluted by the healthy spans before it. A later part is one of several
 /// looks, so it must beat the whole window by the expected best of as many
 /// chance z-scores (`sqrt(2 ln m)` for `m` looks), as for operations.
 fn scanned_shift(points: &mut [(i64, f64, f64)], phi: f64) -> f64 {

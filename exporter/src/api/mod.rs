@@ -218,7 +218,6 @@ async fn authenticate(
     }
 }
 
-/// The API's error body: `{"error": "..."}`.
 /// An OTLP span kind as the API writes it everywhere (RED series, traces,
 /// anomaly subjects): lowercase, without the `SPAN_KIND_` prefix that
 /// `/metrics` keeps for the Collector's spanmetrics label.
@@ -234,6 +233,7 @@ fn kind_name(kind: i8) -> &'static str {
     }
 }
 
+/// The API's error body: `{"error": "..."}`.
 fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }

@@ -345,7 +345,11 @@ async fn send_loop(
                 counter.inc_by(u64::from(record.items));
             }
             Ok(Delivery::Refused) => {}
-            Ok(Delivery::Cancelled) | Err(_) => {
+            outcome @ (Ok(Delivery::Cancelled) | Err(_)) => {
+                if let Err(e) = outcome {
+                    // Never aborted: only a panic ends a delivery early.
+                    tracing::error!(exporter = %target.config.name, error = %e, "forwarding stopped: a delivery task failed; what is queued stays for the next start");
+                }
                 // This one stays queued, and with it everything after it
                 // (the cursor cannot skip it): the rest may have been
                 // delivered and will be sent again after the restart.

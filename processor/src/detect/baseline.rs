@@ -91,10 +91,16 @@ impl Baseline {
     /// [`Self::robust_z`] with another absolute spread floor (for values
     /// that are not microseconds).
     pub fn robust_z_floored(&self, x: f64, absolute_floor: f64) -> f64 {
+        self.robust_z_around(x, self.median, absolute_floor)
+    }
+
+    /// [`Self::robust_z_floored`] around another `center` (a time-of-day
+    /// value) with this history's spread, floored relative to the center.
+    pub fn robust_z_around(&self, x: f64, center: f64, absolute_floor: f64) -> f64 {
         let spread = (1.4826 * self.mad)
-            .max(RELATIVE_FLOOR * self.median.abs())
+            .max(RELATIVE_FLOOR * center.abs())
             .max(absolute_floor);
-        (x - self.median) / spread
+        (x - center) / spread
     }
 }
 

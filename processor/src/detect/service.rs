@@ -527,8 +527,7 @@ impl ServiceDetector {
                     if (k < usual_calls) != (metric == Metric::TrafficDrop) {
                         score = 0.0;
                     } else {
-                        let spread = (1.4826 * self.share.mad()).max(0.1 * usual).max(1e-9);
-                        let zs = ((share - usual) / spread).abs();
+                        let zs = self.share.robust_z_around(share, usual, 1e-9).abs();
                         score = score.min(poisson_score(k, usual_calls)).min(zs);
                     }
                 }
