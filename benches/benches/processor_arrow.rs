@@ -3,12 +3,16 @@
 
 use causeway_benches::{Workload, WorkloadConfig, span_count};
 use causeway_model::TenantId;
+use causeway_model::schema::span_schema;
 use causeway_processor::config::SpansConfig;
 use causeway_processor::graph::GraphState;
 use causeway_processor::kernels::otlp_to_arrow::otlp_to_arrow;
 use causeway_processor::red;
 use causeway_processor::series::SeriesSet;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 use prost::Message;
 
 fn bench(c: &mut Criterion) {
@@ -66,6 +70,37 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
+    // Span files: 64 requests (one file's worth at the default flush size
+    // is 65,536 spans) written to memory with the store's settings, and
+    // with plain ZSTD settings (dictionaries and statistics on every
+    // column) side by side.
+    let mut group = c.benchmark_group("span_file_64_requests");
+    group.throughput(Throughput::Elements(64 * spans));
+    let write = |props: WriterProperties| {
+        let mut out = Vec::with_capacity(4 << 20);
+        let mut w = ArrowWriter::try_new(&mut out, span_schema(), Some(props)).expect("writer");
+        for b in &batches {
+            w.write(b).expect("write");
+        }
+        w.close().expect("close");
+        out.len()
+    };
+    eprintln!(
+        "span file bytes: store settings {}, plain {}",
+        write(causeway_store::span_writer_props()),
+        write(plain_props())
+    );
+    group.bench_function("store_settings", |b| {
+        b.iter(|| write(causeway_store::span_writer_props()))
+    });
+    group.bench_function("plain_zstd", |b| b.iter(|| write(plain_props())));
+    group.finish();
+}
+
+fn plain_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
 }
 
 criterion_group!(benches, bench);

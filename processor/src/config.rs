@@ -34,6 +34,11 @@ pub struct SpansConfig {
     /// Limits of `POST /api/v1/query`.
     #[serde(default)]
     pub sql: crate::sql::SqlConfig,
+    /// Requests converted to Arrow at once, each on a thread of its own,
+    /// ahead of the stage that aggregates them (default: one per core, at
+    /// most 8).
+    #[serde(default = "default_convert_threads")]
+    pub convert_threads: usize,
 }
 
 /// `processors.spans.retention`.
@@ -74,6 +79,7 @@ impl Default for SpansConfig {
             retention: RetentionConfig::default(),
             graph: GraphConfig::default(),
             sql: crate::sql::SqlConfig::default(),
+            convert_threads: default_convert_threads(),
         }
     }
 }
@@ -118,6 +124,9 @@ fn default_ret_minute() -> Duration {
 fn default_ret_hour() -> Duration {
     Duration::from_secs(30 * 24 * 3600)
 }
+fn default_convert_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+}
 fn default_ttl() -> Duration {
     Duration::from_secs(30)
 }
@@ -149,6 +158,9 @@ impl SpansConfig {
         }
         if self.retention.window < w {
             p.push(("retention.window", "must be at least one window".into()));
+        }
+        if !(1..=64).contains(&self.convert_threads) {
+            p.push(("convert_threads", "must be between 1 and 64".into()));
         }
         if self.graph.max_pending == 0 {
             p.push(("graph.max_pending", "must be at least 1".into()));

@@ -127,6 +127,9 @@ pub struct GraphSettings {
 
 type SpanRef = ([u8; 16], [u8; 8]);
 
+/// No slot: the end of a waiting chain.
+const NIL: u32 = u32::MAX;
+
 #[derive(Debug, Clone)]
 struct Pending {
     service: Arc<str>,
@@ -143,6 +146,8 @@ struct Pending {
     paired: bool,
     /// Intervals of the children seen so far (start, end), ns.
     children: Vec<(i64, i64)>,
+    /// The next child waiting for the same parent, or [`NIL`].
+    next: u32,
 }
 
 /// A span's self time, final: its RED key, start (ns) and self time (µs).
@@ -182,11 +187,20 @@ pub fn self_time_ns(start: i64, end: i64, children: &mut [(i64, i64)]) -> i64 {
 #[derive(Debug)]
 pub struct GraphState {
     settings: GraphSettings,
+    /// Every waiting span, in slots reused once freed: the maps hold slot
+    /// numbers, so the store neither moves spans when a map grows nor
+    /// allocates per span once warm (a slot's `children` buffer is kept).
+    slots: Vec<Pending>,
+    /// Free slots.
+    free: Vec<u32>,
     // Ids are random bytes: a fast hash is enough, and SipHash's DoS
     // resistance buys nothing for a per-tenant, bounded map.
-    spans: HashMap<SpanRef, Pending, RandomState>,
-    /// Children whose parent has not arrived, by (trace, parent id).
-    waiting: HashMap<SpanRef, Vec<Pending>, RandomState>,
+    spans: HashMap<SpanRef, u32, RandomState>,
+    /// Children whose parent has not arrived, by (trace, parent id): the
+    /// first of a chain linked through `next`.
+    waiting: HashMap<SpanRef, u32, RandomState>,
+    /// Spans in `waiting`'s chains.
+    waiting_spans: usize,
     /// Arrival order, for expiry and eviction: (end time, span, is_waiting).
     order: VecDeque<(i64, SpanRef, bool)>,
     watermark_ns: i64,
@@ -207,8 +221,11 @@ impl GraphState {
     pub fn new(settings: GraphSettings) -> Self {
         Self {
             settings,
+            slots: Vec::new(),
+            free: Vec::new(),
             spans: HashMap::default(),
             waiting: HashMap::default(),
+            waiting_spans: 0,
             order: VecDeque::new(),
             watermark_ns: i64::MIN,
             unpaired: 0,
@@ -229,9 +246,34 @@ impl GraphState {
         self.server_side.iter()
     }
 
-    /// Spans currently waiting (walks the store; for tests and stats).
+    /// Spans currently waiting.
     pub fn pending(&self) -> usize {
-        self.spans.len() + self.waiting.values().map(Vec::len).sum::<usize>()
+        self.spans.len() + self.waiting_spans
+    }
+
+    /// Stores `span` in a free slot (or a new one); returns the slot.
+    fn alloc(&mut self, mut span: Pending) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                let slot = &mut self.slots[i as usize];
+                // Keep the slot's buffer unless `span` brings its own
+                // (children that arrived before it).
+                if span.children.is_empty() {
+                    let mut children = std::mem::take(&mut slot.children);
+                    children.clear();
+                    span.children = children;
+                }
+                *slot = span;
+                i
+            }
+            None => {
+                // Slots are bounded by `max_pending` (see `add`), far below
+                // `u32::MAX`.
+                let i = u32::try_from(self.slots.len()).unwrap_or(NIL);
+                self.slots.push(span);
+                i
+            }
+        }
     }
 
     /// Pairs the spans of `batch`, recording edges into `edges`.
@@ -309,6 +351,7 @@ impl GraphState {
                 peer,
                 paired: false,
                 children: Vec::new(),
+                next: NIL,
             };
             let parent_id = (!parent.is_null(row))
                 .then(|| <[u8; 8]>::try_from(parent.value(row)).ok())
@@ -346,28 +389,39 @@ impl GraphState {
             }
         }
         if let Some(p) = parent {
-            match self.spans.get_mut(&(trace, p)) {
-                Some(parent_span) => {
+            match self.spans.get(&(trace, p)) {
+                Some(&i) => {
+                    let parent_span = &mut self.slots[i as usize];
                     parent_span.children.push((span.start_ns, span.end_ns));
                     pair(edges, &mut self.server_side, parent_span, &span);
                 }
                 None => {
-                    self.waiting
-                        .entry((trace, p))
-                        .or_default()
-                        .push(span.clone());
+                    let mut copy = span.clone();
+                    copy.next = self.waiting.get(&(trace, p)).copied().unwrap_or(NIL);
+                    let i = self.alloc(copy);
+                    self.waiting.insert((trace, p), i);
+                    self.waiting_spans += 1;
                     self.order.push_back((span.end_ns, (trace, p), true));
                 }
             }
         }
-        if let Some(children) = self.waiting.remove(&(trace, id)) {
-            for child in &children {
+        if let Some(mut i) = self.waiting.remove(&(trace, id)) {
+            while i != NIL {
+                let child = &self.slots[i as usize];
                 span.children.push((child.start_ns, child.end_ns));
                 pair(edges, &mut self.server_side, &mut span, child);
+                let next = child.next;
+                self.free.push(i);
+                self.waiting_spans -= 1;
+                i = next;
             }
         }
         self.order.push_back((span.end_ns, (trace, id), false));
-        self.spans.insert((trace, id), span);
+        let i = self.alloc(span);
+        if let Some(old) = self.spans.insert((trace, id), i) {
+            // A duplicate span id: the later span replaces the earlier.
+            self.free.push(old);
+        }
         // Every waiting span has at least one entry in `order`, so bounding
         // `order` bounds the store, duplicates and a stalled clock included.
         while self.order.len() > self.settings.max_pending {
@@ -382,13 +436,22 @@ impl GraphState {
     /// Drops what waits under `key`; returns how many spans left unpaired.
     fn drop_entry(&mut self, edges: &mut SeriesSet<EdgeKey>, key: SpanRef, waiting: bool) -> u64 {
         if waiting {
-            let n = self.waiting.remove(&key).map_or(0, |v| v.len() as u64);
+            let mut n = 0;
+            let mut i = self.waiting.remove(&key).unwrap_or(NIL);
+            while i != NIL {
+                self.free.push(i);
+                n += 1;
+                i = self.slots[i as usize].next;
+            }
+            self.waiting_spans -= n as usize;
             self.unpaired += n;
             return n;
         }
-        let Some(mut span) = self.spans.remove(&key) else {
+        let Some(i) = self.spans.remove(&key) else {
             return 0;
         };
+        self.free.push(i);
+        let span = &mut self.slots[i as usize];
         let self_ns = self_time_ns(span.start_ns, span.end_ns, &mut span.children);
         self.finished.push((
             RedKey {
@@ -403,13 +466,13 @@ impl GraphState {
         if span.paired || !matches!(span.kind, kind::CLIENT | kind::PRODUCER) {
             return 0;
         }
-        match span.peer {
+        match &span.peer {
             Some((server, connection)) => {
                 record_edge(
                     edges,
                     &span.service,
-                    server,
-                    connection,
+                    Arc::clone(server),
+                    *connection,
                     span.start_ns,
                     span.duration_us,
                     span.error,

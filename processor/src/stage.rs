@@ -1,10 +1,18 @@
 //! The processor stage: one task that owns all per-tenant state.
+//!
+//! Converting a request to Arrow is a pure function of its bytes and the
+//! largest part of the work per span, so it runs on a few blocking threads
+//! ahead of the stage; the stage takes the results in queue order, so what
+//! it computes does not depend on which conversion finished first, and a
+//! query still sees every batch acknowledged before it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
 use causeway_model::{QueuedBatch, TenantId};
 use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinHandle};
 
 use crate::catalog::Catalog;
 use crate::config::SpansConfig;
@@ -24,6 +32,14 @@ const DETECTION_PART: &str = "detection";
 /// How often windows past the watermark are sealed.
 const TICK: Duration = Duration::from_secs(1);
 
+/// The oldest conversion in flight; `converting` must not be empty.
+async fn oldest(converting: &mut VecDeque<JoinHandle<Converted>>) -> Result<Converted, JoinError> {
+    match converting.front_mut() {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// RED series, graph edges and span pairing of one tenant.
 #[derive(Debug)]
 struct TenantState {
@@ -34,6 +50,9 @@ struct TenantState {
     graph: GraphState,
     detect: TenantDetection,
 }
+
+/// A batch and its conversion to Arrow.
+type Converted = (QueuedBatch, Result<RecordBatch, crate::error::Error>);
 
 /// Consumes the ingest queue and answers queries.
 #[derive(Debug)]
@@ -130,15 +149,22 @@ impl ProcessorStage {
         let mut queries_open = true;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Conversions in flight, oldest first.
+        let mut converting: VecDeque<JoinHandle<Converted>> = VecDeque::new();
+        let in_flight = self.config.convert_threads.max(1);
         loop {
             tokio::select! {
                 biased;
                 q = self.queries.recv(), if queries_open => match q {
                     Some(q) => {
                         // Everything acknowledged before the question was
-                        // asked is already in the input: take it first.
+                        // asked is already in the input or converting:
+                        // take it all first.
                         while let Ok(batch) = self.input.try_recv() {
-                            self.process(batch);
+                            converting.push_back(self.convert(batch));
+                        }
+                        while let Some(c) = converting.pop_front() {
+                            self.process(c.await);
                         }
                         // Detection answers cover every window the
                         // watermark has passed, not only those the last
@@ -150,8 +176,12 @@ impl ProcessorStage {
                     }
                     None => queries_open = false,
                 },
-                b = self.input.recv() => match b {
-                    Some(batch) => self.process(batch),
+                c = oldest(&mut converting), if !converting.is_empty() => {
+                    converting.pop_front();
+                    self.process(c);
+                }
+                b = self.input.recv(), if converting.len() < in_flight => match b {
+                    Some(batch) => converting.push_back(self.convert(batch)),
                     None => break,
                 },
                 _ = tick.tick() => {
@@ -162,6 +192,9 @@ impl ProcessorStage {
                     }
                 }
             }
+        }
+        while let Some(c) = converting.pop_front() {
+            self.process(c.await);
         }
         for state in self.tenants.values_mut() {
             state.graph.flush(&mut state.edges);
@@ -195,12 +228,33 @@ impl ProcessorStage {
             })
     }
 
-    fn process(&mut self, queued: QueuedBatch) {
+    /// Counts `queued` into the catalog and starts its conversion.
+    fn convert(&mut self, queued: QueuedBatch) -> JoinHandle<Converted> {
         let batch = &queued.batch;
+        // Counted here, from the receiver's scan, so that the catalog holds
+        // every accepted span even if its conversion were to fail.
         self.catalog.add(&batch.tenant, &batch.services);
         self.processed_batches += 1;
         self.processed_spans += batch.spans;
-        let spans = match otlp_to_arrow(&batch.tenant, &batch.payload) {
+        tokio::task::spawn_blocking(move || {
+            let spans = otlp_to_arrow(&queued.batch.tenant, &queued.batch.payload);
+            (queued, spans)
+        })
+    }
+
+    fn process(&mut self, converted: Result<Converted, JoinError>) {
+        let (queued, spans) = match converted {
+            Ok(c) => c,
+            Err(e) => {
+                // A panic in the conversion: a bug, not bad input. The
+                // batch's lease went with the task.
+                self.failed_batches += 1;
+                tracing::error!(error = %e, "the conversion of an accepted batch panicked");
+                return;
+            }
+        };
+        let batch = &queued.batch;
+        let spans = match spans {
             Ok(b) => b,
             Err(e) => {
                 // The receiver validated this payload: this is a bug, not bad
@@ -585,6 +639,71 @@ pub(crate) mod tests {
         assert!(other.is_empty(), "tenants are apart");
         drop(tx);
         task.await.expect("stage ends when input closes");
+    }
+}
+
+#[cfg(test)]
+mod conversion_tests {
+    use super::tests::queued;
+    use super::*;
+    use crate::query::{EdgeRow, QueryHandle};
+    use bytes::Bytes;
+    use causeway_benches::{Workload, WorkloadConfig};
+    use prost::Message;
+
+    /// RED rows (self time included) and edges after `requests` went
+    /// through a stage converting `threads` requests at once.
+    async fn run(threads: usize, requests: &[Bytes], tag: &str) -> (Vec<RedRow>, Vec<EdgeRow>) {
+        let dir =
+            std::env::temp_dir().join(format!("causeway-stage-conv-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let persist =
+            Persistence::open(crate::config::StorageSettings::new(dir.clone())).expect("p");
+        let config = SpansConfig {
+            convert_threads: threads,
+            ..SpansConfig::default()
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let (qtx, qrx) = mpsc::channel(4);
+        let stage = ProcessorStage::new(rx, qrx, config, persist).expect("stage");
+        let handle = QueryHandle::new(qtx);
+        let task = tokio::spawn(stage.run());
+        for r in requests {
+            tx.send(queued("acme", r.clone(), 1)).await.expect("send");
+        }
+        let acme = TenantId::new("acme").expect("tenant");
+        let all = RedQuery {
+            from_ns: 0,
+            to_ns: i64::MAX / 2,
+            ..RedQuery::default()
+        };
+        let red = handle.red(acme.clone(), all).await.expect("red");
+        let edges = handle.graph(acme, 0, i64::MAX / 2).await.expect("graph");
+        drop(tx);
+        task.await.expect("stage");
+        let _ = std::fs::remove_dir_all(&dir);
+        (red, edges)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_do_not_depend_on_how_many_conversions_run_at_once() {
+        // Far enough apart that spans expire from the pairing store while
+        // later requests arrive, and with the oldest requests last (a
+        // collector retrying): self times and unpaired spans depend on the
+        // order batches are aggregated in.
+        let mut w = Workload::new(WorkloadConfig {
+            spacing_ns: 500_000_000,
+            ..WorkloadConfig::default()
+        });
+        let mut requests: Vec<Bytes> = (0..32)
+            .map(|_| Bytes::from(w.batch(300).encode_to_vec()))
+            .collect();
+        requests.rotate_left(8);
+        let one = run(1, &requests, "one").await;
+        let four = run(4, &requests, "four").await;
+        assert!(!one.0.is_empty() && !one.1.is_empty());
+        assert!(one.0.iter().any(|r| r.self_total.is_some()));
+        assert_eq!(one, four);
     }
 }
 

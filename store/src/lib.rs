@@ -27,7 +27,7 @@ pub use duck::DuckDbStore;
 pub use error::{Error, Result};
 pub use reports::DuckDbReports;
 pub use signals::{CursorUpdate, DuckDbSignals, SealedRow, SignalQuery};
-pub use spans::{SpanStore, SpanStoreSettings, scan_files};
+pub use spans::{SpanStore, SpanStoreSettings, scan_files, writer_props as span_writer_props};
 
 use causeway_model::TenantId;
 

@@ -25,7 +25,8 @@ use causeway_model::schema::{col, span_schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 
@@ -566,10 +567,31 @@ fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
     Ok(out)
 }
 
-fn writer_props() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build()
+/// Columns whose values (almost) never repeat: span ids and nanosecond
+/// times. A dictionary for them costs a hash per value and saves nothing
+/// (a trace id repeats once per span of its trace, so it keeps one); min/max
+/// statistics of random ids prune nothing.
+const UNIQUE_COLUMNS: [&str; 5] = [
+    col::SPAN_ID,
+    col::PARENT_SPAN_ID,
+    col::START_TIME,
+    col::END_TIME,
+    col::DURATION_NS,
+];
+
+/// How span files are written (public for the benches, which weigh it
+/// against plain settings).
+pub fn writer_props() -> WriterProperties {
+    let mut b =
+        WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default()));
+    for c in UNIQUE_COLUMNS {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
+    }
+    // Time statistics stay: they let a time-range query skip row groups.
+    for c in [col::SPAN_ID, col::PARENT_SPAN_ID] {
+        b = b.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
+    }
+    b.build()
 }
 
 /// Writes under a temporary name, then renames.
