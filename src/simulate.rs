@@ -345,6 +345,7 @@ fn analyse_in(
                 signals,
                 now_ns: incident.updated_ns,
                 feedback: &[],
+                history: &causeway_correlator::history::History::default(),
             },
             &config,
         );
@@ -795,6 +796,64 @@ mod tests {
         assert_eq!(back.hypotheses[0].service, top);
     }
 
+    /// The same bad deploy again, 24 minutes later (after the first
+    /// incident's top hypothesis was rejected and then confirmed): the later
+    /// report's hypothesis on the same evidence cites the earlier verdict,
+    /// and its score is raised by it.
+    async fn verdicts_weigh_in_a_later_incident(
+        session: &mut crate::app::Session,
+        dir: &std::path::Path,
+        tenant: &causeway_model::TenantId,
+        start_ns: u64,
+    ) {
+        let later = start_ns + 24 * 60_000_000_000;
+        let fault = Fault::parse("bad-deploy:payment@20m", later).expect("fault");
+        feed(session, shop(5, later, 24, vec![fault])).await;
+        let service = rca_service(session, dir);
+        assert!(service.analyse_all().await.expect("analyse") > 0);
+        let at = i64::try_from(later).expect("fits") + 20 * 60_000_000_000;
+        let reports = service
+            .list(tenant, i64::MIN, i64::MAX, 0)
+            .await
+            .expect("list");
+        let first = reports
+            .iter()
+            .filter(|r| !r.feedback.is_empty())
+            .map(|r| r.id)
+            .next()
+            .expect("the report people gave feedback on");
+        let report = reports
+            .iter()
+            .find(|r| r.window_start_ns >= at - 10_000_000_000)
+            .expect("a report for the second fault's incident");
+        let payment = report
+            .hypotheses
+            .iter()
+            .find(|h| h.service == "payment")
+            .expect("payment is a hypothesis");
+        assert_eq!(
+            payment
+                .precedents
+                .iter()
+                .map(|p| (p.incident, p.confirmed))
+                .collect::<Vec<_>>(),
+            [(first, true)],
+            "{}",
+            causeway_correlator::report::markdown(report)
+        );
+        let raw = payment
+            .evidence
+            .iter()
+            .find_map(|e| match e {
+                causeway_model::Evidence::EventPattern { score, .. }
+                | causeway_model::Evidence::ErrorOrigin { score, .. }
+                | causeway_model::Evidence::SelfTime { score, .. } => Some(score.abs()),
+                _ => None,
+            })
+            .expect("trace evidence");
+        assert!(payment.score > raw, "{} vs {raw}", payment.score);
+    }
+
     /// The event stream hears of incidents from the RCA service's watch,
     /// within seconds, not at the next RCA pass: after priming (what a new
     /// subscriber can read from the API is not announced), each new or
@@ -847,6 +906,7 @@ mod tests {
                 .await
                 .expect("list");
             feedback_reorders_the_next_analysis(session, dir, tenant, &reports, start_ns).await;
+            verdicts_weigh_in_a_later_incident(session, dir, tenant, start_ns).await;
             reports
         });
         let at = i64::try_from(start_ns).expect("fits") + 20 * 60_000_000_000;

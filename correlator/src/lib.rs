@@ -15,6 +15,7 @@
 pub mod changes;
 pub mod config;
 mod error;
+pub mod history;
 pub mod localize;
 pub mod report;
 pub mod spans;
@@ -46,6 +47,8 @@ pub struct Input<'a> {
     /// Verdicts users gave on this incident's earlier report, oldest
     /// first.
     pub feedback: &'a [causeway_model::rca::Feedback],
+    /// Verdicts on the tenant's earlier incidents, by evidence.
+    pub history: &'a history::History,
 }
 
 /// Time ranges `[from, to)` other incidents cover: kept out of the
@@ -379,7 +382,24 @@ fn with_feedback<'c>(
 
 /// Analyses one incident.
 pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
-    let candidates = localize::localize(&input.reference, &input.window, &mut input.strings);
+    let mut candidates = localize::localize(&input.reference, &input.window, &mut input.strings);
+    // Earlier incidents' verdicts on the same evidence weigh in.
+    let mut precedents: std::collections::HashMap<String, Vec<causeway_model::Precedent>> =
+        std::collections::HashMap::new();
+    if !input.history.is_empty() {
+        for c in &mut candidates {
+            let p = input.history.precedents(c, input.incident.id);
+            if !p.is_empty() {
+                c.score = history::weighed(c.score, &p);
+                precedents.insert(c.service.clone(), p);
+            }
+        }
+        candidates.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.service.cmp(&b.service))
+        });
+    }
     let top = with_feedback(&candidates, input.feedback, config.hypotheses);
     let max = top.iter().map(|c| c.score).fold(0.0, f64::max);
     let norm: f64 = top.iter().map(|c| (c.score - max).exp()).sum();
@@ -440,6 +460,7 @@ pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
             score: c.score,
             change,
             evidence,
+            precedents: precedents.remove(&c.service).unwrap_or_default(),
         });
     }
     let culprit = hypotheses.first().map(|h| h.service.clone());
@@ -694,6 +715,7 @@ mod tests {
                 signals: &[],
                 now_ns: onset,
                 feedback: &[],
+                history: &history::History::default(),
             },
             &CorrelatorConfig::default(),
         );

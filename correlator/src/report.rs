@@ -340,6 +340,9 @@ pub fn llm_evidence(r: &RcaReport) -> String {
         for e in &h.evidence {
             let _ = writeln!(s, "  evidence: {}", describe_evidence(e));
         }
+        for p in &h.precedents {
+            let _ = writeln!(s, "  earlier: {}", describe_precedent(p));
+        }
     }
     for l in &r.reports {
         let _ = writeln!(s, "Reported: {}", describe_evidence(&l.signal));
@@ -348,6 +351,16 @@ pub fn llm_evidence(r: &RcaReport) -> String {
         let _ = writeln!(s, "Timeline: {} {}", rfc3339(t.time_ns), t.what);
     }
     s
+}
+
+/// An earlier verdict, in words.
+fn describe_precedent(p: &causeway_model::Precedent) -> String {
+    format!(
+        "the same evidence ({}) was {} as the cause of incident {}",
+        p.evidence,
+        if p.confirmed { "confirmed" } else { "rejected" },
+        p.incident
+    )
 }
 
 /// The report as Markdown.
@@ -396,6 +409,9 @@ pub fn markdown(r: &RcaReport) -> String {
                 let _ = write!(s, "; traces {}", traces.join(", "));
             }
             s.push('\n');
+        }
+        for p in &h.precedents {
+            let _ = writeln!(s, "   - earlier: {}", describe_precedent(p));
         }
     }
     if !r.reports.is_empty() {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_connectors::SignalHub;
+use causeway_correlator::history::History;
 use causeway_correlator::spans::Interner;
 use causeway_correlator::{CorrelatorConfig, Input, Listing, analyze, excluded_ranges, gather};
 use causeway_model::rca::{Feedback, RcaReport};
@@ -287,6 +288,8 @@ impl RcaService {
                 .await
                 .map_err(|_| RcaError::Stopped)?,
         );
+        // People's verdicts on earlier incidents, once per pass.
+        let history = Arc::new(self.history(tenant).await?);
         let mut n = 0;
         for incident in stale {
             let Some((incident, anomalies)) = self
@@ -328,6 +331,7 @@ impl RcaService {
             let tenant_c = tenant.clone();
             let updated = incident.updated_ns;
             let id = incident.id;
+            let history = Arc::clone(&history);
             // Reading Parquet and ranking are CPU and disk work: off the
             // async workers.
             let mut outcome =
@@ -351,6 +355,7 @@ impl RcaService {
                             signals: &signals,
                             now_ns: now_ns(),
                             feedback: &feedback,
+                            history: &history,
                         },
                         &config,
                     ))
@@ -402,6 +407,24 @@ impl RcaService {
         })
         .await
         .map_err(|e| RcaError::Store(e.to_string()))?
+    }
+
+    /// What `tenant`'s feedback says about the evidence of the reports it
+    /// was given on.
+    async fn history(&self, tenant: &TenantId) -> Result<History, RcaError> {
+        let t = tenant.clone();
+        self.with_store(move |db| {
+            let feedback = db.all_feedback(&t)?;
+            let mut ids: Vec<u64> = feedback.iter().map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut reports = Vec::with_capacity(ids.len());
+            for id in ids {
+                reports.extend(db.get(&t, id)?);
+            }
+            Ok(History::learn(&feedback, &reports))
+        })
+        .await
     }
 
     /// Stores `report` for `tenant` as the service would (imports, tests).

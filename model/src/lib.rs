@@ -19,6 +19,6 @@ pub mod wire;
 
 pub use anomaly::{Anomaly, Incident, IncidentState, Severity, Subject};
 pub use batch::{Lease, QueuedBatch, ServiceCount, TraceBatch, Transport};
-pub use rca::{CauseKind, Evidence, Hypothesis, RcaReport};
+pub use rca::{CauseKind, Evidence, Hypothesis, Precedent, RcaReport};
 pub use signal::{Signal, SignalKind};
 pub use tenant::{TenantId, TenantIdError};

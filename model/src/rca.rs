@@ -165,6 +165,21 @@ pub struct Hypothesis {
     pub change: Option<Evidence>,
     /// Why.
     pub evidence: Vec<Evidence>,
+    /// Verdicts people gave on earlier incidents' hypotheses that stood on
+    /// the same evidence; they weigh in `score`.
+    #[serde(default)]
+    pub precedents: Vec<Precedent>,
+}
+
+/// An earlier incident's verdict on the same evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Precedent {
+    /// The earlier incident (and report) id.
+    pub incident: u64,
+    /// Confirmed (true) or rejected there.
+    pub confirmed: bool,
+    /// The evidence matched: kind, service, and operation or template.
+    pub evidence: String,
 }
 
 /// A ticket or message that reports the incident's symptoms.

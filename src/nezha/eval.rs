@@ -297,6 +297,7 @@ fn rca_all(
                 signals: &[],
                 now_ns: incident.updated_ns,
                 feedback: &[],
+                history: &causeway_correlator::history::History::default(),
             },
             &config,
         );

@@ -693,6 +693,7 @@ fn sample_report(id: u64, tenant: &str) -> causeway_model::RcaReport {
                 score: 7.5,
                 trace_ids: vec!["0af7651916cd43dd8448eb211c80319c".into()],
             }],
+            precedents: Vec::new(),
         }],
         impacted_services: vec!["checkout".into(), "frontend".into()],
         reports: Vec::new(),

@@ -66,6 +66,7 @@ fn report(service: &str, cause: CauseKind, confidence: f64) -> RcaReport {
             score: 9.0,
             change: None,
             evidence: Vec::new(),
+            precedents: Vec::new(),
         }],
         impacted_services: vec![service.into(), "frontend".into()],
         reports: Vec::new(),
