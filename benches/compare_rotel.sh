@@ -72,6 +72,19 @@ run() { # label pid loadgen-args...
   "$LG" --label "$label" --pid "$pid" --duration "${SECS}s" "$@"
 }
 
+# Whether the pipeline kept up: a query is answered only after everything
+# acknowledged before it was processed, so the time the first one takes
+# after the load stops is the backlog left, and the CPU it costs is work
+# the run's spans/CPU-s figure did not include.
+cpu_of() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
+backlog() { # pid
+  local t0 c0 t1 c1
+  t0=$(date +%s.%N); c0=$(cpu_of "$1")
+  curl -s 127.0.0.1:14319/api/v1/services >/dev/null
+  t1=$(date +%s.%N); c1=$(cpu_of "$1")
+  python3 -c "print(f'  backlog: processed {$t1 - $t0:.2f} s after the load stopped, {$c1 - $c0:.2f} CPU-s more')"
+}
+
 declare -A RESULT
 echo "== ingest: spans per server CPU-second (higher is better), ${SECS}s per run"
 for mode in grpc http grpc+gzip; do
@@ -83,6 +96,7 @@ for mode in grpc http grpc+gzip; do
   start_causeway
   line=$(run causeway "$CW_PID" "${args[@]}" "$cw" 2>&1 | tail -1 | sed "s/^/ /")
   echo "$line"; RESULT[cw_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+  backlog "$CW_PID"
   kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
   start_rotel --exporter blackhole
   line=$(run rotel "$RO_PID" "${args[@]}" "$ro" 2>&1 | tail -1 | sed "s/^/ /")

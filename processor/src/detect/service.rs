@@ -9,7 +9,10 @@
 //!
 //! - errors: spans with status ERROR, against the service's error rate;
 //! - slow calls: spans longer than `slow_factor` × their own operation's
-//!   normal p99, against the rate of such spans (about 1% or less);
+//!   normal p99, against the rate of such spans (about 1% or less); since
+//!   slow spans come in clusters (one slow query slows a request's spans
+//!   together), the share must also be far outside its own variation
+//!   between sliding windows, as for traffic;
 //! - traffic: calls against the service's usual share of the tenant's
 //!   calls (a daily cycle moves every service alike; a drop in one service
 //!   does not); since real traffic is burstier than a Poisson process, the
@@ -279,6 +282,10 @@ struct Entry {
     settled: bool,
 }
 
+fn slow_share_history() -> Baseline {
+    Baseline::new(120)
+}
+
 /// Detection state of one service.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ServiceDetector {
@@ -294,6 +301,9 @@ pub struct ServiceDetector {
     /// The share by time of day, learned over days.
     #[serde(default)]
     seasonal_share: Seasonal,
+    /// The share of slow calls, per healthy sliding window.
+    #[serde(default = "slow_share_history")]
+    slow_share: Baseline,
     /// Open metric: onset and quiet windows since.
     open: [Option<(i64, usize)>; 4],
     seen: usize,
@@ -309,6 +319,7 @@ impl ServiceDetector {
             slow: Rate::default(),
             share: Baseline::new(120),
             seasonal_share: Seasonal::default(),
+            slow_share: slow_share_history(),
             open: [None; 4],
             seen: 0,
         }
@@ -427,6 +438,14 @@ impl ServiceDetector {
                 self.settle(s, e);
             }
         }
+        // Every sliding window not in a slow-call anomaly teaches the
+        // share's variation, remarkable or not: clusters are what it must
+        // learn, and a window left out for being remarkable would keep
+        // them surprising forever.
+        if self.open[1].is_none() && sum.measured > 0 {
+            self.slow_share
+                .push(sum.slow as f64 / sum.measured as f64);
+        }
         if self.open[2].is_none()
             && self.open[3].is_none()
             && scores[2] < s.hold_score
@@ -493,11 +512,17 @@ impl ServiceDetector {
             }
             Metric::SlowRatio => {
                 let p = self.slow.p();
-                (
-                    binomial_upper_score(sum.slow, sum.measured, p),
-                    ratio(sum.slow, sum.measured),
-                    p,
-                )
+                let observed = ratio(sum.slow, sum.measured);
+                let mut score = binomial_upper_score(sum.slow, sum.measured, p);
+                // Slow calls come in clusters (a slow query makes a
+                // request's spans slow together), not as independent
+                // trials: as for traffic, the share must also be far
+                // outside how much it usually varies between sliding
+                // windows, once there is a history of it.
+                if self.slow_share.len() >= s.warmup {
+                    score = score.min(self.slow_share.robust_z_floored(observed, 1e-9));
+                }
+                (score, observed, p)
             }
             Metric::TrafficDrop | Metric::TrafficSurge => {
                 let expected = self.share.median() * tenant as f64;

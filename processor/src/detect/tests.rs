@@ -939,6 +939,44 @@ mod sliding {
         })
     }
 
+    /// Slow spans in clusters (one slow request makes twelve spans slow
+    /// together): in a healthy sliding minute of 600 spans the slow ones
+    /// vary by whole clusters, far more than independent trials would, and
+    /// a minute with a cluster in every window (12%, one minute in 64) is
+    /// "one in ten million" to a binomial test. Against the share's own
+    /// variation it is not news; half the calls slow for two minutes is.
+    #[test]
+    fn clustered_slow_calls_are_judged_by_how_much_their_share_varies() {
+        let s = SlidingSettings::default();
+        let mut rng = Rng(5);
+        let mut d = ServiceDetector::new();
+        for i in 0..1440 {
+            let cluster = rng.next() < 0.5;
+            let c = Counts {
+                calls: 100,
+                errors: 0,
+                measured: 100,
+                slow: if cluster { 12 } else { 0 },
+            };
+            let events = d.observe(&s, i * W, c, 1000);
+            assert!(
+                opened(&events, Metric::SlowRatio).is_none(),
+                "window {i}: {events:?}"
+            );
+        }
+        let mut found = false;
+        for i in 1440..1452 {
+            let c = Counts {
+                calls: 100,
+                errors: 0,
+                measured: 100,
+                slow: 50,
+            };
+            found |= opened(&d.observe(&s, i * W, c, 1000), Metric::SlowRatio).is_some();
+        }
+        assert!(found, "half the calls slow is news");
+    }
+
     /// A nightly batch: the service's share of the tenant's calls goes
     /// from 2% to 10% from 02:00 to 03:00 every day. The first days it is
     /// news (a surge, then a drop back); once days of history show it at
