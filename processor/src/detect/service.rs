@@ -443,8 +443,7 @@ impl ServiceDetector {
         // learn, and a window left out for being remarkable would keep
         // them surprising forever.
         if self.open[1].is_none() && sum.measured > 0 {
-            self.slow_share
-                .push(sum.slow as f64 / sum.measured as f64);
+            self.slow_share.push(sum.slow as f64 / sum.measured as f64);
         }
         if self.open[2].is_none()
             && self.open[3].is_none()
