@@ -394,11 +394,7 @@ pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
                 precedents.insert(c.service.clone(), p);
             }
         }
-        candidates.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.service.cmp(&b.service))
-        });
+        localize::rank(&mut candidates);
     }
     let top = with_feedback(&candidates, input.feedback, config.hypotheses);
     let max = top.iter().map(|c| c.score).fold(0.0, f64::max);

@@ -563,12 +563,18 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
             evidence: kept,
         });
     }
-    out.sort_by(|a, b| {
+    rank(&mut out);
+    out
+}
+
+/// Orders candidates best first (ties by name, so the order is stable
+/// across runs).
+pub fn rank(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| {
         b.score
             .total_cmp(&a.score)
             .then_with(|| a.service.cmp(&b.service))
     });
-    out
 }
 
 /// An error-level template: severity ERROR/FATAL/CRITICAL or an exception.
