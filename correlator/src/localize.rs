@@ -38,6 +38,10 @@
 //!   service whose every operation doubled; also per operation (a slow
 //!   code path), less the expected best of as many chance z-scores; and
 //!   divided by the reference's own between-slice variation (drift);
+//!   and, since a starved service may serve most calls as usual and a
+//!   few far slower, the count of spans beyond their operation's slowest
+//!   reference span (each has chance `1/(n+1)` of that under no change),
+//!   from two such spans up, weighted by how far beyond (full from 2×);
 //!   each also over the window's later part (last half, quarter, … to
 //!   30 s) less the best of as many chance looks, since a saturation that
 //!   joins an incident opened by something else is diluted over the
@@ -320,9 +324,57 @@ type Found = (f64, Evidence, Option<(u32, bool)>);
 /// Spans of one operation, and how many had each event sequence.
 type SequenceCounts = (u64, Map<Option<u32>, u64>);
 
-/// A window operation's spans with their self-time quantiles and log
-/// ratios to the reference median.
-type OpShift<'a> = Vec<(&'a SpanRec, f64, f64)>;
+/// A window operation's spans with where their self time falls (see
+/// [`Point`]).
+type OpShift<'a> = Vec<(&'a SpanRec, Point)>;
+
+/// Where one window span's self time falls in its operation's reference.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    start_ns: i64,
+    /// Mid-rank quantile.
+    u: f64,
+    /// Log ratio to the reference median.
+    log_ratio: f64,
+    /// Log ratio to the reference maximum (above 0: beyond anything
+    /// seen before).
+    over_max: f64,
+    /// Chance of a value beyond the reference maximum (see [`Tail`]); 1
+    /// when not beyond it.
+    tail_p: f64,
+}
+
+/// An operation's reference self times beyond which a value is outside
+/// anything seen before. Under no change, each window span exceeds the
+/// reference maximum with chance `1 / (n + 1)` whatever the distribution
+/// (exchangeability), so counting such spans needs no model of the tail:
+/// a starved service's few calls far beyond its slowest ever are rare
+/// however the median moved. (A model extrapolating the tail beyond the
+/// maximum, peaks over a threshold, was tried: latencies' outliers come
+/// from other mechanisms than the body's tail, and the model made busy
+/// services' every stray call look impossible.)
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    max: i64,
+    /// Chance of exceeding the maximum: 1 / (n + 1).
+    beyond_max: f64,
+}
+
+impl Tail {
+    /// The tail of a sorted reference.
+    fn of(sorted: &[i64]) -> Self {
+        Self {
+            max: sorted.last().copied().unwrap_or(0),
+            beyond_max: 1.0 / (sorted.len() + 1) as f64,
+        }
+    }
+
+    /// (log ratio to the maximum, chance of a value beyond it) of `v`.
+    fn place(&self, v: i64) -> (f64, f64) {
+        let over = (v as f64 / self.max.max(1) as f64).ln();
+        (over, if v > self.max { self.beyond_max } else { 1.0 })
+    }
+}
 
 /// A span is unusual when its operation has a reference (10+ spans) in
 /// which its exact event sequence occurs in at most 1% of spans. Every
@@ -638,10 +690,9 @@ fn pattern_examples(
     (op, traces)
 }
 
-/// A service's window spans as (start, quantile, log ratio to the
-/// median), its operation count, and its best operation's (score,
-/// (attributed service, own service, operation)).
-type ServiceShift = (Vec<(i64, f64, f64)>, usize, Option<(f64, OpKey)>);
+/// A service's window spans, its operation count, and its best
+/// operation's (score, (attributed service, own service, operation)).
+type ServiceShift = (Vec<Point>, usize, Option<(f64, OpKey)>);
 
 /// (attributed service, own service, operation).
 type OpKey = (u32, u32, u32);
@@ -670,6 +721,56 @@ fn shift_score(quantile_sum: f64, n: usize, log_ratios: &mut [f64]) -> f64 {
     z * (effect / std::f64::consts::LN_2).min(1.0)
 }
 
+/// Most extreme spans the tail test considers together.
+const MAX_TAIL_SPANS: usize = 10;
+
+/// Signed binomial deviance z-score of `k` events in `n` trials at rate
+/// `p` (as [`poisson_z`] for a binomial).
+fn binomial_z(k: f64, n: f64, p: f64) -> f64 {
+    if n <= 0.0 {
+        return 0.0;
+    }
+    let p = p.clamp(1e-300, 1.0 - 1e-12);
+    let term = |x: f64, e: f64| if x > 0.0 { x * (x / e).ln() } else { 0.0 };
+    let g = 2.0 * (term(k, n * p) + term(n - k, n * (1.0 - p)));
+    g.max(0.0).sqrt().copysign(k - n * p)
+}
+
+/// The tail test of window spans: the `k` spans with the rarest self
+/// times beyond their operation's reference maximum (`k` from 2: one
+/// stray span is no shift), against `k` of `n` at the `k`-th rarest
+/// chance (valid for any mix of operations, each span's chance being at
+/// least uniform under no change), times the effect weight of the least
+/// extreme of them (full from twice the reference maximum); the best `k`,
+/// less the expected best of as many chance looks.
+fn tail_score(points: &[Point]) -> f64 {
+    let n = points.len();
+    if n < MIN_WINDOW_SPANS {
+        return 0.0;
+    }
+    let mut beyond: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.over_max > 0.0)
+        .map(|p| (p.tail_p, p.over_max))
+        .collect();
+    if beyond.len() < 2 {
+        return 0.0;
+    }
+    beyond.sort_by(|a, b| a.0.total_cmp(&b.0));
+    beyond.truncate(MAX_TAIL_SPANS);
+    let (mut best, mut looks, mut weakest) = (0.0f64, 0usize, f64::INFINITY);
+    for (i, &(p, over)) in beyond.iter().enumerate() {
+        weakest = weakest.min(over);
+        if i == 0 {
+            continue;
+        }
+        looks += 1;
+        let z = binomial_z((i + 1) as f64, n as f64, p);
+        best = best.max(z * (weakest / std::f64::consts::LN_2).min(1.0));
+    }
+    (best - (2.0 * (looks as f64).ln()).sqrt()).max(0.0)
+}
+
 /// Shortest later part of the window the self-time tests look at.
 const MIN_SCAN_NS: i64 = 30_000_000_000;
 
@@ -682,22 +783,22 @@ const MIN_SCAN_NS: i64 = 30_000_000_000;
 /// window it is diluted by the healthy spans before it. A later part is one of several
 /// looks, so it must beat the whole window by the expected best of as many
 /// chance z-scores (`sqrt(2 ln m)` for `m` looks), as for operations.
-fn scanned_shift(points: &mut [(i64, f64, f64)], phi: f64) -> f64 {
-    fn score(points: &[(i64, f64, f64)], phi: f64) -> f64 {
-        let usum: f64 = points.iter().map(|p| p.1).sum();
-        let mut logs: Vec<f64> = points.iter().map(|p| p.2).collect();
-        shift_score(usum, points.len(), &mut logs) / phi
+fn scanned_shift(points: &mut [Point], phi: f64) -> f64 {
+    fn score(points: &[Point], phi: f64) -> f64 {
+        let usum: f64 = points.iter().map(|p| p.u).sum();
+        let mut logs: Vec<f64> = points.iter().map(|p| p.log_ratio).collect();
+        shift_score(usum, points.len(), &mut logs).max(tail_score(points)) / phi
     }
-    points.sort_unstable_by_key(|p| p.0);
+    points.sort_unstable_by_key(|p| p.start_ns);
     let whole = score(points, phi);
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return whole;
     };
-    let end = last.0;
-    let mut len = (end - first.0) / 2;
+    let end = last.start_ns;
+    let mut len = (end - first.start_ns) / 2;
     let (mut best, mut looks) = (f64::NEG_INFINITY, 1usize);
     while len >= MIN_SCAN_NS {
-        let tail = &points[points.partition_point(|p| p.0 < end - len)..];
+        let tail = &points[points.partition_point(|p| p.start_ns < end - len)..];
         if tail.len() < MIN_WINDOW_SPANS {
             break;
         }
@@ -773,6 +874,7 @@ fn self_time_shifts(
     for v in by_op.values_mut() {
         v.sort_unstable();
     }
+    let tails: Map<(u32, u32), Tail> = by_op.iter().map(|(k, v)| (*k, Tail::of(v))).collect();
     let fan_out = fan_out_clients(reference, window);
     // Window spans by (attributed service, own service, operation).
     let mut per_op: Map<OpKey, OpShift<'_>> = Map::default();
@@ -780,12 +882,21 @@ fn self_time_shifts(
         let Some(r) = by_op.get(&(s.service, s.operation)) else {
             continue;
         };
+        let Some(tail) = tails.get(&(s.service, s.operation)) else {
+            continue;
+        };
         let v = s.self_ns.max(1);
-        let u = quantile(r, v);
         let median = r[r.len() / 2];
+        let (over_max, tail_p) = tail.place(v);
+        let point = Point {
+            start_ns: s.start_ns,
+            u: quantile(r, v),
+            log_ratio: (v as f64 / median as f64).ln(),
+            over_max,
+            tail_p,
+        };
         for key in pools(s, &fan_out) {
-            let o = per_op.entry(key).or_default();
-            o.push((s, u, (v as f64 / median as f64).ln()));
+            per_op.entry(key).or_default().push((s, point));
         }
     }
     // How much the reference's own slices vary (drift through the day,
@@ -832,8 +943,7 @@ fn self_time_shifts(
     let mut services: Map<u32, ServiceShift> = Map::default();
     for (&key, spans) in &per_op {
         let e = services.entry(key.0).or_default();
-        let mut points: Vec<(i64, f64, f64)> =
-            spans.iter().map(|&(s, u, l)| (s.start_ns, u, l)).collect();
+        let mut points: Vec<Point> = spans.iter().map(|&(_, p)| p).collect();
         let score = scanned_shift(&mut points, phi(op_chi.get(&key)));
         e.0.extend(points);
         e.1 += 1;
@@ -1099,6 +1209,39 @@ mod tests {
         assert!(checkout.is_none_or(|c| c.score < 1.0), "{checkout:?}");
     }
 
+    /// A starved service (CPU contention) serves most calls as usual and
+    /// a few far slower than anything before: the median moved not at
+    /// all, but two or three calls at 50 times the slowest reference call
+    /// are beyond chance. One such call alone is not.
+    #[test]
+    fn a_few_calls_far_beyond_anything_before_point_at_their_service() {
+        let window = |g: &mut Gen, slow: &[i64]| {
+            let mut spans = Vec::new();
+            for i in 0..60 {
+                let factor = if slow.contains(&i) { 50 } else { 1 };
+                spans.extend(g.request(400_000_000_000 + i * 1_000_000_000, false, factor));
+            }
+            set(spans)
+        };
+        let mut g = Gen::new();
+        let r = g.healthy_reference();
+        let w = window(&mut g, &[17, 41, 50]);
+        let ranked = localize(&r, &w, &mut g.strings);
+        assert_eq!(ranked[0].service, "db", "{ranked:#?}");
+        assert!(
+            matches!(ranked[0].evidence[0], Evidence::SelfTime { .. }),
+            "{ranked:#?}"
+        );
+        assert!(ranked[0].score > 1.0, "{ranked:#?}");
+
+        let mut g = Gen::new();
+        let r = g.healthy_reference();
+        let w = window(&mut g, &[17]);
+        let ranked = localize(&r, &w, &mut g.strings);
+        let db = ranked.iter().find(|c| c.service == "db");
+        assert!(db.is_none_or(|c| c.score < 1.0), "{db:?}");
+    }
+
     /// Something else opened the incident: the window starts two minutes
     /// before the database saturates, so over the whole window most of its
     /// spans are as usual (the median slowdown is none); its last minute
@@ -1119,22 +1262,24 @@ mod tests {
         assert!(*score > 3.0, "{score}");
         // Over the whole window alone the shift is diluted below notice.
         let db = g.strings.intern("db");
-        let mut points: Vec<(i64, f64, f64)> = w
+        let mut points: Vec<Point> = w
             .spans
             .iter()
             .filter(|s| s.service == db)
             .map(|s| {
                 let slow = s.start_ns >= start + 120_000_000_000;
-                (
-                    s.start_ns,
-                    if slow { 1.0 } else { 0.5 },
-                    if slow { 4f64.ln() } else { 0.0 },
-                )
+                Point {
+                    start_ns: s.start_ns,
+                    u: if slow { 1.0 } else { 0.5 },
+                    log_ratio: if slow { 4f64.ln() } else { 0.0 },
+                    over_max: 0.0,
+                    tail_p: 1.0,
+                }
             })
             .collect();
         let all = points.len();
-        let usum: f64 = points.iter().map(|p| p.1).sum();
-        let mut logs: Vec<f64> = points.iter().map(|p| p.2).collect();
+        let usum: f64 = points.iter().map(|p| p.u).sum();
+        let mut logs: Vec<f64> = points.iter().map(|p| p.log_ratio).collect();
         assert_eq!(shift_score(usum, all, &mut logs), 0.0);
         assert!(scanned_shift(&mut points, 1.0) > 3.0);
     }

@@ -149,16 +149,6 @@ pub enum Query {
     },
 }
 
-impl Query {
-    /// Whether it asks what detection found.
-    pub fn is_detection(&self) -> bool {
-        matches!(
-            self,
-            Query::Anomalies { .. } | Query::Incidents { .. } | Query::Incident { .. }
-        )
-    }
-}
-
 /// Cumulative counts per RED series and per edge, since the process
 /// started (Prometheus counters and histograms).
 #[derive(Debug, Default)]

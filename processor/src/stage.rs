@@ -29,7 +29,8 @@ use crate::series::{Cell, SeriesKey, SeriesSet};
 /// The state document that holds a tenant's detection.
 const DETECTION_PART: &str = "detection";
 
-/// How often windows past the watermark are sealed.
+/// How often the store is polled for finished writes and checkpoints
+/// are considered (windows are sealed by the data, see `process`).
 const TICK: Duration = Duration::from_secs(1);
 
 /// The oldest conversion in flight; `converting` must not be empty.
@@ -166,12 +167,6 @@ impl ProcessorStage {
                         while let Some(c) = converting.pop_front() {
                             self.process(c.await);
                         }
-                        // Detection answers cover every window the
-                        // watermark has passed, not only those the last
-                        // tick sealed.
-                        if q.is_detection() {
-                            self.advance();
-                        }
                         self.answer(q);
                     }
                     None => queries_open = false,
@@ -186,7 +181,6 @@ impl ProcessorStage {
                 },
                 _ = tick.tick() => {
                     self.persist.poll();
-                    self.advance();
                     if self.persist.checkpoint_due() {
                         self.checkpoint(false);
                     }
@@ -272,6 +266,12 @@ impl ProcessorStage {
         let result = red::record_batch(&mut state.red, &spans)
             .and_then(|()| state.graph.record_batch(&mut state.edges, &spans));
         red::record_self_times(&mut state.self_time, state.graph.take_self_times());
+        // Windows are sealed as soon as the watermark passes them, batch by
+        // batch, never on a wall-clock tick: what detection sees, and in
+        // which order, then depends on the data and its order alone, not on
+        // how fast it came in (a replay and a live feed of the same spans
+        // find the same incidents).
+        self.sealed_windows += seal(state);
         if let Err(e) = result {
             self.failed_batches += 1;
             tracing::error!(tenant = %tenant, error = %e, "cannot aggregate a batch");
@@ -324,19 +324,10 @@ impl ProcessorStage {
         }
     }
 
-    /// Seals windows the watermark has passed.
+    /// Seals windows the watermark has passed, for every tenant.
     fn advance(&mut self) {
         for state in self.tenants.values_mut() {
-            let red = state.red.advance();
-            let edges = state.edges.advance();
-            let self_time = state.self_time.advance();
-            self.sealed_windows += red.len() as u64;
-            if !red.is_empty() || !edges.is_empty() || !self_time.is_empty() {
-                state
-                    .detect
-                    .observe(red, edges, self_time, &links_of(&state.edges));
-            }
-            state.detect.tick(state.red.watermark_ns());
+            self.sealed_windows += seal(state);
         }
     }
 
@@ -547,6 +538,30 @@ fn red_rows(set: &SeriesSet<RedKey>, self_time: &SeriesSet<RedKey>, q: &RedQuery
             }
         })
         .collect()
+}
+
+/// Seals one tenant's windows the watermark has passed and hands them to
+/// detection; returns how many RED windows it sealed.
+fn seal(state: &mut TenantState) -> u64 {
+    // A tenant has one event time: the edges of a window are sealed with
+    // its spans' window, so that detection judges the graph of a window
+    // (which edge carried no calls while both its services were busy)
+    // with everything the window holds. Edges alone would lag: an edge is
+    // recorded when its pair completes. (Self times stay on their own
+    // clock: they are final only when their span leaves the pairing
+    // store.)
+    state.edges.raise_watermark(state.red.watermark_ns());
+    let red = state.red.advance();
+    let edges = state.edges.advance();
+    let self_time = state.self_time.advance();
+    let sealed = red.len() as u64;
+    if !red.is_empty() || !edges.is_empty() || !self_time.is_empty() {
+        state
+            .detect
+            .observe(red, edges, self_time, &links_of(&state.edges));
+    }
+    state.detect.tick(state.red.watermark_ns());
+    sealed
 }
 
 #[cfg(test)]
@@ -773,5 +788,84 @@ mod self_time_tests {
             selfs(&after)
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod sealing_tests {
+    use super::tests::queued;
+    use super::*;
+    use crate::query::QueryHandle;
+    use bytes::Bytes;
+    use causeway_benches::{Fault, SimConfig, Simulator};
+    use causeway_model::{Anomaly, Incident};
+    use prost::Message;
+
+    /// What detection found after `requests` went through a stage; with
+    /// `ask_each`, a detection query follows every request (as an API
+    /// client polling incidents during a live feed would).
+    async fn detect(
+        requests: &[Bytes],
+        ask_each: bool,
+        tag: &str,
+    ) -> (Vec<Incident>, Vec<Anomaly>) {
+        let dir =
+            std::env::temp_dir().join(format!("causeway-stage-seal-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let persist =
+            Persistence::open(crate::config::StorageSettings::new(dir.clone())).expect("p");
+        let (tx, rx) = mpsc::channel(256);
+        let (qtx, qrx) = mpsc::channel(4);
+        let stage = ProcessorStage::new(rx, qrx, SpansConfig::default(), persist).expect("stage");
+        let handle = QueryHandle::new(qtx);
+        let task = tokio::spawn(stage.run());
+        let acme = TenantId::new("acme").expect("tenant");
+        for r in requests {
+            tx.send(queued("acme", r.clone(), 1)).await.expect("send");
+            if ask_each {
+                handle.incidents(acme.clone()).await.expect("incidents");
+            }
+        }
+        let incidents = handle.incidents(acme.clone()).await.expect("incidents");
+        let anomalies = handle
+            .anomalies(acme, 0, i64::MAX / 2)
+            .await
+            .expect("anomalies");
+        drop(tx);
+        task.await.expect("stage");
+        let _ = std::fs::remove_dir_all(&dir);
+        (incidents, anomalies)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn detection_does_not_depend_on_how_fast_the_data_came_in() {
+        // Forty minutes of a simulated shop with an error burst and a new
+        // exception in two services after thirty: several anomalies, some
+        // from sealed windows and some (new signatures) from batches as
+        // they arrive, whose interleaving decides how incidents group.
+        let start = SimConfig::default().start_ns;
+        let faults = ["errors:payment@30m+5m", "new-exception:shipping@31m+4m"]
+            .iter()
+            .map(|f| Fault::parse(f, start).expect("fault"))
+            .collect();
+        let mut sim = Simulator::new(SimConfig {
+            duration: std::time::Duration::from_secs(40 * 60),
+            rate: 4.0,
+            step: std::time::Duration::from_secs(10),
+            faults,
+            ..SimConfig::default()
+        });
+        let mut requests = Vec::new();
+        while let Some((_, req)) = sim.next_step() {
+            requests.push(Bytes::from(req.encode_to_vec()));
+        }
+        let at_once = detect(&requests, false, "at-once").await;
+        let polled = detect(&requests, true, "polled").await;
+        assert!(
+            at_once.0.iter().any(|i| i.services.contains("payment")),
+            "{:?}",
+            at_once.0
+        );
+        assert_eq!(at_once, polled);
     }
 }

@@ -378,9 +378,12 @@ impl TenantDetection {
         // A vanished edge that stays away is the new shape of the graph:
         // its anomaly closes and the edge is forgotten.
         let forget_ns = self.settings.signature_regress_ns;
+        // Silence is counted from when data resumed after a gap: nobody
+        // saw the edge idle while no data came at all.
+        let resumed = self.resumed_ns.map(|r| r.saturating_sub(window_ns));
         let mut gone = Vec::new();
         for (key, w) in &mut self.graph {
-            let silent = start.saturating_sub(w.last_ns);
+            let silent = start.saturating_sub(w.last_ns.max(resumed.unwrap_or(i64::MIN)));
             if w.vanished.is_some() && silent >= forget_ns {
                 gone.push(key.clone());
                 events.push((

@@ -267,6 +267,12 @@ impl<K: SeriesKey> SeriesSet<K> {
         self.watermark_ns
     }
 
+    /// Event time reached `t_ns` elsewhere (the tenant's other spans):
+    /// windows before it are sealed as if this set had seen it.
+    pub fn raise_watermark(&mut self, t_ns: i64) {
+        self.watermark_ns = self.watermark_ns.max(t_ns);
+    }
+
     /// Base window length, ns.
     pub fn window_ns(&self) -> i64 {
         self.settings.window_ns
