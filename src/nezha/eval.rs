@@ -10,7 +10,8 @@
 //! there, not empty ones.
 //!
 //! A case is detected when an incident's onset is within 60 s of the
-//! injection; an incident whose onset is in the case's data earlier than
+//! injection (of several, the one nearest it is the case's incident, whose
+//! RCA is scored); an incident whose onset is in the case's data earlier than
 //! that lies in its healthy seconds and counts as a false alarm, as does
 //! any incident in the baseline.
 
@@ -243,7 +244,13 @@ pub(crate) async fn run_all(
                 (onset - inject) as f64 / 1e9,
                 describe(&anomalies).join("; ")
             ));
-        } else if onset <= inject + ONSET_TOLERANCE_NS && r.incident.is_none() {
+        } else if onset <= inject + ONSET_TOLERANCE_NS
+            && r.incident
+                .as_ref()
+                .is_none_or(|(i, _)| (onset - inject).abs() < (i.onset_ns - inject).abs())
+        {
+            // Of several incidents within the tolerance, the fault's is
+            // the one whose onset is nearest the injection.
             r.onset_delay_s = Some((onset - inject) as f64 / 1e9);
             r.services = incident.services.iter().cloned().collect();
             r.anomalies = describe(&anomalies);

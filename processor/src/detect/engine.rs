@@ -56,7 +56,8 @@ impl Default for IncidentSettings {
 /// What is known of one edge of the graph, for its changes.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct EdgeWatch {
-    /// Calls per window, learned while it carries calls.
+    /// Calls per window in which its client works (with or without
+    /// calls to this server).
     rate: f64,
     /// Last window start with calls.
     last_ns: i64,
@@ -64,6 +65,10 @@ struct EdgeWatch {
     first_ns: i64,
     /// Onset of an open `edge_vanished` anomaly.
     vanished: Option<i64>,
+    /// Longest silence between calls seen so far, ns: an edge that is
+    /// used in bursts pauses this long as a matter of course.
+    #[serde(default)]
+    longest_silence_ns: i64,
 }
 
 fn edge_subject(key: &EdgeKey) -> Subject {
@@ -341,12 +346,19 @@ impl TenantDetection {
         let keep = 1.0 - 1.0 / sliding.memory_windows;
         let window_ns = self.window_ns;
         let mut events: Vec<(Subject, Event, &'static str)> = Vec::new();
+        // Silence is counted from when data resumed after a gap: nobody
+        // saw the edge idle while no data came at all.
+        let resumed = self.resumed_ns.map(|r| r.saturating_sub(window_ns));
         let mut ordered: Vec<(&EdgeKey, &u64)> = seen.iter().collect();
         ordered.sort_unstable();
         for (key, calls) in ordered {
             match self.graph.get_mut(key) {
                 Some(w) => {
                     w.rate = w.rate * keep + *calls as f64 * (1.0 - keep);
+                    let silence = start
+                        .saturating_sub(w.last_ns.max(resumed.unwrap_or(i64::MIN)))
+                        .saturating_sub(window_ns);
+                    w.longest_silence_ns = w.longest_silence_ns.max(silence);
                     w.last_ns = start;
                     if w.vanished.take().is_some() {
                         events.push((
@@ -367,6 +379,7 @@ impl TenantDetection {
                             last_ns: start,
                             first_ns: start,
                             vanished: None,
+                            longest_silence_ns: 0,
                         },
                     );
                     if learned {
@@ -378,9 +391,7 @@ impl TenantDetection {
         // A vanished edge that stays away is the new shape of the graph:
         // its anomaly closes and the edge is forgotten.
         let forget_ns = self.settings.signature_regress_ns;
-        // Silence is counted from when data resumed after a gap: nobody
-        // saw the edge idle while no data came at all.
-        let resumed = self.resumed_ns.map(|r| r.saturating_sub(window_ns));
+        let learn_ns = self.settings.signature_learn_ns;
         let mut gone = Vec::new();
         for (key, w) in &mut self.graph {
             let silent = start.saturating_sub(w.last_ns.max(resumed.unwrap_or(i64::MIN)));
@@ -399,12 +410,22 @@ impl TenantDetection {
             if seen.contains_key(key) || w.vanished.is_some() || !active.contains(&key.client) {
                 continue;
             }
+            // A window in which the client worked without calling the
+            // server teaches the rate too: an edge used in bursts (one
+            // flow among many of its client) carries fewer calls per
+            // window than while a burst lasts, and a pause between
+            // bursts is no vanishing.
+            w.rate *= keep;
             // Calls the edge would carry over the silence at its usual rate
             // (per window of its history).
             let windows = silent as f64 / window_ns as f64;
             let expected = w.rate * windows;
+            // Beyond twice the longest pause the edge took, once it has
+            // been known for the learning period (its pauses with it), so
+            // that a flow used in bursts is not "gone" between them.
             if silent >= sliding.slide_ns
-                && start.saturating_sub(w.first_ns) >= 2 * sliding.slide_ns
+                && silent > w.longest_silence_ns.saturating_mul(2)
+                && start.saturating_sub(w.first_ns) >= learn_ns
                 && expected >= sliding.min_traffic
             {
                 let onset = w.last_ns.saturating_add(window_ns);

@@ -568,6 +568,43 @@ mod engine {
         assert_eq!(vanished.resolved_ns, Some(71 * W));
     }
 
+    /// A flow used in bursts (cancellations call the order service for a
+    /// minute, then not for two) pauses as a matter of course: a pause
+    /// no longer than the ones before is no vanished edge; a silence far
+    /// longer than any before is.
+    #[test]
+    fn an_edge_used_in_bursts_is_not_gone_between_them() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("cancel", "orders")]);
+        let step = |d: &mut TenantDetection, i: i64, calls: bool| {
+            let t = i * W;
+            let red = vec![sealed("cancel", "POST /cancel", 0, t, 40, 5)];
+            let edges = if calls {
+                vec![edge_window("cancel", "orders", t, 40)]
+            } else {
+                Vec::new()
+            };
+            d.observe(red, edges, Vec::new(), &graph);
+            d.tick(t + W);
+        };
+        // Bursts of six windows with calls, twelve without.
+        for i in 0..180 {
+            step(&mut d, i, i % 18 < 6);
+        }
+        let vanished = |d: &TenantDetection| {
+            d.anomalies(0, i64::MAX)
+                .into_iter()
+                .filter(|a| a.metric == "edge_vanished")
+                .count()
+        };
+        assert_eq!(vanished(&d), 0, "{:#?}", d.anomalies(0, i64::MAX));
+        // Then no calls for five minutes while cancel keeps working.
+        for i in 180..210 {
+            step(&mut d, i, false);
+        }
+        assert_eq!(vanished(&d), 1, "{:#?}", d.anomalies(0, i64::MAX));
+    }
+
     #[test]
     fn a_low_volume_service_that_fails_every_call_is_an_incident() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
