@@ -814,13 +814,26 @@ impl TenantDetection {
         // change plus the window, and was seen after its onset minus the
         // window (a finding about old windows, from spans that arrived or
         // were paired late, does not join today's incident).
+        // Touching: a service of one of the incident's anomalies still in
+        // progress (or over within the window) is the anomaly's or its
+        // neighbour's. Every service an incident ever touched would do
+        // otherwise, and a long incident that spread over half the graph
+        // would take in every later fault.
+        let anomalies = &self.anomalies;
         let join = self.incidents.values_mut().find(|i| {
             i.state == IncidentState::Open
                 && f.onset_ns <= i.updated_ns + window
                 && f.detected_ns.max(f.onset_ns) >= i.onset_ns - window
-                && i.services
+                && i.anomalies
                     .iter()
-                    .any(|s| services.iter().any(|n| connected(s, n)))
+                    .filter_map(|id| anomalies.get(id))
+                    .filter(|a| a.resolved_ns.is_none_or(|r| r + window >= f.onset_ns))
+                    .any(|a| {
+                        a.subject
+                            .services()
+                            .iter()
+                            .any(|s| services.iter().any(|n| connected(s, n)))
+                    })
         });
         match join {
             Some(i) => {

@@ -568,6 +568,35 @@ mod engine {
         assert_eq!(vanished.resolved_ns, Some(71 * W));
     }
 
+    /// An incident touched b long ago (b's shift is long over) and goes
+    /// on in a. A later fault in c, b's neighbour but not a's, is a new
+    /// incident, not part of the old one because it once spread to b.
+    #[test]
+    fn a_later_fault_next_to_where_an_incident_once_spread_is_its_own_incident() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("a", "b"), ("b", "c")]);
+        for i in 0..260 {
+            let slow = |on: bool| if on { 80 } else { 10 };
+            let red = vec![
+                sealed("a", "GET /a", 0, i * W, 50, slow(i >= 100)),
+                sealed("b", "GET /b", 0, i * W, 50, slow((100..110).contains(&i))),
+                sealed("c", "GET /c", 0, i * W, 50, slow(i >= 200)),
+            ];
+            d.observe(red, Vec::new(), Vec::new(), &graph);
+            d.tick((i + 1) * W);
+        }
+        let incidents = d.incidents();
+        let of = |service: &str| {
+            incidents
+                .iter()
+                .find(|i| i.services.contains(service))
+                .map(|i| i.id)
+        };
+        assert!(of("a").is_some() && of("c").is_some(), "{incidents:#?}");
+        assert_eq!(of("a"), of("b"), "{incidents:#?}");
+        assert_ne!(of("a"), of("c"), "{incidents:#?}");
+    }
+
     /// A flow used in bursts (cancellations call the order service for a
     /// minute, then not for two) pauses as a matter of course: a pause
     /// no longer than the ones before is no vanished edge; a silence far
