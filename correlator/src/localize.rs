@@ -874,7 +874,6 @@ fn self_time_shifts(
     for v in by_op.values_mut() {
         v.sort_unstable();
     }
-    let tails: Map<(u32, u32), Tail> = by_op.iter().map(|(k, v)| (*k, Tail::of(v))).collect();
     let fan_out = fan_out_clients(reference, window);
     // Window spans by (attributed service, own service, operation).
     let mut per_op: Map<OpKey, OpShift<'_>> = Map::default();
@@ -882,12 +881,9 @@ fn self_time_shifts(
         let Some(r) = by_op.get(&(s.service, s.operation)) else {
             continue;
         };
-        let Some(tail) = tails.get(&(s.service, s.operation)) else {
-            continue;
-        };
         let v = s.self_ns.max(1);
         let median = r[r.len() / 2];
-        let (over_max, tail_p) = tail.place(v);
+        let (over_max, tail_p) = Tail::of(r).place(v);
         let point = Point {
             start_ns: s.start_ns,
             u: quantile(r, v),
