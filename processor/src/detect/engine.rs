@@ -731,19 +731,37 @@ impl TenantDetection {
         if let Some(resumed) = self.resumed_ns {
             f.onset_ns = f.onset_ns.max(resumed.min(f.detected_ns));
         }
+        let (service, operation) = match &subject {
+            Subject::Operation {
+                service, operation, ..
+            } => (service.as_str(), Some(operation.as_str())),
+            // An edge's symptoms show on the called side.
+            Subject::Edge { server, .. } => (server.as_str(), None),
+            Subject::Service { service } => (service.as_str(), None),
+        };
+        let errors = f.metric == Metric::ErrorRatio;
+        // Detectors know the change point to the window. Within it, the
+        // first failed span of the subject is the earliest the change can
+        // be placed (an error shift's window has at least one), and when
+        // data resumed in that window after a gap, its first span is: the
+        // onset is the first evidence, not the window's boundary.
+        let resumed_here = self.resumed_ns == Some(f.onset_ns);
+        if errors || resumed_here {
+            let first = self.recent.first_start(Want {
+                service,
+                operation,
+                from_ns: f.onset_ns,
+                to_ns: f.onset_ns.saturating_add(self.window_ns),
+                errors,
+            });
+            if let Some(first) = first {
+                f.onset_ns = f.onset_ns.max(first.min(f.detected_ns));
+            }
+        }
         let id = self.next_id;
         self.next_id += 1;
         let window = examples_until(f.detected_ns, f.onset_ns);
         let examples = {
-            let (service, operation) = match &subject {
-                Subject::Operation {
-                    service, operation, ..
-                } => (service.as_str(), Some(operation.as_str())),
-                // An edge's symptoms show on the called side.
-                Subject::Edge { server, .. } => (server.as_str(), None),
-                Subject::Service { service } => (service.as_str(), None),
-            };
-            let errors = f.metric == Metric::ErrorRatio;
             let mut ids = self.recent.examples(
                 Want {
                     service,

@@ -66,10 +66,39 @@ impl RecentSpans {
         }
     }
 
+    /// The earliest start of a span matching `want` (failed, or any), if
+    /// one is still kept.
+    pub fn first_start(&self, want: Want<'_>) -> Option<i64> {
+        let mut first: Option<i64> = None;
+        self.scan(want, |t, _, _| {
+            first = Some(first.map_or(t, |f| f.min(t)));
+        });
+        first
+    }
+
     /// Up to `n` distinct trace ids (hex) of spans matching `want`: failed
     /// ones, or the slowest.
     pub fn examples(&self, want: Want<'_>, n: usize) -> Vec<String> {
         let mut found: Vec<(i64, [u8; 16])> = Vec::new();
+        self.scan(want, |_, duration, id| found.push((duration, id)));
+        // Slowest first (for errors too: a slow failure shows more).
+        found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
+        let mut out: Vec<String> = Vec::with_capacity(n);
+        for (_, id) in found {
+            let hex = hex::encode(id);
+            if !out.contains(&hex) {
+                out.push(hex);
+                if out.len() == n {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Calls `f(start, duration, trace id)` for every kept span matching
+    /// `want`.
+    fn scan(&self, want: Want<'_>, mut f: impl FnMut(i64, i64, [u8; 16])) {
         for batch in &self.batches {
             let (Ok(service), Ok(name)) = (
                 DictColumn::of(batch, col::SERVICE_NAME),
@@ -112,21 +141,8 @@ impl RecentSpans {
                 let Ok(id) = <[u8; 16]>::try_from(trace.value(row)) else {
                     continue;
                 };
-                found.push((duration.value(row), id));
+                f(t, duration.value(row), id);
             }
         }
-        // Slowest first (for errors too: a slow failure shows more).
-        found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
-        let mut out: Vec<String> = Vec::with_capacity(n);
-        for (_, id) in found {
-            let hex = hex::encode(id);
-            if !out.contains(&hex) {
-                out.push(hex);
-                if out.len() == n {
-                    break;
-                }
-            }
-        }
-        out
     }
 }

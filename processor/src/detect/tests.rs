@@ -666,6 +666,130 @@ mod engine {
         assert!(a.detected_ns - a.onset_ns <= 60_000_000_000);
     }
 
+    /// A batch of `service`'s spans of `op`: (start ns, failed).
+    fn span_batch(service: &str, op: &str, spans: &[(i64, bool)]) -> arrow_array::RecordBatch {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+        use prost::Message;
+        let spans = spans
+            .iter()
+            .enumerate()
+            .map(|(i, &(t, failed))| {
+                let id = u8::try_from(i % 250 + 1).unwrap_or(1);
+                let start = u64::try_from(t).unwrap_or(0);
+                Span {
+                    trace_id: vec![id; 16],
+                    span_id: vec![id; 8],
+                    name: op.into(),
+                    kind: 2,
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: start + 2_000_000,
+                    status: failed.then(|| Status {
+                        code: 2,
+                        message: "failed".into(),
+                    }),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(service.into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        crate::kernels::otlp_to_arrow::otlp_to_arrow(
+            &causeway_model::TenantId::default_tenant(),
+            &req.encode_to_vec(),
+        )
+        .expect("valid")
+    }
+
+    /// A detector knows a change to its window; the spans it keeps for
+    /// examples tell when within it the first failure came, or when the
+    /// data resumed after a gap.
+    #[test]
+    fn the_onset_is_the_first_evidence_within_its_window() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("auth", "verify")]);
+        let first_failure = 180 * W + 3_500_000_000;
+        d.recent.push(span_batch(
+            "verify",
+            "check",
+            &[
+                (178 * W + 1_000_000_000, false),
+                (180 * W + 1_000_000_000, false),
+                (first_failure, true),
+                (182 * W + 2_000_000_000, true),
+            ],
+        ));
+        for i in 0..200 {
+            let t = i * W;
+            let mut red = vec![sealed("auth", "login", 0, t, 30, 20)];
+            if i % 2 == 0 {
+                let status = if i >= 180 { 2 } else { 0 };
+                red.push(sealed("verify", "check", status, t, 1, 2));
+            }
+            d.observe(red, Vec::new(), Vec::new(), &graph);
+            d.tick(t + W);
+        }
+        let errors = d
+            .anomalies(0, i64::MAX)
+            .into_iter()
+            .find(|a| a.metric == "error_ratio")
+            .expect("the failures are found");
+        assert_eq!(errors.onset_ns, first_failure, "{errors:?}");
+        let incident = &d.incidents()[0];
+        assert_eq!(incident.onset_ns, first_failure);
+
+        // After a gap: the first span seen once data resumed.
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[]);
+        let resumed = 44 * W + 5 * 60_000_000_000;
+        let first_seen = resumed + 4_000_000_000;
+        d.recent.push(span_batch(
+            "checkout",
+            "POST /orders",
+            &[(first_seen, false), (resumed + W, false)],
+        ));
+        let feed = |d: &mut TenantDetection, t: i64, ms: u64| {
+            d.observe(
+                vec![sealed("checkout", "POST /orders", 0, t, 50, ms)],
+                Vec::new(),
+                Vec::new(),
+                &graph,
+            );
+            d.tick(t + W);
+        };
+        for i in 0..40 {
+            feed(&mut d, i * W, 10);
+        }
+        for j in 0..12 {
+            feed(&mut d, resumed + j * W, 40);
+        }
+        let latency = d
+            .anomalies(0, i64::MAX)
+            .into_iter()
+            .find(|a| a.metric == "latency_p50")
+            .expect("the shift after the gap is found");
+        assert_eq!(latency.onset_ns, first_seen, "{latency:?}");
+    }
+
     #[test]
     fn a_snapshot_restores_what_was_learned_and_found() {
         let graph = links(&[("auth", "verify")]);
