@@ -131,6 +131,15 @@ pub enum Query {
         /// Where the answer goes (None: no such incident for this tenant).
         reply: oneshot::Sender<Option<(Incident, Vec<Anomaly>)>>,
     },
+    /// The tenant's input is over (the end of a replay): every window it
+    /// has is complete, so each is sealed and judged now, and spans still
+    /// waiting for their pair are settled.
+    EndOfInput {
+        /// Whose.
+        tenant: TenantId,
+        /// Answered once done.
+        reply: oneshot::Sender<()>,
+    },
     /// Deletes everything of a tenant: series, graph, catalog, spans.
     DeleteTenant {
         /// Whose.
@@ -320,6 +329,12 @@ impl QueryHandle {
     /// Incidents of `tenant`, newest first.
     pub async fn incidents(&self, tenant: TenantId) -> Result<Vec<Incident>> {
         self.ask(|reply| Query::Incidents { tenant, reply }).await
+    }
+
+    /// Declares `tenant`'s input over (a bounded replay): its last windows
+    /// are sealed and judged without waiting for event time to pass them.
+    pub async fn end_of_input(&self, tenant: TenantId) -> Result<()> {
+        self.ask(|reply| Query::EndOfInput { tenant, reply }).await
     }
 
     /// One incident of `tenant` with its anomalies.

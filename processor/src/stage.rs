@@ -406,6 +406,23 @@ impl ProcessorStage {
                     .and_then(|s| s.detect.incident(id));
                 let _ = reply.send(found);
             }
+            Query::EndOfInput { tenant, reply } => {
+                if let Some(state) = self.tenants.get_mut(&tenant) {
+                    state.graph.flush(&mut state.edges);
+                    red::record_self_times(&mut state.self_time, state.graph.take_self_times());
+                    // A bounded input has no later spans: event time may
+                    // pass every window it holds.
+                    let end = state
+                        .red
+                        .seal_horizon_ns()
+                        .max(state.edges.seal_horizon_ns())
+                        .max(state.self_time.seal_horizon_ns());
+                    state.red.raise_watermark(end);
+                    state.self_time.raise_watermark(end);
+                    self.sealed_windows += seal(state);
+                }
+                let _ = reply.send(());
+            }
             Query::DeleteTenant { tenant, reply } => {
                 self.tenants.remove(&tenant);
                 self.catalog.delete_tenant(&tenant);

@@ -133,7 +133,11 @@ impl Session {
     /// incidents found, and stops the processor (final checkpoint).
     pub(crate) async fn finish(mut self) -> anyhow::Result<ReplayReport> {
         // The stage answers after processing everything queued before the
-        // question: these are the incidents of the whole replay.
+        // question: the input is over, its last windows are judged, and
+        // these are the incidents of the whole replay.
+        if let Err(e) = self.queries.end_of_input(self.tenant.clone()).await {
+            tracing::warn!(error = %e, "the last windows were not judged");
+        }
         if let Ok(list) = self.queries.incidents(self.tenant.clone()).await {
             for i in list.into_iter().rev() {
                 if let Ok(Some(detail)) = self.queries.incident(self.tenant.clone(), i.id).await {

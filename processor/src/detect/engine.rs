@@ -104,6 +104,13 @@ pub struct TenantDetection {
     services: HashMap<Arc<str>, ServiceDetector>,
     /// Normal durations per operation, for slow-span thresholds.
     references: HashMap<OpKey, OpReference>,
+    /// Sliding detectors per operation of its own spans' self times (slow
+    /// processing), on the self-time clock.
+    self_sliding: HashMap<OpKey, ServiceDetector>,
+    /// Normal self times per operation, for slow self-time thresholds.
+    self_refs: HashMap<OpKey, OpReference>,
+    /// Own-span self-time histograms per window start, until settled.
+    unsettled_self: BTreeMap<i64, HashMap<OpKey, Histogram<u64>>>,
     /// Own-span histograms per window start, until their windows settle.
     unsettled: BTreeMap<i64, OwnWindows>,
     /// Sliding detectors per graph edge (slow calls).
@@ -151,6 +158,9 @@ impl TenantDetection {
             edges: HashMap::new(),
             services: HashMap::new(),
             references: HashMap::new(),
+            self_sliding: HashMap::new(),
+            self_refs: HashMap::new(),
+            unsettled_self: BTreeMap::new(),
             unsettled: BTreeMap::new(),
             edge_sliding: HashMap::new(),
             edge_refs: HashMap::new(),
@@ -291,40 +301,78 @@ impl TenantDetection {
         self_time: Vec<Sealed<RedKey>>,
         links: &HashSet<(Arc<str>, Arc<str>)>,
     ) {
+        let sliding = self.sliding;
         for (start, ops) in by_start(self_time) {
+            // In name order (`by_start` sorts), as in `observe_start`.
+            let mut own: HashMap<OpKey, Histogram<u64>> = HashMap::new();
+            let mut settled: Vec<(OpKey, i64)> = Vec::new();
             for (op, calls, _, hist) in ops {
                 let stats = CellStats::of(calls, 0, &hist);
                 let settings = self.settings;
+                let subject = Subject::Operation {
+                    service: op.0.to_string(),
+                    operation: op.1.to_string(),
+                    kind: op.2,
+                };
                 let events: Vec<Event> = self
                     .self_ops
                     .entry(op.clone())
                     .or_insert_with(|| SeriesDetector::new(&settings))
                     .observe(&settings, start, stats)
                     .into_iter()
-                    .filter_map(|e| match e {
-                        Event::Opened(f) => {
-                            let metric = f.metric.as_self_time()?;
-                            Some(Event::Opened(Finding { metric, ..f }))
-                        }
-                        Event::Ongoing(f) => {
-                            let metric = f.metric.as_self_time()?;
-                            Some(Event::Ongoing(Finding { metric, ..f }))
-                        }
-                        Event::Resolved { metric, since_ns } => Some(Event::Resolved {
-                            metric: metric.as_self_time()?,
-                            since_ns,
-                        }),
-                    })
+                    .filter_map(|e| e.renamed(Metric::as_self_time))
                     .collect();
                 if !events.is_empty() {
-                    let subject = Subject::Operation {
-                        service: op.0.to_string(),
-                        operation: op.1.to_string(),
-                        kind: op.2,
-                    };
+                    self.apply(subject.clone(), events, links);
+                }
+                if !own_span(op.2) {
+                    continue;
+                }
+                // A starved service (CPU, memory, I/O) is slower in its own
+                // processing. At a few calls a minute no window has the
+                // calls for quantiles, so an operation's spans beyond its
+                // normal self time are counted over the sliding minute, as
+                // slow calls are (per operation: a service's other
+                // operations, whose own work is small, would dilute them).
+                let slow = self.self_refs.get(&op).and_then(|r| r.slow_in(&hist));
+                let counts = Counts {
+                    calls,
+                    errors: 0,
+                    measured: if slow.is_some() { calls } else { 0 },
+                    slow: slow.unwrap_or(0),
+                };
+                let detector = self.self_sliding.entry(op.clone()).or_default();
+                // No tenant traffic: traffic shares are the RED side's.
+                let events: Vec<Event> = detector
+                    .observe(&sliding, start, counts, 0)
+                    .into_iter()
+                    .filter_map(|e| {
+                        e.renamed(|m| (m == Metric::SlowRatio).then_some(Metric::SlowSelfTimeRatio))
+                    })
+                    .collect();
+                for (at, latency_ok) in detector.take_settled() {
+                    if latency_ok {
+                        settled.push((op.clone(), at));
+                    }
+                }
+                if !events.is_empty() {
                     self.apply(subject, events, links);
                 }
+                own.insert(op, hist);
             }
+            if !own.is_empty() {
+                self.unsettled_self.insert(start, own);
+            }
+            // Settled windows without a slow build-up teach the references.
+            for (op, at) in settled {
+                let Some(hist) = self.unsettled_self.get_mut(&at).and_then(|m| m.remove(&op))
+                else {
+                    continue;
+                };
+                self.self_refs.entry(op).or_default().learn(&hist, &sliding);
+            }
+            let done = start.saturating_sub(sliding.slide_ns.saturating_mul(2));
+            self.unsettled_self = self.unsettled_self.split_off(&done);
         }
     }
 
@@ -1094,6 +1142,10 @@ struct Snapshot {
     edges: Vec<((String, String, i8, i8), SeriesDetector)>,
     services: Vec<(String, ServiceDetector)>,
     references: Vec<(String, String, i8, OpReference)>,
+    #[serde(default)]
+    self_sliding: Vec<(String, String, i8, ServiceDetector)>,
+    #[serde(default)]
+    self_refs: Vec<(String, String, i8, OpReference)>,
     graph: Vec<((String, String, i8, i8), EdgeWatch)>,
     #[serde(default)]
     edge_sliding: Vec<((String, String, i8, i8), ServiceDetector)>,
@@ -1139,7 +1191,7 @@ struct SavedAnomaly {
 }
 
 /// Every anomaly metric name, for restoring `Anomaly::metric`.
-const METRIC_NAMES: [&str; 13] = [
+const METRIC_NAMES: [&str; 14] = [
     "latency_p50",
     "latency_p90",
     "latency_p99",
@@ -1148,6 +1200,7 @@ const METRIC_NAMES: [&str; 13] = [
     "self_time_p99",
     "error_ratio",
     "slow_ratio",
+    "slow_self_time_ratio",
     "traffic_drop",
     "traffic_surge",
     "new_error_signature",
@@ -1202,6 +1255,8 @@ impl TenantDetection {
                 .map(|(k, d)| (k.to_string(), d.clone()))
                 .collect(),
             references: op_entries(&self.references),
+            self_sliding: op_entries(&self.self_sliding),
+            self_refs: op_entries(&self.self_refs),
             graph: edge_entries(&self.graph),
             edge_sliding: edge_entries(&self.edge_sliding),
             edge_refs: edge_entries(&self.edge_refs),
@@ -1268,6 +1323,8 @@ impl TenantDetection {
             .map(|(k, det)| (Arc::from(k), det))
             .collect();
         d.references = from_op_entries(s.references);
+        d.self_sliding = from_op_entries(s.self_sliding);
+        d.self_refs = from_op_entries(s.self_refs);
         d.graph = from_edge_entries(s.graph);
         d.edge_sliding = from_edge_entries(s.edge_sliding);
         d.edge_refs = from_edge_entries(s.edge_refs);
@@ -1375,7 +1432,7 @@ fn own_span(kind: i8) -> bool {
 /// Severity from how far and how much.
 fn severity(metric: Metric, observed: f64, expected: f64, score: f64) -> Severity {
     match metric {
-        Metric::SlowRatio => {
+        Metric::SlowRatio | Metric::SlowSelfTimeRatio => {
             if observed >= 0.5 {
                 Severity::Critical
             } else if observed >= 0.2 {

@@ -52,6 +52,9 @@ pub enum Metric {
     ErrorRatio,
     /// Share of calls slower than their operation's normal p99 (sliding).
     SlowRatio,
+    /// Share of a service's own spans whose self time is beyond their
+    /// operation's normal self-time p99 (sliding).
+    SlowSelfTimeRatio,
     /// Calls well below the usual share of the tenant's traffic (sliding).
     TrafficDrop,
     /// Calls well above it (sliding).
@@ -81,6 +84,7 @@ impl Metric {
             Metric::LatencyP99 => "latency_p99",
             Metric::ErrorRatio => "error_ratio",
             Metric::SlowRatio => "slow_ratio",
+            Metric::SlowSelfTimeRatio => "slow_self_time_ratio",
             Metric::TrafficDrop => "traffic_drop",
             Metric::TrafficSurge => "traffic_surge",
             Metric::SelfTimeP50 => "self_time_p50",
@@ -127,6 +131,7 @@ impl Metric {
             // Sliding metrics are computed by `ServiceDetector`; self-time
             // windows are fed to a `SeriesDetector` as latency.
             Metric::SlowRatio
+            | Metric::SlowSelfTimeRatio
             | Metric::TrafficDrop
             | Metric::TrafficSurge
             | Metric::SelfTimeP50
@@ -234,6 +239,29 @@ pub enum Event {
         /// First normal window of the quiet run, unix ns.
         since_ns: i64,
     },
+}
+
+impl Event {
+    /// The same event about another metric: `to` maps this event's
+    /// metric, and an event it maps to nothing is dropped (how a detector
+    /// run over self times, or over one aspect, reports under its own
+    /// names).
+    pub fn renamed(self, to: impl Fn(Metric) -> Option<Metric>) -> Option<Event> {
+        match self {
+            Event::Opened(f) => Some(Event::Opened(Finding {
+                metric: to(f.metric)?,
+                ..f
+            })),
+            Event::Ongoing(f) => Some(Event::Ongoing(Finding {
+                metric: to(f.metric)?,
+                ..f
+            })),
+            Event::Resolved { metric, since_ns } => Some(Event::Resolved {
+                metric: to(metric)?,
+                since_ns,
+            }),
+        }
+    }
 }
 
 /// One recent window, kept for the onset search.

@@ -372,11 +372,30 @@ impl ServiceDetector {
         let warm = self.seen > s.warmup;
         let mut events = Vec::new();
         let mut scores = [0.0; 4];
+        // Two sliding windows, as multi-window alerting does: at a few
+        // calls a minute, a minute holds too few failed or slow calls to
+        // prove anything even when every call is affected, while twice
+        // the window does; the longer look pays for being a second one.
+        let (long, _) = self.sliding(start_ns, s.slide_ns.saturating_mul(2));
         for (i, metric) in SLIDING.into_iter().enumerate() {
-            let (score, observed, expected) = self.score(s, metric, &sum, tenant, start_ns);
+            let (mut score, mut observed, mut expected) =
+                self.score(s, metric, &sum, tenant, start_ns);
+            let mut judged = sum;
+            let mut look = s.slide_ns;
+            if metric == Metric::SlowRatio {
+                let (l_score, l_observed, l_expected) =
+                    self.score(s, metric, &long, tenant, start_ns);
+                let l_score = l_score - std::f64::consts::LOG10_2;
+                if l_score > score {
+                    (score, observed, expected) = (l_score, l_observed, l_expected);
+                    judged = long;
+                    look = s.slide_ns.saturating_mul(2);
+                }
+            }
             scores[i] = score;
-            let opens =
-                warm && score >= s.open_score && self.effect(s, metric, &sum, observed, expected);
+            let opens = warm
+                && score >= s.open_score
+                && self.effect(s, metric, &judged, observed, expected);
             let finding = |onset_ns| Finding {
                 metric,
                 onset_ns,
@@ -387,7 +406,7 @@ impl ServiceDetector {
             };
             match self.open[i] {
                 None if opens => {
-                    let onset = self.onset(s, metric, start_ns);
+                    let onset = self.onset(s, metric, start_ns, look, observed);
                     self.open[i] = Some((onset, 0));
                     events.push(Event::Opened(finding(onset)));
                 }
@@ -583,8 +602,26 @@ impl ServiceDetector {
 
     /// The change point: walking back from the newest window, the earliest
     /// of the consecutive windows that already show the shift on their own;
-    /// windows without calls do not break the run.
-    fn onset(&self, s: &SlidingSettings, metric: Metric, now_ns: i64) -> i64 {
+    /// windows without calls do not break the run, nor, when the longer
+    /// look proved the shift, do windows within it too thin to show it (at
+    /// the observed share, no slow call among their few calls is likely: a
+    /// shift at a few calls a minute shows every other window).
+    fn onset(
+        &self,
+        s: &SlidingSettings,
+        metric: Metric,
+        now_ns: i64,
+        look_ns: i64,
+        observed: f64,
+    ) -> i64 {
+        // Under the shift, a window of `n` calls shows none of it with
+        // probability (1 - observed)^n; below this, its silence counts.
+        const PLAUSIBLE: f64 = 0.05;
+        let thin = |n: u64, start: i64| {
+            look_ns > s.slide_ns
+                && start > now_ns - look_ns
+                && (1.0 - observed.clamp(0.0, 1.0)).powf(n as f64) > PLAUSIBLE
+        };
         let mut onset = now_ns;
         let (pe, ps) = (self.errors.p(), self.slow.p());
         let share = self.share.median();
@@ -596,8 +633,12 @@ impl ServiceDetector {
         } in self.recent.iter().rev()
         {
             let shifted = match metric {
+                Metric::ErrorRatio if c.calls > 0 && c.errors == 0 && thin(c.calls, *start) => None,
                 Metric::ErrorRatio if c.calls > 0 => {
                     Some(c.errors > 0 && c.errors as f64 / c.calls as f64 > 3.0 * pe)
+                }
+                Metric::SlowRatio if c.measured > 0 && c.slow == 0 && thin(c.measured, *start) => {
+                    None
                 }
                 Metric::SlowRatio if c.measured > 0 => {
                     Some(c.slow > 0 && c.slow as f64 / c.measured as f64 > 3.0 * ps)

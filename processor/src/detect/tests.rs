@@ -1209,6 +1209,49 @@ mod sliding {
         );
     }
 
+    /// Three slow calls a minute of two dozen, where one in five hundred
+    /// is slow: a minute cannot prove it (1e-5), two minutes can.
+    #[test]
+    fn a_few_slow_calls_a_minute_open_over_the_longer_look() {
+        let s = SlidingSettings::default();
+        let mut d = ServiceDetector::new();
+        // Four calls a window; one slow every 500 calls, for hours.
+        let mut n = 0u64;
+        let mut call = |i: i64, slow_every_other: bool| {
+            let slow = if slow_every_other {
+                u64::from(i % 2 == 0)
+            } else {
+                n += 4;
+                u64::from(n % 500 == 4)
+            };
+            Counts {
+                calls: 4,
+                errors: 0,
+                measured: 4,
+                slow,
+            }
+        };
+        for i in 0..1500 {
+            let events = d.observe(&s, i * W, call(i, false), 0);
+            assert!(opened(&events, Metric::SlowRatio).is_none(), "{i}");
+        }
+        let mut found = None;
+        for i in 1500..1520 {
+            let events = d.observe(&s, i * W, call(i, true), 0);
+            if let Some(onset) = opened(&events, Metric::SlowRatio) {
+                found = Some((i, onset));
+                break;
+            }
+        }
+        let (at, onset) = found.expect("opened");
+        assert!(at >= 1506, "not from one minute's three slow calls: {at}");
+        assert_eq!(onset, 1500 * W);
+        assert!(
+            at * W - onset <= 120_000_000_000,
+            "within two minutes: {at}"
+        );
+    }
+
     #[test]
     fn three_calls_a_minute_that_all_fail_open_an_error_anomaly() {
         let s = SlidingSettings::default();

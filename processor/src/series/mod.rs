@@ -273,6 +273,19 @@ impl<K: SeriesKey> SeriesSet<K> {
         self.watermark_ns = self.watermark_ns.max(t_ns);
     }
 
+    /// The watermark at which every window open now is sealed (the
+    /// current one when none is open).
+    pub fn seal_horizon_ns(&self) -> i64 {
+        self.open
+            .keys()
+            .next_back()
+            .map_or(self.watermark_ns, |last| {
+                last.saturating_add(self.settings.window_ns)
+                    .saturating_add(self.settings.lateness_ns)
+                    .max(self.watermark_ns)
+            })
+    }
+
     /// Base window length, ns.
     pub fn window_ns(&self) -> i64 {
         self.settings.window_ns

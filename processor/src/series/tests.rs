@@ -141,6 +141,28 @@ fn each_window_is_handed_on_once_when_the_watermark_passes_it() {
     assert_eq!((q[0].1.calls, q[0].1.errors), (2, 1));
 }
 
+/// The end of a bounded input (a replay): raising the watermark to the
+/// seal horizon hands on every window still open, and nothing past them.
+#[test]
+fn the_seal_horizon_seals_every_open_window() {
+    let mut set = SeriesSet::new(settings());
+    assert_eq!(set.seal_horizon_ns(), i64::MIN, "nothing seen yet");
+    let t0 = 1_000 * S;
+    set.record(&K("a"), t0, 10, false);
+    set.record(&K("b"), t0 + 12 * S, 10, false);
+    set.record(&K("a"), t0 + 22 * S, 10, true);
+    let first = set.advance();
+    assert_eq!(first.len(), 1, "the first window passed by the data itself");
+    set.raise_watermark(set.seal_horizon_ns());
+    let rest = set.advance();
+    let starts: Vec<i64> = rest.iter().map(|s| s.start_ns).collect();
+    assert_eq!(starts, vec![t0 + 10 * S, t0 + 20 * S]);
+    assert_eq!(rest[1].stats.errors, 1);
+    // Nothing is left open; the horizon stays where it is.
+    assert_eq!(set.seal_horizon_ns(), set.watermark_ns());
+    assert!(set.advance().is_empty());
+}
+
 #[test]
 fn keys_beyond_the_limit_go_to_overflow_and_are_counted() {
     let mut set = SeriesSet::new(settings());
