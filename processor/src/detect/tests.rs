@@ -271,6 +271,45 @@ mod engine {
         assert_eq!(latency.onset_ns, resumed, "{latency:?}");
     }
 
+    /// Two calls a window are too few for a self-time quantile; their
+    /// self times beyond the operation's normal ones are counted instead.
+    #[test]
+    fn a_low_volume_operation_slow_in_its_own_work_is_found() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("gateway", "preserve")]);
+        // preserve's own work: 2 ms, then from window 300 on, 90 ms; its
+        // total latency is the callees' and moves little.
+        for i in 0..330 {
+            let red = vec![
+                sealed("gateway", "GET /", 0, i * W, 200, 20),
+                sealed("preserve", "POST /preserve", 0, i * W, 2, 600),
+            ];
+            let own_ms = if i >= 300 { 90 } else { 2 };
+            let selfs = vec![sealed("preserve", "POST /preserve", 0, i * W, 2, own_ms)];
+            d.observe(red, Vec::new(), selfs, &graph);
+            d.tick(i * W + W);
+        }
+        let all = d.anomalies(0, i64::MAX);
+        let slow = all
+            .iter()
+            .find(|a| a.metric == "slow_self_time_ratio")
+            .unwrap_or_else(|| panic!("{all:#?}"));
+        assert_eq!(slow.onset_ns, 300 * W);
+        assert!(slow.detected_ns - slow.onset_ns <= 60_000_000_000, "{slow:?}");
+        assert_eq!(
+            slow.subject,
+            Subject::Operation {
+                service: "preserve".into(),
+                operation: "POST /preserve".into(),
+                kind: 2,
+            }
+        );
+        assert!(
+            all.iter().all(|a| a.onset_ns >= 300 * W),
+            "nothing before the change: {all:#?}"
+        );
+    }
+
     #[test]
     fn self_time_growth_is_found_where_total_latency_barely_moves() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
