@@ -1,6 +1,7 @@
 //! Detection cost per series per window: a tenant's detection fed one
 //! sealed window of every RED series and graph edge, after its baselines,
-//! references and rates are warm.
+//! references and rates are warm; and the same with each operation's
+//! self-time window too (as the pipeline feeds it), side by side.
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -38,13 +39,17 @@ fn stats(h: &Histogram<u64>, errors: u64) -> CellStats {
 }
 
 /// One window of `services` × `ops` server series and `services` edges.
-fn window(
-    services: usize,
-    ops: usize,
-    start: i64,
-    calls: u64,
-) -> (Vec<Sealed<RedKey>>, Vec<Sealed<EdgeKey>>) {
+type Window = (
+    Vec<Sealed<RedKey>>,
+    Vec<Sealed<EdgeKey>>,
+    Vec<Sealed<RedKey>>,
+);
+
+/// With `self_times`, also every operation's self-time window (a third of
+/// its duration: the rest is its callees').
+fn window(services: usize, ops: usize, start: i64, calls: u64, self_times: bool) -> Window {
     let mut red = Vec::with_capacity(services * ops);
+    let mut selfs = Vec::new();
     let mut edges = Vec::with_capacity(services);
     for s in 0..services {
         let service: Arc<str> = Arc::from(format!("service-{s}"));
@@ -54,13 +59,24 @@ fn window(
                 2 + (o as u64 % 5),
                 start as u64 / W as u64 + o as u64,
             );
+            let key = RedKey {
+                service: Arc::clone(&service),
+                operation: Arc::from(format!("GET /resource/{o}")),
+                kind: 2,
+                status: 0,
+            };
+            if self_times {
+                let own = hist(calls, 1 + (o as u64 % 2), start as u64 / W as u64 + 3);
+                selfs.push(Sealed {
+                    key: key.clone(),
+                    start_ns: start,
+                    len_ns: W,
+                    stats: stats(&own, 0),
+                    hist: own,
+                });
+            }
             red.push(Sealed {
-                key: RedKey {
-                    service: Arc::clone(&service),
-                    operation: Arc::from(format!("GET /resource/{o}")),
-                    kind: 2,
-                    status: 0,
-                },
+                key,
                 start_ns: start,
                 len_ns: W,
                 stats: stats(&h, 0),
@@ -80,7 +96,7 @@ fn window(
             hist: h,
         });
     }
-    (red, edges)
+    (red, edges, selfs)
 }
 
 fn bench(c: &mut Criterion) {
@@ -94,32 +110,39 @@ fn bench(c: &mut Criterion) {
                 )
             })
             .collect();
-        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
-        // Two hours of history: baselines full, references and rates learned.
-        for i in 0..720 {
-            let (red, edges) = window(services, ops, i * W, 40);
-            d.observe(red, edges, Vec::new(), &links);
-        }
-        let next = Cell::new(720i64);
         let mut group = c.benchmark_group(format!("detection_{series}_series"));
         group.throughput(Throughput::Elements(series as u64));
-        group.bench_function("observe_one_window", |b| {
-            b.iter_batched(
-                || {
-                    let i = next.get();
-                    next.set(i + 1);
-                    window(services, ops, i * W, 40)
-                },
-                |(red, edges)| d.observe(red, edges, Vec::new(), &links),
-                BatchSize::LargeInput,
-            )
-        });
+        for (name, self_times) in [
+            ("observe_one_window", false),
+            ("observe_one_window_with_self_times", true),
+        ] {
+            let mut d =
+                TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+            // Two hours of history: baselines full, references and rates
+            // learned.
+            for i in 0..720 {
+                let (red, edges, selfs) = window(services, ops, i * W, 40, self_times);
+                d.observe(red, edges, selfs, &links);
+            }
+            let next = Cell::new(720i64);
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    || {
+                        let i = next.get();
+                        next.set(i + 1);
+                        window(services, ops, i * W, 40, self_times)
+                    },
+                    |(red, edges, selfs)| d.observe(red, edges, selfs, &links),
+                    BatchSize::LargeInput,
+                )
+            });
+            assert!(
+                d.incidents().is_empty(),
+                "steady synthetic traffic raised {:?}",
+                d.incidents()
+            );
+        }
         group.finish();
-        assert!(
-            d.incidents().is_empty(),
-            "steady synthetic traffic raised {:?}",
-            d.incidents()
-        );
     }
 }
 

@@ -295,7 +295,10 @@ mod engine {
             .find(|a| a.metric == "slow_self_time_ratio")
             .unwrap_or_else(|| panic!("{all:#?}"));
         assert_eq!(slow.onset_ns, 300 * W);
-        assert!(slow.detected_ns - slow.onset_ns <= 60_000_000_000, "{slow:?}");
+        assert!(
+            slow.detected_ns - slow.onset_ns <= 60_000_000_000,
+            "{slow:?}"
+        );
         assert_eq!(
             slow.subject,
             Subject::Operation {
