@@ -4,6 +4,42 @@ use super::*;
 
 const W: i64 = 10_000_000_000;
 
+/// `spans` of `service` as one converted batch.
+fn batch_of_spans(
+    service: &str,
+    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+) -> arrow_array::RecordBatch {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use prost::Message;
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(service.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    crate::kernels::otlp_to_arrow::otlp_to_arrow(
+        &causeway_model::TenantId::default_tenant(),
+        &req.encode_to_vec(),
+    )
+    .expect("valid")
+}
+
 /// xorshift64*: deterministic noise without a dependency.
 struct Rng(u64);
 
@@ -236,36 +272,55 @@ mod engine {
             .collect()
     }
 
+    /// One window of checkout's 50 calls at `ms`, then event time past it.
+    fn feed_checkout(
+        d: &mut TenantDetection,
+        graph: &HashSet<(Arc<str>, Arc<str>)>,
+        t: i64,
+        ms: u64,
+    ) {
+        d.observe(
+            vec![sealed("checkout", "POST /orders", 0, t, 50, ms)],
+            Vec::new(),
+            Vec::new(),
+            graph,
+        );
+        d.tick(t + W);
+    }
+
+    /// checkout at 10 ms for 40 windows, then `before_gap`, then from
+    /// `resumed` on at 40 ms: the latency anomaly found.
+    fn latency_shift_after_a_gap(
+        d: &mut TenantDetection,
+        graph: &HashSet<(Arc<str>, Arc<str>)>,
+        resumed: i64,
+        before_gap: impl FnOnce(&mut TenantDetection),
+    ) -> causeway_model::Anomaly {
+        for i in 0..40 {
+            feed_checkout(d, graph, i * W, 10);
+        }
+        before_gap(d);
+        for j in 0..12 {
+            feed_checkout(d, graph, resumed + j * W, 40);
+        }
+        d.anomalies(0, i64::MAX)
+            .into_iter()
+            .find(|a| a.metric == "latency_p50")
+            .expect("the shift after the gap is found")
+    }
+
     #[test]
     fn no_onset_is_placed_in_a_data_gap() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
         let graph = links(&[]);
-        let feed = |d: &mut TenantDetection, t: i64, ms: u64| {
-            d.observe(
-                vec![sealed("checkout", "POST /orders", 0, t, 50, ms)],
-                Vec::new(),
-                Vec::new(),
-                &graph,
-            );
-            d.tick(t + W);
-        };
-        for i in 0..40 {
-            feed(&mut d, i * W, 10);
-        }
+        let resumed = 44 * W + 5 * 60_000_000_000;
         // Slightly off (past the hold score, short of opening), then the
         // tenant goes silent for five minutes.
-        for i in 40..44 {
-            feed(&mut d, i * W, 14);
-        }
-        let resumed = 44 * W + 5 * 60_000_000_000;
-        for j in 0..12 {
-            feed(&mut d, resumed + j * W, 40);
-        }
-        let latency = d
-            .anomalies(0, i64::MAX)
-            .into_iter()
-            .find(|a| a.metric == "latency_p50")
-            .expect("the shift after the gap is found");
+        let latency = latency_shift_after_a_gap(&mut d, &graph, resumed, |d| {
+            for i in 40..44 {
+                feed_checkout(d, &graph, i * W, 14);
+            }
+        });
         // The walk back over shifted windows would reach the ones before
         // the gap; nobody saw the change happen in between.
         assert_eq!(latency.onset_ns, resumed, "{latency:?}");
@@ -676,6 +731,25 @@ mod engine {
         assert_eq!(vanished(&d), 1, "{:#?}", d.anomalies(0, i64::MAX));
     }
 
+    /// 200 windows of auth's logins and verify's one call every other
+    /// window, every call of verify failing from window `from` on.
+    fn feed_verify_failing_from(
+        d: &mut TenantDetection,
+        graph: &HashSet<(Arc<str>, Arc<str>)>,
+        from: i64,
+    ) {
+        for i in 0..200 {
+            let t = i * W;
+            let mut red = vec![sealed("auth", "login", 0, t, 30, 20)];
+            if i % 2 == 0 {
+                let status = if i >= from { 2 } else { 0 };
+                red.push(sealed("verify", "check", status, t, 1, 2));
+            }
+            d.observe(red, Vec::new(), Vec::new(), graph);
+            d.tick(t + W);
+        }
+    }
+
     #[test]
     fn a_low_volume_service_that_fails_every_call_is_an_incident() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
@@ -683,16 +757,7 @@ mod engine {
         // verify gets one call every other window, three a minute: far too
         // few for the per-operation detector. One or two failures are not
         // an incident; three of three are.
-        for i in 0..200 {
-            let t = i * W;
-            let mut red = vec![sealed("auth", "login", 0, t, 30, 20)];
-            if i % 2 == 0 {
-                let status = if i >= 180 { 2 } else { 0 };
-                red.push(sealed("verify", "check", status, t, 1, 2));
-            }
-            d.observe(red, Vec::new(), Vec::new(), &graph);
-            d.tick(t + W);
-        }
+        feed_verify_failing_from(&mut d, &graph, 180);
         let anomalies = d.anomalies(0, i64::MAX);
         let a = anomalies
             .iter()
@@ -710,11 +775,7 @@ mod engine {
 
     /// A batch of `service`'s spans of `op`: (start ns, failed).
     fn span_batch(service: &str, op: &str, spans: &[(i64, bool)]) -> arrow_array::RecordBatch {
-        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-        use opentelemetry_proto::tonic::resource::v1::Resource;
-        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-        use prost::Message;
+        use opentelemetry_proto::tonic::trace::v1::{Span, Status};
         let spans = spans
             .iter()
             .enumerate()
@@ -736,30 +797,7 @@ mod engine {
                 }
             })
             .collect();
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(any_value::Value::StringValue(service.into())),
-                        }),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        crate::kernels::otlp_to_arrow::otlp_to_arrow(
-            &causeway_model::TenantId::default_tenant(),
-            &req.encode_to_vec(),
-        )
-        .expect("valid")
+        super::batch_of_spans(service, spans)
     }
 
     /// A detector knows a change to its window; the spans it keeps for
@@ -780,16 +818,7 @@ mod engine {
                 (182 * W + 2_000_000_000, true),
             ],
         ));
-        for i in 0..200 {
-            let t = i * W;
-            let mut red = vec![sealed("auth", "login", 0, t, 30, 20)];
-            if i % 2 == 0 {
-                let status = if i >= 180 { 2 } else { 0 };
-                red.push(sealed("verify", "check", status, t, 1, 2));
-            }
-            d.observe(red, Vec::new(), Vec::new(), &graph);
-            d.tick(t + W);
-        }
+        feed_verify_failing_from(&mut d, &graph, 180);
         let errors = d
             .anomalies(0, i64::MAX)
             .into_iter()
@@ -809,26 +838,7 @@ mod engine {
             "POST /orders",
             &[(first_seen, false), (resumed + W, false)],
         ));
-        let feed = |d: &mut TenantDetection, t: i64, ms: u64| {
-            d.observe(
-                vec![sealed("checkout", "POST /orders", 0, t, 50, ms)],
-                Vec::new(),
-                Vec::new(),
-                &graph,
-            );
-            d.tick(t + W);
-        };
-        for i in 0..40 {
-            feed(&mut d, i * W, 10);
-        }
-        for j in 0..12 {
-            feed(&mut d, resumed + j * W, 40);
-        }
-        let latency = d
-            .anomalies(0, i64::MAX)
-            .into_iter()
-            .find(|a| a.metric == "latency_p50")
-            .expect("the shift after the gap is found");
+        let latency = latency_shift_after_a_gap(&mut d, &graph, resumed, |_| {});
         assert_eq!(latency.onset_ns, first_seen, "{latency:?}");
     }
 
@@ -963,11 +973,8 @@ fn examples_are_the_slowest_or_failed_spans_of_the_subject() {
 
 #[test]
 fn a_new_error_signature_opens_at_once_after_learning() {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
-    use prost::Message;
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status, span};
 
     use super::{IncidentSettings, TenantDetection};
 
@@ -1005,26 +1012,7 @@ fn a_new_error_signature_opens_at_once_after_learning() {
             ..Default::default()
         }
     };
-    let batch_of = |spans: Vec<Span>| {
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![kv("service.name", "checkout")],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        crate::kernels::otlp_to_arrow::otlp_to_arrow(
-            &causeway_model::TenantId::default_tenant(),
-            &req.encode_to_vec(),
-        )
-        .expect("valid")
-    };
+    let batch_of = |spans: Vec<Span>| batch_of_spans("checkout", spans);
     let settings = DetectSettings {
         signature_learn_ns: 60_000_000_000,
         ..DetectSettings::default()
