@@ -12,7 +12,9 @@ use causeway_model::{Anomaly, Incident, IncidentState, Severity, Subject};
 use hdrhistogram::Histogram;
 
 use super::exemplars::{RecentSpans, Want};
-use super::service::{Counts, OpReference, ServiceDetector, SlidingSettings, poisson_score};
+use super::service::{
+    Counts, OpReference, ServiceDetector, SlidingSettings, SlowWatch, poisson_score,
+};
 use super::signatures::Signatures;
 use super::{DetectSettings, Event, Finding, Metric, SeriesDetector};
 use crate::graph::EdgeKey;
@@ -104,21 +106,13 @@ pub struct TenantDetection {
     services: HashMap<Arc<str>, ServiceDetector>,
     /// Normal durations per operation, for slow-span thresholds.
     references: HashMap<OpKey, OpReference>,
-    /// Sliding detectors per operation of its own spans' self times (slow
-    /// processing), on the self-time clock.
-    self_sliding: HashMap<OpKey, ServiceDetector>,
-    /// Normal self times per operation, for slow self-time thresholds.
-    self_refs: HashMap<OpKey, OpReference>,
-    /// Own-span self-time histograms per window start, until settled.
-    unsettled_self: BTreeMap<i64, HashMap<OpKey, Histogram<u64>>>,
+    /// Slow own spans by self time per operation (slow processing), on
+    /// the self-time clock.
+    self_slow: SlowWatch<OpKey>,
     /// Own-span histograms per window start, until their windows settle.
     unsettled: BTreeMap<i64, OwnWindows>,
-    /// Sliding detectors per graph edge (slow calls).
-    edge_sliding: HashMap<EdgeKey, ServiceDetector>,
-    /// Normal durations per edge.
-    edge_refs: HashMap<EdgeKey, OpReference>,
-    /// Edge histograms per window start, until their windows settle.
-    unsettled_edges: BTreeMap<i64, HashMap<EdgeKey, Histogram<u64>>>,
+    /// Slow calls per graph edge.
+    edge_slow: SlowWatch<EdgeKey>,
     sliding: SlidingSettings,
     /// Calls per window of every edge seen, for graph changes.
     graph: HashMap<EdgeKey, EdgeWatch>,
@@ -158,13 +152,9 @@ impl TenantDetection {
             edges: HashMap::new(),
             services: HashMap::new(),
             references: HashMap::new(),
-            self_sliding: HashMap::new(),
-            self_refs: HashMap::new(),
-            unsettled_self: BTreeMap::new(),
+            self_slow: SlowWatch::new(),
             unsettled: BTreeMap::new(),
-            edge_sliding: HashMap::new(),
-            edge_refs: HashMap::new(),
-            unsettled_edges: BTreeMap::new(),
+            edge_slow: SlowWatch::new(),
             sliding: SlidingSettings::default(),
             graph: HashMap::new(),
             new_edges: Vec::new(),
@@ -248,34 +238,13 @@ impl TenantDetection {
             // calls a window for their quantiles. (Errors are the window
             // detector's; traffic is the graph watch's: the edge detector
             // sees only windows with calls.)
-            let slow = self.edge_refs.get(&s.key).and_then(|r| r.slow_in(&s.hist));
-            let counts = Counts {
-                calls: s.stats.calls,
-                errors: 0,
-                measured: if slow.is_some() { s.stats.calls } else { 0 },
-                slow: slow.unwrap_or(0),
-            };
-            let detector = self.edge_sliding.entry(s.key.clone()).or_default();
-            events.extend(detector.observe(&sliding, s.start_ns, counts, 0));
-            for (at, latency_ok) in detector.take_settled() {
-                if !latency_ok {
-                    continue;
-                }
-                if let Some(h) = self
-                    .unsettled_edges
-                    .get_mut(&at)
-                    .and_then(|m| m.remove(&s.key))
-                {
-                    self.edge_refs
-                        .entry(s.key.clone())
-                        .or_default()
-                        .learn(&h, &sliding);
-                }
-            }
-            self.unsettled_edges
-                .entry(s.start_ns)
-                .or_default()
-                .insert(s.key.clone(), s.hist);
+            events.extend(self.edge_slow.observe(
+                &sliding,
+                &s.key,
+                s.start_ns,
+                s.stats.calls,
+                s.hist,
+            ));
             if !events.is_empty() {
                 self.apply(edge_subject(&s.key), events, links);
             }
@@ -284,7 +253,7 @@ impl TenantDetection {
             // Edges settle only when they carry calls again: keep their
             // windows for the onset search's memory.
             let done = last.saturating_sub(self.window_ns.saturating_mul(KEEP_EDGE_WINDOWS));
-            self.unsettled_edges = self.unsettled_edges.split_off(&done);
+            self.edge_slow.forget_before(done);
         }
         for (start, (services, edges)) in active {
             self.watch_edges(start, &services, &edges, links);
@@ -302,19 +271,12 @@ impl TenantDetection {
         links: &HashSet<(Arc<str>, Arc<str>)>,
     ) {
         let sliding = self.sliding;
+        // In name order (`by_start` sorts), as in `observe_start`.
         for (start, ops) in by_start(self_time) {
-            // In name order (`by_start` sorts), as in `observe_start`.
-            let mut own: HashMap<OpKey, Histogram<u64>> = HashMap::new();
-            let mut settled: Vec<(OpKey, i64)> = Vec::new();
             for (op, calls, _, hist) in ops {
                 let stats = CellStats::of(calls, 0, &hist);
                 let settings = self.settings;
-                let subject = Subject::Operation {
-                    service: op.0.to_string(),
-                    operation: op.1.to_string(),
-                    kind: op.2,
-                };
-                let events: Vec<Event> = self
+                let mut events: Vec<Event> = self
                     .self_ops
                     .entry(op.clone())
                     .or_insert_with(|| SeriesDetector::new(&settings))
@@ -322,57 +284,35 @@ impl TenantDetection {
                     .into_iter()
                     .filter_map(|e| e.renamed(Metric::as_self_time))
                     .collect();
-                if !events.is_empty() {
-                    self.apply(subject.clone(), events, links);
-                }
-                if !own_span(op.2) {
-                    continue;
-                }
                 // A starved service (CPU, memory, I/O) is slower in its own
                 // processing. At a few calls a minute no window has the
                 // calls for quantiles, so an operation's spans beyond its
                 // normal self time are counted over the sliding minute, as
                 // slow calls are (per operation: a service's other
                 // operations, whose own work is small, would dilute them).
-                let slow = self.self_refs.get(&op).and_then(|r| r.slow_in(&hist));
-                let counts = Counts {
-                    calls,
-                    errors: 0,
-                    measured: if slow.is_some() { calls } else { 0 },
-                    slow: slow.unwrap_or(0),
-                };
-                let detector = self.self_sliding.entry(op.clone()).or_default();
-                // No tenant traffic: traffic shares are the RED side's.
-                let events: Vec<Event> = detector
-                    .observe(&sliding, start, counts, 0)
-                    .into_iter()
-                    .filter_map(|e| {
-                        e.renamed(|m| (m == Metric::SlowRatio).then_some(Metric::SlowSelfTimeRatio))
-                    })
-                    .collect();
-                for (at, latency_ok) in detector.take_settled() {
-                    if latency_ok {
-                        settled.push((op.clone(), at));
-                    }
+                if own_span(op.2) {
+                    events.extend(
+                        self.self_slow
+                            .observe(&sliding, &op, start, calls, hist)
+                            .into_iter()
+                            .filter_map(|e| {
+                                e.renamed(|m| {
+                                    (m == Metric::SlowRatio).then_some(Metric::SlowSelfTimeRatio)
+                                })
+                            }),
+                    );
                 }
                 if !events.is_empty() {
+                    let subject = Subject::Operation {
+                        service: op.0.to_string(),
+                        operation: op.1.to_string(),
+                        kind: op.2,
+                    };
                     self.apply(subject, events, links);
                 }
-                own.insert(op, hist);
             }
-            if !own.is_empty() {
-                self.unsettled_self.insert(start, own);
-            }
-            // Settled windows without a slow build-up teach the references.
-            for (op, at) in settled {
-                let Some(hist) = self.unsettled_self.get_mut(&at).and_then(|m| m.remove(&op))
-                else {
-                    continue;
-                };
-                self.self_refs.entry(op).or_default().learn(&hist, &sliding);
-            }
-            let done = start.saturating_sub(sliding.slide_ns.saturating_mul(2));
-            self.unsettled_self = self.unsettled_self.split_off(&done);
+            self.self_slow
+                .forget_before(start.saturating_sub(sliding.slide_ns.saturating_mul(2)));
         }
     }
 
@@ -1060,7 +1000,7 @@ impl TenantDetection {
                         d.close(metric);
                     }
                 }
-                for (k, d) in &mut self.edge_sliding {
+                for (k, d) in &mut self.edge_slow.detectors {
                     if &*k.client == client
                         && &*k.server == server
                         && k.connection.as_str() == connection
@@ -1255,11 +1195,11 @@ impl TenantDetection {
                 .map(|(k, d)| (k.to_string(), d.clone()))
                 .collect(),
             references: op_entries(&self.references),
-            self_sliding: op_entries(&self.self_sliding),
-            self_refs: op_entries(&self.self_refs),
+            self_sliding: op_entries(&self.self_slow.detectors),
+            self_refs: op_entries(&self.self_slow.refs),
             graph: edge_entries(&self.graph),
-            edge_sliding: edge_entries(&self.edge_sliding),
-            edge_refs: edge_entries(&self.edge_refs),
+            edge_sliding: edge_entries(&self.edge_slow.detectors),
+            edge_refs: edge_entries(&self.edge_slow.refs),
             signatures: self.signatures.clone(),
             anomalies: self
                 .anomalies
@@ -1323,11 +1263,11 @@ impl TenantDetection {
             .map(|(k, det)| (Arc::from(k), det))
             .collect();
         d.references = from_op_entries(s.references);
-        d.self_sliding = from_op_entries(s.self_sliding);
-        d.self_refs = from_op_entries(s.self_refs);
+        d.self_slow.detectors = from_op_entries(s.self_sliding);
+        d.self_slow.refs = from_op_entries(s.self_refs);
         d.graph = from_edge_entries(s.graph);
-        d.edge_sliding = from_edge_entries(s.edge_sliding);
-        d.edge_refs = from_edge_entries(s.edge_refs);
+        d.edge_slow.detectors = from_edge_entries(s.edge_sliding);
+        d.edge_slow.refs = from_edge_entries(s.edge_refs);
         d.signatures = s.signatures;
         d.anomalies = s
             .anomalies

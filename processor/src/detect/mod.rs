@@ -52,8 +52,8 @@ pub enum Metric {
     ErrorRatio,
     /// Share of calls slower than their operation's normal p99 (sliding).
     SlowRatio,
-    /// Share of a service's own spans whose self time is beyond their
-    /// operation's normal self-time p99 (sliding).
+    /// Share of an operation's own spans whose self time is beyond its
+    /// normal self-time p99 (sliding).
     SlowSelfTimeRatio,
     /// Calls well below the usual share of the tenant's traffic (sliding).
     TrafficDrop,

@@ -29,7 +29,8 @@
 //! duration and status are the callee's): the caller of a failing service
 //! shows up through its own server spans, and the graph groups them.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
 
 use hdrhistogram::Histogram;
 
@@ -633,7 +634,6 @@ impl ServiceDetector {
         } in self.recent.iter().rev()
         {
             let shifted = match metric {
-                Metric::ErrorRatio if c.calls > 0 && c.errors == 0 && thin(c.calls, *start) => None,
                 Metric::ErrorRatio if c.calls > 0 => {
                     Some(c.errors > 0 && c.errors as f64 / c.calls as f64 > 3.0 * pe)
                 }
@@ -658,6 +658,77 @@ impl ServiceDetector {
             }
         }
         onset
+    }
+}
+
+/// Slow calls of keyed series at any volume (graph edges, operations'
+/// self times): per key, a sliding detector of the spans beyond the key's
+/// normal values, and those normal values, learned from the windows that
+/// left the sliding window without a slow build-up.
+#[derive(Debug)]
+pub(super) struct SlowWatch<K> {
+    /// Sliding detector per key.
+    pub(super) detectors: HashMap<K, ServiceDetector>,
+    /// Normal values per key.
+    pub(super) refs: HashMap<K, OpReference>,
+    /// Window histograms per window start, until their windows settle.
+    unsettled: BTreeMap<i64, HashMap<K, Histogram<u64>>>,
+}
+
+impl<K: Eq + Hash + Clone> SlowWatch<K> {
+    /// Nothing learned.
+    pub(super) fn new() -> Self {
+        Self {
+            detectors: HashMap::new(),
+            refs: HashMap::new(),
+            unsettled: BTreeMap::new(),
+        }
+    }
+
+    /// Feeds `key`'s window at `start_ns` (`calls` spans, their values in
+    /// `hist`); returns its detector's events (under `SlowRatio`).
+    pub(super) fn observe(
+        &mut self,
+        s: &SlidingSettings,
+        key: &K,
+        start_ns: i64,
+        calls: u64,
+        hist: Histogram<u64>,
+    ) -> Vec<Event> {
+        let slow = self.refs.get(key).and_then(|r| r.slow_in(&hist));
+        let counts = Counts {
+            calls,
+            errors: 0,
+            measured: if slow.is_some() { calls } else { 0 },
+            slow: slow.unwrap_or(0),
+        };
+        let detector = self.detectors.entry(key.clone()).or_default();
+        // No tenant traffic: traffic shares are the RED side's.
+        let events = detector.observe(s, start_ns, counts, 0);
+        for (at, latency_ok) in detector.take_settled() {
+            if !latency_ok {
+                continue;
+            }
+            if let Some(h) = self.unsettled.get_mut(&at).and_then(|m| m.remove(key)) {
+                self.refs.entry(key.clone()).or_default().learn(&h, s);
+            }
+        }
+        self.unsettled
+            .entry(start_ns)
+            .or_default()
+            .insert(key.clone(), hist);
+        events
+    }
+
+    /// Drops the windows before `start_ns` that never settled.
+    pub(super) fn forget_before(&mut self, start_ns: i64) {
+        self.unsettled = self.unsettled.split_off(&start_ns);
+    }
+}
+
+impl<K: Eq + Hash + Clone> Default for SlowWatch<K> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
