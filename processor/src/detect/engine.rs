@@ -975,6 +975,11 @@ impl TenantDetection {
                             d.close(latency);
                         }
                     }
+                    None if metric == Metric::SlowSelfTimeRatio => {
+                        if let Some(d) = self.self_slow.detectors.get_mut(&key) {
+                            d.close(Metric::SlowRatio);
+                        }
+                    }
                     None => {
                         if let Some(d) = self.ops.get_mut(&key) {
                             d.close(metric);

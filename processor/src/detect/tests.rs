@@ -368,6 +368,49 @@ mod engine {
         );
     }
 
+    /// An operation that goes silent while slow has its anomaly closed as
+    /// stale; its detector forgets it too, so that the slowness seen again
+    /// when it is back opens a new one.
+    #[test]
+    fn a_slow_self_time_closed_as_stale_opens_again_when_seen_again() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("gateway", "preserve")]);
+        let feed = |d: &mut TenantDetection, i: i64, preserve_ms: Option<u64>| {
+            let mut red = vec![sealed("gateway", "GET /", 0, i * W, 200, 20)];
+            let mut selfs = Vec::new();
+            if let Some(ms) = preserve_ms {
+                red.push(sealed("preserve", "POST /preserve", 0, i * W, 2, 600));
+                selfs.push(sealed("preserve", "POST /preserve", 0, i * W, 2, ms));
+            }
+            d.observe(red, Vec::new(), selfs, &graph);
+            d.tick(i * W + W);
+        };
+        for i in 0..300 {
+            feed(&mut d, i, Some(2));
+        }
+        for i in 300..312 {
+            feed(&mut d, i, Some(90));
+        }
+        // Ten minutes without preserve while the tenant carries on.
+        for i in 312..372 {
+            feed(&mut d, i, None);
+        }
+        let slow = |d: &TenantDetection| {
+            d.anomalies(0, i64::MAX)
+                .into_iter()
+                .filter(|a| a.metric == "slow_self_time_ratio")
+                .collect::<Vec<_>>()
+        };
+        let first = slow(&d);
+        assert_eq!(first.len(), 1, "{first:#?}");
+        assert!(first[0].resolved_ns.is_some(), "stale: {first:#?}");
+        for i in 372..384 {
+            feed(&mut d, i, Some(90));
+        }
+        let both = slow(&d);
+        assert_eq!(both.len(), 2, "{both:#?}");
+    }
+
     #[test]
     fn self_time_growth_is_found_where_total_latency_barely_moves() {
         let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
