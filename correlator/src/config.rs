@@ -10,7 +10,7 @@ use serde::Deserialize;
 #[serde(default, deny_unknown_fields)]
 pub struct CorrelatorConfig {
     /// Spans from onset at least this long form the window analysed (to
-    /// the incident's latest change when that is later).
+    /// the latest onset of the incident's anomalies when that is later).
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// The window is at most this long.
@@ -141,13 +141,25 @@ fn ns(d: Duration) -> i64 {
 }
 
 impl CorrelatorConfig {
-    /// End of the analysed window of `incident`: its latest change, at
-    /// least `window` and at most `max_window` after onset.
+    /// End of the analysed window of `incident`: the latest onset of its
+    /// anomalies, at least `window` and at most `max_window` after onset.
+    ///
+    /// Onsets, not the incident's latest change: a cause shows where
+    /// something changed. A fault that joins later has an onset of its
+    /// own and stretches the window; an anomaly noticed late (an edge is
+    /// found gone only after a silence of minutes), still going on, or
+    /// ended, changed nothing then, and stretching the window to those
+    /// times only lets in unrelated changes (the next fault) that happen
+    /// meanwhile. Incidents stored before onsets were kept use their
+    /// latest change.
     pub fn window_end(&self, incident: &causeway_model::Incident) -> i64 {
         let onset = incident.onset_ns;
         let shortest = onset.saturating_add(ns(self.window));
         let longest = onset.saturating_add(ns(self.max_window.max(self.window)));
-        incident.updated_ns.clamp(shortest, longest)
+        incident
+            .last_onset_ns
+            .unwrap_or(incident.updated_ns)
+            .clamp(shortest, longest)
     }
     pub(crate) fn guard_ns(&self) -> i64 {
         ns(self.guard)
@@ -217,11 +229,12 @@ mod tests {
     #[test]
     fn the_window_follows_the_incident_within_bounds() {
         let min = 60_000_000_000i64;
-        let incident = |updated: i64| Incident {
+        let incident = |last_onset: Option<i64>, updated: i64| Incident {
             id: 1,
             state: IncidentState::Open,
             onset_ns: 1000 * min,
             updated_ns: 1000 * min + updated,
+            last_onset_ns: last_onset.map(|l| 1000 * min + l),
             resolved_ns: None,
             severity: Severity::Major,
             services: BTreeSet::new(),
@@ -229,11 +242,23 @@ mod tests {
         };
         let c = CorrelatorConfig::default();
         // A young incident: the minimum window.
-        assert_eq!(c.window_end(&incident(min)), 1003 * min);
-        // A fault that joined later: up to the latest change.
-        assert_eq!(c.window_end(&incident(10 * min)), 1010 * min);
+        assert_eq!(c.window_end(&incident(Some(0), min)), 1003 * min);
+        // A fault that joined later: up to its onset.
+        assert_eq!(
+            c.window_end(&incident(Some(10 * min), 10 * min)),
+            1010 * min
+        );
+        // Noticed, going on or ended late, changed at onset: the minimum
+        // window, not up to the latest change.
+        assert_eq!(c.window_end(&incident(Some(0), 10 * min)), 1003 * min);
+        assert_eq!(c.window_end(&incident(Some(5 * min), 10 * min)), 1005 * min);
+        // Stored before onsets were kept: the latest change.
+        assert_eq!(c.window_end(&incident(None, 10 * min)), 1010 * min);
         // A long incident: capped.
-        assert_eq!(c.window_end(&incident(90 * min)), 1015 * min);
+        assert_eq!(
+            c.window_end(&incident(Some(90 * min), 90 * min)),
+            1015 * min
+        );
         let bad = CorrelatorConfig {
             max_window: Duration::from_secs(60),
             ..CorrelatorConfig::default()

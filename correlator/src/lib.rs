@@ -110,9 +110,10 @@ impl SpanSource for Listing<'_> {
 
 /// Reads the window and the reference of `incident` from `source`.
 ///
-/// The window runs from onset to the incident's latest change, at least
-/// `window` and at most `max_window` long (an incident grows: a fault
-/// that joins an incident opened by something earlier is still analysed). The reference is the most
+/// The window runs from onset to the latest onset of the incident's
+/// anomalies, at least `window` and at most `max_window` long (an incident
+/// grows: a fault that joins an incident opened by something earlier is
+/// still analysed). The reference is the most
 /// recent `reference` of data before `onset - guard`, going back at most
 /// `lookback`, skipping `excluded` ranges (other incidents, which are not
 /// healthy), and at most `reference_max_spans` spans.
@@ -624,6 +625,7 @@ mod tests {
             state: IncidentState::Open,
             onset_ns: onset,
             updated_ns: onset,
+            last_onset_ns: Some(onset),
             resolved_ns: None,
             severity: Severity::Major,
             services: BTreeSet::from(["pay".to_owned()]),
@@ -694,6 +696,7 @@ mod tests {
             state: IncidentState::Open,
             onset_ns: onset,
             updated_ns: onset + 60_000_000_000,
+            last_onset_ns: Some(onset + 60_000_000_000),
             resolved_ns: None,
             severity: Severity::Major,
             services: BTreeSet::from(["pay".to_owned()]),

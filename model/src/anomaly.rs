@@ -144,6 +144,12 @@ pub struct Incident {
     pub onset_ns: i64,
     /// Latest change, unix ns (event time).
     pub updated_ns: i64,
+    /// Latest onset of its anomalies, unix ns: the last time something
+    /// changed, as opposed to when a change was noticed, went on or ended
+    /// (an edge found gone minutes after it stopped carrying calls changed
+    /// at its onset). `None` in incidents stored before it was kept.
+    #[serde(default)]
+    pub last_onset_ns: Option<i64>,
     /// When it was resolved, unix ns.
     pub resolved_ns: Option<i64>,
     /// Worst severity of its anomalies.

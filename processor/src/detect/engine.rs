@@ -846,6 +846,7 @@ impl TenantDetection {
                 i.anomalies.push(anomaly);
                 i.onset_ns = i.onset_ns.min(f.onset_ns);
                 i.updated_ns = i.updated_ns.max(f.detected_ns);
+                i.last_onset_ns = Some(i.last_onset_ns.map_or(f.onset_ns, |l| l.max(f.onset_ns)));
                 i.services.extend(services.iter().map(|s| (*s).to_owned()));
                 i.id
             }
@@ -858,6 +859,7 @@ impl TenantDetection {
                         state: IncidentState::Open,
                         onset_ns: f.onset_ns,
                         updated_ns: f.detected_ns,
+                        last_onset_ns: Some(f.onset_ns),
                         resolved_ns: None,
                         severity: Severity::Minor,
                         services: services.iter().map(|s| (*s).to_owned()).collect(),

@@ -543,6 +543,15 @@ mod engine {
         assert!(all.iter().any(
             |a| matches!(&a.subject, Subject::Operation { service, .. } if service == "billing")
         ));
+        // Its latest change is the recovery; the last time something
+        // changed is still the onset (what the RCA window ends at).
+        let shop = d
+            .incidents()
+            .into_iter()
+            .find(|i| i.services.contains("checkout"))
+            .expect("checkout incident");
+        assert!(shop.updated_ns > 60 * W, "{shop:?}");
+        assert_eq!(shop.last_onset_ns, Some(60 * W));
     }
 
     /// Self times of old windows can be sealed late (spans paired only when
