@@ -756,7 +756,11 @@ fn tail_score(points: &[Point]) -> f64 {
     if beyond.len() < 2 {
         return 0.0;
     }
-    beyond.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Rarest first; of equal chance (every span beyond the same maximum
+    // has `1 / (n + 1)`), the furthest beyond first, so that which spans
+    // are taken together, and the effect weight of the least extreme,
+    // do not depend on the order spans arrived in.
+    beyond.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
     beyond.truncate(MAX_TAIL_SPANS);
     let (mut best, mut looks, mut weakest) = (0.0f64, 0usize, f64::INFINITY);
     for (i, &(p, over)) in beyond.iter().enumerate() {
@@ -1278,6 +1282,36 @@ mod tests {
         let mut logs: Vec<f64> = points.iter().map(|p| p.log_ratio).collect();
         assert_eq!(shift_score(usum, all, &mut logs), 0.0);
         assert!(scanned_shift(&mut points, 1.0) > 3.0);
+    }
+
+    /// Spans beyond the same maximum have the same chance; which of them
+    /// the tail test takes together (and so the effect weight of the
+    /// least extreme) must not depend on the order they arrived in.
+    #[test]
+    fn the_tail_test_does_not_depend_on_the_order_of_spans() {
+        let point = |over_max: f64, tail_p: f64| Point {
+            start_ns: 0,
+            u: 0.5,
+            log_ratio: 0.0,
+            over_max,
+            tail_p,
+        };
+        let p = 1.0 / 70.0;
+        // Three spans far beyond the slowest reference span, one just
+        // beyond it, two ordinary ones.
+        let mut points = vec![
+            point(0.02, p),
+            point(2.0, p),
+            point(1.8, p),
+            point(2.1, p),
+            point(-1.0, 1.0),
+            point(-1.2, 1.0),
+        ];
+        let first = tail_score(&points);
+        points.reverse();
+        let reversed = tail_score(&points);
+        assert!(first > 2.0, "{first}");
+        assert_eq!(first, reversed);
     }
 
     #[test]
