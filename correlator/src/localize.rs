@@ -736,13 +736,21 @@ fn binomial_z(k: f64, n: f64, p: f64) -> f64 {
     g.max(0.0).sqrt().copysign(k - n * p)
 }
 
-/// The tail test of window spans: the `k` spans with the rarest self
-/// times beyond their operation's reference maximum (`k` from 2: one
-/// stray span is no shift), against `k` of `n` at the `k`-th rarest
-/// chance (valid for any mix of operations, each span's chance being at
-/// least uniform under no change), times the effect weight of the least
-/// extreme of them (full from twice the reference maximum); the best `k`,
-/// less the expected best of as many chance looks.
+/// The tail test of window spans: the `k` spans furthest beyond their
+/// operation's reference maximum (`k` from 2: one stray span is no
+/// shift), against `k` of `n` at the largest chance among them (valid
+/// for any mix of operations: each span's chance of being beyond its
+/// maximum is `1 / (reference + 1)`, so the spans with at most that
+/// chance number at most a binomial count), times the effect weight of
+/// the least extreme of them (full from twice the reference maximum);
+/// the best `k`, less the expected best of as many chance looks.
+///
+/// Spans are taken furthest beyond first, not rarest first: in a pool
+/// of operations, a span barely beyond the maximum of a large reference
+/// is "rarer" than one far beyond a small reference's, and taking it
+/// first would weigh every set it starts by its negligible effect (a
+/// starved service's callers waiting 3x to 8x their longest wait would
+/// count for nothing beside its own spans 1% over theirs).
 fn tail_score(points: &[Point]) -> f64 {
     let n = points.len();
     if n < MIN_WINDOW_SPANS {
@@ -756,21 +764,20 @@ fn tail_score(points: &[Point]) -> f64 {
     if beyond.len() < 2 {
         return 0.0;
     }
-    // Rarest first; of equal chance (every span beyond the same maximum
-    // has `1 / (n + 1)`), the furthest beyond first, so that which spans
-    // are taken together, and the effect weight of the least extreme,
-    // do not depend on the order spans arrived in.
-    beyond.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    // Furthest beyond first; of equal effect, the rarest first, so that
+    // which spans are taken together does not depend on the order spans
+    // arrived in.
+    beyond.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.total_cmp(&b.0)));
     beyond.truncate(MAX_TAIL_SPANS);
-    let (mut best, mut looks, mut weakest) = (0.0f64, 0usize, f64::INFINITY);
+    let (mut best, mut looks, mut chance) = (0.0f64, 0usize, 0.0f64);
     for (i, &(p, over)) in beyond.iter().enumerate() {
-        weakest = weakest.min(over);
+        chance = chance.max(p);
         if i == 0 {
             continue;
         }
         looks += 1;
-        let z = binomial_z((i + 1) as f64, n as f64, p);
-        best = best.max(z * (weakest / std::f64::consts::LN_2).min(1.0));
+        let z = binomial_z((i + 1) as f64, n as f64, chance);
+        best = best.max(z * (over / std::f64::consts::LN_2).min(1.0));
     }
     (best - (2.0 * (looks as f64).ln()).sqrt()).max(0.0)
 }
@@ -1312,6 +1319,41 @@ mod tests {
         let reversed = tail_score(&points);
         assert!(first > 2.0, "{first}");
         assert_eq!(first, reversed);
+    }
+
+    /// A service's pool mixes operations with references of very
+    /// different sizes. Its own busy operation (2,000 reference spans)
+    /// has two spans 1% over their maximum; its callers' waits into it
+    /// (69 reference waits) are 3x to 8x their longest on four calls.
+    /// The four far beyond are the shift, whatever the rarer near ones.
+    #[test]
+    fn far_beyond_a_small_reference_outweighs_just_beyond_a_large_one() {
+        let point = |over_max: f64, tail_p: f64| Point {
+            start_ns: 0,
+            u: 0.5,
+            log_ratio: 0.0,
+            over_max,
+            tail_p,
+        };
+        let (busy, waits) = (1.0 / 2_001.0, 1.0 / 70.0);
+        let mut points = vec![
+            point(0.01, busy),
+            point(0.02, busy),
+            point(1.1, waits),
+            point(1.6, waits),
+            point(2.0, waits),
+            point(2.1, waits),
+        ];
+        points.extend((0..10).map(|i| point(-0.5 - f64::from(i) / 100.0, 1.0)));
+        let far = tail_score(&points);
+        assert!(far > 2.0, "{far}");
+        // The two near ones alone are no shift: their effect is nil.
+        let near: Vec<Point> = points
+            .iter()
+            .copied()
+            .filter(|p| p.over_max < 0.1)
+            .collect();
+        assert!(tail_score(&near) < 0.5, "{}", tail_score(&near));
     }
 
     #[test]
