@@ -2,10 +2,13 @@
 # Side-by-side ingest benchmark: causeway vs Rotel (the reference Rust OTLP
 # collector), same load generator, same machine, one after the other.
 #
-#   benches/compare_rotel.sh [SECONDS]
+#   benches/compare_rotel.sh [SECONDS] [SPANS_PER_SECOND]
 #
 # Prints, per transport, accepted spans/s and spans per server CPU-second
-# (the fair figure on a shared machine) and the ratio causeway/Rotel. Then
+# (the fair figure on a shared machine) and the ratio causeway/Rotel, first
+# at saturation (as fast as each server answers), then at a fixed rate
+# (default 100,000 spans/s) that both sustain, so that both do the same work
+# and neither is measured while it builds up a queue. Then
 # the same for forwarding (a sidecar tee): causeway with `exporters.otlp`
 # against Rotel with its OTLP exporter, both sending OTLP/gRPC to a third
 # process, a blackhole Rotel; for causeway it also prints the forwarded and
@@ -19,6 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS="${1:-15}"
+RATE="${2:-100000}"
 WORK="${ROTEL_DIR:-$HOME/.cache/causeway/rotel}"
 mkdir -p "$WORK"
 
@@ -103,6 +107,25 @@ for mode in grpc http grpc+gzip; do
   echo "$line"; RESULT[ro_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
   kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
   python3 -c "print(f'  ratio {\"$mode\":<9} causeway/rotel = {${RESULT[cw_$mode]}/${RESULT[ro_$mode]}:.2f}x spans per CPU-second')"
+done
+
+echo "== ingest at a fixed rate of $RATE spans/s: spans per server CPU-second (higher is better), ${SECS}s per run"
+for mode in grpc http grpc+gzip; do
+  case $mode in
+    grpc) args=(--grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
+    http) args=(--http); cw=http://127.0.0.1:14318; ro=http://127.0.0.1:24318 ;;
+    grpc+gzip) args=(--gzip --grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
+  esac
+  start_causeway
+  line=$(run causeway "$CW_PID" --rate "$RATE" "${args[@]}" "$cw" 2>&1 | tail -1 | sed "s/^/ /")
+  echo "$line"; RESULT[cwr_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+  backlog "$CW_PID"
+  kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
+  start_rotel --exporter blackhole
+  line=$(run rotel "$RO_PID" --rate "$RATE" "${args[@]}" "$ro" 2>&1 | tail -1 | sed "s/^/ /")
+  echo "$line"; RESULT[ror_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+  kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
+  python3 -c "print(f'  ratio {\"$mode\":<9} at {$RATE} spans/s causeway/rotel = {${RESULT[cwr_$mode]}/${RESULT[ror_$mode]}:.2f}x spans per CPU-second')"
 done
 
 echo "== forwarding OTLP/gRPC to a downstream collector: spans per CPU-second of the forwarder, ${SECS}s per run"

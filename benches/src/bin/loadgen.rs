@@ -8,9 +8,18 @@
 //! reports spans per server CPU-second: the figure that compares collectors
 //! fairly on a shared machine.
 //!
+//! By default it saturates the server (as many requests as the server
+//! acknowledges). With `--rate`, it sends at a fixed rate instead (open
+//! loop, requests spread evenly over time, at most the in-flight limit
+//! outstanding), so that two servers are compared doing the same work:
+//! at saturation a server that queues more looks cheaper per span until
+//! it has to catch up, and the client's own CPU (tonic compressing gzip
+//! requests) changes how hard the server is pushed.
+//!
 //! ```text
 //! loadgen --grpc 127.0.0.1:4317 --pid $(pgrep causeway) --duration 20s
 //! loadgen --http http://127.0.0.1:4318 --gzip --pid ...
+//! loadgen --grpc 127.0.0.1:4317 --rate 100000 --pid ...
 //! ```
 
 use std::sync::Arc;
@@ -68,6 +77,41 @@ struct Args {
     /// Name printed with the results.
     #[arg(long, default_value = "server")]
     label: String,
+    /// Send at this many spans per second (requests evenly spaced)
+    /// instead of as fast as the server answers.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+/// Spaces requests evenly at a fixed rate, shared by all senders: the
+/// `i`-th request (in the order senders ask) is due at `start + i *
+/// interval`. A sender that is late sends at once, so the schedule does
+/// not drift; the in-flight limit still bounds what is outstanding.
+#[derive(Debug)]
+struct Pacer {
+    start: tokio::time::Instant,
+    interval: Duration,
+    next: AtomicU64,
+}
+
+impl Pacer {
+    fn new(spans_per_second: f64, spans_per_request: u64) -> anyhow::Result<Self> {
+        if !(spans_per_second.is_finite() && spans_per_second > 0.0) {
+            bail!("--rate must be a positive number of spans per second");
+        }
+        Ok(Self {
+            start: tokio::time::Instant::now(),
+            interval: Duration::from_secs_f64(spans_per_request as f64 / spans_per_second),
+            next: AtomicU64::new(0),
+        })
+    }
+
+    /// Waits for this sender's next slot.
+    async fn wait(&self) {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        let due = self.start + self.interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due).await;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +170,11 @@ async fn main() -> anyhow::Result<()> {
     let avg_bytes = batches.iter().map(|(b, _)| b.len()).sum::<usize>() / batches.len();
     let avg_spans = batches.iter().map(|(_, s)| *s).sum::<u64>() / batches.len() as u64;
     let batches = Arc::new(batches);
+    let pacer = args
+        .rate
+        .map(|r| Pacer::new(r, avg_spans.max(1)))
+        .transpose()?
+        .map(Arc::new);
     let counters = Arc::new(Counters::default());
     let exact = args.requests.is_some();
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(exact));
@@ -157,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
                 let key = args.api_key.clone();
                 let gzip = args.gzip;
                 let budget = Arc::clone(&budget);
+                let pacer = pacer.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut client = tonic::client::Grpc::new(channel);
                     if gzip {
@@ -164,6 +214,9 @@ async fn main() -> anyhow::Result<()> {
                     }
                     let mut n = c * 7 + i;
                     while Instant::now() < deadline && take(&budget) {
+                        if let Some(p) = &pacer {
+                            p.wait().await;
+                        }
                         let (bytes, spans) = &batches[n % batches.len()];
                         n += 1;
                         let mut req = tonic::Request::new(bytes.clone());
@@ -234,9 +287,13 @@ async fn main() -> anyhow::Result<()> {
             let key = args.api_key.clone();
             let gzip = args.gzip;
             let budget = Arc::clone(&budget);
+            let pacer = pacer.clone();
             tasks.push(tokio::spawn(async move {
                 let mut n = c;
                 while Instant::now() < deadline && take(&budget) {
+                    if let Some(p) = &pacer {
+                        p.wait().await;
+                    }
                     let (body, spans) = &bodies[n % bodies.len()];
                     n += 1;
                     let mut b = http::Request::post(url.clone())
