@@ -307,9 +307,20 @@ impl GraphState {
         let peer_service = DictColumn::of(batch, col::PEER_SERVICE)?;
         let server_address = DictColumn::of(batch, col::SERVER_ADDRESS)?;
         let messaging = DictColumn::of(batch, col::MESSAGING_SYSTEM)?;
-        // One Arc per distinct service string in this batch.
+        // One Arc per distinct service, operation and peer string in this
+        // batch: a string per span would be an allocation per span, and
+        // its free when the span leaves the store.
         let mut interned: HashMap<u32, Arc<str>> = HashMap::new();
         let mut interned_ops: HashMap<u32, Arc<str>> = HashMap::new();
+        // Peers by (column, dictionary key).
+        let mut interned_peers: HashMap<(u8, u32), Arc<str>> = HashMap::new();
+        let mut peer_name = |column: u8, (key, name): (u32, &str)| {
+            Arc::clone(
+                interned_peers
+                    .entry((column, key))
+                    .or_insert_with(|| Arc::from(name)),
+            )
+        };
         for row in 0..batch.num_rows() {
             let (Ok(t), Ok(s)) = (
                 <[u8; 16]>::try_from(trace.value(row)),
@@ -322,19 +333,22 @@ impl GraphState {
             let (nk, name) = names.get(row).unwrap_or((u32::MAX, ""));
             let operation = Arc::clone(interned_ops.entry(nk).or_insert_with(|| Arc::from(name)));
             let k = kinds.value(row);
-            let db_system = db.get(row).map(|(_, v)| v);
-            let peer = if let Some(system) = db_system {
-                let name = peer_service.get(row).map_or(system, |(_, v)| v);
-                Some((Arc::from(name), ConnectionType::Database))
+            let peer = if let Some(system) = db.get(row) {
+                let name = match peer_service.get(row) {
+                    Some(p) => peer_name(0, p),
+                    None => peer_name(1, system),
+                };
+                Some((name, ConnectionType::Database))
             } else if k == kind::PRODUCER {
                 messaging
                     .get(row)
-                    .map(|(_, v)| (Arc::from(v), ConnectionType::MessagingSystem))
+                    .map(|v| (peer_name(2, v), ConnectionType::MessagingSystem))
             } else if k == kind::CLIENT {
-                peer_service
-                    .get(row)
-                    .or_else(|| server_address.get(row))
-                    .map(|(_, v)| (Arc::from(v), ConnectionType::VirtualNode))
+                match peer_service.get(row) {
+                    Some(p) => Some(peer_name(0, p)),
+                    None => server_address.get(row).map(|a| peer_name(3, a)),
+                }
+                .map(|name| (name, ConnectionType::VirtualNode))
             } else {
                 None
             };
