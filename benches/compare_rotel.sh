@@ -153,11 +153,24 @@ for _ in $(seq 300); do
 done
 curl -s 127.0.0.1:14319/metrics | grep -E '^causeway_forward_(sent|dropped)_spans_total' | sed 's/^/  /'
 kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
+# The same with `when_full: refuse`: causeway pushes back as Rotel does,
+# accepting only what its queue has room for.
+sed 's/protocol: grpc/protocol: grpc\n      queue: {when_full: refuse}/' "$DATA/forward.yaml" >"$DATA/forward-refuse.yaml"
+start_causeway --config "$DATA/forward-refuse.yaml"
+line=$(run causeway-forwarding-refuse "$CW_PID" --grpc 127.0.0.1:14317 2>&1 | tail -1 | sed "s/^/ /")
+echo "$line"; RESULT[cw_fwd_refuse]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+for _ in $(seq 300); do
+  pending=$(curl -s 127.0.0.1:14319/metrics | awk '/^causeway_forward_queue_bytes\{/ {s += $2} END {print s + 0}')
+  [ "$pending" = "0" ] && break; sleep 0.2
+done
+curl -s 127.0.0.1:14319/metrics | grep -E '^causeway_forward_(sent|dropped)_spans_total|forward_queue_full' | sed 's/^/  /'
+kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
 start_rotel --exporter otlp --otlp-exporter-endpoint http://127.0.0.1:34317
 line=$(run rotel-forwarding "$RO_PID" --grpc 127.0.0.1:24317 2>&1 | tail -1 | sed "s/^/ /")
 echo "$line"; RESULT[ro_fwd]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
 kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
 python3 -c "print(f'  ratio forwarding causeway/rotel = {${RESULT[cw_fwd]}/${RESULT[ro_fwd]}:.2f}x spans per CPU-second (causeway also analyses and stores every span)')"
+python3 -c "print(f'  ratio forwarding with when_full: refuse causeway/rotel = {${RESULT[cw_fwd_refuse]}/${RESULT[ro_fwd]}:.2f}x spans per CPU-second')"
 
 echo "== delivery through Rotel forwarding OTLP/gRPC to causeway"
 start_causeway

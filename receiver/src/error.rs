@@ -49,6 +49,15 @@ pub enum ReceiveError {
         /// Suggested wait.
         retry_after: Duration,
     },
+    /// A forwarding queue set to refuse when full has no room for the
+    /// request (its downstream is slower than the load, or down).
+    #[error("forwarding queue {exporter:?} is full; retry after {retry_after:?}")]
+    ForwardQueueFull {
+        /// The exporter's name.
+        exporter: String,
+        /// Suggested wait.
+        retry_after: Duration,
+    },
     /// The server is shutting down and accepts nothing more.
     #[error("shutting down; retry against another instance or after restart")]
     ShuttingDown {
@@ -69,6 +78,7 @@ impl ReceiveError {
             }
             Self::TenantThrottled { .. } => "tenant_throttled",
             Self::Overloaded { .. } => "overloaded",
+            Self::ForwardQueueFull { .. } => "forward_queue_full",
             Self::ShuttingDown { .. } => "shutting_down",
         }
     }
@@ -84,7 +94,9 @@ impl ReceiveError {
                 S::UNSUPPORTED_MEDIA_TYPE
             }
             Self::TenantThrottled { .. } => S::TOO_MANY_REQUESTS,
-            Self::Overloaded { .. } | Self::ShuttingDown { .. } => S::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::ForwardQueueFull { .. } | Self::ShuttingDown { .. } => {
+                S::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -98,9 +110,10 @@ impl ReceiveError {
             | Self::UnsupportedMediaType(_)
             | Self::UnsupportedEncoding(_) => C::InvalidArgument,
             Self::TooLarge { .. } => C::ResourceExhausted,
-            Self::TenantThrottled { .. } | Self::Overloaded { .. } | Self::ShuttingDown { .. } => {
-                C::Unavailable
-            }
+            Self::TenantThrottled { .. }
+            | Self::Overloaded { .. }
+            | Self::ForwardQueueFull { .. }
+            | Self::ShuttingDown { .. } => C::Unavailable,
         }
     }
 
@@ -109,6 +122,7 @@ impl ReceiveError {
         match self {
             Self::TenantThrottled { retry_after }
             | Self::Overloaded { retry_after }
+            | Self::ForwardQueueFull { retry_after, .. }
             | Self::ShuttingDown { retry_after } => Some(*retry_after),
             _ => None,
         }

@@ -31,7 +31,7 @@ pub use admission::Admission;
 pub use auth::Authenticator;
 pub use error::{ReceiveError, SetupError};
 pub use metrics::ReceiverMetrics;
-pub use otlp::ingest::{Ingest, Outcome, Tee};
+pub use otlp::ingest::{Ingest, Outcome, Tee, TeeFull};
 
 use config::OtlpReceiverConfig;
 use net::{Listener, ServeOptions};

@@ -94,10 +94,12 @@ pub struct ClientTls {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {
-    /// Bytes of unsent requests kept on disk; beyond this, new spans are
-    /// dropped and counted (`causeway_forward_dropped_spans_total`).
+    /// Bytes of unsent requests kept on disk; beyond this, see `when_full`.
     #[serde(default = "default_queue_mib")]
     pub max_size_mib: u64,
+    /// What happens to new requests when the queue is full.
+    #[serde(default)]
+    pub when_full: WhenFull,
     /// Requests in flight at once (the OpenTelemetry Collector's
     /// `sending_queue.num_consumers`). One at a time drains no faster than
     /// one round trip per request; the queue is still acknowledged in
@@ -106,10 +108,28 @@ pub struct QueueConfig {
     pub num_consumers: usize,
 }
 
+/// `queue.when_full`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// causeway still accepts and analyses the request; the copy for this
+    /// endpoint is dropped and counted
+    /// (`causeway_forward_dropped_spans_total{reason="queue_full"}`). A
+    /// slow or absent downstream never slows causeway's own ingest.
+    #[default]
+    Drop,
+    /// causeway refuses the request (HTTP 503 / gRPC UNAVAILABLE with a
+    /// retry delay, as the Collector's exporters push back), so that
+    /// nothing causeway acknowledges is lost downstream; the sender
+    /// retries. Its analysis then slows with the downstream.
+    Refuse,
+}
+
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
             max_size_mib: default_queue_mib(),
+            when_full: WhenFull::default(),
             num_consumers: default_consumers(),
         }
     }

@@ -12,8 +12,11 @@
 //! The queue is on disk and bounded (`queue.max_size_mib`): a downstream
 //! outage or a restart loses nothing up to that size, and each request is
 //! sent until the downstream accepts it or refuses it for good (OTLP's
-//! non-retryable answers). Beyond the limit new data is dropped and counted,
-//! never blocking causeway's own ingest.
+//! non-retryable answers). Beyond the limit, by default, new data is
+//! dropped and counted, never blocking causeway's own ingest; with
+//! `queue.when_full: refuse` the receiver refuses new requests instead
+//! (retryable), having reserved room for each request before accepting
+//! it, so nothing acknowledged is lost downstream.
 
 pub mod client;
 pub mod config;
@@ -41,7 +44,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use self::client::{OtlpClient, SendError};
-pub use self::config::ForwardConfig;
+pub use self::config::{ForwardConfig, WhenFull};
 use self::queue::{AppendError, DiskQueue, Kind, Record};
 use crate::sink::{ReportEvent, ReportSink};
 
@@ -113,7 +116,45 @@ struct Target {
     failed_requests: Counter,
     /// Unix seconds of the last "queue full" warning (rate limit).
     warned_full: AtomicU64,
+    /// Bytes reserved for requests being accepted (`when_full: refuse`),
+    /// not yet appended: with `held`, never above the queue's limit.
+    reserved: AtomicU64,
 }
+
+impl Target {
+    /// Whether this endpoint reserves room for `tenant`'s requests.
+    fn reserves_for(&self, tenant: &TenantId) -> bool {
+        self.config.queue.when_full == WhenFull::Refuse && self.config.wants(tenant.as_str())
+    }
+
+    /// Reserves `size` bytes if the queue has room for them beyond what
+    /// it holds and what is already reserved.
+    fn try_reserve(&self, size: u64) -> bool {
+        let max = self.queue.max_bytes();
+        // `held` only shrinks meanwhile (the sender acknowledging), or
+        // grows by an append that gives its reservation back right after:
+        // a stale read errs on the side of refusing.
+        let held = self.queue.held_bytes();
+        self.reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                (held.saturating_add(r).saturating_add(size) <= max).then_some(r + size)
+            })
+            .is_ok()
+    }
+
+    /// Gives `size` reserved bytes back.
+    fn unreserve(&self, size: u64) {
+        let _ = self
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                Some(r.saturating_sub(size))
+            });
+    }
+}
+
+/// How long a client refused for a full forwarding queue should wait: the
+/// sender drains it at the downstream's pace.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Every downstream endpoint.
 #[derive(Debug)]
@@ -171,6 +212,7 @@ impl Forwarder {
                 sent_logs: metrics.sent_logs.get_or_create(&label).clone(),
                 failed_requests: metrics.failed_requests.get_or_create(&label).clone(),
                 warned_full: AtomicU64::new(0),
+                reserved: AtomicU64::new(0),
             }));
         }
         Ok(Self { targets, metrics })
@@ -246,10 +288,42 @@ impl Forwarder {
 }
 
 impl causeway_receiver::Tee for Forwarder {
+    fn reserve(&self, tenant: &TenantId, bytes: usize) -> Result<(), causeway_receiver::TeeFull> {
+        let size = DiskQueue::record_size(bytes);
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.reserves_for(tenant) && !t.try_reserve(size) {
+                // All or nothing: give back what the earlier ones took.
+                for earlier in &self.targets[..i] {
+                    if earlier.reserves_for(tenant) {
+                        earlier.unreserve(size);
+                    }
+                }
+                return Err(causeway_receiver::TeeFull {
+                    exporter: t.config.name.clone(),
+                    retry_after: FULL_RETRY_AFTER,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn release(&self, tenant: &TenantId, bytes: usize) {
+        let size = DiskQueue::record_size(bytes);
+        for t in &self.targets {
+            if t.reserves_for(tenant) {
+                t.unreserve(size);
+            }
+        }
+    }
+
     fn accepted(&self, tenant: &TenantId, payload: &Bytes, spans: u64) {
+        let size = DiskQueue::record_size(payload.len());
         for t in &self.targets {
             if t.config.wants(tenant.as_str()) {
                 self.enqueue(t, Kind::Traces, spans, payload);
+                if t.reserves_for(tenant) {
+                    t.unreserve(size);
+                }
             }
         }
     }

@@ -200,6 +200,16 @@ impl DiskQueue {
         })
     }
 
+    /// The most bytes of unsent records the queue holds.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Bytes a record of a `payload_len`-byte payload takes.
+    pub fn record_size(payload_len: usize) -> u64 {
+        HEADER as u64 + payload_len as u64
+    }
+
     /// Bytes of unsent records.
     pub fn held_bytes(&self) -> u64 {
         self.lock_state().held

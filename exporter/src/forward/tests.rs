@@ -507,6 +507,103 @@ async fn a_full_queue_drops_new_spans_and_counts_them() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Spans held in `queue`, read from its head.
+fn queued_spans(queue: &DiskQueue) -> u64 {
+    let (mut pos, mut spans) = (queue.head(), 0u64);
+    while let Some(r) = queue.read_at(pos).expect("read") {
+        spans += u64::from(r.items);
+        pos = r.next;
+    }
+    spans
+}
+
+/// With `when_full: refuse`, the receiver's own path (`Ingest::export`)
+/// refuses, retryably, what the queue has no room for, and everything it
+/// acknowledged is queued: nothing dropped. A request the processor
+/// refuses after room was reserved gives the room back.
+#[tokio::test]
+async fn a_full_queue_set_to_refuse_refuses_requests_and_loses_nothing() {
+    // Nothing listens: everything stays queued.
+    let addr = free_port();
+    let mut cfg = config("nowhere", Protocol::Grpc, format!("http://{addr}"));
+    cfg.queue.max_size_mib = 1;
+    cfg.queue.when_full = WhenFull::Refuse;
+    let dir = tmp("refuse");
+    let mut registry = Registry::default();
+    let fwd = Arc::new(
+        Forwarder::open(
+            &[cfg.clone()],
+            &dir,
+            ForwardMetrics::register(&mut registry),
+        )
+        .expect("open"),
+    );
+    let (tx, mut rx) = mpsc::channel(1024);
+    let admission = Admission::new(tx, &QueueConfig::default(), 1);
+    let tee: Arc<dyn Tee> = fwd.clone();
+    let ingest = Ingest::new(admission, ReceiverMetrics::default()).with_tee(tee);
+    let tenant = TenantId::new("acme").expect("tenant");
+    let big = request(1, 2000);
+    let (mut acknowledged, mut refused) = (0u64, 0u64);
+    for _ in 0..20 {
+        match ingest
+            .export(tenant.clone(), causeway_model::Transport::Grpc, big.clone())
+            .await
+        {
+            Ok(outcome) => acknowledged += outcome.accepted,
+            Err(causeway_receiver::ReceiveError::ForwardQueueFull {
+                exporter,
+                retry_after,
+            }) => {
+                assert_eq!(exporter, "nowhere");
+                assert!(retry_after > Duration::ZERO);
+                refused += 1;
+            }
+            Err(e) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    assert!(
+        acknowledged > 0 && refused > 0,
+        "{acknowledged} acknowledged, {refused} refused"
+    );
+    let target = &fwd.targets[0];
+    assert_eq!(queued_spans(&target.queue), acknowledged);
+    assert_eq!(target.reserved.load(Ordering::Relaxed), 0);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(!text.contains("reason=\"queue_full\""), "{text}");
+    // What the processor got is what was acknowledged.
+    let mut processed = 0u64;
+    while let Ok(q) = rx.try_recv() {
+        processed += q.batch.spans;
+    }
+    assert_eq!(processed, acknowledged);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Room reserved for a request the processor then refuses is given back.
+    let dir = tmp("refuse-release");
+    let fwd = Arc::new(Forwarder::open(&[cfg], &dir, ForwardMetrics::default()).expect("open"));
+    let (tx, rx) = mpsc::channel(4);
+    drop(rx);
+    let tee: Arc<dyn Tee> = fwd.clone();
+    let ingest = Ingest::new(
+        Admission::new(tx, &QueueConfig::default(), 1),
+        ReceiverMetrics::default(),
+    )
+    .with_tee(tee);
+    let err = ingest
+        .export(tenant, causeway_model::Transport::Grpc, request(2, 10))
+        .await
+        .expect_err("the processor is gone");
+    assert!(
+        matches!(err, causeway_receiver::ReceiveError::ShuttingDown { .. }),
+        "{err}"
+    );
+    assert_eq!(fwd.targets[0].reserved.load(Ordering::Relaxed), 0);
+    assert_eq!(fwd.targets[0].queue.held_bytes(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn tenants_filter_what_is_forwarded() {
     let mut cfg = config("only-acme", Protocol::Http, "http://127.0.0.1:9".into());

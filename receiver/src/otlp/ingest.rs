@@ -34,11 +34,39 @@ pub struct Ingest {
 /// Sees every request the processor accepted, after it was queued and
 /// before the client hears back: the hook OTLP forwarding hangs on, so that
 /// what is forwarded is exactly what causeway acknowledged.
+///
+/// A tee that must not lose what causeway acknowledges (a forwarding
+/// queue set to refuse when full) reserves room first: every successful
+/// [`Tee::reserve`] is followed by exactly one [`Tee::accepted`] (the
+/// request was queued) or [`Tee::release`] (it was refused after all).
 pub trait Tee: Send + Sync + std::fmt::Debug {
+    /// Reserves room for a request of `bytes` of `tenant`, or says why
+    /// there is none (the request is then refused, retryable). The default
+    /// reserves nothing and always has room.
+    fn reserve(&self, tenant: &TenantId, bytes: usize) -> Result<(), TeeFull> {
+        let _ = (tenant, bytes);
+        Ok(())
+    }
+
+    /// Gives back what [`Tee::reserve`] took for a request that was not
+    /// queued after all.
+    fn release(&self, tenant: &TenantId, bytes: usize) {
+        let _ = (tenant, bytes);
+    }
+
     /// `payload` (an `ExportTraceServiceRequest` with only the valid spans)
-    /// of `tenant` was accepted. Must not block for long: it runs on the
-    /// request's task.
+    /// of `tenant` was accepted; it uses the room reserved for it. Must
+    /// not block for long: it runs on the request's task.
     fn accepted(&self, tenant: &TenantId, payload: &Bytes, spans: u64);
+}
+
+/// A tee has no room for a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeeFull {
+    /// Which downstream (the exporter's name).
+    pub exporter: String,
+    /// Suggested wait before a retry.
+    pub retry_after: std::time::Duration,
 }
 
 impl Ingest {
@@ -116,8 +144,23 @@ impl Ingest {
         } else {
             payload
         };
+        // Room downstream first: once the processor has the request, it
+        // is acknowledged.
+        if let Some(tee) = &self.tee
+            && let Err(full) = tee.reserve(&tenant, payload.len())
+        {
+            let err = ReceiveError::ForwardQueueFull {
+                exporter: full.exporter,
+                retry_after: full.retry_after,
+            };
+            self.refuse(transport, Some(&tenant), &err);
+            self.metrics
+                .refused_spans(label, tenant.as_str(), err.reason(), scan.spans);
+            return Err(err);
+        }
         // `Bytes` clones share the buffer.
         let teed = self.tee.as_ref().map(|_| payload.clone());
+        let bytes = payload.len();
         let batch = TraceBatch {
             tenant: tenant.clone(),
             transport,
@@ -126,6 +169,9 @@ impl Ingest {
             services: scan.services,
         };
         if let Err(err) = self.admission.admit(batch).await {
+            if let Some(tee) = &self.tee {
+                tee.release(&tenant, bytes);
+            }
             self.refuse(transport, Some(&tenant), &err);
             self.metrics
                 .refused_spans(label, tenant.as_str(), err.reason(), scan.spans);
