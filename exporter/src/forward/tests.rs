@@ -540,7 +540,7 @@ async fn a_full_queue_set_to_refuse_refuses_requests_and_loses_nothing() {
     );
     let (tx, mut rx) = mpsc::channel(1024);
     let admission = Admission::new(tx, &QueueConfig::default(), 1);
-    let tee: Arc<dyn Tee> = fwd.clone();
+    let tee: Arc<dyn Tee> = Arc::<Forwarder>::clone(&fwd);
     let ingest = Ingest::new(admission, ReceiverMetrics::default()).with_tee(tee);
     let tenant = TenantId::new("acme").expect("tenant");
     let big = request(1, 2000);
@@ -585,7 +585,7 @@ async fn a_full_queue_set_to_refuse_refuses_requests_and_loses_nothing() {
     let fwd = Arc::new(Forwarder::open(&[cfg], &dir, ForwardMetrics::default()).expect("open"));
     let (tx, rx) = mpsc::channel(4);
     drop(rx);
-    let tee: Arc<dyn Tee> = fwd.clone();
+    let tee: Arc<dyn Tee> = Arc::<Forwarder>::clone(&fwd);
     let ingest = Ingest::new(
         Admission::new(tx, &QueueConfig::default(), 1),
         ReceiverMetrics::default(),
