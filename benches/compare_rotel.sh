@@ -90,43 +90,35 @@ backlog() { # pid
 }
 
 declare -A RESULT
-echo "== ingest: spans per server CPU-second (higher is better), ${SECS}s per run"
-for mode in grpc http grpc+gzip; do
-  case $mode in
-    grpc) args=(--grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
-    http) args=(--http); cw=http://127.0.0.1:14318; ro=http://127.0.0.1:24318 ;;
-    grpc+gzip) args=(--gzip --grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
-  esac
-  start_causeway
-  line=$(run causeway "$CW_PID" "${args[@]}" "$cw" 2>&1 | tail -1 | sed "s/^/ /")
-  echo "$line"; RESULT[cw_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
-  backlog "$CW_PID"
-  kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
-  start_rotel --exporter blackhole
-  line=$(run rotel "$RO_PID" "${args[@]}" "$ro" 2>&1 | tail -1 | sed "s/^/ /")
-  echo "$line"; RESULT[ro_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
-  kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
-  python3 -c "print(f'  ratio {\"$mode\":<9} causeway/rotel = {${RESULT[cw_$mode]}/${RESULT[ro_$mode]}:.2f}x spans per CPU-second')"
-done
+# One round of the three transports, each on causeway then on Rotel.
+# Arguments: a label for the ratio line, then extra loadgen arguments
+# (none: saturate; `--rate N`: a fixed rate).
+ingest_round() {
+  local what=$1; shift
+  local mode args cw ro line c r
+  for mode in grpc http grpc+gzip; do
+    case $mode in
+      grpc) args=(--grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
+      http) args=(--http); cw=http://127.0.0.1:14318; ro=http://127.0.0.1:24318 ;;
+      grpc+gzip) args=(--gzip --grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
+    esac
+    start_causeway
+    line=$(run causeway "$CW_PID" "$@" "${args[@]}" "$cw" 2>&1 | tail -1 | sed "s/^/ /")
+    echo "$line"; c=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+    backlog "$CW_PID"
+    kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
+    start_rotel --exporter blackhole
+    line=$(run rotel "$RO_PID" "$@" "${args[@]}" "$ro" 2>&1 | tail -1 | sed "s/^/ /")
+    echo "$line"; r=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+    kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
+    python3 -c "print(f'  ratio {\"$mode\":<9} $what causeway/rotel = {$c/$r:.2f}x spans per CPU-second')"
+  done
+}
 
+echo "== ingest: spans per server CPU-second (higher is better), ${SECS}s per run"
+ingest_round "at saturation"
 echo "== ingest at a fixed rate of $RATE spans/s: spans per server CPU-second (higher is better), ${SECS}s per run"
-for mode in grpc http grpc+gzip; do
-  case $mode in
-    grpc) args=(--grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
-    http) args=(--http); cw=http://127.0.0.1:14318; ro=http://127.0.0.1:24318 ;;
-    grpc+gzip) args=(--gzip --grpc); cw=127.0.0.1:14317; ro=127.0.0.1:24317 ;;
-  esac
-  start_causeway
-  line=$(run causeway "$CW_PID" --rate "$RATE" "${args[@]}" "$cw" 2>&1 | tail -1 | sed "s/^/ /")
-  echo "$line"; RESULT[cwr_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
-  backlog "$CW_PID"
-  kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
-  start_rotel --exporter blackhole
-  line=$(run rotel "$RO_PID" --rate "$RATE" "${args[@]}" "$ro" 2>&1 | tail -1 | sed "s/^/ /")
-  echo "$line"; RESULT[ror_$mode]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
-  kill "$RO_PID"; wait "$RO_PID" 2>/dev/null || true
-  python3 -c "print(f'  ratio {\"$mode\":<9} at {$RATE} spans/s causeway/rotel = {${RESULT[cwr_$mode]}/${RESULT[ror_$mode]}:.2f}x spans per CPU-second')"
-done
+ingest_round "at $RATE spans/s" --rate "$RATE"
 
 echo "== forwarding OTLP/gRPC to a downstream collector: spans per CPU-second of the forwarder, ${SECS}s per run"
 # The downstream: a blackhole Rotel on its own ports, the same for both.

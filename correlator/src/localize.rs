@@ -1291,18 +1291,24 @@ mod tests {
         assert!(scanned_shift(&mut points, 1.0) > 3.0);
     }
 
-    /// Spans beyond the same maximum have the same chance; which of them
-    /// the tail test takes together (and so the effect weight of the
-    /// least extreme) must not depend on the order they arrived in.
-    #[test]
-    fn the_tail_test_does_not_depend_on_the_order_of_spans() {
-        let point = |over_max: f64, tail_p: f64| Point {
+    /// A window span at the reference median whose self time is
+    /// `over_max` (log ratio) from its operation's maximum, beyond it with
+    /// chance `tail_p`: only the tail test looks at these two.
+    fn point(over_max: f64, tail_p: f64) -> Point {
+        Point {
             start_ns: 0,
             u: 0.5,
             log_ratio: 0.0,
             over_max,
             tail_p,
-        };
+        }
+    }
+
+    /// Spans beyond the same maximum have the same chance; which of them
+    /// the tail test takes together (and so the effect weight of the
+    /// least extreme) must not depend on the order they arrived in.
+    #[test]
+    fn the_tail_test_does_not_depend_on_the_order_of_spans() {
         let p = 1.0 / 70.0;
         // Three spans far beyond the slowest reference span, one just
         // beyond it, two ordinary ones.
@@ -1328,13 +1334,6 @@ mod tests {
     /// The four far beyond are the shift, whatever the rarer near ones.
     #[test]
     fn far_beyond_a_small_reference_outweighs_just_beyond_a_large_one() {
-        let point = |over_max: f64, tail_p: f64| Point {
-            start_ns: 0,
-            u: 0.5,
-            log_ratio: 0.0,
-            over_max,
-            tail_p,
-        };
         let (busy, waits) = (1.0 / 2_001.0, 1.0 / 70.0);
         let mut points = vec![
             point(0.01, busy),
