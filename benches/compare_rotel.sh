@@ -134,29 +134,28 @@ exporters:
       endpoint: http://127.0.0.1:34317
       protocol: grpc
 YAML
-start_causeway --config "$DATA/forward.yaml"
-line=$(run causeway-forwarding "$CW_PID" --grpc 127.0.0.1:14317 2>&1 | tail -1 | sed "s/^/ /")
-echo "$line"; RESULT[cw_fwd]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
-# The queue drains after the load stops: wait until the disk queue is
-# empty (its metric), then count what was sent.
-for _ in $(seq 300); do
-  pending=$(curl -s 127.0.0.1:14319/metrics | awk '/^causeway_forward_queue_bytes\{/ {s += $2} END {print s + 0}')
-  [ "$pending" = "0" ] && break; sleep 0.2
-done
-curl -s 127.0.0.1:14319/metrics | grep -E '^causeway_forward_(sent|dropped)_spans_total' | sed 's/^/  /'
-kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
+# causeway forwarding with CONFIG: run the load, wait until the disk queue
+# has drained (its metric), then print what was sent, dropped and refused.
+# Sets FWD to its spans per CPU-second.
+forward_round() { # label config
+  local line pending
+  start_causeway --config "$2"
+  line=$(run "$1" "$CW_PID" --grpc 127.0.0.1:14317 2>&1 | tail -1 | sed "s/^/ /")
+  echo "$line"; FWD=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
+  for _ in $(seq 300); do
+    pending=$(curl -s 127.0.0.1:14319/metrics | awk '/^causeway_forward_queue_bytes\{/ {s += $2} END {print s + 0}')
+    [ "$pending" = "0" ] && break; sleep 0.2
+  done
+  curl -s 127.0.0.1:14319/metrics | grep -E '^causeway_forward_(sent|dropped)_spans_total|forward_queue_full' | sed 's/^/  /'
+  kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
+}
+forward_round causeway-forwarding "$DATA/forward.yaml"
+RESULT[cw_fwd]=$FWD
 # The same with `when_full: refuse`: causeway pushes back as Rotel does,
 # accepting only what its queue has room for.
 sed 's/protocol: grpc/protocol: grpc\n      queue: {when_full: refuse}/' "$DATA/forward.yaml" >"$DATA/forward-refuse.yaml"
-start_causeway --config "$DATA/forward-refuse.yaml"
-line=$(run causeway-forwarding-refuse "$CW_PID" --grpc 127.0.0.1:14317 2>&1 | tail -1 | sed "s/^/ /")
-echo "$line"; RESULT[cw_fwd_refuse]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
-for _ in $(seq 300); do
-  pending=$(curl -s 127.0.0.1:14319/metrics | awk '/^causeway_forward_queue_bytes\{/ {s += $2} END {print s + 0}')
-  [ "$pending" = "0" ] && break; sleep 0.2
-done
-curl -s 127.0.0.1:14319/metrics | grep -E '^causeway_forward_(sent|dropped)_spans_total|forward_queue_full' | sed 's/^/  /'
-kill "$CW_PID"; wait "$CW_PID" 2>/dev/null || true
+forward_round causeway-forwarding-refuse "$DATA/forward-refuse.yaml"
+RESULT[cw_fwd_refuse]=$FWD
 start_rotel --exporter otlp --otlp-exporter-endpoint http://127.0.0.1:34317
 line=$(run rotel-forwarding "$RO_PID" --grpc 127.0.0.1:24317 2>&1 | tail -1 | sed "s/^/ /")
 echo "$line"; RESULT[ro_fwd]=$(echo "$line" | grep -oE '[0-9]+ spans/CPU-s' | cut -d' ' -f1)
