@@ -312,15 +312,8 @@ impl GraphState {
         // its free when the span leaves the store.
         let mut interned: HashMap<u32, Arc<str>> = HashMap::new();
         let mut interned_ops: HashMap<u32, Arc<str>> = HashMap::new();
-        // Peers by (column, dictionary key).
-        let mut interned_peers: HashMap<(u8, u32), Arc<str>> = HashMap::new();
-        let mut peer_name = |column: u8, (key, name): (u32, &str)| {
-            Arc::clone(
-                interned_peers
-                    .entry((column, key))
-                    .or_insert_with(|| Arc::from(name)),
-            )
-        };
+        // Peers come from several columns: by name.
+        let mut interned_peers: HashMap<&str, Arc<str>> = HashMap::new();
         for row in 0..batch.num_rows() {
             let (Ok(t), Ok(s)) = (
                 <[u8; 16]>::try_from(trace.value(row)),
@@ -334,21 +327,23 @@ impl GraphState {
             let operation = Arc::clone(interned_ops.entry(nk).or_insert_with(|| Arc::from(name)));
             let k = kinds.value(row);
             let peer = if let Some(system) = db.get(row) {
-                let name = match peer_service.get(row) {
-                    Some(p) => peer_name(0, p),
-                    None => peer_name(1, system),
-                };
+                let name = shared(
+                    &mut interned_peers,
+                    peer_service.get(row).unwrap_or(system).1,
+                );
                 Some((name, ConnectionType::Database))
             } else if k == kind::PRODUCER {
-                messaging
-                    .get(row)
-                    .map(|v| (peer_name(2, v), ConnectionType::MessagingSystem))
+                messaging.get(row).map(|(_, v)| {
+                    (
+                        shared(&mut interned_peers, v),
+                        ConnectionType::MessagingSystem,
+                    )
+                })
             } else if k == kind::CLIENT {
-                match peer_service.get(row) {
-                    Some(p) => Some(peer_name(0, p)),
-                    None => server_address.get(row).map(|a| peer_name(3, a)),
-                }
-                .map(|name| (name, ConnectionType::VirtualNode))
+                peer_service
+                    .get(row)
+                    .or_else(|| server_address.get(row))
+                    .map(|(_, v)| (shared(&mut interned_peers, v), ConnectionType::VirtualNode))
             } else {
                 None
             };
@@ -518,6 +513,11 @@ impl GraphState {
             self.drop_entry(edges, key, waiting);
         }
     }
+}
+
+/// The one `Arc` of `name` in `map`, made on first use.
+fn shared<'a>(map: &mut HashMap<&'a str, Arc<str>>, name: &'a str) -> Arc<str> {
+    Arc::clone(map.entry(name).or_insert_with(|| Arc::from(name)))
 }
 
 /// Records the edge between a parent span and its child, if they are in

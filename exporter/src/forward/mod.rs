@@ -321,7 +321,8 @@ impl causeway_receiver::Tee for Forwarder {
         for t in &self.targets {
             if t.config.wants(tenant.as_str()) {
                 self.enqueue(t, Kind::Traces, spans, payload);
-                if t.reserves_for(tenant) {
+                // `wants` already holds: only the mode decides.
+                if t.config.queue.when_full == WhenFull::Refuse {
                     t.unreserve(size);
                 }
             }
