@@ -6,6 +6,8 @@ mod config;
 mod connectors_cli;
 mod demo;
 mod nezha;
+mod scoring;
+mod sim_eval;
 mod simulate;
 
 use std::io::Read;
@@ -78,6 +80,39 @@ enum EvalCommand {
         #[arg(long)]
         json: bool,
         /// Also list every incident found, with its anomalies.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Every fault kind injected into every service (and edge latency on
+    /// every call edge) of the simulated web shop, one scenario each;
+    /// per scenario the incident found and the rank of the true service
+    /// in its RCA; AC@1..5 overall and per kind.
+    Simulate {
+        /// Mean traces per second over a day (about 13 spans each).
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// Healthy minutes before each fault.
+        #[arg(long, default_value_t = 20)]
+        lead_minutes: u64,
+        /// Minutes each fault lasts.
+        #[arg(long, default_value_t = 6)]
+        fault_minutes: u64,
+        /// First seed (scenario i uses seed + i).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also every scenario at a third of the magnitude.
+        #[arg(long)]
+        mild: bool,
+        /// Only scenarios whose name contains this (e.g. `cpu:` or `->payment`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Scenarios run at once.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// End with one JSON line of totals.
+        #[arg(long)]
+        json: bool,
+        /// Also list every incident of each scenario, with its anomalies.
         #[arg(long, short)]
         verbose: bool,
     },
@@ -172,6 +207,38 @@ fn main() -> ExitCode {
                     eprintln!("causeway eval nezha: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Eval {
+            command:
+                EvalCommand::Simulate {
+                    rate,
+                    lead_minutes,
+                    fault_minutes,
+                    seed,
+                    mild,
+                    only,
+                    jobs,
+                    json,
+                    verbose,
+                },
+        } => {
+            nezha::init_logging();
+            let results = sim_eval::run_all(&sim_eval::SimEvalArgs {
+                rate,
+                lead_minutes,
+                fault_minutes,
+                seed,
+                mild,
+                only,
+                jobs,
+                verbose,
+            });
+            sim_eval::SimSummary::of(&results).print(json);
+            if results.iter().any(|r| r.error.is_some()) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
             }
         }
     }

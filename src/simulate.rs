@@ -223,7 +223,7 @@ fn write_truth(truth: &serde_json::Value, path: Option<&Path>) -> anyhow::Result
     Ok(())
 }
 
-fn rfc3339(ns: u64) -> String {
+pub(crate) fn rfc3339(ns: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
 }
 

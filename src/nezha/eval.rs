@@ -28,6 +28,7 @@ use serde::Serialize;
 use super::{FaultCase, case_minutes, convert_files, load_fault_list};
 use crate::app::Session;
 use crate::config::Config;
+use crate::scoring::{Accuracy, accuracy_by_kind, print_accuracy};
 
 /// An incident within this much of the injection detects the case.
 const ONSET_TOLERANCE_NS: i64 = 60_000_000_000;
@@ -518,32 +519,19 @@ pub(crate) struct Summary {
     /// Share of cases whose true root-cause service is among the RCA's
     /// first k hypotheses (k = 1..=5); a case without incident or RCA is
     /// a miss.
-    pub(crate) ac: [f64; 5],
+    pub(crate) accuracy: Accuracy,
     /// Per fault type: (type, cases, AC@1..5).
-    pub(crate) by_type: Vec<(String, usize, [f64; 5])>,
-}
-
-/// AC@1..5 of `ranks`.
-fn accuracy(ranks: &[Option<usize>]) -> [f64; 5] {
-    let n = ranks.len().max(1) as f64;
-    std::array::from_fn(|k| {
-        ranks
-            .iter()
-            .filter(|r| r.is_some_and(|r| r <= k + 1))
-            .count() as f64
-            / n
-    })
-}
-
-impl Summary {
-    /// Mean of AC@1..5.
-    pub(crate) fn avg5(&self) -> f64 {
-        self.ac.iter().sum::<f64>() / 5.0
-    }
+    pub(crate) by_type: Vec<(String, usize, Accuracy)>,
 }
 
 impl Summary {
     fn of(results: &[CaseResult]) -> Self {
+        let (accuracy, by_type) = accuracy_by_kind(
+            &results
+                .iter()
+                .map(|r| (r.kind.clone(), r.rca_rank))
+                .collect::<Vec<_>>(),
+        );
         let delays: Vec<f64> = results.iter().filter_map(|r| r.onset_delay_s).collect();
         Self {
             cases: results.len(),
@@ -562,23 +550,8 @@ impl Summary {
             } else {
                 delays.iter().map(|d| d.abs()).sum::<f64>() / delays.len() as f64
             },
-            ac: accuracy(&results.iter().map(|r| r.rca_rank).collect::<Vec<_>>()),
-            by_type: {
-                let mut types: Vec<String> = results.iter().map(|r| r.kind.clone()).collect();
-                types.sort();
-                types.dedup();
-                types
-                    .into_iter()
-                    .map(|t| {
-                        let ranks: Vec<Option<usize>> = results
-                            .iter()
-                            .filter(|r| r.kind == t)
-                            .map(|r| r.rca_rank)
-                            .collect();
-                        (t, ranks.len(), accuracy(&ranks))
-                    })
-                    .collect()
-            },
+            accuracy,
+            by_type,
         }
     }
 
@@ -593,20 +566,7 @@ impl Summary {
             self.baseline_incidents,
             self.mean_abs_onset_s
         );
-        let [a1, a2, a3, a4, a5] = self.ac;
-        println!(
-            "RCA: AC@1 {a1:.3}, AC@2 {a2:.3}, AC@3 {a3:.3}, AC@4 {a4:.3}, AC@5 {a5:.3}, Avg@5 {:.3}",
-            self.avg5()
-        );
-        for (t, n, ac) in &self.by_type {
-            println!(
-                "  {t} ({n} cases): AC@1 {:.3}, AC@3 {:.3}, AC@5 {:.3}, Avg@5 {:.3}",
-                ac[0],
-                ac[2],
-                ac[4],
-                ac.iter().sum::<f64>() / 5.0
-            );
-        }
+        print_accuracy(&self.accuracy, &self.by_type);
         if json {
             println!(
                 "{}",
@@ -617,9 +577,9 @@ impl Summary {
                     "false_alarm_cases": self.false_alarm_cases,
                     "baseline_incidents": self.baseline_incidents,
                     "mean_abs_onset_s": self.mean_abs_onset_s,
-                    "by_type": self.by_type.iter().map(|(t, n, ac)| serde_json::json!({
-                        "type": t, "cases": n, "ac1": ac[0], "ac3": ac[2], "ac5": ac[4],
-                        "avg5": ac.iter().sum::<f64>() / 5.0,
+                    "by_type": self.by_type.iter().map(|(t, n, acc)| serde_json::json!({
+                        "type": t, "cases": n, "ac1": acc.ac[0], "ac3": acc.ac[2], "ac5": acc.ac[4],
+                        "avg5": acc.avg5(),
                     })).collect::<Vec<_>>(),
                 })
             );
@@ -628,10 +588,10 @@ impl Summary {
                 "{}",
                 serde_json::json!({
                     "cases": self.cases,
-                    "ac1": a1,
-                    "ac3": a3,
-                    "ac5": a5,
-                    "avg5": self.avg5(),
+                    "ac1": self.accuracy.ac[0],
+                    "ac3": self.accuracy.ac[2],
+                    "ac5": self.accuracy.ac[4],
+                    "avg5": self.accuracy.avg5(),
                 })
             );
         }

@@ -146,7 +146,7 @@ pub fn poisson_score(k: f64, lambda: f64) -> f64 {
 }
 
 /// Kullback-Leibler divergence of Bernoulli(q) from Bernoulli(p), nats.
-fn kl(q: f64, p: f64) -> f64 {
+pub(crate) fn kl(q: f64, p: f64) -> f64 {
     let term = |a: f64, b: f64| if a <= 0.0 { 0.0 } else { a * (a / b).ln() };
     term(q, p) + term(1.0 - q, 1.0 - p)
 }

@@ -22,7 +22,7 @@ use arrow_array::types::{Int8Type, Int32Type, TimestampNanosecondType};
 use arrow_array::{Array, RecordBatch};
 use causeway_model::schema::{col, status};
 
-use super::service::poisson_score;
+use super::service::binomial_upper_score;
 use crate::red::DictColumn;
 
 /// An operation: service, span name, kind.
@@ -102,6 +102,34 @@ impl Candidate {
 
     fn last(&self) -> i64 {
         self.times.last().copied().unwrap_or(i64::MIN)
+    }
+
+    /// When the signature started to recur: the maximum-likelihood change
+    /// point of the occurrences as a Poisson process over the confirmation
+    /// window (`window_ns` up to the last occurrence), with at least
+    /// `min_run` occurrences after it. The same signature may have turned
+    /// up now and then before a fault made it frequent (a generic error
+    /// status, say); the first of the window's occurrences would date the
+    /// fault minutes early.
+    fn onset(&self, window_ns: i64, min_run: usize) -> Option<i64> {
+        let n = self.times.len();
+        let end = *self.times.last()?;
+        let from = end.saturating_sub(window_ns);
+        // `k ln(k / span)` of one segment (seconds; 0 for no events).
+        let ll = |k: usize, span_ns: i64| {
+            if k == 0 {
+                return 0.0;
+            }
+            let k = k as f64;
+            k * (k / (span_ns.max(1_000_000) as f64 / 1e9)).ln()
+        };
+        (0..=n.saturating_sub(min_run.max(1)))
+            .map(|i| {
+                let t = self.times[i];
+                (ll(i, t - from) + ll(n - i, end - t), t)
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, t)| t)
     }
 }
 
@@ -245,8 +273,17 @@ impl Signatures {
                 .copied()
                 .unwrap_or(0)
                 .saturating_sub(n as u64);
-            let usual = others as f64 * confirm_ns as f64 / elapsed as f64;
-            if n < confirm.max(1) || poisson_score(n as f64, usual.max(0.1)) < CONFIRM_SCORE {
+            // Given all of the operation's errors so far (this
+            // signature's recent ones and every other), how likely is it
+            // that this many fell into one confirmation window, were this
+            // signature one of its usual errors? The window's share of the
+            // history is the chance of each; a short history makes a
+            // first burst less surprising, as it should: an operation that
+            // has not failed in 15 minutes may simply fail rarely.
+            let share = confirm_ns as f64 / elapsed as f64;
+            if n < confirm.max(1)
+                || binomial_upper_score(n as u64, n as u64 + others, share) < CONFIRM_SCORE
+            {
                 continue;
             }
             let c = self.pending.remove(&id).unwrap_or_default();
@@ -262,7 +299,7 @@ impl Signatures {
                 NewSignature {
                     op: (Arc::from(svc), Arc::from(op), k),
                     signature,
-                    first_ns: c.times.first().copied().unwrap_or(t),
+                    first_ns: c.onset(confirm_ns, confirm.max(1)).unwrap_or(t),
                     count: c.times.len() as u64,
                     traces: c.traces,
                     regression,

@@ -1421,3 +1421,119 @@ mod sliding {
         assert!(surged);
     }
 }
+
+/// A `checkout` span at `t_s` seconds, failing with exception `B` when
+/// `fail`.
+fn signature_span(t_s: u64, fail: bool) -> opentelemetry_proto::tonic::trace::v1::Span {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::{Span, Status, span};
+    let t0: u64 = 1_764_000_000_000_000_000;
+    let id = t_s.to_be_bytes();
+    Span {
+        trace_id: [id, id].concat(),
+        span_id: id.to_vec(),
+        name: "POST /orders".into(),
+        kind: 2,
+        start_time_unix_nano: t0 + t_s * 1_000_000_000,
+        end_time_unix_nano: t0 + t_s * 1_000_000_000 + 5_000_000,
+        status: fail.then(|| Status {
+            code: 2,
+            message: "failed".into(),
+        }),
+        events: if fail {
+            vec![span::Event {
+                name: "exception".into(),
+                attributes: vec![KeyValue {
+                    key: "exception.type".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("B".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    }
+}
+
+/// Feeds `checkout` one healthy span a minute for `quiet_s` seconds, then
+/// fails one span at each of `errors` (seconds); returns the new
+/// signatures found (learning 60 s, confirming 3 within 5 minutes).
+fn new_signatures(quiet_s: u64, errors: &[u64]) -> Vec<super::signatures::NewSignature> {
+    let mut sig = super::signatures::Signatures::default();
+    let observe = |sig: &mut super::signatures::Signatures, spans| {
+        sig.observe(
+            &batch_of_spans("checkout", spans),
+            60_000_000_000,
+            600_000_000_000,
+            (3, 300_000_000_000),
+        )
+    };
+    let quiet: Vec<_> = (0..quiet_s)
+        .step_by(60)
+        .map(|t| signature_span(t, false))
+        .collect();
+    assert!(observe(&mut sig, quiet).is_empty());
+    let mut found = Vec::new();
+    for &t in errors {
+        found.extend(observe(&mut sig, vec![signature_span(t, true)]));
+    }
+    found
+}
+
+#[test]
+fn a_first_burst_after_a_short_history_is_not_yet_news() {
+    // Five failures within a minute of an operation that has not failed
+    // since it was first seen: after 15 minutes, a one-in-300 chance for
+    // an operation that fails rarely; after two hours, one in 10^7.
+    let burst = |from: u64| (from..from + 50).step_by(10).collect::<Vec<_>>();
+    assert!(new_signatures(900, &burst(900)).is_empty());
+    let found = new_signatures(7200, &burst(7200));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].count, 5);
+}
+
+#[test]
+fn a_new_signature_dates_from_where_it_began_to_recur() {
+    // One stray failure at 7,200 s; the operation fails every 2 s from
+    // 7,400 s. The onset is 7,400 s, not the stray's time.
+    let t0: i64 = 1_764_000_000_000_000_000;
+    let mut errors = vec![7200];
+    errors.extend((7400..7430).step_by(2));
+    let found = new_signatures(7200, &errors);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].first_ns, t0 + 7_400_000_000_000);
+    // Without the stray, the first failure of the run.
+    let found = new_signatures(7200, &errors[1..]);
+    assert_eq!(found[0].first_ns, t0 + 7_400_000_000_000);
+}
+
+#[test]
+fn error_ratio_scores_are_binomial_tails_not_wald_z() {
+    // Against a spotless history (prior: 1 error in 100 calls), 3 errors
+    // in 21 calls happen about once in 800 windows: not an anomaly. 9 in
+    // 30 is.
+    let settings = DetectSettings::default();
+    let baseline = Baseline::new(settings.history);
+    let stats = |calls: u64, errors: u64| CellStats {
+        calls,
+        errors,
+        ..CellStats::default()
+    };
+    let z = |calls, errors| {
+        score(
+            &settings,
+            Metric::ErrorRatio,
+            &baseline,
+            &stats(calls, errors),
+        )
+        .expect("scored")
+    };
+    let few = z(21, 3);
+    assert!((3.0..4.0).contains(&few), "{few}");
+    assert!(z(30, 9) > settings.z_open, "{}", z(30, 9));
+    assert!(z(100, 0) < 0.0);
+}
