@@ -87,35 +87,7 @@ enum EvalCommand {
     /// every call edge) of the simulated web shop, one scenario each;
     /// per scenario the incident found and the rank of the true service
     /// in its RCA; AC@1..5 overall and per kind.
-    Simulate {
-        /// Mean traces per second over a day (about 13 spans each).
-        #[arg(long, default_value_t = 10.0)]
-        rate: f64,
-        /// Healthy minutes before each fault.
-        #[arg(long, default_value_t = 20)]
-        lead_minutes: u64,
-        /// Minutes each fault lasts.
-        #[arg(long, default_value_t = 6)]
-        fault_minutes: u64,
-        /// First seed (scenario i uses seed + i).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Also every scenario at a third of the magnitude.
-        #[arg(long)]
-        mild: bool,
-        /// Only scenarios whose name contains this (e.g. `cpu:` or `->payment`).
-        #[arg(long)]
-        only: Option<String>,
-        /// Scenarios run at once.
-        #[arg(long, default_value_t = 2)]
-        jobs: usize,
-        /// End with one JSON line of totals.
-        #[arg(long)]
-        json: bool,
-        /// Also list every incident of each scenario, with its anomalies.
-        #[arg(long, short)]
-        verbose: bool,
-    },
+    Simulate(sim_eval::SimEvalArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,35 +182,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Eval {
-            command:
-                EvalCommand::Simulate {
-                    rate,
-                    lead_minutes,
-                    fault_minutes,
-                    seed,
-                    mild,
-                    only,
-                    jobs,
-                    json,
-                    verbose,
-                },
+            command: EvalCommand::Simulate(args),
         } => {
             nezha::init_logging();
-            let results = sim_eval::run_all(&sim_eval::SimEvalArgs {
-                rate,
-                lead_minutes,
-                fault_minutes,
-                seed,
-                mild,
-                only,
-                jobs,
-                verbose,
-            });
-            sim_eval::SimSummary::of(&results).print(json);
-            if results.iter().any(|r| r.error.is_some()) {
-                ExitCode::FAILURE
-            } else {
+            if sim_eval::eval_simulate(&args) {
                 ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

@@ -1,6 +1,8 @@
-//! Root-cause accuracy as the RCA literature reports it: AC@k, the share of
-//! cases whose true root cause is among the first k candidates, and Avg@5,
-//! the mean of AC@1..5. Shared by `eval nezha` and `eval simulate`.
+//! How `eval nezha` and `eval simulate` score causeway: detection (an
+//! incident whose onset is within 60 s of the fault, false alarms before
+//! it) and root-cause accuracy as the RCA literature reports it: AC@k, the
+//! share of cases whose true root cause is among the first k candidates,
+//! and Avg@5, the mean of AC@1..5.
 
 use serde::Serialize;
 
@@ -70,6 +72,118 @@ pub(crate) fn print_accuracy(overall: &Accuracy, by_kind: &[(String, usize, Accu
             acc.ac[2],
             acc.ac[4],
             acc.avg5()
+        );
+    }
+}
+
+/// What became of one labelled fault.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outcome<'a> {
+    /// Fault type.
+    pub(crate) kind: &'a str,
+    /// Onset of the detecting incident minus the fault's start, seconds.
+    pub(crate) onset_delay_s: Option<f64>,
+    /// The detecting incident involves the faulty service.
+    pub(crate) on_culprit: bool,
+    /// An incident began in the healthy time before the fault.
+    pub(crate) false_alarm: bool,
+    /// Rank of the true root cause in the RCA (from 1).
+    pub(crate) rank: Option<usize>,
+}
+
+/// Totals over the cases.
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary {
+    pub(crate) cases: usize,
+    /// Cases with an incident within 60 s of the fault.
+    pub(crate) detected: usize,
+    /// Of those, cases whose incident involves the faulty service.
+    pub(crate) detected_on_culprit: usize,
+    /// Cases with an incident in their healthy time before the fault.
+    pub(crate) false_alarm_cases: usize,
+    /// Incidents in fault-free data, where the data set has some.
+    pub(crate) baseline_incidents: Option<usize>,
+    /// Mean |onset − fault start| of the detected cases, seconds.
+    pub(crate) mean_abs_onset_s: f64,
+    /// AC@1..5 over all cases; a case without incident or RCA is a miss.
+    pub(crate) accuracy: Accuracy,
+    /// Per fault type: (type, cases, AC@1..5).
+    pub(crate) by_type: Vec<(String, usize, Accuracy)>,
+}
+
+impl Summary {
+    pub(crate) fn of(outcomes: &[Outcome<'_>]) -> Self {
+        let (accuracy, by_type) = accuracy_by_kind(
+            &outcomes
+                .iter()
+                .map(|o| (o.kind.to_owned(), o.rank))
+                .collect::<Vec<_>>(),
+        );
+        let delays: Vec<f64> = outcomes.iter().filter_map(|o| o.onset_delay_s).collect();
+        Self {
+            cases: outcomes.len(),
+            detected: delays.len(),
+            detected_on_culprit: outcomes
+                .iter()
+                .filter(|o| o.onset_delay_s.is_some() && o.on_culprit)
+                .count(),
+            false_alarm_cases: outcomes.iter().filter(|o| o.false_alarm).count(),
+            baseline_incidents: None,
+            mean_abs_onset_s: if delays.is_empty() {
+                0.0
+            } else {
+                delays.iter().map(|d| d.abs()).sum::<f64>() / delays.len() as f64
+            },
+            accuracy,
+            by_type,
+        }
+    }
+
+    /// The totals in words; with `json`, then a JSON line of everything
+    /// and, last, the accuracy line `{"cases","ac1","ac3","ac5","avg5"}`.
+    #[allow(clippy::print_stdout)]
+    pub(crate) fn print(&self, json: bool) {
+        let baseline = self
+            .baseline_incidents
+            .map(|n| format!(", {n} incident(s) in the fault-free baseline"))
+            .unwrap_or_default();
+        println!(
+            "{} cases: {} detected (onset within 60 s; {} of them with the faulty service in the incident), {} with a false alarm before the fault{baseline}; mean |onset - fault start| {:.1} s",
+            self.cases,
+            self.detected,
+            self.detected_on_culprit,
+            self.false_alarm_cases,
+            self.mean_abs_onset_s
+        );
+        print_accuracy(&self.accuracy, &self.by_type);
+        if !json {
+            return;
+        }
+        println!(
+            "{}",
+            serde_json::json!({
+                "cases": self.cases,
+                "detected": self.detected,
+                "detected_on_culprit": self.detected_on_culprit,
+                "false_alarm_cases": self.false_alarm_cases,
+                "baseline_incidents": self.baseline_incidents,
+                "mean_abs_onset_s": self.mean_abs_onset_s,
+                "by_type": self.by_type.iter().map(|(t, n, acc)| serde_json::json!({
+                    "type": t, "cases": n, "ac1": acc.ac[0], "ac3": acc.ac[2], "ac5": acc.ac[4],
+                    "avg5": acc.avg5(),
+                })).collect::<Vec<_>>(),
+            })
+        );
+        // The last line: the accuracy summary.
+        println!(
+            "{}",
+            serde_json::json!({
+                "cases": self.cases,
+                "ac1": self.accuracy.ac[0],
+                "ac3": self.accuracy.ac[2],
+                "ac5": self.accuracy.ac[4],
+                "avg5": self.accuracy.avg5(),
+            })
         );
     }
 }

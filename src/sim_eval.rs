@@ -23,7 +23,7 @@ use std::time::Duration;
 use causeway_benches::{Fault, FaultKind, SimConfig};
 use serde::Serialize;
 
-use crate::scoring::{Accuracy, accuracy_by_kind};
+use crate::scoring::{Outcome, Summary};
 use crate::simulate::{Analysed, analysed_with};
 
 const MINUTE_NS: u64 = 60_000_000_000;
@@ -31,24 +31,35 @@ const MINUTE_NS: u64 = 60_000_000_000;
 /// detects it (as `eval nezha` counts).
 const TOLERANCE_NS: i64 = 60_000_000_000;
 
-/// `causeway eval simulate` settings.
-#[derive(Debug, Clone)]
+/// `causeway eval simulate` arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct SimEvalArgs {
-    /// Mean traces per second over a day.
+    /// Mean traces per second over a day (about 13 spans each).
+    #[arg(long, default_value_t = 10.0)]
     pub(crate) rate: f64,
-    /// Healthy minutes before the fault (the history detection learns).
+    /// Healthy minutes before each fault (the history detection learns).
+    #[arg(long, default_value_t = 20)]
     pub(crate) lead_minutes: u64,
-    /// Minutes the fault lasts (and is simulated).
+    /// Minutes each fault lasts (and is simulated).
+    #[arg(long, default_value_t = 6)]
     pub(crate) fault_minutes: u64,
-    /// Seeds start here; scenario `i` uses `seed + i`.
+    /// First seed (scenario i uses seed + i).
+    #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
-    /// Also each scenario at a third of the magnitude.
+    /// Also every scenario at a third of the magnitude.
+    #[arg(long)]
     pub(crate) mild: bool,
-    /// Only scenarios whose name contains this.
+    /// Only scenarios whose name contains this (e.g. `cpu:` or `->payment`).
+    #[arg(long)]
     pub(crate) only: Option<String>,
     /// Scenarios run at once.
+    #[arg(long, default_value_t = 2)]
     pub(crate) jobs: usize,
-    /// Also print every incident of each scenario.
+    /// End with one JSON line of totals.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also list every incident of each scenario, with its anomalies.
+    #[arg(long, short)]
     pub(crate) verbose: bool,
 }
 
@@ -64,6 +75,8 @@ pub(crate) struct ScenarioResult {
     pub(crate) seed: u64,
     /// Onset of the scoring incident minus the fault's start, seconds.
     pub(crate) onset_delay_s: Option<f64>,
+    /// The scoring incident involves the faulty service.
+    pub(crate) on_culprit: bool,
     /// Incidents that began before the fault (healthy traffic).
     pub(crate) false_alarms: usize,
     /// Rank of the true service among the RCA's hypotheses (from 1).
@@ -197,6 +210,7 @@ pub(crate) fn score(name: &str, cfg: &SimConfig, runs: &[Analysed]) -> ScenarioR
     let rca_services: Vec<String> = hit
         .map(|(_, _, rca)| rca.hypotheses.iter().map(|h| h.service.clone()).collect())
         .unwrap_or_default();
+    let on_culprit = hit.is_some_and(|(i, _, _)| i.services.contains(&service));
     ScenarioResult {
         name: name.to_owned(),
         kind: fault.kind.name().to_owned(),
@@ -208,6 +222,7 @@ pub(crate) fn score(name: &str, cfg: &SimConfig, runs: &[Analysed]) -> ScenarioR
         start: crate::simulate::rfc3339(fault.start_ns),
         seed: cfg.seed,
         onset_delay_s: hit.map(|(i, _, _)| (i.onset_ns - begin) as f64 / 1e9),
+        on_culprit,
         false_alarms: runs
             .iter()
             .filter(|(i, _, _)| i.onset_ns < begin - TOLERANCE_NS)
@@ -306,57 +321,22 @@ fn print_scenario(r: &ScenarioResult, verbose: bool) {
     }
 }
 
-/// Totals over the scenarios.
-#[derive(Debug, Serialize)]
-pub(crate) struct SimSummary {
-    pub(crate) scenarios: usize,
-    /// Scenarios with an incident within 60 s of the fault's start.
-    pub(crate) detected: usize,
-    /// Scenarios with an incident before the fault.
-    pub(crate) false_alarm_scenarios: usize,
-    /// Overall and per kind.
-    pub(crate) accuracy: Accuracy,
-    pub(crate) by_kind: Vec<(String, usize, Accuracy)>,
-}
-
-impl SimSummary {
-    pub(crate) fn of(results: &[ScenarioResult]) -> Self {
-        let ranked: Vec<(String, Option<usize>)> = results
-            .iter()
-            .map(|r| (r.kind.clone(), r.rca_rank))
-            .collect();
-        let (accuracy, by_kind) = accuracy_by_kind(&ranked);
-        Self {
-            scenarios: results.len(),
-            detected: results.iter().filter(|r| r.onset_delay_s.is_some()).count(),
-            false_alarm_scenarios: results.iter().filter(|r| r.false_alarms > 0).count(),
-            accuracy,
-            by_kind,
-        }
-    }
-
-    #[allow(clippy::print_stdout)]
-    pub(crate) fn print(&self, json: bool) {
-        println!(
-            "{} scenarios: {} detected (an incident within 60 s of the fault's start), {} with an incident before the fault",
-            self.scenarios, self.detected, self.false_alarm_scenarios
-        );
-        crate::scoring::print_accuracy(&self.accuracy, &self.by_kind);
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "scenarios": self.scenarios,
-                    "detected": self.detected,
-                    "false_alarm_scenarios": self.false_alarm_scenarios,
-                    "ac1": self.accuracy.ac[0],
-                    "ac3": self.accuracy.ac[2],
-                    "ac5": self.accuracy.ac[4],
-                    "avg5": self.accuracy.avg5(),
-                })
-            );
-        }
-    }
+/// Runs the sweep and prints the totals; fails when the pipeline failed
+/// on a scenario.
+pub(crate) fn eval_simulate(args: &SimEvalArgs) -> bool {
+    let results = run_all(args);
+    let outcomes: Vec<Outcome<'_>> = results
+        .iter()
+        .map(|r| Outcome {
+            kind: &r.kind,
+            onset_delay_s: r.onset_delay_s,
+            on_culprit: r.on_culprit,
+            false_alarm: r.false_alarms > 0,
+            rank: r.rca_rank,
+        })
+        .collect();
+    Summary::of(&outcomes).print(args.json);
+    results.iter().all(|r| r.error.is_none())
 }
 
 #[cfg(test)]
@@ -372,6 +352,7 @@ mod tests {
             mild: false,
             only: None,
             jobs: 1,
+            json: false,
             verbose: false,
         }
     }

@@ -28,7 +28,7 @@ use serde::Serialize;
 use super::{FaultCase, case_minutes, convert_files, load_fault_list};
 use crate::app::Session;
 use crate::config::Config;
-use crate::scoring::{Accuracy, accuracy_by_kind, print_accuracy};
+use crate::scoring::{Outcome, Summary};
 
 /// An incident within this much of the injection detects the case.
 const ONSET_TOLERANCE_NS: i64 = 60_000_000_000;
@@ -428,8 +428,19 @@ pub(crate) fn eval_nezha(dir: &Path, json: bool, verbose: bool) -> anyhow::Resul
     for r in &results {
         print_case(r);
     }
-    let mut summary = Summary::of(&results);
-    summary.baseline_incidents = baseline_alarms.len();
+    let mut summary = Summary::of(
+        &results
+            .iter()
+            .map(|r| Outcome {
+                kind: &r.kind,
+                onset_delay_s: r.onset_delay_s,
+                on_culprit: r.services.contains(&r.service),
+                false_alarm: !r.false_alarms.is_empty(),
+                rank: r.rca_rank,
+            })
+            .collect::<Vec<_>>(),
+    );
+    summary.baseline_incidents = Some(baseline_alarms.len());
     print_baseline(&baseline_alarms);
     summary.print(json);
     Ok(summary)
@@ -499,101 +510,5 @@ fn print_case(r: &CaseResult) {
     }
     for f in &r.false_alarms {
         println!("    false alarm, {f}");
-    }
-}
-
-/// Totals over the cases.
-#[derive(Debug, Serialize)]
-pub(crate) struct Summary {
-    pub(crate) cases: usize,
-    /// Cases with an incident within 60 s of the injection.
-    pub(crate) detected: usize,
-    /// Of those, cases whose incident involves the faulty service.
-    pub(crate) detected_on_culprit: usize,
-    /// Cases with an incident in their healthy seconds before the injection.
-    pub(crate) false_alarm_cases: usize,
-    /// Incidents in the fault-free baseline minute.
-    pub(crate) baseline_incidents: usize,
-    /// Mean |onset − injection| of the detected cases, seconds.
-    pub(crate) mean_abs_onset_s: f64,
-    /// Share of cases whose true root-cause service is among the RCA's
-    /// first k hypotheses (k = 1..=5); a case without incident or RCA is
-    /// a miss.
-    pub(crate) accuracy: Accuracy,
-    /// Per fault type: (type, cases, AC@1..5).
-    pub(crate) by_type: Vec<(String, usize, Accuracy)>,
-}
-
-impl Summary {
-    fn of(results: &[CaseResult]) -> Self {
-        let (accuracy, by_type) = accuracy_by_kind(
-            &results
-                .iter()
-                .map(|r| (r.kind.clone(), r.rca_rank))
-                .collect::<Vec<_>>(),
-        );
-        let delays: Vec<f64> = results.iter().filter_map(|r| r.onset_delay_s).collect();
-        Self {
-            cases: results.len(),
-            detected: delays.len(),
-            detected_on_culprit: results
-                .iter()
-                .filter(|r| r.onset_delay_s.is_some() && r.services.contains(&r.service))
-                .count(),
-            false_alarm_cases: results
-                .iter()
-                .filter(|r| !r.false_alarms.is_empty())
-                .count(),
-            baseline_incidents: 0,
-            mean_abs_onset_s: if delays.is_empty() {
-                0.0
-            } else {
-                delays.iter().map(|d| d.abs()).sum::<f64>() / delays.len() as f64
-            },
-            accuracy,
-            by_type,
-        }
-    }
-
-    #[allow(clippy::print_stdout)]
-    fn print(&self, json: bool) {
-        println!(
-            "{} cases: {} detected (onset within 60 s; {} of them with the faulty service in the incident), {} with a false alarm before the injection, {} incident(s) in the baseline minute; mean |onset - injection| {:.1} s",
-            self.cases,
-            self.detected,
-            self.detected_on_culprit,
-            self.false_alarm_cases,
-            self.baseline_incidents,
-            self.mean_abs_onset_s
-        );
-        print_accuracy(&self.accuracy, &self.by_type);
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({
-                    "cases": self.cases,
-                    "detected": self.detected,
-                    "detected_on_culprit": self.detected_on_culprit,
-                    "false_alarm_cases": self.false_alarm_cases,
-                    "baseline_incidents": self.baseline_incidents,
-                    "mean_abs_onset_s": self.mean_abs_onset_s,
-                    "by_type": self.by_type.iter().map(|(t, n, acc)| serde_json::json!({
-                        "type": t, "cases": n, "ac1": acc.ac[0], "ac3": acc.ac[2], "ac5": acc.ac[4],
-                        "avg5": acc.avg5(),
-                    })).collect::<Vec<_>>(),
-                })
-            );
-            // The last line: the accuracy summary.
-            println!(
-                "{}",
-                serde_json::json!({
-                    "cases": self.cases,
-                    "ac1": self.accuracy.ac[0],
-                    "ac3": self.accuracy.ac[2],
-                    "ac5": self.accuracy.ac[4],
-                    "avg5": self.accuracy.avg5(),
-                })
-            );
-        }
     }
 }

@@ -106,12 +106,13 @@ impl Candidate {
 
     /// When the signature started to recur: the maximum-likelihood change
     /// point of the occurrences as a Poisson process over the confirmation
-    /// window (`window_ns` up to the last occurrence), with at least
-    /// `min_run` occurrences after it. The same signature may have turned
-    /// up now and then before a fault made it frequent (a generic error
-    /// status, say); the first of the window's occurrences would date the
-    /// fault minutes early.
-    fn onset(&self, window_ns: i64, min_run: usize) -> Option<i64> {
+    /// window (`window_ns` up to the last occurrence), with at least two
+    /// occurrences after it (a rate needs two) and segments measured to
+    /// the second (spans of one moment are not an infinite rate). The
+    /// same signature may have turned up now and then before a fault made
+    /// it frequent (a generic error status, say); the first of the
+    /// window's occurrences would date the fault minutes early.
+    fn onset(&self, window_ns: i64) -> Option<i64> {
         let n = self.times.len();
         let end = *self.times.last()?;
         let from = end.saturating_sub(window_ns);
@@ -121,9 +122,9 @@ impl Candidate {
                 return 0.0;
             }
             let k = k as f64;
-            k * (k / (span_ns.max(1_000_000) as f64 / 1e9)).ln()
+            k * (k / (span_ns.max(1_000_000_000) as f64 / 1e9)).ln()
         };
-        (0..=n.saturating_sub(min_run.max(1)))
+        (0..=n.saturating_sub(2))
             .map(|i| {
                 let t = self.times[i];
                 (ll(i, t - from) + ll(n - i, end - t), t)
@@ -299,7 +300,7 @@ impl Signatures {
                 NewSignature {
                     op: (Arc::from(svc), Arc::from(op), k),
                     signature,
-                    first_ns: c.onset(confirm_ns, confirm.max(1)).unwrap_or(t),
+                    first_ns: c.onset(confirm_ns).unwrap_or(t),
                     count: c.times.len() as u64,
                     traces: c.traces,
                     regression,
