@@ -5,10 +5,11 @@
 //! Signatures are learned silently until the tenant has `learn_ns` of
 //! event-time history; after that, a signature is reported (once) when it
 //! has occurred `confirm` times within `confirm_ns` (a one-off benign error
-//! is not news; a deploy that breaks something repeats it), with its onset
-//! at the first of those occurrences, and only when they are more than the
-//! operation's usual errors of any kind would explain; it resolves after
-//! `quiet_ns` without a recurrence.
+//! is not news; a deploy that breaks something repeats it), and only when
+//! that many in one window is unlikely for the operation's usual errors of
+//! any kind over its whole history; its onset is where the occurrences
+//! began to recur (a change point, not the first of them); it resolves
+//! after `quiet_ns` without a recurrence.
 //! A reported signature that comes back after `regress_ns` of silence is
 //! reported again, as a regression (the same exception in the same place a
 //! week later is news again); signatures learned as normal never are.
