@@ -2,6 +2,7 @@
 //! [`app::run`], which wires the stages.
 
 mod app;
+mod bench_eval;
 mod config;
 mod connectors_cli;
 mod demo;
@@ -88,6 +89,10 @@ enum EvalCommand {
     /// per scenario the incident found and the rank of the true service
     /// in its RCA; AC@1..5 overall and per kind.
     Simulate(sim_eval::SimEvalArgs),
+    /// Random applications (10 to 60 services) with random faults of the
+    /// kinds chaos benchmarks inject, and realistic noise; a tune and a
+    /// test set of seeds; AC@1..5 per fault kind and detection precision.
+    Bench(bench_eval::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -179,6 +184,16 @@ fn main() -> ExitCode {
                     eprintln!("causeway eval nezha: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Eval {
+            command: EvalCommand::Bench(args),
+        } => {
+            nezha::init_logging();
+            if bench_eval::eval_bench(&args) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Command::Eval {

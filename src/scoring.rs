@@ -109,6 +109,24 @@ pub(crate) struct Summary {
     pub(crate) accuracy: Accuracy,
     /// Per fault type: (type, cases, AC@1..5).
     pub(crate) by_type: Vec<(String, usize, Accuracy)>,
+    /// Where the data can be incomplete (a real data set's missing
+    /// files): the complete cases' accuracy and the incomplete cases.
+    pub(crate) complete: Option<Completeness>,
+    /// Of the detected cases, those whose incident names the culprit or
+    /// a service it calls or is called by (detection precision), where
+    /// the call graph is known.
+    pub(crate) detected_near_culprit: Option<usize>,
+}
+
+/// Complete cases apart from incomplete ones.
+#[derive(Debug, Serialize)]
+pub(crate) struct Completeness {
+    /// Cases with every file.
+    pub(crate) complete_cases: usize,
+    /// AC@1..5 over the complete cases only.
+    pub(crate) complete_accuracy: Accuracy,
+    /// The incomplete cases, each with what is missing.
+    pub(crate) incomplete: Vec<String>,
 }
 
 impl Summary {
@@ -136,6 +154,8 @@ impl Summary {
             },
             accuracy,
             by_type,
+            complete: None,
+            detected_near_culprit: None,
         }
     }
 
@@ -155,7 +175,26 @@ impl Summary {
             self.false_alarm_cases,
             self.mean_abs_onset_s
         );
+        if let Some(n) = self.detected_near_culprit {
+            println!(
+                "detection precision: {n} of {} detecting incidents name the culprit or a service it calls or is called by",
+                self.detected
+            );
+        }
         print_accuracy(&self.accuracy, &self.by_type);
+        if let Some(c) = &self.complete
+            && !c.incomplete.is_empty()
+        {
+            println!(
+                "{} incomplete case(s) (missing minute files): {}; the {} complete cases: AC@1 {:.3}, AC@3 {:.3}, AC@5 {:.3}",
+                c.incomplete.len(),
+                c.incomplete.join("; "),
+                c.complete_cases,
+                c.complete_accuracy.ac[0],
+                c.complete_accuracy.ac[2],
+                c.complete_accuracy.ac[4],
+            );
+        }
         if !json {
             return;
         }
@@ -167,11 +206,18 @@ impl Summary {
                 "detected_on_culprit": self.detected_on_culprit,
                 "false_alarm_cases": self.false_alarm_cases,
                 "baseline_incidents": self.baseline_incidents,
+                "detected_near_culprit": self.detected_near_culprit,
                 "mean_abs_onset_s": self.mean_abs_onset_s,
                 "by_type": self.by_type.iter().map(|(t, n, acc)| serde_json::json!({
                     "type": t, "cases": n, "ac1": acc.ac[0], "ac3": acc.ac[2], "ac5": acc.ac[4],
                     "avg5": acc.avg5(),
                 })).collect::<Vec<_>>(),
+                "complete": self.complete.as_ref().map(|c| serde_json::json!({
+                    "cases": c.complete_cases,
+                    "ac1": c.complete_accuracy.ac[0], "ac3": c.complete_accuracy.ac[2],
+                    "ac5": c.complete_accuracy.ac[4], "avg5": c.complete_accuracy.avg5(),
+                    "incomplete": c.incomplete,
+                })),
             })
         );
         // The last line: the accuracy summary.

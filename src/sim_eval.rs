@@ -153,7 +153,7 @@ pub(crate) fn scenarios(args: &SimEvalArgs) -> Vec<(String, SimConfig)> {
         }
         let tag = if mild { " (mild)" } else { "" };
         for &i in &instrumented {
-            for kind in kinds(shop[i].name, mild) {
+            for kind in kinds(&shop[i].name, mild) {
                 faults.push((format!("{}:{}{tag}", kind.name(), shop[i].name), kind));
             }
         }

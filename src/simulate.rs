@@ -98,12 +98,12 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         .map(|f| Fault::parse(f, start_ns))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--fault {e}"))?;
-    let services: Vec<&str> = causeway_benches::web_shop()
-        .iter()
+    let services: Vec<String> = causeway_benches::web_shop()
+        .into_iter()
         .map(|s| s.name)
         .collect();
     for f in &faults {
-        if !services.contains(&f.kind.service()) {
+        if !services.iter().any(|s| s == f.kind.service()) {
             anyhow::bail!(
                 "--fault {}: no service {:?} in the web shop ({})",
                 f.kind.name(),

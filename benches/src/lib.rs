@@ -10,10 +10,12 @@
 //! The generator is deterministic for a given seed, so a benchmark run and a
 //! test see the same data.
 
+mod random;
 mod sim;
 mod topology;
 mod workload;
 
+pub use random::{BENCH_KINDS, Scenario, healthy, random_topology, scenario};
 pub use sim::{Effects, Fault, FaultKind, HttpSender, SimConfig, Simulator};
 pub use topology::{Call, Operation, Service, web_shop};
 pub use workload::{Rng, Workload, WorkloadConfig};

@@ -71,6 +71,70 @@ pub enum FaultKind {
         /// Share of its spans that fail.
         rate: f64,
     },
+    /// The network of the service's pod delays every packet in and out of
+    /// it (as `tc netem delay` or a chaos tool's network delay injects
+    /// it): its callers wait `added` longer on each way of a call, and so
+    /// does it on its own calls.
+    NetworkDelay {
+        /// Service name.
+        service: String,
+        /// Added per direction.
+        added: Duration,
+    },
+    /// The network of the service's pod drops a share of packets: a call
+    /// in or out of it waits out a TCP retransmission timeout (200 ms,
+    /// doubling) now and then, and a few calls fail.
+    PacketLoss {
+        /// Service name.
+        service: String,
+        /// Share of packets lost.
+        loss: f64,
+    },
+    /// Memory pressure: stop-the-world GC pauses hit a share of the
+    /// service's spans.
+    GcPauses {
+        /// Service name.
+        service: String,
+        /// Share of its spans paused.
+        rate: f64,
+        /// Pause length.
+        pause: Duration,
+    },
+    /// The service's code returns a wrong result, without an error, on a
+    /// share of requests: it returns early (skipping its own calls and
+    /// most of its work), and its callers, seeing the wrong answer, skip
+    /// the rest of their calls.
+    WrongReturn {
+        /// Service name.
+        service: String,
+        /// Share of its requests.
+        rate: f64,
+    },
+    /// The service's pod restarts at the fault's start: a new instance,
+    /// calls into it refused for `down`, then slow while it warms up.
+    PodRestart {
+        /// Service name.
+        service: String,
+        /// How long calls into it are refused.
+        down: Duration,
+    },
+    /// Not a fault (noise): the service's own work drifts slowly to
+    /// `factor` times its usual by the end (a growing table, a filling
+    /// cache).
+    Drift {
+        /// Service name.
+        service: String,
+        /// Slowdown at the end.
+        factor: f64,
+    },
+    /// Not a fault (noise): the entry operation `operation` gets `factor`
+    /// times its usual share of the traffic (a campaign, a crawler).
+    MixChange {
+        /// Index of the entry service's operation.
+        operation: usize,
+        /// Weight multiplier.
+        factor: f64,
+    },
 }
 
 impl FaultKind {
@@ -83,6 +147,13 @@ impl FaultKind {
             FaultKind::NewException { .. } => "new-exception",
             FaultKind::CpuSaturation { .. } => "cpu",
             FaultKind::BadDeploy { .. } => "bad-deploy",
+            FaultKind::NetworkDelay { .. } => "network-delay",
+            FaultKind::PacketLoss { .. } => "packet-loss",
+            FaultKind::GcPauses { .. } => "gc-pauses",
+            FaultKind::WrongReturn { .. } => "wrong-return",
+            FaultKind::PodRestart { .. } => "pod-restart",
+            FaultKind::Drift { .. } => "drift",
+            FaultKind::MixChange { .. } => "mix-change",
         }
     }
 
@@ -93,8 +164,15 @@ impl FaultKind {
             | FaultKind::ErrorBurst { service, .. }
             | FaultKind::NewException { service, .. }
             | FaultKind::CpuSaturation { service, .. }
-            | FaultKind::BadDeploy { service, .. } => service,
+            | FaultKind::BadDeploy { service, .. }
+            | FaultKind::NetworkDelay { service, .. }
+            | FaultKind::PacketLoss { service, .. }
+            | FaultKind::GcPauses { service, .. }
+            | FaultKind::WrongReturn { service, .. }
+            | FaultKind::PodRestart { service, .. }
+            | FaultKind::Drift { service, .. } => service,
             FaultKind::EdgeLatency { server, .. } => server,
+            FaultKind::MixChange { .. } => "",
         }
     }
 }
@@ -119,7 +197,11 @@ impl Fault {
     /// - `errors:SERVICE` (30% fail), `new-exception:SERVICE` (30% fail
     ///   with `com.shop.InventoryMismatchException`),
     /// - `bad-deploy:SERVICE` (version `9.9.9-rc1`, 30% fail with
-    ///   `java.lang.NullPointerException`).
+    ///   `java.lang.NullPointerException`),
+    /// - `network-delay:SERVICE` (+1 s each way), `packet-loss:SERVICE`
+    ///   (30%), `gc-pauses:SERVICE` (400 ms on 10% of spans),
+    ///   `wrong-return:SERVICE` (half its requests), `pod-restart:SERVICE`
+    ///   (20 s refused).
     pub fn parse(spec: &str, start_ns: u64) -> Result<Self, String> {
         let (what, when) = spec
             .split_once('@')
@@ -174,9 +256,30 @@ impl Fault {
                 version: "9.9.9-rc1".to_owned(),
                 rate: 0.3,
             },
+            "network-delay" => FaultKind::NetworkDelay {
+                service: target.to_owned(),
+                added: Duration::from_secs(1),
+            },
+            "packet-loss" => FaultKind::PacketLoss {
+                service: target.to_owned(),
+                loss: 0.3,
+            },
+            "gc-pauses" => FaultKind::GcPauses {
+                service: target.to_owned(),
+                rate: 0.1,
+                pause: Duration::from_millis(400),
+            },
+            "wrong-return" => FaultKind::WrongReturn {
+                service: target.to_owned(),
+                rate: 0.5,
+            },
+            "pod-restart" => FaultKind::PodRestart {
+                service: target.to_owned(),
+                down: Duration::from_secs(20),
+            },
             other => {
                 return Err(format!(
-                    "{spec:?}: unknown fault kind {other:?} (latency, edge-latency, errors, new-exception, cpu, bad-deploy)"
+                    "{spec:?}: unknown fault kind {other:?} (latency, edge-latency, errors, new-exception, cpu, bad-deploy, network-delay, packet-loss, gc-pauses, wrong-return, pod-restart)"
                 ));
             }
         };
@@ -209,6 +312,18 @@ pub struct Effects {
     failures: Vec<Failure>,
     /// (service, version)
     versions: Vec<(usize, String)>,
+    /// (service, added ns per direction): network delay on its pod.
+    pod_delays: Vec<(usize, u64)>,
+    /// (service, share of packets lost).
+    losses: Vec<(usize, f64)>,
+    /// (service, share of spans, pause ns).
+    pauses: Vec<(usize, f64, u64)>,
+    /// (service, share of requests answered wrongly).
+    wrong: Vec<(usize, f64)>,
+    /// (service, restarted: refusing calls now) for restarted pods.
+    restarts: Vec<(usize, bool)>,
+    /// (entry operation, weight multiplier).
+    mix: Vec<(usize, f64)>,
 }
 
 impl Effects {
@@ -221,6 +336,9 @@ impl Effects {
             .iter()
             .filter(|f| f.start_ns <= t_ns && t_ns < f.end_ns)
         {
+            // How far into the fault, 0 to 1 (for drift and warm-up).
+            let progress = (t_ns - f.start_ns) as f64 / (f.end_ns - f.start_ns).max(1) as f64;
+            let since = Duration::from_nanos(t_ns - f.start_ns);
             match &f.kind {
                 FaultKind::Latency {
                     service,
@@ -230,7 +348,7 @@ impl Effects {
                     if let Some(s) = index(service) {
                         let op = operation
                             .as_ref()
-                            .and_then(|o| services[s].operations.iter().position(|x| x.name == o));
+                            .and_then(|o| services[s].operations.iter().position(|x| x.name == *o));
                         e.slow.push((s, op, *factor));
                     }
                 }
@@ -287,9 +405,108 @@ impl Effects {
                         ));
                     }
                 }
+                FaultKind::NetworkDelay { service, added } => {
+                    if let Some(s) = index(service) {
+                        e.pod_delays.push((s, added.as_nanos() as u64));
+                    }
+                }
+                FaultKind::PacketLoss { service, loss } => {
+                    if let Some(s) = index(service) {
+                        e.losses.push((s, *loss));
+                    }
+                }
+                FaultKind::GcPauses {
+                    service,
+                    rate,
+                    pause,
+                } => {
+                    if let Some(s) = index(service) {
+                        e.pauses.push((s, *rate, pause.as_nanos() as u64));
+                    }
+                }
+                FaultKind::WrongReturn { service, rate } => {
+                    if let Some(s) = index(service) {
+                        e.wrong.push((s, *rate));
+                    }
+                }
+                FaultKind::PodRestart { service, down } => {
+                    if let Some(s) = index(service) {
+                        let refusing = since < *down;
+                        e.restarts.push((s, refusing));
+                        if !refusing {
+                            // A cold JIT and empty caches: three times slower
+                            // just after start, back to normal over a minute.
+                            let warm = (since - *down).as_secs_f64() / 60.0;
+                            if warm < 1.0 {
+                                e.slow.push((s, None, 1.0 + 2.0 * (1.0 - warm)));
+                            }
+                        }
+                    }
+                }
+                FaultKind::Drift { service, factor } => {
+                    if let Some(s) = index(service) {
+                        e.slow.push((s, None, 1.0 + (factor - 1.0) * progress));
+                    }
+                }
+                FaultKind::MixChange { operation, factor } => {
+                    e.mix.push((*operation, *factor));
+                }
             }
         }
         e
+    }
+
+    /// Added network delay on a packet from `from` to `to` (pod network
+    /// faults of either end), ns.
+    pub fn pod_delay_ns(&self, from: usize, to: usize) -> u64 {
+        self.pod_delays
+            .iter()
+            .filter(|(s, _)| *s == from || *s == to)
+            .map(|(_, d)| *d)
+            .sum()
+    }
+
+    /// Share of packets lost between `a` and `b`.
+    pub fn loss(&self, a: usize, b: usize) -> f64 {
+        self.losses
+            .iter()
+            .filter(|(s, _)| *s == a || *s == b)
+            .map(|(_, l)| *l)
+            .fold(0.0, f64::max)
+    }
+
+    /// (share of spans, pause ns) of GC pauses in `service`.
+    pub fn pause(&self, service: usize) -> Option<(f64, u64)> {
+        self.pauses
+            .iter()
+            .find(|(s, ..)| *s == service)
+            .map(|&(_, r, p)| (r, p))
+    }
+
+    /// Share of `service`'s requests answered wrongly.
+    pub fn wrong_rate(&self, service: usize) -> f64 {
+        self.wrong
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map_or(0.0, |(_, r)| *r)
+    }
+
+    /// `Some(refusing)` when `service`'s pod restarted: a new instance,
+    /// refusing calls while it starts.
+    pub fn restarted(&self, service: usize) -> Option<bool> {
+        self.restarts
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map(|(_, r)| *r)
+    }
+
+    /// Weight multiplier of the entry operation `op`.
+    pub fn mix_factor(&self, op: usize) -> f64 {
+        self.mix
+            .iter()
+            .filter(|(o, _)| *o == op)
+            .map(|(_, f)| *f)
+            .product()
     }
 
     /// Factor applied to the own work of `service`'s operation `op`.
@@ -346,8 +563,17 @@ pub struct SimConfig {
     pub benign_errors: f64,
     /// One request per this much event time.
     pub step: Duration,
-    /// Faults.
+    /// Faults (the ground truth).
     pub faults: Vec<Fault>,
+    /// What a live system does without a fault (error bursts, drift,
+    /// request-mix changes): applied like faults, not part of the truth.
+    pub noise: Vec<Fault>,
+    /// Spans of traces starting in these `[from, to)` ranges (unix ns) are
+    /// lost, as when a collector restarts.
+    pub gaps: Vec<(u64, u64)>,
+    /// Another topology than the web shop, with the weights of its entry
+    /// service's operations.
+    pub topology: Option<(Vec<crate::topology::Service>, Vec<f64>)>,
 }
 
 impl Default for SimConfig {
@@ -361,6 +587,9 @@ impl Default for SimConfig {
             benign_errors: 0.002,
             step: Duration::from_secs(1),
             faults: Vec::new(),
+            noise: Vec::new(),
+            gaps: Vec::new(),
+            topology: None,
         }
     }
 }
@@ -380,13 +609,16 @@ const DAY_NS: f64 = 86_400e9;
 impl Simulator {
     /// A simulator at the config's start.
     pub fn new(cfg: SimConfig) -> Self {
-        let workload = Workload::new(WorkloadConfig {
+        let mut workload = Workload::new(WorkloadConfig {
             seed: cfg.seed,
             error_rate: cfg.benign_errors,
             start_ns: cfg.start_ns,
             spacing_ns: 0,
         })
-        .with_faults(cfg.faults.clone());
+        .with_faults(cfg.faults.iter().chain(&cfg.noise).cloned().collect());
+        if let Some((services, weights)) = &cfg.topology {
+            workload = workload.with_topology(services.clone(), weights.clone());
+        }
         Self {
             rng: Rng::new(cfg.seed ^ 0x5eed),
             now_ns: cfg.start_ns,
@@ -419,7 +651,11 @@ impl Simulator {
             self.workload.trace_at(t);
         }
         self.now_ns = start.saturating_add(step);
-        Some((start, self.workload.take()))
+        let req = self.workload.take();
+        if self.cfg.gaps.iter().any(|&(a, b)| (a..b).contains(&start)) {
+            return Some((start, ExportTraceServiceRequest::default()));
+        }
+        Some((start, req))
     }
 
     /// The faults, for the ground truth.

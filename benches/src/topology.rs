@@ -1,4 +1,5 @@
-//! A web shop of ten services, a database, a cache and a queue.
+//! Service topologies: the web shop of ten services, a database, a cache
+//! and a queue; random ones are in [`crate::random`].
 
 /// How one operation calls another.
 #[derive(Debug, Clone)]
@@ -30,9 +31,9 @@ pub enum Protocol {
 #[derive(Debug, Clone)]
 pub struct Operation {
     /// Span name.
-    pub name: &'static str,
+    pub name: String,
     /// `http.route`, RPC method or statement.
-    pub detail: &'static str,
+    pub detail: String,
     /// Protocol of the server side.
     pub protocol: Protocol,
     /// Median own duration, microseconds.
@@ -45,32 +46,35 @@ pub struct Operation {
 #[derive(Debug, Clone)]
 pub struct Service {
     /// `service.name`.
-    pub name: &'static str,
+    pub name: String,
     /// `service.version`.
-    pub version: &'static str,
+    pub version: String,
     /// `telemetry.sdk.language`.
-    pub language: &'static str,
+    pub language: String,
     /// Operations it serves.
     pub operations: Vec<Operation>,
+    /// It records spans; an uninstrumented one passes the trace context
+    /// on, so its callees' spans hang under its caller's.
+    pub instrumented: bool,
 }
 
-fn op(
-    name: &'static str,
-    detail: &'static str,
+pub(crate) fn op(
+    name: &str,
+    detail: &str,
     protocol: Protocol,
     self_us: u64,
     calls: Vec<Call>,
 ) -> Operation {
     Operation {
-        name,
-        detail,
+        name: name.to_owned(),
+        detail: detail.to_owned(),
         protocol,
         self_us,
         calls,
     }
 }
 
-fn call(service: usize, operation: usize, probability: f64) -> Call {
+pub(crate) fn call(service: usize, operation: usize, probability: f64) -> Call {
     Call {
         service,
         operation,
@@ -88,9 +92,10 @@ pub fn web_shop() -> Vec<Service> {
     // 10 postgres, 11 redis, 12 kafka (peers: their ops are client-only).
     vec![
         Service {
-            name: "frontend",
-            version: "2.4.1",
-            language: "nodejs",
+            name: "frontend".into(),
+            version: "2.4.1".into(),
+            language: "nodejs".into(),
+            instrumented: true,
             operations: vec![
                 op(
                     "GET /product/:id",
@@ -123,9 +128,10 @@ pub fn web_shop() -> Vec<Service> {
             ],
         },
         Service {
-            name: "checkout",
-            version: "1.9.0",
-            language: "go",
+            name: "checkout".into(),
+            version: "1.9.0".into(),
+            language: "go".into(),
+            instrumented: true,
             operations: vec![op(
                 "oteldemo.CheckoutService/PlaceOrder",
                 "PlaceOrder",
@@ -144,9 +150,10 @@ pub fn web_shop() -> Vec<Service> {
             )],
         },
         Service {
-            name: "cart",
-            version: "1.4.2",
-            language: "dotnet",
+            name: "cart".into(),
+            version: "1.4.2".into(),
+            language: "dotnet".into(),
+            instrumented: true,
             operations: vec![
                 op(
                     "oteldemo.CartService/GetCart",
@@ -172,9 +179,10 @@ pub fn web_shop() -> Vec<Service> {
             ],
         },
         Service {
-            name: "product-catalog",
-            version: "3.0.0",
-            language: "go",
+            name: "product-catalog".into(),
+            version: "3.0.0".into(),
+            language: "go".into(),
+            instrumented: true,
             operations: vec![
                 op(
                     "oteldemo.ProductCatalogService/GetProduct",
@@ -193,9 +201,10 @@ pub fn web_shop() -> Vec<Service> {
             ],
         },
         Service {
-            name: "currency",
-            version: "1.2.0",
-            language: "cpp",
+            name: "currency".into(),
+            version: "1.2.0".into(),
+            language: "cpp".into(),
+            instrumented: true,
             operations: vec![op(
                 "oteldemo.CurrencyService/Convert",
                 "Convert",
@@ -205,9 +214,10 @@ pub fn web_shop() -> Vec<Service> {
             )],
         },
         Service {
-            name: "payment",
-            version: "0.9.3",
-            language: "nodejs",
+            name: "payment".into(),
+            version: "0.9.3".into(),
+            language: "nodejs".into(),
+            instrumented: true,
             operations: vec![op(
                 "oteldemo.PaymentService/Charge",
                 "Charge",
@@ -217,9 +227,10 @@ pub fn web_shop() -> Vec<Service> {
             )],
         },
         Service {
-            name: "shipping",
-            version: "1.1.0",
-            language: "rust",
+            name: "shipping".into(),
+            version: "1.1.0".into(),
+            language: "rust".into(),
+            instrumented: true,
             operations: vec![op(
                 "oteldemo.ShippingService/GetQuote",
                 "GetQuote",
@@ -229,9 +240,10 @@ pub fn web_shop() -> Vec<Service> {
             )],
         },
         Service {
-            name: "email",
-            version: "1.0.4",
-            language: "ruby",
+            name: "email".into(),
+            version: "1.0.4".into(),
+            language: "ruby".into(),
+            instrumented: true,
             operations: vec![op(
                 "order-placed process",
                 "order-placed",
@@ -241,9 +253,10 @@ pub fn web_shop() -> Vec<Service> {
             )],
         },
         Service {
-            name: "recommendation",
-            version: "2.0.1",
-            language: "python",
+            name: "recommendation".into(),
+            version: "2.0.1".into(),
+            language: "python".into(),
+            instrumented: true,
             operations: vec![op(
                 "oteldemo.RecommendationService/ListRecommendations",
                 "ListRecommendations",
@@ -253,15 +266,17 @@ pub fn web_shop() -> Vec<Service> {
             )],
         },
         Service {
-            name: "ad",
-            version: "1.3.0",
-            language: "java",
+            name: "ad".into(),
+            version: "1.3.0".into(),
+            language: "java".into(),
+            instrumented: true,
             operations: vec![op("oteldemo.AdService/GetAds", "GetAds", Grpc, 700, vec![])],
         },
         Service {
-            name: "postgres",
-            version: "",
-            language: "",
+            name: "postgres".into(),
+            version: "".into(),
+            language: "".into(),
+            instrumented: true,
             operations: vec![
                 op(
                     "INSERT orders",
@@ -287,9 +302,10 @@ pub fn web_shop() -> Vec<Service> {
             ],
         },
         Service {
-            name: "redis",
-            version: "",
-            language: "",
+            name: "redis".into(),
+            version: "".into(),
+            language: "".into(),
+            instrumented: true,
             operations: vec![
                 op("HGET", "HGET cart:{id}", Cache, 80, vec![]),
                 op("HSET", "HSET cart:{id}", Cache, 90, vec![]),
@@ -297,9 +313,10 @@ pub fn web_shop() -> Vec<Service> {
             ],
         },
         Service {
-            name: "kafka",
-            version: "",
-            language: "",
+            name: "kafka".into(),
+            version: "".into(),
+            language: "".into(),
+            instrumented: true,
             operations: vec![op(
                 "orders publish",
                 "orders",

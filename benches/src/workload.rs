@@ -81,8 +81,12 @@ pub struct Workload {
     rng: Rng,
     cfg: WorkloadConfig,
     clock_ns: u64,
-    /// Spans per (service index, `service.version`) of the batch being built.
-    pending: Vec<(usize, String, Vec<Span>)>,
+    /// Spans per (service index, `service.version`, restarted pod) of the
+    /// batch being built.
+    pending: Vec<(usize, String, bool, Vec<Span>)>,
+    /// Weights of the entry service's operations as roots of traces;
+    /// `None`: the web shop's fixed mix.
+    entry_weights: Option<Vec<f64>>,
     /// Faults to inject, by event time.
     faults: Vec<Fault>,
     /// What the faults active for the trace being built do.
@@ -120,9 +124,18 @@ impl Workload {
             services: web_shop(),
             cfg,
             pending: Vec::new(),
+            entry_weights: None,
             faults: Vec::new(),
             effects: Effects::default(),
         }
+    }
+
+    /// Another topology: `services[0]` is the entry service, whose
+    /// operations root traces with the given weights.
+    pub fn with_topology(mut self, services: Vec<Service>, entry_weights: Vec<f64>) -> Self {
+        self.services = services;
+        self.entry_weights = Some(entry_weights);
+        self
     }
 
     /// Faults injected into traces that start while they are active.
@@ -167,16 +180,24 @@ impl Workload {
 
     fn flush(&mut self) -> ExportTraceServiceRequest {
         let mut resource_spans = Vec::new();
-        self.pending.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        for (i, version, spans) in std::mem::take(&mut self.pending) {
+        self.pending
+            .sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        for (i, version, restarted, spans) in std::mem::take(&mut self.pending) {
             if spans.is_empty() {
                 continue;
             }
             let s = &self.services[i];
-            let host = format!("{}-7d9c{}-x{}", s.name, i, i * 7 % 10);
+            // A restarted pod is a new instance with a new name.
+            let host = format!(
+                "{}-7d9c{}-x{}{}",
+                s.name,
+                i,
+                i * 7 % 10,
+                if restarted { "r" } else { "" }
+            );
             let resource = Resource {
                 attributes: vec![
-                    kv("service.name", s.name),
+                    kv("service.name", s.name.clone()),
                     kv("service.version", version),
                     kv("service.namespace", "shop"),
                     kv("deployment.environment.name", "production"),
@@ -184,7 +205,7 @@ impl Workload {
                     kv("k8s.pod.name", host),
                     kv("k8s.namespace.name", "shop"),
                     kv("telemetry.sdk.name", "opentelemetry"),
-                    kv("telemetry.sdk.language", s.language),
+                    kv("telemetry.sdk.language", s.language.clone()),
                     kv("telemetry.sdk.version", "1.38.0"),
                     kvi("process.pid", 1000 + i as i64),
                 ],
@@ -217,7 +238,24 @@ impl Workload {
         let start = self.clock_ns;
         self.clock_ns += self.cfg.spacing_ns;
         self.effects = Effects::at(&self.faults, &self.services, start);
-        let root_op = [0usize, 0, 0, 2, 2, 3, 1][self.rng.below(7) as usize];
+        let root_op = match &self.entry_weights {
+            None => [0usize, 0, 0, 2, 2, 3, 1][self.rng.below(7) as usize],
+            Some(w) => {
+                let weights: Vec<f64> = w
+                    .iter()
+                    .enumerate()
+                    .map(|(op, w)| w * self.effects.mix_factor(op))
+                    .collect();
+                let mut x = self.rng.unit() * weights.iter().sum::<f64>();
+                weights
+                    .iter()
+                    .position(|w| {
+                        x -= w;
+                        x < 0.0
+                    })
+                    .unwrap_or(0)
+            }
+        };
         let mut count = 0;
         self.server_span(&trace_id, 0, root_op, None, start, &mut count);
         count
@@ -228,7 +266,7 @@ impl Workload {
     }
 
     /// Emits the server-side span of `service`/`op` and its subtree; returns
-    /// (end time, failed).
+    /// (end time, failed, answered wrongly).
     fn server_span(
         &mut self,
         trace_id: &[u8; 16],
@@ -237,18 +275,34 @@ impl Workload {
         parent: Option<Vec<u8>>,
         start: u64,
         count: &mut usize,
-    ) -> (u64, bool) {
+    ) -> (u64, bool, bool) {
         let operation = self.services[service].operations[op].clone();
-        let span_id = self.new_span_id();
+        let instrumented = self.services[service].instrumented;
+        // An uninstrumented service passes the trace context on: its
+        // callees' spans hang under its caller's span.
+        let span_id = if instrumented {
+            self.new_span_id()
+        } else {
+            parent.clone().unwrap_or_else(|| self.new_span_id())
+        };
         let slow = self.effects.slowdown(service, op);
-        let self_us = (operation.self_us as f64 * slow) as u64;
+        // A wrong answer: the code returns early, skipping its calls and
+        // most of its work.
+        let wrong = self.rng.unit() < self.effects.wrong_rate(service);
+        let work = if wrong { 0.3 } else { 1.0 };
+        let self_us = (operation.self_us as f64 * slow * work) as u64;
         let mut t = start + self.rng.duration_ns(self_us / 3);
+        if let Some((rate, pause)) = self.effects.pause(service)
+            && self.rng.unit() < rate
+        {
+            t += pause;
+        }
         let mut failed = false;
         for c in &operation.calls {
-            if self.rng.unit() >= c.probability {
+            if wrong || self.rng.unit() >= c.probability {
                 continue;
             }
-            let (end, f) = self.client_call(
+            let (end, f, callee_wrong) = self.client_call(
                 trace_id,
                 service,
                 &span_id,
@@ -259,6 +313,11 @@ impl Workload {
             );
             t = end + self.rng.duration_ns(20);
             failed |= f;
+            if callee_wrong {
+                // A wrong answer from a callee: what it said makes the
+                // rest of this request's calls moot.
+                break;
+            }
         }
         let leaf_failed = operation.calls.is_empty() && self.rng.unit() < self.cfg.error_rate;
         let injected = match self.effects.failure(service) {
@@ -267,6 +326,9 @@ impl Workload {
         };
         failed |= leaf_failed || injected.is_some();
         let end = t + self.rng.duration_ns(self_us * 2 / 3);
+        if !instrumented {
+            return (end, failed, wrong);
+        }
         let mut attributes = Vec::new();
         let kind = match operation.protocol {
             Protocol::Http => {
@@ -275,7 +337,7 @@ impl Workload {
                     kv("http.request.method", method),
                     kv("url.path", path.replace(":id", &format!("{}", self.rng.below(5000)))),
                     kv("url.scheme", "http"),
-                    kv("http.route", operation.detail),
+                    kv("http.route", operation.detail.clone()),
                     kvi("http.response.status_code", if failed { 500 } else { 200 }),
                     kv("server.address", "shop.example.com"),
                     kvi("server.port", 8080),
@@ -302,7 +364,7 @@ impl Workload {
             Protocol::Messaging => {
                 attributes.extend([
                     kv("messaging.system", "kafka"),
-                    kv("messaging.destination.name", operation.detail),
+                    kv("messaging.destination.name", operation.detail.clone()),
                     kv("messaging.operation.type", "process"),
                     kv("messaging.consumer.group.name", "email"),
                 ]);
@@ -314,7 +376,7 @@ impl Workload {
             trace_id,
             span_id,
             parent,
-            operation.name,
+            &operation.name,
             kind,
             start,
             end,
@@ -332,22 +394,44 @@ impl Workload {
         }
         self.push(service, span);
         *count += 1;
-        (end, failed)
+        (end, failed, wrong)
     }
 
     fn push(&mut self, service: usize, span: Span) {
         let version = self
             .effects
             .version(service)
-            .unwrap_or(self.services[service].version);
+            .unwrap_or(&self.services[service].version)
+            .to_owned();
+        let restarted = self.effects.restarted(service).is_some();
         match self
             .pending
             .iter_mut()
-            .find(|(s, v, _)| *s == service && v == version)
+            .find(|(s, v, r, _)| *s == service && *v == version && *r == restarted)
         {
-            Some((_, _, spans)) => spans.push(span),
-            None => self.pending.push((service, version.to_owned(), vec![span])),
+            Some((.., spans)) => spans.push(span),
+            None => self.pending.push((service, version, restarted, vec![span])),
         }
+    }
+
+    /// Time a packet from `from` to `to` spends on the network, ns: the
+    /// usual, injected delays, and TCP retransmission timeouts (200 ms,
+    /// doubling) for each time it is lost; `None` when lost four times
+    /// (the call times out).
+    fn wire_ns(&mut self, from: usize, to: usize) -> Option<u64> {
+        let mut ns = self.rng.duration_ns(150)
+            + self.effects.edge_delay_ns(from, to)
+            + self.effects.pod_delay_ns(from, to);
+        let loss = self.effects.loss(from, to);
+        let mut rto = 200_000_000;
+        for _ in 0..4 {
+            if self.rng.unit() >= loss {
+                return Some(ns);
+            }
+            ns += rto;
+            rto *= 2;
+        }
+        None
     }
 
     /// Emits a client span in `caller` and, for instrumented callees, the
@@ -362,13 +446,31 @@ impl Workload {
         op: usize,
         start: u64,
         count: &mut usize,
-    ) -> (u64, bool) {
+    ) -> (u64, bool, bool) {
         let operation = self.services[callee].operations[op].clone();
         let span_id = self.new_span_id();
-        let net = self.rng.duration_ns(150) + self.effects.edge_delay_ns(caller, callee);
+        let (to, back) = (self.wire_ns(caller, callee), self.wire_ns(callee, caller));
+        let net = to.unwrap_or(0);
+        let mut wrong = false;
+        // A call that cannot connect or times out: no span in the callee.
+        let refused = self.effects.restarted(callee) == Some(true);
+        let lost = (to.is_none() || back.is_none()) && !refused;
         let (end, failed, kind, attributes) = match operation.protocol {
+            Protocol::Http | Protocol::Grpc if refused || lost => {
+                let end = start
+                    + if lost {
+                        3_000_000_000
+                    } else {
+                        self.rng.duration_ns(500)
+                    };
+                let attrs = vec![kv(
+                    "server.address",
+                    format!("{}.shop.svc", self.services[callee].name),
+                )];
+                (end, true, SpanKind::Client, attrs)
+            }
             Protocol::Db(system) => {
-                let end = self.peer_end(caller, callee, op, start, operation.self_us);
+                let end = self.peer_end(callee, op, start, operation.self_us, to, back);
                 let failed = self.rng.unit() < self.cfg.error_rate / 4.0;
                 let attrs = vec![
                     kv("db.system", system),
@@ -377,18 +479,18 @@ impl Workload {
                         "db.operation.name",
                         operation.name.split(' ').next().unwrap_or("SELECT"),
                     ),
-                    kv("db.query.text", operation.detail),
+                    kv("db.query.text", operation.detail.clone()),
                     kv("server.address", "postgres.shop.svc"),
                     kvi("server.port", 5432),
                 ];
                 (end, failed, SpanKind::Client, attrs)
             }
             Protocol::Cache => {
-                let end = self.peer_end(caller, callee, op, start, operation.self_us);
+                let end = self.peer_end(callee, op, start, operation.self_us, to, back);
                 let attrs = vec![
                     kv("db.system", "redis"),
-                    kv("db.operation.name", operation.name),
-                    kv("db.query.text", operation.detail),
+                    kv("db.operation.name", operation.name.clone()),
+                    kv("db.query.text", operation.detail.clone()),
                     kv("server.address", "redis.shop.svc"),
                     kvi("server.port", 6379),
                 ];
@@ -400,12 +502,12 @@ impl Workload {
                 let end = start + self.rng.duration_ns(operation.self_us);
                 let attrs = vec![
                     kv("messaging.system", "kafka"),
-                    kv("messaging.destination.name", operation.detail),
+                    kv("messaging.destination.name", operation.detail.clone()),
                     kv("messaging.operation.type", "publish"),
                     kv("server.address", "kafka.shop.svc"),
                 ];
                 for c in &operation.calls {
-                    let (_, _) = self.server_span(
+                    let _ = self.server_span(
                         trace_id,
                         c.service,
                         c.operation,
@@ -417,7 +519,7 @@ impl Workload {
                 (end, false, SpanKind::Producer, attrs)
             }
             Protocol::Http | Protocol::Grpc => {
-                let (end, failed) = self.server_span(
+                let (end, failed, w) = self.server_span(
                     trace_id,
                     callee,
                     op,
@@ -425,6 +527,8 @@ impl Workload {
                     start + net,
                     count,
                 );
+                wrong = w;
+                let net = back.unwrap_or(0);
                 let (svc, method) = operation.name.split_once('/').unwrap_or(("svc", "m"));
                 let attrs = vec![
                     kv("rpc.system", "grpc"),
@@ -455,7 +559,21 @@ impl Workload {
             end,
             attributes,
         );
-        if failed {
+        if refused || lost {
+            let callee_name = self.services[callee].name.clone();
+            let (ty, msg) = if refused {
+                (
+                    "java.net.ConnectException",
+                    format!("Connection refused: {callee_name}.shop.svc:8080"),
+                )
+            } else {
+                (
+                    "java.net.SocketTimeoutException",
+                    format!("Read timed out calling {callee_name}.shop.svc"),
+                )
+            };
+            self.fail_with(&mut span, end, ty, &msg);
+        } else if failed {
             if matches!(operation.protocol, Protocol::Db(_)) {
                 self.fail(&mut span, end);
             } else {
@@ -467,15 +585,27 @@ impl Workload {
         }
         self.push(caller, span);
         *count += 1;
-        (end, failed)
+        (end, failed, wrong)
     }
 
     /// When a call to an uninstrumented peer (database, cache) started at
-    /// `start` returns: its own work, slowed or delayed by active faults.
-    fn peer_end(&mut self, caller: usize, peer: usize, op: usize, start: u64, self_us: u64) -> u64 {
+    /// `start` returns: its own work, slowed by active faults, and the
+    /// network both ways (`to`, `back`: see `wire_ns`; a lost packet is a
+    /// 3-s timeout).
+    fn peer_end(
+        &mut self,
+        peer: usize,
+        op: usize,
+        start: u64,
+        self_us: u64,
+        to: Option<u64>,
+        back: Option<u64>,
+    ) -> u64 {
         let slow = self.effects.slowdown(peer, op);
+        let timeout = 3_000_000_000;
         start
-            + self.effects.edge_delay_ns(caller, peer)
+            + to.unwrap_or(timeout)
+            + back.unwrap_or(0)
             + self.rng.duration_ns((self_us as f64 * slow) as u64)
     }
 

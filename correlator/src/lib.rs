@@ -381,9 +381,116 @@ fn with_feedback<'c>(
     top
 }
 
+/// Scores of candidates that rest on the incident's anomalies alone
+/// ([`from_anomalies`]): far below any localization evidence (which
+/// starts at 1), decreasing in the fallback's order.
+const FALLBACK_SCORE: f64 = 1e-3;
+
+/// Candidates when no service has localization evidence (a fault that
+/// changed what code returned, not its errors, logs or time; or a window
+/// too thin to test): the services the incident's anomalies name, each
+/// with those anomalies as evidence. Callees come before their callers,
+/// since symptoms travel up the call tree and the deepest anomalous
+/// service is the likeliest origin; then by the anomalies' scores. The
+/// incident's other services follow, so that an incident always gets a
+/// ranked list.
+fn from_anomalies(
+    incident: &Incident,
+    anomalies: &[Anomaly],
+    window: &SpanSet,
+    strings: &Interner,
+) -> Vec<localize::Candidate> {
+    let mut named: Vec<(String, f64, Vec<Evidence>)> = Vec::new();
+    for a in anomalies {
+        // An edge's server side first: the call into it is what moved.
+        let mut services = a.subject.services();
+        services.reverse();
+        for s in services {
+            let e = Evidence::Anomaly {
+                id: a.id,
+                metric: a.metric.to_owned(),
+                subject: a.subject.to_string(),
+                observed: a.observed,
+                expected: a.expected,
+            };
+            match named.iter_mut().find(|(n, ..)| n == s) {
+                Some(entry) => {
+                    entry.1 = entry.1.max(a.score);
+                    entry.2.push(e);
+                }
+                None => named.push((s.to_owned(), a.score, vec![e])),
+            }
+        }
+    }
+    for s in &incident.services {
+        if !named.iter().any(|(n, ..)| n == s) {
+            named.push((s.clone(), 0.0, Vec::new()));
+        }
+    }
+    let names: Vec<String> = named.iter().map(|(n, ..)| n.clone()).collect();
+    // How many of the other named services call each one.
+    let callers = |service: &str| {
+        let above = callers_of(window, strings, service);
+        names
+            .iter()
+            .filter(|other| other.as_str() != service && above.contains(other))
+            .count()
+    };
+    let mut keyed: Vec<(usize, f64, String, Vec<Evidence>)> = named
+        .into_iter()
+        .map(|(n, score, ev)| (callers(&n), score, n, ev))
+        .collect();
+    // Stable: ties keep the anomalies' order (an edge's server first).
+    keyed.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
+    let n = keyed.len().max(1) as f64;
+    keyed
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, service, evidence))| localize::Candidate {
+            service,
+            score: FALLBACK_SCORE * (n - i as f64) / n,
+            operation: None,
+            evidence,
+        })
+        .collect()
+}
+
+/// Services that call `service` in `window`.
+fn callers_of(window: &SpanSet, strings: &Interner, service: &str) -> Vec<String> {
+    let Some(id) = strings.get(service) else {
+        return Vec::new();
+    };
+    let by_span: std::collections::HashMap<([u8; 16], [u8; 8]), u32> = window
+        .spans
+        .iter()
+        .map(|s| ((s.trace, s.span), s.service))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    for s in window.spans.iter().filter(|s| s.service == id) {
+        let Some(&caller) = s.parent.and_then(|p| by_span.get(&(s.trace, p))) else {
+            continue;
+        };
+        if caller != id {
+            let name = strings.name(caller).to_owned();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
 /// Analyses one incident.
 pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
     let mut candidates = localize::localize(&input.reference, &input.window, &mut input.strings);
+    if candidates.iter().all(|c| c.score <= 0.0) {
+        candidates = from_anomalies(
+            input.incident,
+            input.anomalies,
+            &input.window,
+            &input.strings,
+        );
+    }
     // Earlier incidents' verdicts on the same evidence weigh in.
     let mut precedents: std::collections::HashMap<String, Vec<causeway_model::Precedent>> =
         std::collections::HashMap::new();
@@ -733,5 +840,79 @@ mod tests {
         );
         assert!(report.summary.contains("pay"), "{}", report.summary);
         assert!(report::markdown(&report).contains("pay-b21d"));
+    }
+
+    /// A fault that changed only what a service returned: nothing in the
+    /// spans moved, but detection saw the calls into `pay` change. The
+    /// RCA still ranks the services the anomalies name, the callee of the
+    /// anomalous edge first, with the anomalies as evidence.
+    #[test]
+    fn an_incident_without_localization_evidence_still_gets_a_ranked_list() {
+        let mut strings = Interner::default();
+        let reference = spans(&mut strings, 0, 600, "1.0.0", "pay-7f9c", false);
+        let onset = 700_000_000_000;
+        let window = spans(&mut strings, onset, 120, "1.0.0", "pay-7f9c", false);
+        let incident = Incident {
+            id: 1,
+            state: IncidentState::Open,
+            onset_ns: onset,
+            updated_ns: onset + 60_000_000_000,
+            last_onset_ns: Some(onset),
+            resolved_ns: None,
+            severity: Severity::Minor,
+            services: BTreeSet::from(["pay".to_owned(), "api".to_owned(), "cart".to_owned()]),
+            anomalies: vec![7],
+        };
+        let anomaly = Anomaly {
+            id: 7,
+            subject: causeway_model::Subject::Edge {
+                client: "api".into(),
+                server: "pay".into(),
+                connection: String::new(),
+            },
+            metric: "request_rate",
+            onset_ns: onset,
+            detected_ns: onset,
+            last_ns: onset,
+            resolved_ns: None,
+            observed: 2.0,
+            expected: 5.0,
+            score: 4.0,
+            severity: Severity::Minor,
+            example_trace_ids: Vec::new(),
+            incident: 1,
+            detail: None,
+        };
+        let tenant = TenantId::new("t").expect("tenant");
+        let report = analyze(
+            Input {
+                tenant: &tenant,
+                incident: &incident,
+                anomalies: std::slice::from_ref(&anomaly),
+                window,
+                reference,
+                strings,
+                signals: &[],
+                now_ns: onset,
+                feedback: &[],
+                history: &history::History::default(),
+            },
+            &CorrelatorConfig::default(),
+        );
+        let ranked: Vec<&str> = report
+            .hypotheses
+            .iter()
+            .map(|h| h.service.as_str())
+            .collect();
+        assert_eq!(ranked, ["pay", "api", "cart"]);
+        assert!(
+            matches!(
+                &report.hypotheses[0].evidence[..],
+                [Evidence::Anomaly { id: 7, .. }]
+            ),
+            "{:?}",
+            report.hypotheses[0].evidence
+        );
+        assert!(report.hypotheses[0].score < 1.0);
     }
 }

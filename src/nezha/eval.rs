@@ -9,6 +9,15 @@
 //! minutes. Between cases the data set has gaps; detection sees no windows
 //! there, not empty ones.
 //!
+//! A data set without a baseline (or with an empty one) is replayed the
+//! same way without it: as in a live deployment, which never has an
+//! explicit fault-free minute, detection and the RCA's reference learn
+//! from whatever data came before each fault (earlier cases and the
+//! healthy seconds before the injection). The summary says so.
+//!
+//! A case whose minute files are not all there is incomplete: it is still
+//! replayed and scored with what exists, counted apart, and named.
+//!
 //! A case is detected when an incident's onset is within 60 s of the
 //! injection (of several, the one nearest it is the case's incident, whose
 //! RCA is scored); an incident whose onset is in the case's data earlier than
@@ -40,13 +49,13 @@ const CHUNK_NS: u64 = 10_000_000_000;
 pub(crate) struct DataSet {
     /// Day directories with their cases.
     pub(crate) days: Vec<(PathBuf, Vec<FaultCase>)>,
-    /// The baseline's day directories (`baseline/<day>`).
+    /// The baseline's day directories (`baseline/<day>`); may be none.
     pub(crate) baseline: Vec<PathBuf>,
 }
 
 impl DataSet {
     /// Finds `DIR/<day>/` directories with a `*fault_list.json`, and
-    /// `DIR/baseline/<day>/`.
+    /// `DIR/baseline/<day>/` when there is one.
     pub(crate) fn open(dir: &Path) -> anyhow::Result<Self> {
         let mut days = Vec::new();
         for entry in std::fs::read_dir(dir).with_context(|| format!("{}", dir.display()))? {
@@ -75,9 +84,9 @@ impl DataSet {
             );
         }
         if baseline.is_empty() {
-            anyhow::bail!(
-                "{}: no baseline/<day>/trace directory (the fault-free history each case starts from)",
-                dir.display()
+            tracing::warn!(
+                dir = %dir.display(),
+                "no baseline/<day>/trace directory: detection learns from the data before each fault"
             );
         }
         Ok(Self { days, baseline })
@@ -128,11 +137,77 @@ pub(crate) struct CaseResult {
     /// The strongest evidence of the first hypotheses, in words.
     #[serde(skip)]
     pub(crate) rca_why: Vec<String>,
+    /// Minutes of the case with no span file (0 for a complete case).
+    pub(crate) missing_minutes: usize,
+    /// Services that call the culprit or that it calls, in the data.
+    #[serde(skip)]
+    pub(crate) neighbours: Vec<String>,
+}
+
+impl CaseResult {
+    /// The detecting incident names the culprit or a direct neighbour.
+    pub(crate) fn near_culprit(&self) -> bool {
+        self.onset_delay_s.is_some()
+            && (self.services.contains(&self.service)
+                || self.neighbours.iter().any(|n| self.services.contains(n)))
+    }
+}
+
+/// Who calls whom in the requests: per service, the services it calls or
+/// is called by (a span whose parent is in another service).
+fn call_graph<'a>(
+    requests: impl Iterator<Item = &'a ExportTraceServiceRequest>,
+) -> std::collections::HashMap<String, Vec<String>> {
+    use std::collections::HashMap;
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for req in requests {
+        let mut service_of: HashMap<(&[u8], &[u8]), &str> = HashMap::new();
+        for rs in &req.resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
+                    ) => Some(s.as_str()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                service_of.insert((&span.trace_id, &span.span_id), service);
+            }
+        }
+        for rs in &req.resource_spans {
+            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                let (Some(&me), Some(&parent)) = (
+                    service_of.get(&(span.trace_id.as_slice(), span.span_id.as_slice())),
+                    service_of.get(&(span.trace_id.as_slice(), span.parent_span_id.as_slice())),
+                ) else {
+                    continue;
+                };
+                if me == parent {
+                    continue;
+                }
+                for (a, b) in [(me, parent), (parent, me)] {
+                    let e = out.entry(a.to_owned()).or_default();
+                    if !e.iter().any(|x| x == b) {
+                        e.push(b.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// One labelled case, converted.
 struct Prepared<'a> {
     case: &'a FaultCase,
+    /// Minutes with no span file.
+    missing: usize,
     request: ExportTraceServiceRequest,
     /// Earliest and latest span start.
     range: (u64, u64),
@@ -142,27 +217,37 @@ struct Prepared<'a> {
 /// as a long-running causeway would have seen it: the fault-free baseline
 /// first (shifted to end just before the first case's data: it is the
 /// history detection learns from), then every case's minutes. Returns the
-/// per-case results and the baseline's false alarms.
+/// per-case results, the baseline's false alarms (`None` when there is
+/// no baseline with spans) and the cases that could not be replayed at
+/// all (no span in any of their minutes).
 pub(crate) async fn run_all(
     set: &DataSet,
     scratch: &Path,
     verbose: bool,
-) -> anyhow::Result<(Vec<CaseResult>, Vec<String>)> {
+) -> anyhow::Result<Replayed> {
     let mut prepared = Vec::new();
+    let mut unplayable = Vec::new();
     for (day, cases) in &set.days {
         for case in cases {
+            let missing = super::missing_minutes(day, case);
             let files = case_minutes(day, case);
-            if files.is_empty() {
-                tracing::warn!(case = %case.inject_time, "no span files for the case: skipped");
-                continue;
-            }
-            let (request, _) = convert_files(&files)?;
-            let Some(range) = start_range(&request) else {
-                tracing::warn!(case = %case.inject_time, "the case has no spans: skipped");
+            let converted = if files.is_empty() {
+                None
+            } else {
+                let (request, _) = convert_files(&files)?;
+                start_range(&request).map(|range| (request, range))
+            };
+            let Some((request, range)) = converted else {
+                tracing::warn!(case = %case.inject_time, "the case has no spans: reported as incomplete, not scored");
+                unplayable.push(case.clone());
                 continue;
             };
+            if missing > 0 {
+                tracing::warn!(case = %case.inject_time, missing, "minute files missing: the case is scored on what exists and reported as incomplete");
+            }
             prepared.push(Prepared {
                 case,
+                missing,
                 request,
                 range,
             });
@@ -171,22 +256,35 @@ pub(crate) async fn run_all(
     prepared.sort_by_key(|p| p.range.0);
     let first = prepared.first().context("no case with spans")?.range.0;
     let mut history = set.baseline_request()?;
-    let (b0, b1) = start_range(&history).context("the baseline has no spans")?;
     // The baseline's last span starts a millisecond before the first case's
-    // first span.
-    let delta = i128::from(first) - i128::from(b1) - 1_000_000;
-    shift(&mut history, delta);
-    let baseline_range = (
-        i64::try_from(i128::from(b0) + delta).unwrap_or(0),
-        i64::try_from(i128::from(b1) + delta).unwrap_or(0),
-    );
+    // first span; without one, the replay starts with the first case.
+    let baseline_range = match start_range(&history) {
+        Some((b0, b1)) => {
+            let delta = i128::from(first) - i128::from(b1) - 1_000_000;
+            shift(&mut history, delta);
+            Some((
+                i64::try_from(i128::from(b0) + delta).unwrap_or(0),
+                i64::try_from(i128::from(b1) + delta).unwrap_or(0),
+            ))
+        }
+        None => {
+            tracing::warn!(
+                "the baseline has no spans: detection and the RCA's reference learn from the data before each fault"
+            );
+            None
+        }
+    };
 
     let mut config = Config::default();
     config.storage.data_dir = scratch.to_owned();
     let tenant = TenantId::new("eval").map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut session = Session::start(&config, tenant.clone())?;
     let mut n = 0;
-    for request in std::iter::once(&history).chain(prepared.iter().map(|p| &p.request)) {
+    let history = baseline_range.is_some().then_some(&history);
+    for request in history
+        .into_iter()
+        .chain(prepared.iter().map(|p| &p.request))
+    {
         for chunk in chunks(request) {
             n += 1;
             session
@@ -204,6 +302,7 @@ pub(crate) async fn run_all(
             .map(|a| format!("{} {}", a.metric, a.subject))
             .collect::<Vec<_>>()
     };
+    let graph = call_graph(prepared.iter().map(|p| &p.request));
     let mut results: Vec<CaseResult> = prepared
         .iter()
         .map(|p| CaseResult {
@@ -218,6 +317,8 @@ pub(crate) async fn run_all(
             rca_rank: None,
             rca_services: Vec::new(),
             rca_why: Vec::new(),
+            missing_minutes: p.missing,
+            neighbours: graph.get(&p.case.service).cloned().unwrap_or_default(),
         })
         .collect();
     let all_incidents: Vec<Incident> = report.incidents.iter().map(|(i, _)| i.clone()).collect();
@@ -227,7 +328,7 @@ pub(crate) async fn run_all(
         if verbose {
             print_incident(&incident, &anomalies);
         }
-        if (baseline_range.0..=baseline_range.1 + CHUNK_NS as i64).contains(&onset) {
+        if baseline_range.is_some_and(|(b0, b1)| (b0..=b1 + CHUNK_NS as i64).contains(&onset)) {
             baseline_alarms.push(describe(&anomalies).join("; "));
             continue;
         }
@@ -264,7 +365,21 @@ pub(crate) async fn run_all(
         &all_incidents,
         &mut results,
     )?;
-    Ok((results, baseline_alarms))
+    Ok(Replayed {
+        results,
+        baseline_alarms: baseline_range.map(|_| baseline_alarms),
+        unplayable,
+    })
+}
+
+/// What replaying a data set gave.
+pub(crate) struct Replayed {
+    /// One per case with spans, in time order.
+    pub(crate) results: Vec<CaseResult>,
+    /// Incidents in the baseline; `None` without a baseline.
+    pub(crate) baseline_alarms: Option<Vec<String>>,
+    /// Cases with no span in any of their minutes: not scored.
+    pub(crate) unplayable: Vec<FaultCase>,
 }
 
 /// The RCA of every detected case's incident, as `serve` computes it, and
@@ -424,24 +539,56 @@ pub(crate) fn eval_nezha(dir: &Path, json: bool, verbose: bool) -> anyhow::Resul
     let scratch = std::env::temp_dir().join(format!("causeway-eval-{}", std::process::id()));
     let outcome = runtime.block_on(run_all(&set, &scratch, verbose));
     let _ = std::fs::remove_dir_all(&scratch);
-    let (results, baseline_alarms) = outcome?;
+    let Replayed {
+        results,
+        baseline_alarms,
+        unplayable,
+    } = outcome?;
     for r in &results {
         print_case(r);
     }
-    let mut summary = Summary::of(
-        &results
+    fn outcome_of(r: &CaseResult) -> Outcome<'_> {
+        Outcome {
+            kind: &r.kind,
+            onset_delay_s: r.onset_delay_s,
+            on_culprit: r.services.contains(&r.service),
+            false_alarm: !r.false_alarms.is_empty(),
+            rank: r.rca_rank,
+        }
+    }
+    let mut summary = Summary::of(&results.iter().map(outcome_of).collect::<Vec<_>>());
+    let complete: Vec<Outcome<'_>> = results
+        .iter()
+        .filter(|r| r.missing_minutes == 0)
+        .map(outcome_of)
+        .collect();
+    summary.complete = Some(crate::scoring::Completeness {
+        complete_cases: complete.len(),
+        complete_accuracy: crate::scoring::Accuracy::of(
+            &complete.iter().map(|o| o.rank).collect::<Vec<_>>(),
+        ),
+        incomplete: results
             .iter()
-            .map(|r| Outcome {
-                kind: &r.kind,
-                onset_delay_s: r.onset_delay_s,
-                on_culprit: r.services.contains(&r.service),
-                false_alarm: !r.false_alarms.is_empty(),
-                rank: r.rca_rank,
+            .filter(|r| r.missing_minutes > 0)
+            .map(|r| {
+                format!(
+                    "{} {} ({} of 3 minutes missing)",
+                    r.inject_time, r.service, r.missing_minutes
+                )
             })
-            .collect::<Vec<_>>(),
-    );
-    summary.baseline_incidents = Some(baseline_alarms.len());
-    print_baseline(&baseline_alarms);
+            .chain(
+                unplayable
+                    .iter()
+                    .map(|c| format!("{} {} (no spans: not scored)", c.inject_time, c.service)),
+            )
+            .collect(),
+    });
+    summary.baseline_incidents = baseline_alarms.as_ref().map(Vec::len);
+    summary.detected_near_culprit = Some(results.iter().filter(|r| r.near_culprit()).count());
+    match &baseline_alarms {
+        Some(alarms) => print_baseline(alarms),
+        None => print_no_baseline(),
+    }
     summary.print(json);
     Ok(summary)
 }
@@ -476,6 +623,13 @@ fn print_baseline(alarms: &[String]) {
     for a in alarms {
         println!("baseline minute: incident: {a}");
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_no_baseline() {
+    println!(
+        "no fault-free baseline: detection and the RCA's reference learned from the data before each fault"
+    );
 }
 
 #[allow(clippy::print_stdout)]

@@ -289,6 +289,20 @@ pub(crate) fn case_minutes(day_dir: &Path, case: &FaultCase) -> Vec<(PathBuf, Op
         .collect()
 }
 
+/// How many of a case's minutes have no span file: the case is then
+/// incomplete, and is reported as such rather than scored as if whole.
+pub(crate) fn missing_minutes(day_dir: &Path, case: &FaultCase) -> usize {
+    let first = case.inject_time_ns.div_euclid(NANOS_PER_MINUTE);
+    (first..first + CASE_MINUTES)
+        .filter(|&minute| {
+            !day_dir
+                .join("trace")
+                .join(format!("{}_trace.csv", minute_name(minute)))
+                .is_file()
+        })
+        .count()
+}
+
 /// One span row, ids decoded.
 struct Row {
     trace_id: [u8; 16],
@@ -329,9 +343,20 @@ pub(crate) fn convert_files(
         .enumerate()
         .map(|(i, r)| ((r.trace_id, r.span_id), i))
         .collect();
+    // Rows with a child in another service: outgoing calls, whatever
+    // their name (see `infer_kind`).
+    let mut calls_out = vec![false; rows.len()];
+    for row in &rows {
+        if let Some(&pi) = row.parent.and_then(|p| index.get(&(row.trace_id, p)))
+            && pods.service(rows[pi].pod) != pods.service(row.pod)
+        {
+            calls_out[pi] = true;
+        }
+    }
     let mut spans: Vec<Span> = rows
         .iter()
-        .map(|row| {
+        .enumerate()
+        .map(|(i, row)| {
             let parent_service = row.parent.map(|p| {
                 index
                     .get(&(row.trace_id, p))
@@ -342,7 +367,12 @@ pub(crate) fn convert_files(
                 span_id: row.span_id.to_vec(),
                 parent_span_id: row.parent.map(|p| p.to_vec()).unwrap_or_default(),
                 name: row.name.clone(),
-                kind: infer_kind(&row.name, pods.service(row.pod), parent_service) as i32,
+                kind: infer_kind(
+                    &row.name,
+                    pods.service(row.pod),
+                    parent_service,
+                    calls_out[i],
+                ) as i32,
                 start_time_unix_nano: row.start,
                 end_time_unix_nano: row.end,
                 ..Default::default()
@@ -401,6 +431,10 @@ pub(crate) fn convert_files(
 ///   wins over the rules below);
 /// - a root (`ParentID` `root`), or a span whose parent is in another
 ///   service, handles an incoming call: SERVER;
+/// - a span of its own service's code whose child runs in another service
+///   (`calls_out`) makes that call: CLIENT. Applications name client spans
+///   differently (Java's `HTTP GET`, gRPC's `hipstershop.CartService/GetCart`
+///   on both sides, Node's `grpc.…`), so the structure decides, not the name;
 /// - otherwise INTERNAL, which includes a parent that is not in this
 ///   minute's file (`parent_service` `Some(None)`): it may be in the
 ///   previous minute or lost, and guessing SERVER there would invent
@@ -411,6 +445,7 @@ pub(crate) fn infer_kind(
     operation: &str,
     service: &str,
     parent_service: Option<Option<&str>>,
+    calls_out: bool,
 ) -> SpanKind {
     if operation.starts_with("HTTP ") {
         return SpanKind::Client;
@@ -418,6 +453,7 @@ pub(crate) fn infer_kind(
     match parent_service {
         None => SpanKind::Server,
         Some(Some(parent)) if parent != service => SpanKind::Server,
+        Some(Some(_)) if calls_out => SpanKind::Client,
         Some(_) => SpanKind::Internal,
     }
 }
@@ -656,6 +692,8 @@ fn read_logs(
             stats.skipped_log_rows += 1;
             continue;
         };
+        // A structured record is read as the text layout it encodes.
+        let text = logline::normalize_json(&text).unwrap_or(text);
         let Some(parsed) = logline::parse(&text) else {
             continue;
         };
@@ -663,7 +701,7 @@ fn read_logs(
             (Some(t), Some(s)) => hex_id::<16>(&t).zip(hex_id::<8>(&s)),
             _ => None,
         };
-        let error = (parsed.level == "ERROR").then(|| {
+        let error = matches!(parsed.level, "ERROR" | "FATAL").then(|| {
             stats.error_lines += 1;
             (
                 logline::truncate_chars(parsed.message, STATUS_MESSAGE_CHARS).to_owned(),

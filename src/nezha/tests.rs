@@ -50,7 +50,7 @@ const ROUTE: &str = "ts-route-service-b6c59fb57-zv8dt";
 /// `span` as a 16-hex-digit span id: `g1` -> `00000000000000g1` is not hex,
 /// so names map to `a0000000000000NN` by their position in `NAMES`.
 fn sid(name: &str) -> String {
-    const NAMES: [&str; 8] = ["g1", "g2", "g3", "t1", "t2", "t3", "u1", "u2"];
+    const NAMES: [&str; 10] = ["g1", "g2", "g3", "t1", "t2", "t3", "u1", "u2", "r1", "c1"];
     let i = NAMES
         .iter()
         .position(|n| *n == name)
@@ -164,11 +164,29 @@ fn kinds_follow_the_call_structure() {
         trace_row(T2, "u1", "root", TRAVEL, "HTTP GET", 2000),
         // Parent not in this file.
         trace_row(T2, "u2", "g1", ROUTE, "/api/v1/routeservice/routes", 2100),
+        // A gRPC client span named like its server span: its child in
+        // another service makes it the call.
+        trace_row(
+            T2,
+            "r1",
+            "u2",
+            ROUTE,
+            "hipstershop.CartService/GetCart",
+            2200,
+        ),
+        trace_row(
+            T2,
+            "c1",
+            "r1",
+            TRAVEL,
+            "hipstershop.CartService/GetCart",
+            2300,
+        ),
     ]
     .concat();
     let trace = dir.write("trace/10_04_trace.csv", &text);
     let (request, stats) = convert_minute(&trace, None).expect("converts");
-    assert_eq!(stats.spans, 8);
+    assert_eq!(stats.spans, 10);
     assert_eq!(stats.pods, 3);
     assert_eq!(request.resource_spans.len(), 3);
     let spans = spans_by_id(&request);
@@ -181,6 +199,8 @@ fn kinds_follow_the_call_structure() {
         ("t3", SpanKind::Client),
         ("u1", SpanKind::Client),
         ("u2", SpanKind::Internal),
+        ("r1", SpanKind::Client),
+        ("c1", SpanKind::Server),
     ];
     for (name, want) in expect {
         assert_eq!(kind(spans[&sid(name)].0), want, "span {name}");
@@ -592,6 +612,8 @@ fn log_lines_parse_level_message_and_exception() {
     let line = logline::parse("2023-01-29 16:42:22.382 [ERROR] c.Foo boom").expect("date");
     assert_eq!((line.level, line.message), ("ERROR", "boom"));
     assert!(logline::parse("just text").is_none());
+    // A message's first word "error" is not a level.
+    assert!(logline::parse("12:00 error while reading").is_none());
     assert!(logline::parse("").is_none());
 
     // `Error` alone is not a class; `Caused by:` lines are not the first
@@ -753,4 +775,48 @@ fn real_exception_case_has_error_spans_with_exception_types() {
     assert!(total.exception_events >= total.error_spans);
     assert!(typed_events > 0);
     assert_eq!(total.unattached_error_lines, 0);
+}
+
+#[test]
+fn levels_are_read_in_the_layouts_of_other_languages() {
+    let level = |text: &str| logline::parse(text).map(|l| l.level);
+    assert_eq!(level("ERROR:root:payment declined"), Some("ERROR"));
+    assert_eq!(
+        level("time=2023-01-29T10:00:00Z level=error msg=\"boom\""),
+        Some("ERROR")
+    );
+    assert_eq!(level("fail: Microsoft.AspNetCore.Server[0]"), Some("ERROR"));
+    assert_eq!(level("crit: Cart.Store[1]"), Some("FATAL"));
+
+    // Go (logrus), Node (pino, numeric), Python, log4j2 JSON, Serilog.
+    let json = |text: &str| logline::normalize_json(text).expect("a JSON record");
+    let go = json(r#"{"message":"failed to get cart","severity":"error","timestamp":"t"}"#);
+    let line = logline::parse(&go).expect("parses");
+    assert_eq!(
+        (line.level, line.logger, line.message),
+        ("ERROR", None, "failed to get cart")
+    );
+    let node = json(
+        r#"{"level":50,"time":1,"name":"paymentservice","msg":"card declined","err":{"type":"CreditCardError","stack":"CreditCardError: declined\n    at charge (charge.js:10)"}}"#,
+    );
+    let line = logline::parse(&node).expect("parses");
+    assert_eq!((line.level, line.logger), ("ERROR", Some("paymentservice")));
+    assert_eq!(line.message, "card declined");
+    let ex = line.exception();
+    assert_eq!(ex.ty.as_deref(), Some("CreditCardError"));
+    assert!(ex.stacktrace.is_some_and(|s| s.contains("charge.js")));
+    let py = json(
+        r#"{"timestamp": 1, "severity": "WARNING", "name": "emailservice", "message": "slow"}"#,
+    );
+    assert_eq!(logline::parse(&py).map(|l| l.level), Some("WARNING"));
+    let java = json(
+        r#"{"instant":{},"level":"SEVERE","loggerName":"hipstershop.AdService","message":"no ads"}"#,
+    );
+    assert_eq!(logline::parse(&java).map(|l| l.level), Some("ERROR"));
+    let serilog = json(r#"{"@t":"t","@l":"Fatal","@m":"store down"}"#);
+    assert_eq!(logline::parse(&serilog).map(|l| l.level), Some("FATAL"));
+    // Not a record, or no level in it: left to the text reading.
+    assert!(logline::normalize_json("plain text").is_none());
+    assert!(logline::normalize_json(r#"{"message":"no level"}"#).is_none());
+    assert!(logline::normalize_json("{not json").is_none());
 }
