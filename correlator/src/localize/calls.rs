@@ -31,7 +31,7 @@
 use causeway_model::rca::Evidence;
 
 use super::patterns::{Tally, expected_share};
-use super::score::{Family, share_z};
+use super::score::{Family, count_log_ratio, share_z, weighed};
 use super::{EXAMPLES, Found, Map, hex};
 use crate::spans::{Interner, SpanRec, SpanSet};
 
@@ -234,7 +234,7 @@ pub(super) fn call_evidence(
             }
         }
         evidence.entry(service).or_default().push(Found {
-            score: -z,
+            score: weighed(z, count_log_ratio(k, mu)),
             family: Family::Behaviour,
             evidence: Evidence::EventPattern {
                 service: strings.name(service).to_owned(),

@@ -21,12 +21,17 @@
 //! # The score
 //!
 //! Every test gives `z = sqrt(2 ln LR)` of "changed" against "as in the
-//! reference". A service's score combines the strongest evidence of each
-//! family (what its code did, its own time, the waits on it) as
-//! independent likelihood ratios: their deviances add. Time evidence is
-//! weighed by its effect in doublings, uncapped, so that a wait that grew
-//! from 4 ms to 2 s outranks an own time that grew from 4 ms to 8 ms
-//! however busy the second service is.
+//! reference": how sure the change is. Surprise is not size: a busy
+//! service's small drift is as surprising as a quiet service's failure.
+//! So every piece of evidence is ranked by its surprise times its effect
+//! in doublings, uncapped, of a time (each plus 1 ms: sub-millisecond
+//! shifts are scheduling noise) or of a count (each plus one event): a
+//! wait that grew from 4 ms to 2 s outranks an own time that grew from
+//! 4 ms to 8 ms however busy the second service is, and a log line that
+//! stopped on 25 calls outranks a 10% rise of a busy service's errors. A
+//! service's score combines the strongest evidence of each family (what
+//! its code did, its own time, the waits on it) as independent
+//! likelihood ratios: their squares add.
 //!
 //! # Explaining away
 //!

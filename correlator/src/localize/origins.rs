@@ -14,7 +14,7 @@
 use causeway_model::rca::Evidence;
 
 use super::patterns::Tally;
-use super::score::{Family, two_rate_z};
+use super::score::{Family, count_log_ratio, two_rate_z, weighed};
 use super::{EXAMPLES, Found, MIN_REFERENCE_SPANS, Map, hex};
 use crate::spans::{Interner, SpanRec, SpanSet};
 
@@ -197,7 +197,7 @@ pub(super) fn origin_evidence(
             .map(|s| hex(&s.trace))
             .collect();
         evidence.entry(service).or_default().push(Found {
-            score: z,
+            score: weighed(z, count_log_ratio(count as f64, mu)),
             family: Family::Behaviour,
             evidence: Evidence::ErrorOrigin {
                 service: strings.name(service).to_owned(),

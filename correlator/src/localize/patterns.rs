@@ -26,7 +26,7 @@
 use causeway_model::rca::Evidence;
 use causeway_model::template;
 
-use super::score::{Family, share_z};
+use super::score::{Family, count_log_ratio, share_z, weighed};
 use super::{EXAMPLES, Found, Map, hex};
 use crate::spans::{Interner, SpanRec, SpanSet};
 
@@ -333,16 +333,20 @@ pub(super) fn pattern_evidence(
             // faults add errors and cut normal work short.
             continue;
         }
+        // The change in the count, against what was expected.
+        let mut effect = count_log_ratio(k, mu);
         if z > 0.0 {
             let k_own = own.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
             let p_own = expected_share(own, r, (service, tpl)).unwrap_or(0.0);
             z = (share_z(k_own, c, p_own) / scale).max(0.0);
+            let mu_own = if p_own < 1.0 { c * p_own / (1.0 - p_own) } else { 0.0 };
+            effect = count_log_ratio(k_own, mu_own);
         }
         if z.abs() < 1.0 {
             continue;
         }
         evidence.entry(service).or_default().push(Found {
-            score: z.abs(),
+            score: weighed(z, effect),
             family: Family::Behaviour,
             evidence: Evidence::EventPattern {
                 service: strings.name(service).to_owned(),

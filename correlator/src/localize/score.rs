@@ -8,8 +8,10 @@
 //!
 //! Surprise alone does not say where a fault is: a busy service's small
 //! shift is as surprising as a quiet service's huge one, and only the
-//! huge one is a fault's size. Time evidence is therefore weighed by its
-//! effect, in doublings ([`doublings`]), uncapped.
+//! huge one is a fault's size. Every piece of evidence is therefore
+//! ranked by its surprise times its effect in doublings, uncapped
+//! ([`weighed`]): of a time ([`time_log_ratio`]) or of a count
+//! ([`count_log_ratio`]).
 
 /// Signed deviance z-score of `k` events in the window against `c` in
 /// the reference, with span volumes `nw` and `nr`: under "same rate", the
@@ -70,8 +72,22 @@ pub(super) fn best_of(z: f64, m: usize) -> f64 {
     (z * z - 2.0 * (m as f64).ln()).max(0.0).sqrt()
 }
 
+/// Added to both sides of a time ratio ([`time_log_ratio`]): a shift of a
+/// fraction of a millisecond is within the scheduling and timer noise of
+/// any service (a context switch, a minor GC, a cache miss add tenths of a
+/// millisecond), so 0.1 ms becoming 0.6 ms is not six times anything that
+/// matters to a request, while 4 ms becoming 2 s is.
+pub(super) const TIME_FLOOR_NS: f64 = 1_000_000.0;
+
+/// The log ratio of a new time to an old one, both in ns, each plus
+/// [`TIME_FLOOR_NS`].
+pub(super) fn time_log_ratio(new_ns: f64, old_ns: f64) -> f64 {
+    ((new_ns.max(0.0) + TIME_FLOOR_NS) / (old_ns.max(0.0) + TIME_FLOOR_NS)).ln()
+}
+
 /// The effect weight of a time shift of `log_ratio` (natural log of new
-/// over old): how many doublings, uncapped, 0 for no slowdown. A shift
+/// over old, see [`time_log_ratio`]): how many doublings, uncapped, 0 for
+/// no slowdown. A shift
 /// smaller than a doubling weighs less than its surprise (a busy
 /// service's 10% drift is surprising and no fault); one larger weighs
 /// more, one doubling at a time: a wait that went from 4 ms to 2 s is
@@ -81,6 +97,22 @@ pub(super) fn best_of(z: f64, m: usize) -> f64 {
 /// neighbour, a shared node) shifts them by fractions.
 pub(super) fn doublings(log_ratio: f64) -> f64 {
     (log_ratio / std::f64::consts::LN_2).max(0.0)
+}
+
+/// The log ratio of a new count to an old (expected) one, each plus one:
+/// a count is uncertain by about one event either way at the smallest
+/// counts, so 0 against 1 expected is no effect, and 0 against 25 is a
+/// 26-fold drop (4.7 doublings), as is 25 against 0.
+pub(super) fn count_log_ratio(new: f64, old: f64) -> f64 {
+    ((new.max(0.0) + 1.0) / (old.max(0.0) + 1.0)).ln()
+}
+
+/// A ranking score: the surprise `z` (how sure the change is real) times
+/// its effect in doublings (how large it is: see [`doublings`]), the same
+/// for every kind of evidence, so that a large change in a quiet service
+/// outranks a small change in a busy one.
+pub(super) fn weighed(z: f64, log_ratio: f64) -> f64 {
+    z.abs() * doublings(log_ratio.abs())
 }
 
 /// What physical observation a piece of evidence is, for [`combine`]:
@@ -151,6 +183,24 @@ mod tests {
         assert!((doublings(2f64.ln()) - 1.0).abs() < 1e-12);
         // 4 ms to 2 s: about nine doublings.
         assert!((doublings((2000.0f64 / 4.0).ln()) - 8.97).abs() < 0.01);
+    }
+
+    #[test]
+    fn sub_millisecond_shifts_are_small_effects() {
+        // 0.1 ms to 0.6 ms: well under a doubling; 4 ms to 8 ms: most of
+        // one; 0.4 ms to 2 s: ten.
+        assert!(doublings(time_log_ratio(0.6e6, 0.1e6)) < 0.6);
+        assert!((doublings(time_log_ratio(8e6, 4e6)) - 0.85).abs() < 0.01);
+        assert!(doublings(time_log_ratio(2e9, 0.4e6)) > 10.0);
+    }
+
+    #[test]
+    fn counts_are_weighed_by_their_change_in_doublings() {
+        assert!(count_log_ratio(0.0, 0.0).abs() < 1e-12);
+        assert!((doublings(-count_log_ratio(0.0, 25.0)) - 4.7).abs() < 0.01);
+        assert!((doublings(count_log_ratio(25.0, 0.0)) - 4.7).abs() < 0.01);
+        // A drop from 100 to 50 is one doubling, whichever way.
+        assert!((weighed(-6.0, count_log_ratio(50.0, 100.0)) - 6.0 * 0.986).abs() < 0.01);
     }
 
     #[test]

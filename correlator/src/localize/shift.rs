@@ -20,7 +20,7 @@
 
 use std::hash::Hash;
 
-use super::score::{best_of, binomial_z, doublings};
+use super::score::{best_of, binomial_z, doublings, time_log_ratio};
 use super::{MIN_REFERENCE_SPANS, MIN_WINDOW_SPANS, Map};
 use crate::spans::{SpanRec, SpanSet};
 
@@ -33,9 +33,9 @@ pub(super) struct Point {
     pub(super) start_ns: i64,
     /// Mid-rank quantile.
     pub(super) u: f64,
-    /// Log ratio to the reference median.
+    /// Log ratio to the reference median (see `time_log_ratio`).
     pub(super) log_ratio: f64,
-    /// Log ratio to the reference maximum (above 0: beyond anything
+    /// Log ratio to the reference maximum, as `log_ratio` (above 0: beyond anything
     /// seen before).
     pub(super) over_max: f64,
     /// Chance of a value beyond the reference maximum (see [`Tail`]); 1
@@ -70,7 +70,7 @@ impl Tail {
 
     /// (log ratio to the maximum, chance of a value beyond it) of `v`.
     fn place(&self, v: i64) -> (f64, f64) {
-        let over = (v as f64 / self.max.max(1) as f64).ln();
+        let over = time_log_ratio(v as f64, self.max as f64);
         (over, if v > self.max { self.beyond_max } else { 1.0 })
     }
 }
@@ -259,7 +259,7 @@ impl References {
         Some(Point {
             start_ns: s.start_ns,
             u: quantile(r, v),
-            log_ratio: (v as f64 / median.max(1) as f64).ln(),
+            log_ratio: time_log_ratio(v as f64, median as f64),
             over_max,
             tail_p,
         })
@@ -386,7 +386,7 @@ pub(super) fn tail_drift<K: Copy + Eq + Hash>(
             let d = drift.entry(key).or_default();
             d.expected += 1.0 / (n + 1) as f64;
             if v > max {
-                d.passes.push((v as f64 / max as f64).ln());
+                d.passes.push(time_log_ratio(v as f64, max as f64));
             }
         }
     }
