@@ -288,7 +288,8 @@ impl Workload {
         let slow = self.effects.slowdown(service, op);
         // A wrong answer: the code returns early, skipping its calls and
         // most of its work.
-        let wrong = self.rng.unit() < self.effects.wrong_rate(service);
+        let wrong_rate = self.effects.wrong_rate(service);
+        let wrong = wrong_rate > 0.0 && self.rng.unit() < wrong_rate;
         let work = if wrong { 0.3 } else { 1.0 };
         let self_us = (operation.self_us as f64 * slow * work) as u64;
         let mut t = start + self.rng.duration_ns(self_us / 3);
@@ -414,15 +415,23 @@ impl Workload {
         }
     }
 
-    /// Time a packet from `from` to `to` spends on the network, ns: the
-    /// usual, injected delays, and TCP retransmission timeouts (200 ms,
-    /// doubling) for each time it is lost; `None` when lost four times
-    /// (the call times out).
-    fn wire_ns(&mut self, from: usize, to: usize) -> Option<u64> {
-        let mut ns = self.rng.duration_ns(150)
-            + self.effects.edge_delay_ns(from, to)
-            + self.effects.pod_delay_ns(from, to);
-        let loss = self.effects.loss(from, to);
+    /// What faults add to one way of a call between `caller` and
+    /// `callee` on the network, ns: injected delays (the edge's with
+    /// `edge`), and TCP retransmission timeouts (200 ms, doubling) for
+    /// each time the packet is lost; `None` when lost four times (the call
+    /// times out). Draws nothing when no packet is lost, so traffic without
+    /// network faults is the same as without this.
+    fn wire_extra(&mut self, caller: usize, callee: usize, edge: bool) -> Option<u64> {
+        let mut ns = self.effects.pod_delay_ns(caller, callee)
+            + if edge {
+                self.effects.edge_delay_ns(caller, callee)
+            } else {
+                0
+            };
+        let loss = self.effects.loss(caller, callee);
+        if loss <= 0.0 {
+            return Some(ns);
+        }
         let mut rto = 200_000_000;
         for _ in 0..4 {
             if self.rng.unit() >= loss {
@@ -449,8 +458,14 @@ impl Workload {
     ) -> (u64, bool, bool) {
         let operation = self.services[callee].operations[op].clone();
         let span_id = self.new_span_id();
-        let (to, back) = (self.wire_ns(caller, callee), self.wire_ns(callee, caller));
-        let net = to.unwrap_or(0);
+        // The usual time on the wire, then what faults add each way: an
+        // edge's delay both ways of a call into an instrumented service,
+        // once to a peer.
+        let base = self.rng.duration_ns(150);
+        let peer = matches!(operation.protocol, Protocol::Db(_) | Protocol::Cache);
+        let to = self.wire_extra(caller, callee, true);
+        let back = self.wire_extra(caller, callee, !peer);
+        let net = base + to.unwrap_or(0);
         let mut wrong = false;
         // A call that cannot connect or times out: no span in the callee.
         let refused = self.effects.restarted(callee) == Some(true);
@@ -528,7 +543,7 @@ impl Workload {
                     count,
                 );
                 wrong = w;
-                let net = back.unwrap_or(0);
+                let net = base + back.unwrap_or(0);
                 let (svc, method) = operation.name.split_once('/').unwrap_or(("svc", "m"));
                 let attrs = vec![
                     kv("rpc.system", "grpc"),
@@ -589,9 +604,9 @@ impl Workload {
     }
 
     /// When a call to an uninstrumented peer (database, cache) started at
-    /// `start` returns: its own work, slowed by active faults, and the
-    /// network both ways (`to`, `back`: see `wire_ns`; a lost packet is a
-    /// 3-s timeout).
+    /// `start` returns: its own work, slowed by active faults, and what
+    /// faults add to the network both ways (`to`, `back`: see
+    /// `wire_extra`; a lost packet is a 3-s timeout).
     fn peer_end(
         &mut self,
         peer: usize,

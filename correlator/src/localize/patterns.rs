@@ -339,7 +339,11 @@ pub(super) fn pattern_evidence(
             let k_own = own.templates.get(&(service, tpl)).copied().unwrap_or(0) as f64;
             let p_own = expected_share(own, r, (service, tpl)).unwrap_or(0.0);
             z = (share_z(k_own, c, p_own) / scale).max(0.0);
-            let mu_own = if p_own < 1.0 { c * p_own / (1.0 - p_own) } else { 0.0 };
+            let mu_own = if p_own < 1.0 {
+                c * p_own / (1.0 - p_own)
+            } else {
+                0.0
+            };
             effect = count_log_ratio(k_own, mu_own);
         }
         if z.abs() < 1.0 {
