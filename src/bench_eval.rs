@@ -208,8 +208,8 @@ pub(crate) fn score(s: &Scenario, runs: &[Analysed]) -> BenchResult {
     }
 }
 
-/// Runs `n` jobs `jobs` at a time, in order of index.
-fn parallel<T: Send>(n: u64, jobs: usize, run: impl Fn(u64) -> T + Sync) -> Vec<T> {
+/// Runs `n` jobs `jobs` at a time; the results in order of index.
+pub(crate) fn parallel<T: Send>(n: u64, jobs: usize, run: impl Fn(u64) -> T + Sync) -> Vec<T> {
     let next = AtomicUsize::new(0);
     let out: Mutex<Vec<(u64, T)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {

@@ -16,8 +16,6 @@
 //! No scenario's outcome is used to set anything: the figure is a check
 //! on the method, alongside the real data's.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use causeway_benches::{Fault, FaultKind, SimConfig};
@@ -259,34 +257,18 @@ pub(crate) fn score(name: &str, cfg: &SimConfig, runs: &[Analysed]) -> ScenarioR
 /// it completes.
 pub(crate) fn run_all(args: &SimEvalArgs) -> Vec<ScenarioResult> {
     let all = scenarios(args);
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, ScenarioResult)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..args.jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some((name, cfg)) = all.get(i) else {
-                        break;
-                    };
-                    let result = match analysed_with(cfg.clone(), &[], &|_, _, _| {}) {
-                        Ok(runs) => score(name, cfg, &runs),
-                        Err(e) => ScenarioResult {
-                            error: Some(format!("{e:#}")),
-                            ..score(name, cfg, &[])
-                        },
-                    };
-                    print_scenario(&result, args.verbose);
-                    if let Ok(mut r) = results.lock() {
-                        r.push((i, result));
-                    }
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_default();
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    crate::bench_eval::parallel(all.len() as u64, args.jobs, |i| {
+        let (name, cfg) = &all[i as usize];
+        let result = match analysed_with(cfg.clone(), &[], &|_, _, _| {}) {
+            Ok(runs) => score(name, cfg, &runs),
+            Err(e) => ScenarioResult {
+                error: Some(format!("{e:#}")),
+                ..score(name, cfg, &[])
+            },
+        };
+        print_scenario(&result, args.verbose);
+        result
+    })
 }
 
 #[allow(clippy::print_stdout)]

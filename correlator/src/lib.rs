@@ -554,7 +554,18 @@ pub fn analyze(mut input: Input<'_>, config: &CorrelatorConfig) -> RcaReport {
             change = Some(v.clone());
         }
         evidence.extend(versions);
-        evidence.extend(new_instances(&input, &c.service));
+        for e in new_instances(&input, &c.service) {
+            // Localization may have cited the instance already (a restart).
+            let cited = |x: &Evidence| {
+                matches!((x, &e), (
+                    Evidence::NewInstance { instance: a, .. },
+                    Evidence::NewInstance { instance: b, .. },
+                ) if a == b)
+            };
+            if !evidence.iter().any(cited) {
+                evidence.push(e);
+            }
+        }
         hypotheses.push(Hypothesis {
             rank: (i + 1) as u32,
             service: c.service.clone(),

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [`patterns`] | log lines and exceptions that appear or stop | exceptions, wrong return values that change what code logs |
 //! | [`calls`] | steps a service's code stops making (statements, calls) | wrong return values, early returns, skipped steps |
-//! | [`origins`] | errors that start in a service, not below it | exceptions, bad deploys, failing dependencies' clients |
+//! | [`origins`] | errors that start in a service, not below it; calls refused into a service with a new instance | exceptions, bad deploys; pod restarts and crash loops |
 //! | [`self_time`] | time in a service's own spans | CPU contention or hog, memory pressure, GC pauses, slow code |
 //! | [`waits`] | time callers wait outside a service's spans | network delay or loss on a pod, full queues, starved callers |
 //!
@@ -131,6 +131,7 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
     let mut evidence: Map<u32, Vec<Found>> = Map::default();
     patterns::pattern_evidence(&w, &r, &own, &phi, templates.strings, &mut evidence);
     origins::origin_evidence(&own, &r, window, templates.strings, &mut evidence);
+    origins::restart_evidence(reference, window, templates.strings, &mut evidence);
     let call_r = patterns::tally(reference, &mut calls::observe(&ref_steps), &[]);
     let call_phi = patterns::dispersion(reference, &mut calls::observe(&ref_steps));
     let call_w = patterns::tally(window, &mut calls::observe(&window_steps), &[]);

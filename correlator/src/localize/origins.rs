@@ -9,7 +9,9 @@
 //! caller ([`explained_spans`]). An error whose message names a service
 //! the caller depends on ("No instances available for X", "connection
 //! refused: X") is a call that failed before it reached X: it is not an
-//! origin in the caller's code either.
+//! origin in the caller's code either. Such failures are the named
+//! service's only when its own spans say it changed: a new instance
+//! appeared (a restart or a crash loop), see [`restart_evidence`].
 
 use causeway_model::rca::Evidence;
 
@@ -206,6 +208,93 @@ pub(super) fn origin_evidence(
                 expected: mu,
                 score: z,
                 trace_ids,
+            },
+            pending: None,
+        });
+    }
+}
+
+/// Per service, how many spans of `set` failed with an error naming it
+/// among their caller's dependencies `deps` (a call refused or lost
+/// before it reached the service), with up to [`EXAMPLES`] traces.
+fn named_failures(
+    set: &SpanSet,
+    deps: &Map<u32, Vec<u32>>,
+    strings: &Interner,
+) -> Map<u32, (u64, Vec<String>)> {
+    let mut out: Map<u32, (u64, Vec<String>)> = Map::default();
+    for s in &set.spans {
+        let (Some(text), Some(callees)) = (s.error_text, deps.get(&s.service)) else {
+            continue;
+        };
+        let text = strings.name(text);
+        for &c in callees.iter().filter(|&&c| names(text, strings.name(c))) {
+            let e = out.entry(c).or_default();
+            e.0 += 1;
+            if e.1.len() < EXAMPLES {
+                e.1.push(hex(&s.trace));
+            }
+        }
+    }
+    out
+}
+
+/// A restart: calls into a service fail naming it ("connection refused:
+/// X") more often than in the reference, and the service's own spans
+/// show an instance the reference never did. Either alone is common (a
+/// discovery layer that loses instances, a scale-out); together they are
+/// the pod going away and a new one coming up. Scored as the failures'
+/// rise (the calls' volumes in both sets), weighed by its size.
+pub(super) fn restart_evidence(
+    reference: &SpanSet,
+    window: &SpanSet,
+    strings: &Interner,
+    evidence: &mut Map<u32, Vec<Found>>,
+) {
+    let deps = dependencies(reference, window);
+    let (before, now) = (
+        named_failures(reference, &deps, strings),
+        named_failures(window, &deps, strings),
+    );
+    let instances = |set: &SpanSet, service: u32| -> Vec<(u32, i64)> {
+        let mut out: Vec<(u32, i64)> = Vec::new();
+        for s in set.spans.iter().filter(|s| s.service == service) {
+            let Some(i) = s.instance else { continue };
+            match out.iter_mut().find(|(x, _)| *x == i) {
+                Some(e) => e.1 = e.1.min(s.start_ns),
+                None => out.push((i, s.start_ns)),
+            }
+        }
+        out
+    };
+    for (&service, (k, traces)) in &now {
+        let old = instances(reference, service);
+        if old.is_empty() {
+            continue;
+        }
+        let Some(&(new, first_seen_ns)) = instances(window, service)
+            .iter()
+            .filter(|(i, _)| !old.iter().any(|(o, _)| o == i))
+            .min_by_key(|(_, t)| *t)
+        else {
+            continue;
+        };
+        let c = before.get(&service).map_or(0, |b| b.0) as f64;
+        let (nw, nr) = (window.spans.len() as f64, reference.spans.len() as f64);
+        let z = two_rate_z(*k as f64, c, nw, nr);
+        if z < 1.0 {
+            continue;
+        }
+        let mu = c * nw / nr.max(1.0);
+        evidence.entry(service).or_default().push(Found {
+            score: weighed(z, count_log_ratio(*k as f64, mu)),
+            family: Family::Behaviour,
+            evidence: Evidence::NewInstance {
+                service: strings.name(service).to_owned(),
+                instance: strings.name(new).to_owned(),
+                first_seen_ns,
+                previous: old.len(),
+                trace_ids: traces.clone(),
             },
             pending: None,
         });

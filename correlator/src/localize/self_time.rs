@@ -14,11 +14,9 @@
 //! (handling the error, waiting out a timeout) that is the callee's
 //! ([`super::origins::explained_spans`]).
 
-use causeway_model::rca::Evidence;
-
 use super::score::{Family, best_of};
-use super::shift::{References, pool};
-use super::{EXAMPLES, Found, Map, hex};
+use super::shift::{References, pool, time_evidence};
+use super::{Found, Map};
 use crate::spans::{Interner, SpanRec, SpanSet};
 
 /// What an own-time pool is of.
@@ -82,28 +80,17 @@ pub(super) fn own_time_evidence(
         ) else {
             continue;
         };
-        let mut selfs: Vec<i64> = spans.iter().map(|(s, _)| s.self_ns.max(1)).collect();
-        selfs.sort_unstable();
-        let observed = selfs[selfs.len() / 2] as f64 / 1e6;
-        // The slowest spans are the best examples.
-        let mut examples: Vec<&SpanRec> = spans.iter().map(|&(s, _)| s).collect();
-        examples.sort_by_key(|s| std::cmp::Reverse(s.self_ns));
         evidence.entry(service).or_default().push(Found {
             score,
             family: Family::OwnTime,
-            evidence: Evidence::SelfTime {
-                service: strings.name(service).to_owned(),
-                operation: strings.name(op).to_owned(),
-                observed_ms: observed,
-                expected_ms: refs.median_ms(service, op),
-                spans: all.len() as u64,
+            evidence: time_evidence(
+                strings.name(service).to_owned(),
+                strings.name(op).to_owned(),
+                spans,
+                refs.median_ms(service, op),
+                all.len(),
                 score,
-                trace_ids: examples
-                    .iter()
-                    .take(EXAMPLES)
-                    .map(|s| hex(&s.trace))
-                    .collect(),
-            },
+            ),
             pending: None,
         });
     }

@@ -266,6 +266,37 @@ impl References {
     }
 }
 
+/// A time evidence of `service`: the median own time of the window spans
+/// of the pool that scored best (`spans`, against `expected_ms`), the
+/// spans of the whole pool (`pooled`), and the slowest spans as examples.
+pub(super) fn time_evidence(
+    service: String,
+    operation: String,
+    spans: &[(&SpanRec, Point)],
+    expected_ms: f64,
+    pooled: usize,
+    score: f64,
+) -> causeway_model::rca::Evidence {
+    let mut times: Vec<i64> = spans.iter().map(|(s, _)| s.self_ns.max(1)).collect();
+    times.sort_unstable();
+    let observed_ms = times.get(times.len() / 2).map_or(0.0, |&t| t as f64 / 1e6);
+    let mut examples: Vec<&SpanRec> = spans.iter().map(|&(s, _)| s).collect();
+    examples.sort_by_key(|s| std::cmp::Reverse(s.self_ns));
+    causeway_model::rca::Evidence::SelfTime {
+        service,
+        operation,
+        observed_ms,
+        expected_ms,
+        spans: pooled as u64,
+        score,
+        trace_ids: examples
+            .iter()
+            .take(super::EXAMPLES)
+            .map(|s| super::hex(&s.trace))
+            .collect(),
+    }
+}
+
 /// Window spans pooled by key, with where each falls ([`Point`]), and
 /// per key the reference's drift between slices, as the divisor of the
 /// shift's z-score (`phi`, at least 1).

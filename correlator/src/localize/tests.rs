@@ -758,3 +758,50 @@ fn steps_a_service_stops_making_point_at_it_not_at_its_callers() {
     let checkout = ranked.iter().find(|c| c.service == "checkout");
     assert!(checkout.is_none_or(|c| c.score < 1.0), "{checkout:?}");
 }
+
+/// checkout's pod restarts: for a while every call into it is refused
+/// (no span in checkout, the frontend's call fails naming it), then a new
+/// instance serves. The frontend's failures are checkout's.
+#[test]
+fn calls_refused_into_a_service_with_a_new_instance_are_a_restart() {
+    let mut g = Gen::new();
+    let old = g.strings.intern("checkout-7d9c-a");
+    let new = g.strings.intern("checkout-7d9c-b");
+    let refused = g
+        .strings
+        .intern("java.net.ConnectException: Connection refused: checkout.shop.svc:8080");
+    let checkout = g.strings.intern("checkout");
+    let traffic = |g: &mut Gen, n: i64, start: i64, down: i64| {
+        let mut spans = Vec::new();
+        for i in 0..n {
+            let mut req = g.request(start + i * 1_000_000_000, false, 1);
+            let instance = if start > 0 { new } else { old };
+            if i < down {
+                // Refused: only the frontend's span, failing.
+                req.truncate(1);
+                req[0].error = true;
+                req[0].error_text = Some(refused);
+            }
+            for s in &mut req {
+                if s.service == checkout {
+                    s.instance = Some(instance);
+                }
+            }
+            spans.extend(req);
+        }
+        set(spans)
+    };
+    let r = traffic(&mut g, 300, 0, 0);
+    let w = traffic(&mut g, 120, 400_000_000_000, 30);
+    let ranked = localize(&r, &w, &mut g.strings);
+    assert_eq!(ranked[0].service, "checkout", "{ranked:#?}");
+    assert!(
+        matches!(&ranked[0].evidence[0], Evidence::NewInstance { instance, .. } if instance == "checkout-7d9c-b"),
+        "{ranked:#?}"
+    );
+    let frontend = ranked.iter().find(|c| c.service == "frontend");
+    assert!(
+        frontend.is_none_or(|c| c.score < ranked[0].score),
+        "{frontend:?}"
+    );
+}

@@ -23,11 +23,9 @@
 //! where the callee did something unusual still count: they are outside
 //! the callee's span and about the callee already.
 
-use causeway_model::rca::Evidence;
-
 use super::score::{Family, best_of};
-use super::shift::{References, pool};
-use super::{EXAMPLES, Found, MIN_WINDOW_SPANS, Map, hex};
+use super::shift::{References, pool, time_evidence};
+use super::{Found, MIN_WINDOW_SPANS, Map};
 use crate::spans::{Interner, SpanRec, SpanSet};
 
 /// The service a client span waits on: its one child in another service.
@@ -124,9 +122,6 @@ pub(super) fn wait_evidence(
         ) else {
             continue;
         };
-        let mut waits: Vec<i64> = spans.iter().map(|(s, _)| s.self_ns.max(1)).collect();
-        waits.sort_unstable();
-        let observed = waits[waits.len() / 2] as f64 / 1e6;
         let operation = if node == caller {
             // A starved caller: slow to send and read on all its calls.
             format!(
@@ -143,24 +138,17 @@ pub(super) fn wait_evidence(
                 strings.name(node)
             )
         };
-        let mut examples: Vec<&SpanRec> = spans.iter().map(|&(s, _)| s).collect();
-        examples.sort_by_key(|s| std::cmp::Reverse(s.self_ns));
         evidence.entry(node).or_default().push(Found {
             score,
             family: Family::Waits,
-            evidence: Evidence::SelfTime {
-                service: strings.name(node).to_owned(),
+            evidence: time_evidence(
+                strings.name(node).to_owned(),
                 operation,
-                observed_ms: observed,
-                expected_ms: refs.median_ms(caller, op),
-                spans: all.len() as u64,
+                spans,
+                refs.median_ms(caller, op),
+                all.len(),
                 score,
-                trace_ids: examples
-                    .iter()
-                    .take(EXAMPLES)
-                    .map(|s| hex(&s.trace))
-                    .collect(),
-            },
+            ),
             pending: None,
         });
     }
