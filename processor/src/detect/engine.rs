@@ -21,6 +21,9 @@ use crate::graph::EdgeKey;
 use crate::red::RedKey;
 use crate::series::{CellStats, Sealed, SeriesSet};
 
+/// `-log10` of the chance at which a new call edge's first calls are
+/// more than a rare path unseen so far could carry (see `watch_edges`).
+const NEW_EDGE_LOG10: f64 = 3.0;
 /// Anomalies kept per tenant (the oldest resolved ones go first).
 const MAX_ANOMALIES: usize = 10_000;
 /// Incidents kept per tenant.
@@ -370,7 +373,18 @@ impl TenantDetection {
                             longest_silence_ns: 0,
                         },
                     );
-                    if learned {
+                    // A call path first seen after the learning period is
+                    // news only when its first window carries more calls
+                    // than a path too rare to have shown up before could:
+                    // unseen over the whole history, its rate is at most 3
+                    // per history (the rule of three, 95%), and the calls
+                    // are tested against that at p 0.001 (a rare path's
+                    // first sighting pages one time in a thousand).
+                    let history = start
+                        .saturating_sub(self.first_start_ns.unwrap_or(start))
+                        .max(window_ns);
+                    let rare_most = 3.0 * window_ns as f64 / history as f64;
+                    if learned && poisson_score(*calls as f64, rare_most) >= NEW_EDGE_LOG10 {
                         self.new_edges.push((key.clone(), start, *calls));
                     }
                 }

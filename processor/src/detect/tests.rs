@@ -717,6 +717,50 @@ mod engine {
         assert_eq!(vanished.resolved_ns, Some(71 * W));
     }
 
+    /// A call path too rare to have shown in the history (one call after
+    /// ten minutes without any) is no news; a new dependency carrying
+    /// calls is.
+    #[test]
+    fn a_rare_path_first_seen_late_is_not_a_new_edge() {
+        let mut d = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        let graph = links(&[("frontend", "checkout")]);
+        let step = |d: &mut TenantDetection, i: i64, audit: u64| {
+            let t = i * W;
+            let red = vec![
+                sealed("frontend", "GET /", 0, t, 40, 5),
+                sealed("checkout", "POST /orders", 0, t, 20, 5),
+            ];
+            let mut edges = vec![edge_window("frontend", "checkout", t, 20)];
+            if audit > 0 {
+                edges.push(edge_window("checkout", "audit", t, audit));
+            }
+            d.observe(red, edges, Vec::new(), &graph);
+            d.tick(t + W);
+        };
+        for i in 0..70 {
+            step(&mut d, i, 0);
+        }
+        step(&mut d, 70, 1);
+        assert!(
+            d.anomalies(0, i64::MAX)
+                .iter()
+                .all(|a| a.metric != "new_edge"),
+            "{:?}",
+            d.anomalies(0, i64::MAX)
+        );
+        step(&mut d, 71, 0);
+        let mut d2 = TenantDetection::new(DetectSettings::default(), IncidentSettings::default());
+        for i in 0..70 {
+            step(&mut d2, i, 0);
+        }
+        step(&mut d2, 70, 12);
+        assert!(
+            d2.anomalies(0, i64::MAX)
+                .iter()
+                .any(|a| a.metric == "new_edge")
+        );
+    }
+
     /// An incident touched b long ago (b's shift is long over) and goes
     /// on in a. A later fault in c, b's neighbour but not a's, is a new
     /// incident, not part of the old one because it once spread to b.
