@@ -666,6 +666,33 @@ mod tests {
         SpanSet { spans: out }
     }
 
+    /// The report of `incident` with no signals, feedback or history, at
+    /// its onset.
+    fn analyze_one(
+        incident: &Incident,
+        anomalies: &[Anomaly],
+        window: SpanSet,
+        reference: SpanSet,
+        strings: Interner,
+    ) -> RcaReport {
+        let tenant = TenantId::new("t").expect("tenant");
+        analyze(
+            Input {
+                tenant: &tenant,
+                incident,
+                anomalies,
+                window,
+                reference,
+                strings,
+                signals: &[],
+                now_ns: incident.onset_ns,
+                feedback: &[],
+                history: &history::History::default(),
+            },
+            &CorrelatorConfig::default(),
+        )
+    }
+
     /// One span a second from 0 to `until_s`, as the span store holds
     /// them (the columns the correlator reads, the rest null or zero).
     struct EverySecond {
@@ -820,22 +847,7 @@ mod tests {
             services: BTreeSet::from(["pay".to_owned()]),
             anomalies: Vec::new(),
         };
-        let tenant = TenantId::new("t").expect("tenant");
-        let report = analyze(
-            Input {
-                tenant: &tenant,
-                incident: &incident,
-                anomalies: &[],
-                window,
-                reference,
-                strings,
-                signals: &[],
-                now_ns: onset,
-                feedback: &[],
-                history: &history::History::default(),
-            },
-            &CorrelatorConfig::default(),
-        );
+        let report = analyze_one(&incident, &[], window, reference, strings);
         let top = &report.hypotheses[0];
         assert_eq!(top.service, "pay");
         assert_eq!(top.cause, CauseKind::Deploy);
@@ -894,21 +906,12 @@ mod tests {
             incident: 1,
             detail: None,
         };
-        let tenant = TenantId::new("t").expect("tenant");
-        let report = analyze(
-            Input {
-                tenant: &tenant,
-                incident: &incident,
-                anomalies: std::slice::from_ref(&anomaly),
-                window,
-                reference,
-                strings,
-                signals: &[],
-                now_ns: onset,
-                feedback: &[],
-                history: &history::History::default(),
-            },
-            &CorrelatorConfig::default(),
+        let report = analyze_one(
+            &incident,
+            std::slice::from_ref(&anomaly),
+            window,
+            reference,
+            strings,
         );
         let ranked: Vec<&str> = report
             .hypotheses
