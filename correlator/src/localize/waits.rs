@@ -154,6 +154,10 @@ pub(super) fn wait_evidence(
     }
 }
 
+/// An edge's score from which it counts as delayed when telling the
+/// common end: the score below which evidence is dropped as noise.
+const DELAYED: f64 = 1.0;
+
 /// For each measured edge, the end its delay is credited to: the end
 /// whose *other* measured edges (into and out of it) are delayed more,
 /// by their median score (the median, so that one edge too thin to show
@@ -184,7 +188,11 @@ pub(super) fn common_ends(scores: &Map<Edge, f64>) -> Map<Edge, u32> {
         .keys()
         .map(|&(caller, callee)| {
             let edge = (caller, callee);
-            let end = if common(caller, edge) > common(callee, edge) {
+            let by_caller = common(caller, edge);
+            // The caller is the common end only when its other edges are
+            // delayed beyond noise (a ranking score of 1, below which
+            // evidence is dropped everywhere), and more than the callee's.
+            let end = if by_caller >= DELAYED && by_caller > common(callee, edge) {
                 caller
             } else {
                 callee
@@ -232,12 +240,15 @@ mod tests {
     }
 
     /// One edge delayed and nothing else to tell: the callee's (its
-    /// queue or network).
+    /// queue or network). Noise on the caller's other edges tells
+    /// nothing either.
     #[test]
     fn a_lone_delayed_edge_is_the_callees() {
         let s = scores(&[(0, 1, 6.0)]);
         assert_eq!(common_ends(&s)[&(0, 1)], 1);
         let s = scores(&[(0, 1, 6.0), (0, 2, 0.0), (1, 3, 0.0)]);
+        assert_eq!(common_ends(&s)[&(0, 1)], 1);
+        let s = scores(&[(0, 1, 6.0), (0, 2, 0.4), (0, 3, 0.3), (1, 4, 0.0)]);
         assert_eq!(common_ends(&s)[&(0, 1)], 1);
     }
 }
