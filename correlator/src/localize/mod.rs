@@ -121,17 +121,20 @@ pub fn localize(reference: &SpanSet, window: &SpanSet, strings: &mut Interner) -
     let phi = patterns::dispersion(reference, &mut patterns::log_lines(&mut templates));
     let w = patterns::tally(window, &mut patterns::log_lines(&mut templates), &[]);
     // Increases count only in spans whose callees behaved as usual.
+    // Who calls whom, in either set: read by explaining away and restarts.
+    let deps = origins::dependencies(reference, window);
     let explained = origins::explained_spans(
         reference,
         window,
         (&signatures.0, &signatures.1),
+        &deps,
         templates.strings,
     );
     let own = patterns::tally(window, &mut patterns::log_lines(&mut templates), &explained);
     let mut evidence: Map<u32, Vec<Found>> = Map::default();
     patterns::pattern_evidence(&w, &r, &own, &phi, templates.strings, &mut evidence);
     origins::origin_evidence(&own, &r, window, templates.strings, &mut evidence);
-    origins::restart_evidence(reference, window, templates.strings, &mut evidence);
+    origins::restart_evidence(reference, window, &deps, templates.strings, &mut evidence);
     let call_r = patterns::tally(reference, &mut calls::observe(&ref_steps), &[]);
     let call_phi = patterns::dispersion(reference, &mut calls::observe(&ref_steps));
     let call_w = patterns::tally(window, &mut calls::observe(&window_steps), &[]);

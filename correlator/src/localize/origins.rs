@@ -43,6 +43,7 @@ pub(super) fn explained_spans(
     reference: &SpanSet,
     window: &SpanSet,
     signatures: (&[u64], &[u64]),
+    deps: &Map<u32, Vec<u32>>,
     strings: &Interner,
 ) -> Vec<bool> {
     let (ref_sigs, window_sigs) = signatures;
@@ -100,7 +101,6 @@ pub(super) fn explained_spans(
         rare || late()
     };
     let mut explained = vec![false; window.spans.len()];
-    let deps = dependencies(reference, window);
     for (i, s) in window.spans.iter().enumerate() {
         let (Some(text), Some(callees)) = (s.error_text, deps.get(&s.service)) else {
             continue;
@@ -134,7 +134,7 @@ pub(super) fn explained_spans(
 
 /// Per service, the services its spans called (a child span in another
 /// service), in either set.
-fn dependencies(reference: &SpanSet, window: &SpanSet) -> Map<u32, Vec<u32>> {
+pub(super) fn dependencies(reference: &SpanSet, window: &SpanSet) -> Map<u32, Vec<u32>> {
     let mut deps: Map<u32, Vec<u32>> = Map::default();
     for set in [reference, window] {
         let service_of: Map<([u8; 16], [u8; 8]), u32> = set
@@ -248,13 +248,13 @@ fn named_failures(
 pub(super) fn restart_evidence(
     reference: &SpanSet,
     window: &SpanSet,
+    deps: &Map<u32, Vec<u32>>,
     strings: &Interner,
     evidence: &mut Map<u32, Vec<Found>>,
 ) {
-    let deps = dependencies(reference, window);
     let (before, now) = (
-        named_failures(reference, &deps, strings),
-        named_failures(window, &deps, strings),
+        named_failures(reference, deps, strings),
+        named_failures(window, deps, strings),
     );
     let instances = |set: &SpanSet, service: u32| -> Vec<(u32, i64)> {
         let mut out: Vec<(u32, i64)> = Vec::new();
