@@ -224,7 +224,7 @@ fn write_truth(truth: &serde_json::Value, path: Option<&Path>) -> anyhow::Result
 }
 
 pub(crate) fn rfc3339(ns: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
+    causeway_model::time::rfc3339(i64::try_from(ns).unwrap_or(i64::MAX))
 }
 
 /// What was injected, where and when.

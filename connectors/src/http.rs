@@ -420,17 +420,10 @@ impl ReadOnlyClient {
         }
     }
 
-    /// Exponential backoff with jitter: base × 2^(attempt-1) × [0.5, 1.5).
+    /// The shared schedule: base × 2^(attempt-1) × [0.5, 1.5), capped.
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self
-            .policy
-            .backoff
-            .saturating_mul(1 << attempt.min(10).saturating_sub(1));
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let jitter = 0.5 + f64::from(nanos % 1000) / 1000.0;
-        base.mul_f64(jitter).min(self.policy.max_wait)
+        causeway_model::retry::Backoff::new(self.policy.backoff, self.policy.max_wait)
+            .delay(attempt)
     }
 }
 

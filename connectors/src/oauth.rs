@@ -462,6 +462,8 @@ impl OAuthSession {
         };
         let shown = display_url(&self.token_url);
         let mut attempt = 0;
+        let schedule =
+            causeway_model::retry::Backoff::new(self.policy.backoff, self.policy.max_wait);
         loop {
             attempt += 1;
             let mut req = self
@@ -480,7 +482,7 @@ impl OAuthSession {
             let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) if attempt < ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
-                    tokio::time::sleep(self.policy.backoff * attempt).await;
+                    tokio::time::sleep(schedule.delay(attempt)).await;
                     continue;
                 }
                 Err(e) => {
@@ -499,7 +501,7 @@ impl OAuthSession {
                 message: e.without_url().to_string(),
             })?;
             if status == 429 || (500..600).contains(&status) {
-                let wait = retry_wait(&headers, self.policy.backoff * attempt);
+                let wait = retry_wait(&headers, schedule.delay(attempt));
                 if attempt < ATTEMPTS && wait <= self.policy.max_wait {
                     tracing::info!(connector = %self.connector, status, wait_ms = wait.as_millis() as u64, "token endpoint busy; waiting");
                     tokio::time::sleep(wait).await;

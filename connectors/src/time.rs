@@ -44,11 +44,7 @@ pub fn slack_ts_ns(ts: &str) -> Option<i64> {
 
 /// Unix ns as RFC 3339 UTC with seconds (`2024-05-01T10:00:00Z`), the form
 /// query parameters take.
-pub fn rfc3339(ns: i64) -> String {
-    DateTime::from_timestamp_nanos(ns)
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
+pub use causeway_model::time::{now_ns, rfc3339};
 
 /// Unix ns as Jira's JQL date (`2024/05/01 10:00`, minute precision).
 pub fn jql_minute(ns: i64) -> String {
@@ -57,12 +53,6 @@ pub fn jql_minute(ns: i64) -> String {
         .to_string()
 }
 
-/// The current time, unix ns.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
 
 #[cfg(test)]
 mod tests {

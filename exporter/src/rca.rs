@@ -79,11 +79,7 @@ const LIVE_CAPACITY: usize = 256;
 /// at the next RCA pass.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
+use causeway_model::time::now_ns;
 
 impl RcaService {
     /// A service over the given report store.

@@ -11,10 +11,12 @@
 pub mod anomaly;
 mod batch;
 pub mod rca;
+pub mod retry;
 pub mod schema;
 pub mod signal;
 pub mod template;
 mod tenant;
+pub mod time;
 pub mod wire;
 
 pub use anomaly::{Anomaly, Incident, IncidentState, Severity, Subject};

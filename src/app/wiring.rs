@@ -128,7 +128,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let notify_stop = CancellationToken::new();
     let notify_task = tokio::spawn(Arc::clone(&notifier).run(notify_stop.clone()));
     let api_stop = CancellationToken::new();
+    // Where a person goes first: the public URL when one is configured,
+    // otherwise the listener's own address (loopback on the default).
+    let dashboard = api_cfg.public_url.clone().unwrap_or_else(|| {
+        let scheme = if api_cfg.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/", api_listener.local_addr())
+    });
     tracing::info!(
+        dashboard = %dashboard,
+        sign_in = if auth.enabled() { "API key" } else { "none (no API keys configured)" },
         grpc = ?receiver.grpc_addr(),
         http = ?receiver.http_addr(),
         api = %api_listener.local_addr(),

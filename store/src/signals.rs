@@ -105,11 +105,7 @@ impl std::fmt::Debug for DuckDbSignals {
     }
 }
 
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
+use causeway_model::time::now_ns;
 
 impl DuckDbSignals {
     /// Opens (creating if needed) the database file at `path`.

@@ -181,6 +181,50 @@ fn dashboard_in_chromium_shows_the_incident_its_rca_graph_and_red_charts() {
     eprintln!("screenshots in {}", shots.display());
 }
 
+/// The newcomer's path: causeway without API keys (as `serve` runs with no
+/// config) serves the dashboard without sign-in; a span sent the way the
+/// README's quickstart sends it shows up on the services page.
+#[test]
+fn keyless_dashboard_opens_without_sign_in_and_shows_what_was_sent() {
+    let chromium = chromium();
+    let modules = playwright();
+    let server = Server::start("");
+    let span = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},
+      "scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+      "name":"POST /orders","kind":2,"startTimeUnixNano":"1764000000000000000",
+      "endTimeUnixNano":"1764000000250000000","status":{"code":2}}]}]}]}"#;
+    let (ok, text) = output(
+        Command::new("curl")
+            .args(["-sS", "--fail-with-body", "-H", "content-type: application/json", "-d", span])
+            .arg(format!("http://{}/v1/traces", server.http)),
+        "curl the quickstart span",
+    );
+    assert!(ok, "the quickstart span was refused: {text}");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshots dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/keyless.mjs");
+    let (ok, text) = output(
+        Command::new("node")
+            .arg(&script)
+            .arg(server.api_url(""))
+            .arg("checkout")
+            .arg(&shots)
+            .env("NODE_PATH", &modules)
+            .env("CHROMIUM", &chromium),
+        "node keyless.mjs",
+    );
+    assert!(
+        ok,
+        "keyless dashboard test failed:\n{text}\n--- causeway log ---\n{}",
+        server.log()
+    );
+    assert!(
+        server.log().contains(&format!("dashboard={}", server.api_url("/"))),
+        "the ready line does not name the dashboard URL:\n{}",
+        server.log()
+    );
+}
+
 /// schemathesis, pinned, in its own virtualenv under the deps directory.
 fn schemathesis() -> PathBuf {
     const VERSION: &str = "4.32.5";

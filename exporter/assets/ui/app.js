@@ -217,6 +217,8 @@ function showSignin(message) {
 function signedIn(s) {
   app.tenant = String(s.tenant ?? '');
   app.csrf = String(s.csrf_token ?? '');
+  // Keyless (no API keys configured): there is nothing to sign out of.
+  els.signout.hidden = Boolean(s.keyless);
   els.tenant.textContent = app.tenant;
   showShell(true);
   connectEvents();

@@ -1,7 +1,7 @@
 //! `GET /api/v1/red` and `GET /api/v1/graph`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::Json;
@@ -63,11 +63,7 @@ pub(super) fn parse_time(name: &str, raw: &str) -> Result<i64, String> {
 /// windows and steps added to it cannot overflow.
 pub(super) const MAX_TIME_NS: i64 = 7_258_118_400_000_000_000;
 
-pub(super) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
+pub(super) use causeway_model::time::now_ns;
 
 /// `[from, to)` in ns; default: the last 15 minutes.
 pub(super) fn range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), String> {
@@ -85,10 +81,7 @@ pub(super) fn range(from: Option<&str>, to: Option<&str>) -> Result<(i64, i64), 
     Ok((from, to))
 }
 
-pub(super) fn rfc3339(ns: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
-    humantime::format_rfc3339_millis(t).to_string()
-}
+pub(super) use causeway_model::time::rfc3339_millis as rfc3339;
 
 fn ms(us: u64) -> f64 {
     (us as f64) / 1000.0

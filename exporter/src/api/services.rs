@@ -1,7 +1,6 @@
 //! `GET /api/v1/services`.
 
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::Json;
@@ -28,9 +27,7 @@ struct ServiceJson {
 }
 
 fn rfc3339(ns: u64) -> Option<String> {
-    (ns != 0).then(|| {
-        humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(ns)).to_string()
-    })
+    (ns != 0).then(|| causeway_model::time::rfc3339_millis(i64::try_from(ns).unwrap_or(i64::MAX)))
 }
 
 pub(super) async fn list(

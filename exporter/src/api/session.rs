@@ -192,18 +192,24 @@ pub(super) async fn create(
     r
 }
 
-/// `GET /api/v1/session` (behind authentication).
+/// `GET /api/v1/session` (behind authentication). Without configured API
+/// keys the API serves everyone as the `default` tenant, so the dashboard
+/// does too: the answer says so (`"keyless": true`) instead of asking for
+/// a key that cannot exist. There is no cookie then, hence no CSRF token.
 pub(super) async fn current(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
-    match state.sessions.lookup(&headers) {
-        Some(s) => {
-            let mut r =
-                Json(json!({"tenant": s.tenant.as_str(), "csrf_token": s.csrf})).into_response();
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
-        None => error(StatusCode::UNAUTHORIZED, "no session"),
-    }
+    let body = match state.sessions.lookup(&headers) {
+        Some(s) => json!({"tenant": s.tenant.as_str(), "csrf_token": s.csrf, "keyless": false}),
+        None if !state.auth.enabled() => json!({
+            "tenant": TenantId::default_tenant().as_str(),
+            "csrf_token": "",
+            "keyless": true,
+        }),
+        None => return error(StatusCode::UNAUTHORIZED, "no session"),
+    };
+    let mut r = Json(body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// `DELETE /api/v1/session` (behind authentication and the CSRF check).

@@ -236,6 +236,47 @@ async fn a_stopped_processor_is_503_not_a_hang() {
 }
 
 #[tokio::test]
+async fn without_api_keys_the_dashboard_session_is_the_default_tenant_and_with_keys_it_is_not() {
+    let state = |keys: &[ApiKeyConfig]| {
+        let (qtx, _qrx) = mpsc::channel(1);
+        Arc::new(ApiState {
+            auth: Arc::new(Authenticator::new(keys)),
+            processor: QueryHandle::new(qtx.clone()),
+            sql: Arc::new(
+                SqlEngine::start(QueryHandle::new(qtx), SqlConfig::default()).expect("sql"),
+            ),
+            registry: Arc::new(Registry::default()),
+            ready: Arc::new(Readiness::default()),
+            signals: None,
+            rca: None,
+            sessions: Default::default(),
+            secure_cookies: false,
+            known: Arc::new(causeway_connectors::NoServices),
+        })
+    };
+    let session = |state| async move {
+        let resp = router(state)
+            .oneshot(
+                Request::get("/api/v1/session")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+            .expect("infallible");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (status, body) = session(state(&[])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["tenant"], "default");
+    assert_eq!(v["keyless"], true);
+    let (status, body) = session(state(&[key("acme", "ka")])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
 async fn red_and_graph_answer_for_the_callers_tenant_with_steps() {
     use causeway_benches::{Workload, WorkloadConfig};
     use prost::Message;

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use causeway_model::TenantId;
+use causeway_model::retry::Backoff;
 use causeway_model::rca::RcaReport;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -450,7 +451,8 @@ async fn deliver(
     cancel: CancellationToken,
 ) -> Delivery {
     let retry = &target.config.retry;
-    let mut backoff = retry.initial_interval;
+    let schedule = Backoff::new(retry.initial_interval, retry.max_interval);
+    let mut attempt = 0u32;
     loop {
         match target
             .client
@@ -481,9 +483,8 @@ async fn deliver(
                 retry_after,
             }) => {
                 target.failed_requests.inc();
-                let wait = retry_after
-                    .unwrap_or(backoff)
-                    .min(retry.max_interval.max(backoff));
+                attempt = attempt.saturating_add(1);
+                let wait = schedule.wait(attempt, retry_after);
                 tracing::warn!(
                     exporter = %target.config.name,
                     error = %message,
@@ -491,7 +492,6 @@ async fn deliver(
                     queued_bytes = target.queue.held_bytes(),
                     "forwarding: downstream unavailable; will retry"
                 );
-                backoff = (backoff * 2).min(retry.max_interval);
                 if sleep_or_cancel(wait, &cancel).await {
                     return Delivery::Cancelled;
                 }

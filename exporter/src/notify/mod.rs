@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_model::rca::RcaReport;
+use causeway_model::retry::Backoff;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -226,7 +227,7 @@ impl Notifier {
         let label = Label {
             notifier: dest.config.name.clone(),
         };
-        let mut wait = dest.config.initial_interval;
+        let schedule = Backoff::new(dest.config.initial_interval, dest.config.max_interval);
         for attempt in 1..=dest.config.max_attempts {
             let outcome = self.attempt(dest, &msg).await;
             let (retry_after, error) = match outcome {
@@ -253,7 +254,7 @@ impl Notifier {
                 return;
             }
             self.metrics.retries.get_or_create(&label).inc();
-            let delay = retry_after.unwrap_or(wait).min(dest.config.max_interval);
+            let delay = schedule.wait(attempt, retry_after);
             tracing::warn!(notifier = %dest.config.name, attempt, error = %error, retry_in = ?delay, "notification failed; will retry");
             tokio::select! {
                 () = cancel.cancelled() => {
@@ -262,7 +263,6 @@ impl Notifier {
                 }
                 () = tokio::time::sleep(delay) => {}
             }
-            wait = (wait * 2).min(dest.config.max_interval);
         }
     }
 
