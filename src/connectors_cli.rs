@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use causeway_connectors::{KnownServices, RetryPolicy, SealKey, Secret, SecretRef, SignalHub};
 use causeway_model::TenantId;
 
-use crate::config::Config;
+use causeway_app::config::Config;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ConnectorsCommand {

@@ -1,15 +1,7 @@
 //! The `causeway` command: CLI, config loading, and handing over to
 //! [`app::run`], which wires the stages.
 
-mod app;
-mod bench_eval;
-mod config;
 mod connectors_cli;
-mod demo;
-mod nezha;
-mod scoring;
-mod sim_eval;
-mod simulate;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -18,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogEncoding};
+use causeway_app as app;
+use causeway_app::config::{self, Config, LogEncoding};
 
 /// causeway: OpenTelemetry trace analyzer: OTLP in, RED series, anomalies
 /// and root-cause analysis out.
@@ -48,14 +41,14 @@ enum Command {
     /// The Nezha Train Ticket fault data set (CSV spans and logs) as OTLP.
     Nezha {
         #[command(subcommand)]
-        command: nezha::NezhaCommand,
+        command: causeway_lab::NezhaCommand,
     },
     /// Generate web-shop traffic with a daily cycle and injected faults:
     /// send it to a receiver or write OTLP files, plus the ground truth.
-    Simulate(simulate::SimulateArgs),
+    Simulate(causeway_lab::SimulateArgs),
     /// A bad deploy in a simulated web shop, through the whole pipeline,
     /// and the RCA it gets (about a minute).
-    Demo(demo::DemoArgs),
+    Demo(causeway_lab::DemoArgs),
     /// Read-only connectors (GitHub, Jira, Slack, …): check credentials,
     /// sync, seal credentials.
     Connectors {
@@ -88,11 +81,11 @@ enum EvalCommand {
     /// every call edge) of the simulated web shop, one scenario each;
     /// per scenario the incident found and the rank of the true service
     /// in its RCA; AC@1..5 overall and per kind.
-    Simulate(sim_eval::SimEvalArgs),
+    Simulate(causeway_lab::SimEvalArgs),
     /// Random applications (10 to 60 services) with random faults of the
     /// kinds chaos benchmarks inject, and realistic noise; a tune and a
     /// test set of seeds; AC@1..5 per fault kind and detection precision.
-    Bench(bench_eval::BenchArgs),
+    Bench(causeway_lab::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,18 +160,18 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(args),
-        Command::Nezha { command } => nezha::run(command),
-        Command::Simulate(args) => simulate::run(args),
-        Command::Demo(args) => demo::run(args),
+        Command::Nezha { command } => causeway_lab::nezha(command),
+        Command::Simulate(args) => causeway_lab::simulate(args),
+        Command::Demo(args) => causeway_lab::demo(args),
         Command::Connectors { command } => {
-            nezha::init_logging();
+            app::init_cli_logging();
             connectors_cli::run(command)
         }
         Command::Eval {
             command: EvalCommand::Nezha { dir, json, verbose },
         } => {
-            nezha::init_logging();
-            match nezha::eval_nezha(&dir, json, verbose) {
+            app::init_cli_logging();
+            match causeway_lab::eval_nezha(&dir, json, verbose) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("causeway eval nezha: {e:#}");
@@ -189,8 +182,8 @@ fn main() -> ExitCode {
         Command::Eval {
             command: EvalCommand::Bench(args),
         } => {
-            nezha::init_logging();
-            if bench_eval::eval_bench(&args) {
+            app::init_cli_logging();
+            if causeway_lab::eval_bench(&args) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -199,8 +192,8 @@ fn main() -> ExitCode {
         Command::Eval {
             command: EvalCommand::Simulate(args),
         } => {
-            nezha::init_logging();
-            if sim_eval::eval_simulate(&args) {
+            app::init_cli_logging();
+            if causeway_lab::eval_simulate(&args) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

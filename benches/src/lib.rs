@@ -10,13 +10,16 @@
 //! The generator is deterministic for a given seed, so a benchmark run and a
 //! test see the same data.
 
+mod fault;
 mod random;
+mod rng;
 mod sim;
 mod topology;
 mod workload;
 
+pub use fault::{Effects, Fault, FaultKind};
 pub use random::{BENCH_KINDS, Scenario, healthy, random_topology, scenario};
-pub use sim::{Effects, Fault, FaultKind, HttpSender, SimConfig, Simulator};
+pub use sim::{HttpSender, SimConfig, Simulator};
 pub use topology::{Call, Operation, Service, web_shop};
 pub use workload::{Rng, Workload, WorkloadConfig};
 

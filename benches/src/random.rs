@@ -13,7 +13,8 @@
 
 use std::time::Duration;
 
-use crate::sim::{Fault, FaultKind, SimConfig};
+use crate::fault::{Fault, FaultKind};
+use crate::sim::SimConfig;
 use crate::topology::{Call, Operation, Protocol, Service, call, op};
 use crate::workload::Rng;
 

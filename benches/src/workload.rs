@@ -9,46 +9,11 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
-use crate::sim::{Effects, Fault};
+use crate::fault::{Effects, Fault};
+pub use crate::rng::Rng;
 use crate::topology::{Protocol, Service, web_shop};
 
-/// A small deterministic PRNG (xorshift64*), enough for synthetic data.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded generator (a zero seed is replaced).
-    pub fn new(seed: u64) -> Self {
-        Self(seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// A log-normal-ish duration around `median_us`, in nanoseconds.
-    pub fn duration_ns(&mut self, median_us: u64) -> u64 {
-        // Sum of uniforms approximates a normal; exponentiate for a long tail.
-        let z = (self.unit() + self.unit() + self.unit() - 1.5) * 2.0;
-        ((median_us as f64) * (0.5 * z).exp() * 1000.0) as u64
-    }
-}
+mod spans;
 
 /// Settings of a [`Workload`].
 #[derive(Debug, Clone)]
@@ -602,129 +567,7 @@ impl Workload {
         *count += 1;
         (end, failed, wrong)
     }
-
-    /// When a call to an uninstrumented peer (database, cache) started at
-    /// `start` returns: its own work, slowed by active faults, and what
-    /// faults add to the network both ways (`to`, `back`: see
-    /// `wire_extra`; a lost packet is a 3-s timeout).
-    fn peer_end(
-        &mut self,
-        peer: usize,
-        op: usize,
-        start: u64,
-        self_us: u64,
-        to: Option<u64>,
-        back: Option<u64>,
-    ) -> u64 {
-        let slow = self.effects.slowdown(peer, op);
-        let timeout = 3_000_000_000;
-        start
-            + to.unwrap_or(timeout)
-            + back.unwrap_or(0)
-            + self.rng.duration_ns((self_us as f64 * slow) as u64)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn span(
-        &mut self,
-        trace_id: &[u8; 16],
-        span_id: Vec<u8>,
-        parent: Option<Vec<u8>>,
-        name: &str,
-        kind: SpanKind,
-        start: u64,
-        end: u64,
-        attributes: Vec<KeyValue>,
-    ) -> Span {
-        Span {
-            trace_id: trace_id.to_vec(),
-            span_id,
-            trace_state: String::new(),
-            parent_span_id: parent.unwrap_or_default(),
-            flags: 0x101,
-            name: name.to_owned(),
-            kind: kind as i32,
-            start_time_unix_nano: start,
-            end_time_unix_nano: end,
-            attributes,
-            dropped_attributes_count: 0,
-            events: vec![],
-            dropped_events_count: 0,
-            links: vec![],
-            dropped_links_count: 0,
-            status: Some(Status {
-                message: String::new(),
-                code: StatusCode::Unset as i32,
-            }),
-        }
-    }
-
-    fn fail(&mut self, span: &mut Span, at: u64) {
-        let (ty, msg) = Self::COMMON_FAILURES[self.rng.below(3) as usize];
-        self.fail_with(span, at, ty, msg);
-    }
-
-    /// The benign failures every shop has now and then.
-    const COMMON_FAILURES: [(&'static str, &'static str); 3] = [
-        ("java.net.SocketTimeoutException", "Read timed out"),
-        (
-            "io.grpc.StatusRuntimeException",
-            "UNAVAILABLE: upstream connect error",
-        ),
-        (
-            "org.postgresql.util.PSQLException",
-            "ERROR: deadlock detected",
-        ),
-    ];
-
-    fn fail_with(&mut self, span: &mut Span, at: u64, ty: &str, msg: &str) {
-        span.status = Some(Status {
-            message: msg.to_owned(),
-            code: StatusCode::Error as i32,
-        });
-        span.events.push(Event {
-            time_unix_nano: at,
-            name: "exception".into(),
-            attributes: vec![
-                kv("exception.type", ty),
-                kv("exception.message", msg),
-                kv(
-                    "exception.stacktrace",
-                    format!("{ty}: {msg}\n\tat shop.Handler.handle(Handler.java:42)\n\tat shop.Server.dispatch(Server.java:118)\n\tat java.base/java.lang.Thread.run(Thread.java:1583)"),
-                ),
-            ],
-            dropped_attributes_count: 0,
-        });
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_hold_whole_traces_with_valid_ids() {
-        let mut w = Workload::new(WorkloadConfig::default());
-        let req = w.batch(1000);
-        let spans: Vec<&Span> = req
-            .resource_spans
-            .iter()
-            .flat_map(|rs| rs.scope_spans.iter().flat_map(|ss| ss.spans.iter()))
-            .collect();
-        assert!(spans.len() >= 1000 && spans.len() < 1100, "{}", spans.len());
-        assert!(
-            spans
-                .iter()
-                .all(|s| s.trace_id.len() == 16 && s.span_id.len() == 8)
-        );
-        // Every parent is in the batch: traces are whole.
-        let ids: std::collections::HashSet<&[u8]> =
-            spans.iter().map(|s| s.span_id.as_slice()).collect();
-        assert!(
-            spans
-                .iter()
-                .all(|s| s.parent_span_id.is_empty() || ids.contains(s.parent_span_id.as_slice()))
-        );
-        assert!(req.resource_spans.len() >= 8);
-    }
-}
+mod tests;

@@ -20,6 +20,8 @@ use crate::mapping::Hints;
 use crate::secret::Secret;
 use crate::{Connector, Item, Page, time};
 
+pub(crate) mod webhook;
+
 const SYSTEM: &str = "github";
 
 /// Streams per repository.

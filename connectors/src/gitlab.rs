@@ -17,6 +17,8 @@ use crate::mapping::Hints;
 use crate::secret::Secret;
 use crate::{Connector, Item, Page, time};
 
+pub(crate) mod webhook;
+
 const SYSTEM: &str = "gitlab";
 const STREAMS: [&str; 4] = ["commits", "merge_requests", "deployments", "issues"];
 

@@ -19,6 +19,8 @@ use crate::http::{Auth, ReadOnlyClient, RetryPolicy};
 use crate::mapping::Hints;
 use crate::{Connector, Item, Page, time};
 
+pub(crate) mod webhook;
+
 const SYSTEM: &str = "jira";
 const FIELDS: &str = "summary,description,status,priority,issuetype,created,updated,reporter,assignee,components,labels,project";
 

@@ -19,6 +19,8 @@ use crate::mapping::Hints;
 use crate::secret::Secret;
 use crate::{Connector, Item, Page, time};
 
+pub(crate) mod webhook;
+
 const SYSTEM: &str = "linear";
 
 const ISSUES: &str = "query Issues($after: String, $since: DateTimeOrDuration!) {

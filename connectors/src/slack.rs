@@ -16,6 +16,8 @@ use crate::mapping::Hints;
 use crate::secret::Secret;
 use crate::{Connector, Item, Page, time};
 
+pub(crate) mod webhook;
+
 const SYSTEM: &str = "slack";
 
 /// Settings of one Slack connector.

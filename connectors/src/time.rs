@@ -53,7 +53,6 @@ pub fn jql_minute(ns: i64) -> String {
         .to_string()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,7 +75,10 @@ mod tests {
             let mean = 100.0 * f64::from(1u32 << (attempt - 1));
             for _ in 0..50 {
                 let ms = b.delay(attempt).as_secs_f64() * 1000.0;
-                assert!(ms >= 0.5 * mean - 1e-6 && ms < 1.5 * mean, "{attempt}: {ms}");
+                assert!(
+                    ms >= 0.5 * mean - 1e-6 && ms < 1.5 * mean,
+                    "{attempt}: {ms}"
+                );
             }
         }
         for attempt in [6, 30, u32::MAX] {
@@ -93,8 +96,14 @@ mod tests {
     #[test]
     fn a_servers_retry_after_wins_but_not_past_the_cap() {
         let b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        assert_eq!(b.wait(1, Some(Duration::from_secs(3))), Duration::from_secs(3));
-        assert_eq!(b.wait(1, Some(Duration::from_secs(86_400))), Duration::from_secs(5));
+        assert_eq!(
+            b.wait(1, Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            b.wait(1, Some(Duration::from_secs(86_400))),
+            Duration::from_secs(5)
+        );
         assert!(b.wait(1, None) < Duration::from_millis(150));
     }
 }

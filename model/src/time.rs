@@ -30,6 +30,13 @@ pub fn rfc3339_millis(ns: i64) -> String {
     humantime::format_rfc3339_millis(system_time(ns)).to_string()
 }
 
+/// RFC 3339 text as unix ns, `None` when it is not RFC 3339 or before
+/// 1970.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339(text).ok()?;
+    i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_nanos()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,6 +49,8 @@ mod tests {
         assert_eq!(rfc3339_millis(T), "2024-05-01T10:00:00.250Z");
         assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(parse_rfc3339("2024-05-01T10:00:00.25Z"), Some(T));
+        assert_eq!(parse_rfc3339("2024-05-01 10:00"), None);
     }
 
     #[test]

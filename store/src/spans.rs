@@ -14,21 +14,20 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampNanosecondType;
 use arrow_array::{BooleanArray, RecordBatch};
-use arrow_schema::SchemaRef;
 use causeway_model::TenantId;
-use causeway_model::schema::{col, span_schema};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use causeway_model::schema::col;
 
 use crate::error::{Error, Result};
+
+mod parquet;
+
+pub(crate) use parquet::read_file;
+use parquet::write_plain;
+pub use parquet::{scan_files, writer_props};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
@@ -447,10 +446,8 @@ impl SpanStore {
     }
 }
 
-fn now_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
+fn now_ms() -> i64 {
+    causeway_model::time::now_ns() / 1_000_000
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -485,64 +482,18 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// `YYYY-MM-DDTHH` (UTC) of an hour start.
 fn hour_label(start_ns: i64) -> String {
-    let secs = u64::try_from(start_ns.div_euclid(1_000_000_000)).unwrap_or(0);
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    let s = humantime_rfc3339(t);
-    s[..13].to_owned()
-}
-
-fn humantime_rfc3339(t: std::time::SystemTime) -> String {
-    // RFC 3339 without a date crate: days from the civil calendar.
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days → (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day) → days since the epoch.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let mut s = causeway_model::time::rfc3339(start_ns);
+    s.truncate(13);
+    s
 }
 
 /// The hour start of an `hour=YYYY-MM-DDTHH` directory.
 fn parse_hour(dir: &Path) -> Option<i64> {
-    let name = dir.file_name()?.to_str()?;
-    let label = name.strip_prefix("hour=")?;
-    let (date, hour) = label.split_once('T')?;
-    let mut parts = date.split('-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: u32 = parts.next()?.parse().ok()?;
-    let d: u32 = parts.next()?.parse().ok()?;
-    let h: i64 = hour.parse().ok()?;
-    Some((days_from_civil(y, m, d) * 24 + h) * HOUR_NS)
+    let label = dir.file_name()?.to_str()?.strip_prefix("hour=")?;
+    if label.len() != 13 {
+        return None;
+    }
+    causeway_model::time::parse_rfc3339(&format!("{label}:00:00Z"))
 }
 
 /// Splits a batch by the hour its spans start in.
@@ -565,164 +516,6 @@ fn split_by_hour(batch: &RecordBatch) -> Result<Vec<(i64, RecordBatch)>> {
         out.push((h, arrow_select::filter::filter_record_batch(batch, &mask)?));
     }
     Ok(out)
-}
-
-/// Columns whose values (almost) never repeat: span ids and nanosecond
-/// times. A dictionary for them costs a hash per value and saves nothing
-/// (a trace id repeats once per span of its trace, so it keeps one); min/max
-/// statistics of random ids prune nothing.
-const UNIQUE_COLUMNS: [&str; 5] = [
-    col::SPAN_ID,
-    col::PARENT_SPAN_ID,
-    col::START_TIME,
-    col::END_TIME,
-    col::DURATION_NS,
-];
-
-/// How span files are written (public for the benches, which weigh it
-/// against plain settings).
-pub fn writer_props() -> WriterProperties {
-    let mut b =
-        WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default()));
-    for c in UNIQUE_COLUMNS {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(c), false);
-    }
-    // Time statistics stay: they let a time-range query skip row groups.
-    for c in [col::SPAN_ID, col::PARENT_SPAN_ID] {
-        b = b.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
-    }
-    b.build()
-}
-
-/// Writes under a temporary name, then renames.
-fn write_plain(path: &Path, batches: &[RecordBatch]) -> Result<()> {
-    let file = fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut writer = ArrowWriter::try_new(file, span_schema(), Some(writer_props()))?;
-    for b in batches {
-        writer.write(b)?;
-    }
-    let file = writer.into_inner()?;
-    file.sync_all().map_err(|e| Error::io(path, e))
-}
-
-/// [`SpanStore::scan`] over a listing taken earlier (`files` and
-/// `buffered` of one tenant, as a processor snapshot hands them to a
-/// reader on another thread). A file that was compacted away since is
-/// skipped: its spans are in the merged file, which a later listing has.
-/// Only the requested columns (and the start time, to filter on) are
-/// decoded from the files.
-pub fn scan_files(
-    files: &[PathBuf],
-    buffered: &[RecordBatch],
-    from_ns: i64,
-    to_ns: i64,
-    columns: &[&str],
-) -> Result<Vec<RecordBatch>> {
-    let schema = span_schema();
-    let project = |names: &mut dyn Iterator<Item = &str>| -> Result<SchemaRef> {
-        let mut fields = Vec::new();
-        for c in names {
-            fields.push(schema.field_with_name(c)?.clone());
-        }
-        Ok(Arc::new(arrow_schema::Schema::new(fields)))
-    };
-    let projected = project(&mut columns.iter().copied())?;
-    let read = if columns.contains(&col::START_TIME) {
-        Arc::clone(&projected)
-    } else {
-        project(&mut columns.iter().copied().chain([col::START_TIME]))?
-    };
-    let mut out = Vec::new();
-    for file in files {
-        if let Some(h) = file.parent().and_then(parse_hour)
-            && (h >= to_ns || h + HOUR_NS <= from_ns)
-        {
-            continue;
-        }
-        let batches = match read_columns(file, &read) {
-            Ok(b) => b,
-            Err(Error::Io { .. }) if !file.exists() => continue,
-            Err(e) => return Err(e),
-        };
-        for b in batches {
-            out.extend(select(&b, &projected, from_ns, to_ns)?);
-        }
-    }
-    for b in buffered {
-        out.extend(select(b, &projected, from_ns, to_ns)?);
-    }
-    Ok(out)
-}
-
-/// The rows of `batch` starting in `[from_ns, to_ns)`, projected to
-/// `projected`; `None` when no row is in range.
-fn select(
-    batch: &RecordBatch,
-    projected: &SchemaRef,
-    from_ns: i64,
-    to_ns: i64,
-) -> Result<Option<RecordBatch>> {
-    let Some(start) = batch
-        .column_by_name(col::START_TIME)
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-    else {
-        return Ok(None);
-    };
-    let mask: BooleanArray = start
-        .iter()
-        .map(|t| Some(t.is_some_and(|t| t >= from_ns && t < to_ns)))
-        .collect();
-    if mask.true_count() == 0 {
-        return Ok(None);
-    }
-    // Project first (Arc clones), then filter only the kept columns.
-    let kept = conform(batch, projected)?;
-    Ok(Some(arrow_select::filter::filter_record_batch(
-        &kept, &mask,
-    )?))
-}
-
-/// `batch`'s columns by name, in `schema`'s order and with its types. A
-/// column the batch lacks (a file of an older schema: the span schema
-/// only ever gains nullable columns) reads as nulls. Re-attaching our
-/// schema also makes timezone and dictionary types compare equal
-/// everywhere.
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let n = batch.num_rows();
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => Arc::clone(c),
-            None => arrow_array::new_null_array(f.data_type(), n),
-        })
-        .collect();
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-}
-
-/// Reads a span file back.
-pub(crate) fn read_file(path: &Path) -> Result<Vec<RecordBatch>> {
-    read_columns(path, &span_schema())
-}
-
-/// Reads the columns of `schema` from a span file; Parquet decodes no
-/// other column.
-fn read_columns(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
-    let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-    // The span schema is flat: a top-level field's index is its root
-    // column's.
-    let wanted: Vec<usize> = builder
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| schema.field_with_name(f.name()).is_ok())
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = builder.with_projection(mask).build()?;
-    reader.map(|b| conform(&b?, schema)).collect()
 }
 
 #[cfg(test)]

@@ -195,7 +195,14 @@ fn keyless_dashboard_opens_without_sign_in_and_shows_what_was_sent() {
       "endTimeUnixNano":"1764000000250000000","status":{"code":2}}]}]}]}"#;
     let (ok, text) = output(
         Command::new("curl")
-            .args(["-sS", "--fail-with-body", "-H", "content-type: application/json", "-d", span])
+            .args([
+                "-sS",
+                "--fail-with-body",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                span,
+            ])
             .arg(format!("http://{}/v1/traces", server.http)),
         "curl the quickstart span",
     );
@@ -219,7 +226,9 @@ fn keyless_dashboard_opens_without_sign_in_and_shows_what_was_sent() {
         server.log()
     );
     assert!(
-        server.log().contains(&format!("dashboard={}", server.api_url("/"))),
+        server
+            .log()
+            .contains(&format!("dashboard={}", server.api_url("/"))),
         "the ready line does not name the dashboard URL:\n{}",
         server.log()
     );

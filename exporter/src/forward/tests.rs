@@ -19,12 +19,15 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prometheus_client::registry::Registry;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Protocol;
+use super::queue::DiskQueue;
 use super::*;
+use crate::sink::{ReportEvent, ReportSink};
 use crate::testutil::{scratch_dir as tmp, serve};
 
 /// A request of `n` spans whose span ids encode (`batch`, index).

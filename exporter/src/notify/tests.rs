@@ -12,8 +12,13 @@ use axum::routing::post;
 use bytes::Bytes;
 use causeway_model::TenantId;
 use causeway_model::rca::{CauseKind, Hypothesis, RcaReport};
+use prometheus_client::registry::Registry;
+use ring::hmac;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::sink::{ReportEvent, ReportSink};
 use crate::testutil::{scratch_dir as tmp, serve};
 
 #[derive(Clone, Default)]

@@ -1,6 +1,7 @@
 use std::collections::HashSet;
 
 use super::*;
+use crate::series::CellStats;
 
 const W: i64 = 10_000_000_000;
 
@@ -1179,8 +1180,9 @@ fn a_new_error_signature_opens_at_once_after_learning() {
 }
 
 mod sliding {
+    use super::super::reference::OpReference;
     use super::super::service::{
-        Counts, OpReference, ServiceDetector, SlidingSettings, binomial_upper_score, poisson_score,
+        Counts, ServiceDetector, SlidingSettings, binomial_upper_score, poisson_score,
     };
     use super::{Event, Metric, Rng, W, binomial};
 

@@ -1,4 +1,5 @@
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::Bytes;
 use causeway_benches::{Workload, WorkloadConfig};
@@ -10,6 +11,7 @@ use super::*;
 use crate::ProcessorStage;
 use crate::config::{SpansConfig, StorageSettings};
 use crate::persist::Persistence;
+use crate::query::QueryHandle;
 use crate::stage::tests::queued;
 
 struct Fixture {

@@ -7,6 +7,7 @@ use arrow_array::{
 };
 
 use super::*;
+use causeway_model::schema::span_schema;
 
 /// A span batch with `starts` (ns) and every optional column null.
 fn batch(tenant: &str, starts: &[i64]) -> RecordBatch {

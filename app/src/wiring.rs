@@ -1,0 +1,277 @@
+//! The only place that creates channels: receivers → bounded queue →
+//! processor; API → query channel → processor. Shutdown runs in flow order:
+//! receivers stop accepting and finish in-flight requests, the processor
+//! drains everything they acknowledged, then the API stops.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use causeway_connectors::{KnownServices, SignalHub};
+use causeway_exporter::api::{self, ApiState, CatalogServices, Readiness};
+use causeway_exporter::forward::{ForwardMetrics, Forwarder};
+use causeway_exporter::notify::{Notifier, NotifyMetrics};
+use causeway_exporter::sink::ReportSink;
+use causeway_processor::persist::Persistence;
+use causeway_processor::{ProcessorStage, QueryHandle, SqlEngine};
+use causeway_receiver::net::{self, Listener, ServeOptions};
+use causeway_receiver::{Admission, Authenticator, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Capacity of the API → processor query channel.
+const QUERY_CAPACITY: usize = 64;
+
+/// Runs causeway until SIGTERM or SIGINT, then shuts down losing nothing
+/// that was acknowledged.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = Signals::install();
+    let grace = config.service.shutdown_timeout;
+    let mut registry = Registry::default();
+    let receiver_metrics = ReceiverMetrics::register(&mut registry);
+    let forward_metrics = ForwardMetrics::register(&mut registry);
+    let notify_metrics = NotifyMetrics::register(&mut registry);
+    std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.storage.data_dir.display()
+        )
+    })?;
+    let forwarder = Arc::new(
+        Forwarder::open(
+            &config.exporters.otlp,
+            &config.storage.data_dir,
+            forward_metrics,
+        )
+        .context("starting OTLP forwarding")?,
+    );
+    let notifier = Arc::new(
+        Notifier::new(
+            &config.exporters.notifications,
+            config.exporters.api.public_url.clone(),
+            &config.storage.data_dir,
+            notify_metrics,
+        )
+        .context("starting notifications")?,
+    );
+
+    let auth = Arc::new(Authenticator::new(&config.auth.api_keys));
+    let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
+    let (query_tx, query_rx) = mpsc::channel(QUERY_CAPACITY);
+    let admission = Admission::new(batch_tx, &config.processors.queue, auth.tenants().len());
+    let mut ingest = Ingest::new(admission, receiver_metrics);
+    if !forwarder.is_empty() {
+        ingest = ingest.with_tee(Arc::clone(&forwarder) as Arc<dyn Tee>);
+    }
+    let ingest = Arc::new(ingest);
+
+    let receiver = OtlpReceiver::bind(&config.receivers.otlp, ingest, Arc::clone(&auth), grace)
+        .await
+        .context("starting the OTLP receiver")?;
+    let api_cfg = &config.exporters.api;
+    let api_listener = Listener::bind(api_cfg.endpoint, api_cfg.tls.as_ref())
+        .await
+        .context("starting the API")?;
+
+    let processor = start_processor(&config, batch_rx, query_rx)?;
+
+    let processor_handle = QueryHandle::new(query_tx);
+    let sql = SqlEngine::start(
+        processor_handle.clone(),
+        config.processors.spans.sql.clone(),
+    )
+    .context("starting the SQL runtime")?;
+    let signal_path = config.storage.data_dir.join("signals.duckdb");
+    let hub = Arc::new(
+        SignalHub::open(&signal_path, config.connectors.clone())
+            .with_context(|| format!("opening the signal store {}", signal_path.display()))?,
+    );
+    let known: Arc<dyn KnownServices> = Arc::new(CatalogServices(processor_handle.clone()));
+    let rca_path = config.storage.data_dir.join("rca.duckdb");
+    let mut rca = causeway_exporter::rca::RcaService::new(
+        processor_handle.clone(),
+        causeway_store::DuckDbReports::open(&rca_path)
+            .with_context(|| format!("opening the RCA store {}", rca_path.display()))?,
+        Some(Arc::clone(&hub)),
+        config.processors.correlator.clone(),
+    )
+    .register(&mut registry);
+    if !forwarder.is_empty() {
+        rca = rca.with_sink(Arc::clone(&forwarder) as Arc<dyn ReportSink>);
+    }
+    if !notifier.is_empty() {
+        rca = rca.with_sink(Arc::clone(&notifier) as Arc<dyn ReportSink>);
+    }
+    let rca = Arc::new(rca);
+    let ready = Arc::new(Readiness::default());
+    let api_state = Arc::new(ApiState {
+        auth: Arc::clone(&auth),
+        processor: processor_handle,
+        sql: Arc::new(sql),
+        registry: Arc::new(registry),
+        ready: Arc::clone(&ready),
+        signals: Some(Arc::clone(&hub)),
+        known: Arc::clone(&known),
+        rca: Some(Arc::clone(&rca)),
+        sessions: Default::default(),
+        secure_cookies: config.exporters.api.tls.is_some(),
+    });
+    let receivers_stop = CancellationToken::new();
+    let connectors_stop = CancellationToken::new();
+    let connectors = tokio::spawn(Arc::clone(&hub).run(known, connectors_stop.clone()));
+    let rca_stop = CancellationToken::new();
+    let rca_task = tokio::spawn(Arc::clone(&rca).run(rca_stop.clone()));
+    let forward_stop = CancellationToken::new();
+    let forward_task = tokio::spawn(Arc::clone(&forwarder).run(forward_stop.clone()));
+    let notify_stop = CancellationToken::new();
+    let notify_task = tokio::spawn(Arc::clone(&notifier).run(notify_stop.clone()));
+    let api_stop = CancellationToken::new();
+    // Where a person goes first: the public URL when one is configured,
+    // otherwise the listener's own address (loopback on the default).
+    let dashboard = api_cfg.public_url.clone().unwrap_or_else(|| {
+        let scheme = if api_cfg.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/", api_listener.local_addr())
+    });
+    tracing::info!(
+        dashboard = %dashboard,
+        sign_in = if auth.enabled() { "API key" } else { "none (no API keys configured)" },
+        grpc = ?receiver.grpc_addr(),
+        http = ?receiver.http_addr(),
+        api = %api_listener.local_addr(),
+        data_dir = %config.storage.data_dir.display(),
+        tenants = ?auth.tenants(),
+        "causeway is ready"
+    );
+    let receivers = tokio::spawn(receiver.run(receivers_stop.clone()));
+    let api_server = tokio::spawn(net::serve(
+        api_listener,
+        api::router(api_state),
+        ServeOptions {
+            grace,
+            ..ServeOptions::default()
+        },
+        api_stop.clone(),
+    ));
+    ready.set(true);
+
+    let signal = signals.recv().await;
+    tracing::info!(
+        signal,
+        "shutting down: no new requests; draining what was acknowledged"
+    );
+    ready.set(false);
+    // A second signal stops at once, for operators who do not want to wait.
+    tokio::spawn(async move {
+        let again = signals.recv().await;
+        tracing::warn!(signal = again, "second signal: exiting without draining");
+        std::process::exit(130);
+    });
+
+    connectors_stop.cancel();
+    rca_stop.cancel();
+    receivers_stop.cancel();
+    rca_task.await.context("RCA task")?;
+    notify_stop.cancel();
+    receivers.await.context("receiver task")?;
+    // Every request is acknowledged and queued on disk by now; what the
+    // downstream has not taken yet is sent after the next start.
+    forward_stop.cancel();
+    forward_task.await.context("forwarding task")?;
+    notify_task.await.context("notification task")?;
+    connectors.await.context("connector task")?;
+    // Every sender of the queue is gone now; the processor ends once it
+    // has processed everything that was queued.
+    processor
+        .await
+        .context("the processor thread ended abnormally")?;
+    api_stop.cancel();
+    api_server.await.context("API task")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Opens the stores, restores the processor's state from them and runs the
+/// processor on a thread of its own; the receiver fires when it has drained
+/// `batches` (every sender dropped) and written its final checkpoint.
+pub(crate) fn start_processor(
+    config: &Config,
+    batches: mpsc::Receiver<causeway_model::QueuedBatch>,
+    queries: mpsc::Receiver<causeway_processor::Query>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let dir = &config.storage.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let persist = Persistence::open(config.storage.settings()).with_context(|| {
+        format!(
+            "opening the stores under {} (another causeway using the same data directory holds its lock?)",
+            dir.display()
+        )
+    })?;
+    let stage = ProcessorStage::new(batches, queries, config.processors.spans.clone(), persist)
+        .context("restoring stored series")?;
+    // The processor is CPU-bound and does blocking disk writes: it gets a
+    // thread of its own instead of a runtime worker.
+    let (done, processor) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("causeway-processor".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build();
+            match rt {
+                Ok(rt) => rt.block_on(stage.run()),
+                Err(e) => tracing::error!(error = %e, "cannot start the processor's runtime"),
+            }
+            let _ = done.send(());
+        })
+        .context("starting the processor thread")?;
+    Ok(processor)
+}
+
+/// SIGTERM and SIGINT, listened to from the moment this is created: a
+/// signal that arrives while the stores are still opening is not lost (nor
+/// does it kill the process with the default action).
+struct Signals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Self { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Waits for the next SIGTERM or SIGINT; returns its name.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.streams {
+            return tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+        }
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

@@ -1,0 +1,267 @@
+use super::*;
+use crate::webhook::hmac_hex;
+use http::HeaderValue;
+
+fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, HeaderValue::from_str(v).expect("value"));
+    }
+    h
+}
+
+fn hub(dir: &std::path::Path) -> SignalHub {
+    std::fs::create_dir_all(dir).expect("dir");
+    let secret = |name: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("{name}-secret")).expect("write");
+        p
+    };
+    let config: ConnectorsConfig = serde_json::from_value(serde_json::json!({
+        "sources": [
+            {"name": "gh", "tenant": "acme", "type": "github", "token": {"env": "UNSET_X"}, "repositories": ["acme/shop"], "webhook_secret": {"file": secret("gh")}},
+            {"name": "gl", "tenant": "acme", "type": "gitlab", "token": {"env": "UNSET_X"}, "projects": ["acme/cart"], "webhook_secret": {"file": secret("gl")}},
+            {"name": "jira", "tenant": "acme", "type": "jira", "site": "https://acme.atlassian.net", "token": {"env": "UNSET_X"}, "webhook_secret": {"file": secret("jira")}},
+            {"name": "linear", "tenant": "acme", "type": "linear", "key": {"env": "UNSET_X"}, "webhook_secret": {"file": secret("linear")}},
+            {"name": "slack", "tenant": "acme", "type": "slack", "token": {"env": "UNSET_X"}, "channels": ["C1"], "workspace_url": "https://acme.slack.com", "webhook_secret": {"file": secret("slack")}}
+        ],
+        "deploy_secrets": [{"tenant": "acme", "secret": {"file": secret("deploy")}}]
+    }))
+    .expect("config");
+    SignalHub::with_store(DuckDbSignals::in_memory().expect("store"), config).expect("hub")
+}
+
+/// Each source's valid request, the same replayed, and a forged one.
+#[tokio::test]
+async fn every_source_takes_valid_and_refuses_forged_and_replayed_deliveries() {
+    let dir = std::env::temp_dir().join(format!("causeway-hub-{}", std::process::id()));
+    let hub = hub(&dir);
+    let acme = TenantId::new("acme").expect("tenant");
+    let now_s = time::now_ns() / 1_000_000_000;
+    let key = |n: &str| Secret::new(format!("{n}-secret"));
+    let push = serde_json::json!({"repository": {"full_name": "acme/shop"},
+        "commits": [{"id": "abc123", "message": "Fix", "timestamp": "2024-05-01T10:00:00Z", "modified": ["a.rs"]}]}).to_string();
+    let mr = serde_json::json!({"object_kind": "push", "project": {"path_with_namespace": "acme/cart"},
+        "commits": [{"id": "def456", "message": "Cache", "timestamp": "2024-05-01T10:00:00Z", "added": ["b.go"]}]}).to_string();
+    let issue = serde_json::json!({"webhookEvent": "jira:issue_created", "issue": {"key": "OPS-1",
+        "fields": {"summary": "Checkout down", "created": "2024-05-01T09:45:12.000+0000"}}})
+    .to_string();
+    let lin = serde_json::json!({"action": "create", "type": "Issue", "webhookTimestamp": now_s * 1000,
+        "data": {"identifier": "CART-9", "title": "Slow cart", "createdAt": "2024-05-01T09:40:11.123Z"}}).to_string();
+    let old_lin = serde_json::json!({"action": "create", "type": "Issue", "webhookTimestamp": (now_s - 3600) * 1000,
+        "data": {"identifier": "CART-8", "title": "Old", "createdAt": "2024-05-01T09:40:11.123Z"}}).to_string();
+    let msg = serde_json::json!({"type": "event_callback", "event_id": "Ev1", "event":
+        {"type": "message", "channel": "C1", "user": "U1", "text": "checkout is down", "ts": "1714557845.123456"}}).to_string();
+    let slack_sig = |ts: i64, body: &str| {
+        format!(
+            "v0={}",
+            hmac_hex(
+                &key("slack"),
+                &[b"v0:", ts.to_string().as_bytes(), b":", body.as_bytes()]
+            )
+        )
+    };
+    let cases: Vec<(&str, String, HeaderMap, HeaderMap, HeaderMap)> = vec![
+        (
+            "gh",
+            push.clone(),
+            headers(&[
+                ("x-github-event", "push".into()),
+                ("x-github-delivery", "d-1".into()),
+                (
+                    "x-hub-signature-256",
+                    format!("sha256={}", hmac_hex(&key("gh"), &[push.as_bytes()])),
+                ),
+            ]),
+            headers(&[
+                ("x-github-event", "push".into()),
+                ("x-github-delivery", "d-2".into()),
+                (
+                    "x-hub-signature-256",
+                    format!("sha256={}", hmac_hex(&key("gl"), &[push.as_bytes()])),
+                ),
+            ]),
+            HeaderMap::new(),
+        ),
+        (
+            "gl",
+            mr.clone(),
+            headers(&[
+                ("x-gitlab-event", "Push Hook".into()),
+                ("x-gitlab-event-uuid", "u-1".into()),
+                ("x-gitlab-token", "gl-secret".into()),
+            ]),
+            headers(&[
+                ("x-gitlab-event", "Push Hook".into()),
+                ("x-gitlab-event-uuid", "u-2".into()),
+                ("x-gitlab-token", "gh-secret".into()),
+            ]),
+            HeaderMap::new(),
+        ),
+        (
+            "jira",
+            issue.clone(),
+            headers(&[
+                ("x-atlassian-webhook-identifier", "j-1".into()),
+                (
+                    "x-hub-signature",
+                    format!("sha256={}", hmac_hex(&key("jira"), &[issue.as_bytes()])),
+                ),
+            ]),
+            headers(&[
+                ("x-atlassian-webhook-identifier", "j-2".into()),
+                (
+                    "x-hub-signature",
+                    format!("sha256={}", hmac_hex(&key("jira"), &[b"{}"])),
+                ),
+            ]),
+            HeaderMap::new(),
+        ),
+        (
+            "linear",
+            lin.clone(),
+            headers(&[
+                ("linear-delivery", "l-1".into()),
+                (
+                    "linear-signature",
+                    hmac_hex(&key("linear"), &[lin.as_bytes()]),
+                ),
+            ]),
+            headers(&[
+                ("linear-delivery", "l-2".into()),
+                (
+                    "linear-signature",
+                    hmac_hex(&key("slack"), &[lin.as_bytes()]),
+                ),
+            ]),
+            // A validly signed body whose signed timestamp is an hour old.
+            headers(&[
+                ("linear-delivery", "l-3".into()),
+                (
+                    "linear-signature",
+                    hmac_hex(&key("linear"), &[old_lin.as_bytes()]),
+                ),
+            ]),
+        ),
+        (
+            "slack",
+            msg.clone(),
+            headers(&[
+                ("x-slack-request-timestamp", now_s.to_string()),
+                ("x-slack-signature", slack_sig(now_s, &msg)),
+            ]),
+            headers(&[
+                ("x-slack-request-timestamp", now_s.to_string()),
+                ("x-slack-signature", slack_sig(now_s + 1, &msg)),
+            ]),
+            headers(&[
+                ("x-slack-request-timestamp", (now_s - 600).to_string()),
+                ("x-slack-signature", slack_sig(now_s - 600, &msg)),
+            ]),
+        ),
+    ];
+    for (name, body, good, forged, stale) in cases {
+        let outcome = hub
+            .webhook(&acme, name, &good, body.as_bytes(), &NoServices)
+            .await;
+        assert!(
+            matches!(outcome, Ok(WebhookOutcome::Stored(1))),
+            "{name}: {outcome:?}"
+        );
+        let forged = hub
+            .webhook(&acme, name, &forged, body.as_bytes(), &NoServices)
+            .await;
+        assert!(
+            matches!(forged, Err(HookError::Refused(WebhookError::Signature(_)))),
+            "{name}: {forged:?}"
+        );
+        // The same delivery again (a captured request replayed).
+        let again = hub
+            .webhook(&acme, name, &good, body.as_bytes(), &NoServices)
+            .await;
+        let replay_refused = matches!(again, Err(HookError::Refused(WebhookError::Replay)));
+        if name == "slack" {
+            // Slack signs its timestamp: within the window a retry is
+            // the same event and replaces itself.
+            assert!(
+                matches!(again, Ok(WebhookOutcome::Stored(1))),
+                "{name}: {again:?}"
+            );
+        } else {
+            assert!(replay_refused, "{name}: {again:?}");
+        }
+        if !stale.is_empty() {
+            let stale_body = if name == "linear" {
+                old_lin.clone()
+            } else {
+                body.clone()
+            };
+            let r = hub
+                .webhook(&acme, name, &stale, stale_body.as_bytes(), &NoServices)
+                .await;
+            assert!(
+                matches!(r, Err(HookError::Refused(WebhookError::Replay))),
+                "{name}: {r:?}"
+            );
+        }
+    }
+    // Five sources, one record each; nothing from the refused requests.
+    let all = hub
+        .signals(&acme, &SignalQuery::default())
+        .await
+        .expect("signals");
+    assert_eq!(all.len(), 5, "{all:#?}");
+    // Another tenant's path to the same source name is unknown.
+    let globex = TenantId::new("globex").expect("tenant");
+    assert!(matches!(
+        hub.webhook(&globex, "gh", &HeaderMap::new(), b"{}", &NoServices)
+            .await,
+        Err(HookError::Unknown)
+    ));
+
+    // Deploy events: signed (the tenant has a deploy secret), stale, forged.
+    let deploy = r#"{"service":"checkout","version":"v2"}"#;
+    let sig = |ts: i64, k: &str| {
+        format!(
+            "sha256={}",
+            hmac_hex(
+                &key(k),
+                &[ts.to_string().as_bytes(), b".", deploy.as_bytes()]
+            )
+        )
+    };
+    let signed = headers(&[
+        ("x-causeway-timestamp", now_s.to_string()),
+        ("x-causeway-signature", sig(now_s, "deploy")),
+    ]);
+    assert!(
+        hub.deploy_event(&acme, &signed, deploy.as_bytes(), &NoServices)
+            .await
+            .is_ok()
+    );
+    let forged = headers(&[
+        ("x-causeway-timestamp", now_s.to_string()),
+        ("x-causeway-signature", sig(now_s, "gh")),
+    ]);
+    assert!(matches!(
+        hub.deploy_event(&acme, &forged, deploy.as_bytes(), &NoServices)
+            .await,
+        Err(HookError::Refused(WebhookError::Signature(_)))
+    ));
+    let stale = headers(&[
+        ("x-causeway-timestamp", (now_s - 900).to_string()),
+        ("x-causeway-signature", sig(now_s - 900, "deploy")),
+    ]);
+    assert!(matches!(
+        hub.deploy_event(&acme, &stale, deploy.as_bytes(), &NoServices)
+            .await,
+        Err(HookError::Refused(WebhookError::Replay))
+    ));
+    // A tenant without a deploy secret relies on its API key alone.
+    assert!(
+        hub.deploy_event(&globex, &HeaderMap::new(), deploy.as_bytes(), &NoServices)
+            .await
+            .is_ok()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
