@@ -47,7 +47,7 @@ enum Command {
     /// send it to a receiver or write OTLP files, plus the ground truth.
     Simulate(causeway_lab::SimulateArgs),
     /// A bad deploy in a simulated web shop, through the whole pipeline,
-    /// and the RCA it gets (about a minute).
+    /// and the RCA it gets (a few seconds).
     Demo(causeway_lab::DemoArgs),
     /// Read-only connectors (GitHub, Jira, Slack, …): check credentials,
     /// sync, seal credentials.

@@ -1,11 +1,11 @@
 //! Persistence for causeway.
 //!
-//! Entry points: [`Store`], the trait for everything that is not raw spans
-//! (series cells, the service catalog; later anomalies, signals and RCAs),
-//! with [`DuckDbStore`] as the embedded default (a PostgreSQL implementation
-//! fills the same trait for shared deployments); and [`SpanStore`], which
-//! keeps spans as Parquet files per tenant and hour under the data
-//! directory.
+//! Entry points: [`Store`], the trait for series cells, the service
+//! catalog and detection state, implemented by [`DuckDbStore`] (an embedded
+//! DuckDB file; the only implementation today); [`SpanStore`], which keeps
+//! spans as Parquet files per tenant and hour under the data directory;
+//! [`DuckDbSignals`] (connector signals, cursors, sealed credentials) and
+//! [`DuckDbReports`] (RCA reports and feedback).
 //!
 //! ```text
 //! processor ──cells, services──> Store (DuckDB file: <data_dir>/causeway.duckdb)
