@@ -125,7 +125,7 @@ struct ServeArgs {
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    causeway_receiver::config::parse_socket_addr(s)
+    causeway_server::config::parse_socket_addr(s)
 }
 
 fn main() -> ExitCode {
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
             }
             #[allow(clippy::print_stdout)]
             {
-                println!("{}", causeway_receiver::auth::key_digest_hex(key));
+                println!("{}", causeway_server::key_digest_hex(key));
             }
             ExitCode::SUCCESS
         }

@@ -19,7 +19,7 @@ use causeway_receiver::{Admission, Ingest, ReceiveError, ReceiverMetrics};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
-use super::wiring::start_processor;
+use super::wiring::{CHANGE_CAPACITY, start_processor};
 use crate::config::Config;
 
 /// What a replay did.
@@ -69,6 +69,8 @@ pub struct Session {
     max_bytes: usize,
     tenant: TenantId,
     started: Instant,
+    /// Incident changes, until someone takes them (an RCA stage).
+    changes: Option<mpsc::Receiver<causeway_processor::IncidentChange>>,
     /// What was submitted so far.
     pub report: ReplayReport,
 }
@@ -83,7 +85,10 @@ impl Session {
         // Asked once, at the end, for what detection found.
         let (query_tx, query_rx) = mpsc::channel(1);
         let admission = Admission::new(batch_tx, &config.processors.queue, 1);
-        let processor = start_processor(config, batch_rx, query_rx)?;
+        // Nobody may take the changes: the processor keeps at most the
+        // latest of each incident waiting, and drops them when this goes.
+        let (change_tx, change_rx) = mpsc::channel(CHANGE_CAPACITY);
+        let processor = start_processor(config, batch_rx, query_rx, Some(change_tx))?;
         Ok(Self {
             ingest: Arc::new(Ingest::new(admission, metrics)),
             queries: causeway_processor::QueryHandle::new(query_tx),
@@ -91,6 +96,7 @@ impl Session {
             max_bytes: config.receivers.otlp.largest_request(),
             tenant,
             started: Instant::now(),
+            changes: Some(change_rx),
             report: ReplayReport::default(),
         })
     }
@@ -131,6 +137,12 @@ impl Session {
     /// ask).
     pub fn queries(&self) -> causeway_processor::QueryHandle {
         self.queries.clone()
+    }
+
+    /// The processor's incident changes, for an RCA stage (the first call
+    /// takes them; later calls answer `None`).
+    pub fn take_changes(&mut self) -> Option<mpsc::Receiver<causeway_processor::IncidentChange>> {
+        self.changes.take()
     }
 
     /// Waits until everything submitted is processed, collects the

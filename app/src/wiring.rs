@@ -1,20 +1,23 @@
 //! The only place that creates channels: receivers → bounded queue →
-//! processor; API → query channel → processor. Shutdown runs in flow order:
-//! receivers stop accepting and finish in-flight requests, the processor
-//! drains everything they acknowledged, then the API stops.
+//! processor → incident changes → RCA stage → report sinks (exporter) and
+//! live events (API); API and RCA stage → query channel → processor.
+//! Shutdown runs in flow order: receivers stop accepting and finish
+//! in-flight requests, the processor drains everything they acknowledged,
+//! then the API stops.
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use causeway_api::{self as api, ApiState, CatalogServices, Readiness};
 use causeway_connectors::{KnownServices, SignalHub};
-use causeway_exporter::api::{self, ApiState, CatalogServices, Readiness};
+use causeway_correlator::{RcaService, ReportSink};
 use causeway_exporter::forward::{ForwardMetrics, Forwarder};
 use causeway_exporter::notify::{Notifier, NotifyMetrics};
-use causeway_exporter::sink::ReportSink;
 use causeway_processor::persist::Persistence;
 use causeway_processor::{ProcessorStage, QueryHandle, SqlEngine};
-use causeway_receiver::net::{self, Listener, ServeOptions};
-use causeway_receiver::{Admission, Authenticator, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
+use causeway_receiver::{Admission, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
+use causeway_server::Authenticator;
+use causeway_server::net::{self, Listener, ServeOptions};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +26,11 @@ use crate::config::Config;
 
 /// Capacity of the API → processor query channel.
 const QUERY_CAPACITY: usize = 64;
+/// Capacity of the processor → RCA stage incident-change channel: changes
+/// come at most once per window per open incident, and the stage takes
+/// them at once (analyses run on their own task); a full channel only
+/// delays them, the processor keeps the latest of each (`Outbox`).
+pub(crate) const CHANGE_CAPACITY: usize = 256;
 
 /// Runs causeway until SIGTERM or SIGINT, then shuts down losing nothing
 /// that was acknowledged.
@@ -60,6 +68,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let auth = Arc::new(Authenticator::new(&config.auth.api_keys));
     let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
     let (query_tx, query_rx) = mpsc::channel(QUERY_CAPACITY);
+    let (change_tx, change_rx) = mpsc::channel(CHANGE_CAPACITY);
     let admission = Admission::new(batch_tx, &config.processors.queue, auth.tenants().len());
     let mut ingest = Ingest::new(admission, receiver_metrics);
     if !forwarder.is_empty() {
@@ -75,7 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting the API")?;
 
-    let processor = start_processor(&config, batch_rx, query_rx)?;
+    let processor = start_processor(&config, batch_rx, query_rx, Some(change_tx))?;
 
     let processor_handle = QueryHandle::new(query_tx);
     let sql = SqlEngine::start(
@@ -90,7 +99,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let known: Arc<dyn KnownServices> = Arc::new(CatalogServices(processor_handle.clone()));
     let rca_path = config.storage.data_dir.join("rca.duckdb");
-    let mut rca = causeway_exporter::rca::RcaService::new(
+    let mut rca = RcaService::new(
         processor_handle.clone(),
         causeway_store::DuckDbReports::open(&rca_path)
             .with_context(|| format!("opening the RCA store {}", rca_path.display()))?,
@@ -122,7 +131,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let connectors_stop = CancellationToken::new();
     let connectors = tokio::spawn(Arc::clone(&hub).run(known, connectors_stop.clone()));
     let rca_stop = CancellationToken::new();
-    let rca_task = tokio::spawn(Arc::clone(&rca).run(rca_stop.clone()));
+    let rca_task = tokio::spawn(Arc::clone(&rca).run(change_rx, rca_stop.clone()));
     let forward_stop = CancellationToken::new();
     let forward_task = tokio::spawn(Arc::clone(&forwarder).run(forward_stop.clone()));
     let notify_stop = CancellationToken::new();
@@ -197,12 +206,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Opens the stores, restores the processor's state from them and runs the
-/// processor on a thread of its own; the receiver fires when it has drained
-/// `batches` (every sender dropped) and written its final checkpoint.
+/// processor on a thread of its own, sending incident changes to `changes`
+/// when given; the receiver fires when it has drained `batches` (every
+/// sender dropped) and written its final checkpoint.
 pub(crate) fn start_processor(
     config: &Config,
     batches: mpsc::Receiver<causeway_model::QueuedBatch>,
     queries: mpsc::Receiver<causeway_processor::Query>,
+    changes: Option<mpsc::Sender<causeway_processor::IncidentChange>>,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
     let dir = &config.storage.data_dir;
     std::fs::create_dir_all(dir)
@@ -213,8 +224,11 @@ pub(crate) fn start_processor(
             dir.display()
         )
     })?;
-    let stage = ProcessorStage::new(batches, queries, config.processors.spans.clone(), persist)
+    let mut stage = ProcessorStage::new(batches, queries, config.processors.spans.clone(), persist)
         .context("restoring stored series")?;
+    if let Some(changes) = changes {
+        stage = stage.with_changes(changes);
+    }
     // The processor is CPU-bound and does blocking disk writes: it gets a
     // thread of its own instead of a runtime worker.
     let (done, processor) = tokio::sync::oneshot::channel();

@@ -35,6 +35,47 @@ fn bench(c: &mut Criterion) {
         b.iter(|| json_to_protobuf(std::hint::black_box(&json)).expect("valid"))
     });
     group.finish();
+
+    // One span per resource, each resource another service: the cost must
+    // stay linear in the request (a hostile client's cheapest lever on the
+    // per-service bookkeeping).
+    let mut group = c.benchmark_group("decode_20000_services_request");
+    let many = many_services(&mut workload, 20_000);
+    group.throughput(Throughput::Elements(span_count(&many)));
+    let many = many.encode_to_vec();
+    group.sample_size(20);
+    group.bench_function("wire_scan", |b| {
+        b.iter(|| scan_request(std::hint::black_box(&many)).expect("valid"))
+    });
+    group.bench_function("prost_decode", |b| {
+        b.iter(|| {
+            ExportTraceServiceRequest::decode(std::hint::black_box(many.as_slice())).expect("valid")
+        })
+    });
+    group.finish();
+}
+
+/// `n` resources of one span each, every one naming its own service.
+fn many_services(workload: &mut Workload, n: usize) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
+    let mut template = workload.batch(1).resource_spans.remove(0);
+    template.scope_spans.truncate(1);
+    template.scope_spans[0].spans.truncate(1);
+    let mut req = ExportTraceServiceRequest::default();
+    for i in 0..n {
+        let mut rs = template.clone();
+        if let Some(kv) = rs
+            .resource
+            .as_mut()
+            .and_then(|r| r.attributes.iter_mut().find(|kv| kv.key == "service.name"))
+        {
+            kv.value = Some(AnyValue {
+                value: Some(Value::StringValue(format!("svc-{i}"))),
+            });
+        }
+        req.resource_spans.push(rs);
+    }
+    req
 }
 
 criterion_group!(benches, bench);

@@ -16,6 +16,11 @@ use crate::http::{Auth, ReadOnlyClient, RetryPolicy};
 use crate::mapping::Hints;
 use crate::{Connector, Item, Page, time};
 
+mod config;
+
+pub use config::Config;
+pub(crate) use config::INFO;
+
 const SYSTEM: &str = "bitbucket";
 
 /// Settings of one Bitbucket connector.

@@ -1,6 +1,7 @@
 //! `connectors:` in `causeway.yaml`: the sources each tenant reads, their
 //! credentials (references only: `env`, `file` or `sealed`), the service
-//! mapping, and the sync schedule.
+//! mapping, and the sync schedule. A source's keys beside the common ones
+//! belong to its system (`type:`, looked up in [`crate::registry`]).
 //!
 //! ```yaml
 //! connectors:
@@ -24,26 +25,16 @@ use causeway_model::TenantId;
 use serde::Deserialize;
 
 use crate::Connector;
-use crate::azure::{AzureDevOps, AzureDevOpsSettings};
-use crate::bitbucket::{Bitbucket, BitbucketSettings};
 use crate::error::{Error, Result};
-use crate::git::{GitSettings, LocalGit};
-use crate::github::{GitHub, GitHubSettings};
-use crate::gitlab::{GitLab, GitLabSettings};
 use crate::http::{Auth, RetryPolicy};
-use crate::jira::{Jira, JiraSettings};
-use crate::linear::{Linear, LinearSettings};
 use crate::mapping::MappingRule;
 use crate::oauth::{OAuthConfig, OAuthSession, TokenStore};
-use crate::pylon::{Pylon, PylonSettings};
-use crate::salesforce::{Salesforce, SalesforceSettings};
+use crate::registry::System;
 use crate::secret::{Secret, SecretRef};
-use crate::servicenow::{ServiceNow, ServiceNowSettings};
-use crate::slack::{Slack, SlackSettings};
-use crate::webhook::Source;
-use crate::zendesk::{Zendesk, ZendeskSettings};
 
 mod build;
+
+pub use build::{BuildContext, basic_or_bearer};
 
 /// `connectors`.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,8 +108,9 @@ pub struct SourceConfig {
     pub webhook_secret: Option<SecretRef>,
     /// OAuth tokens that renew themselves, instead of a static `token`.
     pub oauth: Option<OAuthConfig>,
-    /// Which system, and its settings.
-    pub system: SystemConfig,
+    /// Which system (`type:`), and its settings: the registry's parse of
+    /// the remaining keys.
+    pub system: Arc<dyn System>,
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {
@@ -148,7 +140,11 @@ impl<'de> Deserialize<'de> for SourceConfig {
             .map(serde_json::from_value::<OAuthConfig>)
             .transpose()
             .map_err(|e| D::Error::custom(format!("oauth: {e}")))?;
-        let system = serde_json::from_value::<SystemConfig>(serde_json::Value::Object(map))
+        let kind = field(take("type"), "type")?
+            .ok_or_else(|| D::Error::custom(format!("source {name}: missing field `type`")))?;
+        // What is left are the system's own keys, which its settings
+        // struct refuses if it does not know them.
+        let system = crate::registry::settings(&kind, serde_json::Value::Object(map))
             .map_err(|e| D::Error::custom(format!("source {name}: {e}")))?;
         Ok(Self {
             name,
@@ -158,213 +154,6 @@ impl<'de> Deserialize<'de> for SourceConfig {
             oauth,
             system,
         })
-    }
-}
-
-/// Per-system settings (`type:`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SystemConfig {
-    /// GitHub.
-    Github {
-        /// Token (fine-grained, read-only).
-        #[serde(default)]
-        token: Option<SecretRef>,
-        /// `owner/name`.
-        repositories: Vec<String>,
-        /// Branch for commits (default: the default branch).
-        #[serde(default)]
-        branch: Option<String>,
-    },
-    /// GitLab.
-    Gitlab {
-        /// `read_api` token.
-        #[serde(default)]
-        token: Option<SecretRef>,
-        /// Project paths or ids.
-        projects: Vec<String>,
-    },
-    /// Bitbucket Cloud.
-    Bitbucket {
-        /// Atlassian e-mail for API tokens; absent for access tokens (Bearer).
-        #[serde(default)]
-        email: Option<String>,
-        /// API or access token.
-        #[serde(default)]
-        token: Option<SecretRef>,
-        /// `workspace/repo_slug`.
-        repositories: Vec<String>,
-        /// Branch for commits.
-        #[serde(default = "default_branch")]
-        branch: String,
-    },
-    /// Azure DevOps Services.
-    AzureDevops {
-        /// Organization.
-        organization: String,
-        /// Project.
-        project: String,
-        /// Personal access token.
-        #[serde(default)]
-        token: Option<SecretRef>,
-        /// Repositories.
-        #[serde(default)]
-        repositories: Vec<String>,
-        /// Read work items.
-        #[serde(default)]
-        work_items: bool,
-    },
-    /// Jira Cloud.
-    Jira {
-        /// `https://SITE.atlassian.net`.
-        site: String,
-        /// E-mail of the API token's user; absent for OAuth (Bearer).
-        #[serde(default)]
-        email: Option<String>,
-        /// API token or OAuth access token.
-        #[serde(default)]
-        token: Option<SecretRef>,
-        /// Which issues (`project = OPS`).
-        #[serde(default)]
-        jql: String,
-    },
-    /// Linear.
-    Linear {
-        /// Personal API key, or an OAuth token with `oauth: true`.
-        #[serde(default)]
-        key: Option<SecretRef>,
-        /// The key is an OAuth token.
-        #[serde(default)]
-        oauth: bool,
-    },
-    /// Zendesk.
-    Zendesk {
-        /// `SUBDOMAIN` of `SUBDOMAIN.zendesk.com`.
-        subdomain: String,
-        /// Agent e-mail for API tokens; absent for OAuth (Bearer).
-        #[serde(default)]
-        email: Option<String>,
-        /// API token or OAuth token.
-        #[serde(default)]
-        token: Option<SecretRef>,
-    },
-    /// ServiceNow.
-    Servicenow {
-        /// `INSTANCE` of `INSTANCE.service-now.com`.
-        instance: String,
-        /// User for Basic auth; absent for OAuth (Bearer).
-        #[serde(default)]
-        user: Option<String>,
-        /// Password or OAuth token.
-        #[serde(default)]
-        token: Option<SecretRef>,
-        /// Tables.
-        #[serde(default = "default_tables")]
-        tables: Vec<String>,
-    },
-    /// Slack.
-    Slack {
-        /// Bot token (`xoxb-`).
-        #[serde(default)]
-        token: Option<SecretRef>,
-        /// Channel ids.
-        channels: Vec<String>,
-        /// Workspace URL for links (`https://acme.slack.com`).
-        workspace_url: String,
-    },
-    /// Salesforce Cases.
-    Salesforce {
-        /// `https://MYDOMAIN.my.salesforce.com`.
-        instance_url: String,
-        /// OAuth access token.
-        #[serde(default)]
-        token: Option<SecretRef>,
-        /// API version.
-        #[serde(default = "default_sf_version")]
-        api_version: String,
-    },
-    /// Pylon.
-    Pylon {
-        /// API token.
-        token: SecretRef,
-    },
-    /// A local git repository (a mirror or checkout on disk).
-    Git {
-        /// Its directory.
-        path: std::path::PathBuf,
-        /// Branch (default: HEAD).
-        #[serde(default)]
-        branch: Option<String>,
-        /// Repository name (default: the directory's).
-        #[serde(default)]
-        repository: Option<String>,
-    },
-}
-
-fn default_branch() -> String {
-    "main".into()
-}
-
-fn default_tables() -> Vec<String> {
-    vec!["incident".into(), "change_request".into()]
-}
-
-fn default_sf_version() -> String {
-    "v62.0".into()
-}
-
-impl SystemConfig {
-    /// The system's name.
-    pub fn system(&self) -> &'static str {
-        match self {
-            SystemConfig::Github { .. } => "github",
-            SystemConfig::Gitlab { .. } => "gitlab",
-            SystemConfig::Bitbucket { .. } => "bitbucket",
-            SystemConfig::AzureDevops { .. } => "azure_devops",
-            SystemConfig::Jira { .. } => "jira",
-            SystemConfig::Linear { .. } => "linear",
-            SystemConfig::Zendesk { .. } => "zendesk",
-            SystemConfig::Servicenow { .. } => "servicenow",
-            SystemConfig::Slack { .. } => "slack",
-            SystemConfig::Salesforce { .. } => "salesforce",
-            SystemConfig::Pylon { .. } => "pylon",
-            SystemConfig::Git { .. } => "git",
-        }
-    }
-
-    /// The webhook scheme of this system, if it pushes.
-    pub fn webhook(&self) -> Option<Source> {
-        match self {
-            SystemConfig::Github { .. } => Some(Source::GitHub),
-            SystemConfig::Gitlab { .. } => Some(Source::GitLab),
-            SystemConfig::Jira { .. } => Some(Source::Jira),
-            SystemConfig::Linear { .. } => Some(Source::Linear),
-            SystemConfig::Slack { .. } => Some(Source::Slack),
-            _ => None,
-        }
-    }
-
-    /// The minimal read scopes to grant, for `connectors check` and README.
-    pub fn read_scopes(&self) -> &'static str {
-        crate::read_scopes(self.system())
-    }
-
-    /// The static credential (`token`, Linear's `key`), if configured.
-    pub fn token(&self) -> Option<&SecretRef> {
-        match self {
-            SystemConfig::Github { token, .. }
-            | SystemConfig::Gitlab { token, .. }
-            | SystemConfig::Bitbucket { token, .. }
-            | SystemConfig::AzureDevops { token, .. }
-            | SystemConfig::Jira { token, .. }
-            | SystemConfig::Zendesk { token, .. }
-            | SystemConfig::Servicenow { token, .. }
-            | SystemConfig::Slack { token, .. }
-            | SystemConfig::Salesforce { token, .. } => token.as_ref(),
-            SystemConfig::Linear { key, .. } => key.as_ref(),
-            SystemConfig::Pylon { token } => Some(token),
-            SystemConfig::Git { .. } => None,
-        }
     }
 }
 
@@ -398,7 +187,7 @@ impl ConnectorsConfig {
             if s.webhook_secret.is_some() && s.system.webhook().is_none() {
                 out.push((
                     at("webhook_secret"),
-                    format!("{} does not send signed webhooks", s.system.system()),
+                    format!("{} does not send signed webhooks", s.system.name()),
                 ));
             }
             if let Some(u) = &s.base_url
@@ -406,17 +195,17 @@ impl ConnectorsConfig {
             {
                 out.push((at("base_url"), format!("{u:?} is not a URL")));
             }
-            let system = s.system.system();
+            let system = s.system.name();
             let token = s.system.token();
             match (&s.oauth, token) {
-                (Some(_), _) if matches!(system, "pylon" | "git") => {
+                (Some(_), _) if !s.system.info().oauth.supported() => {
                     out.push((at("oauth"), format!("{system} has no OAuth")));
                 }
                 (Some(_), Some(_)) => out.push((
                     at("oauth"),
                     "a source has a token or an oauth block, not both".into(),
                 )),
-                (None, None) if system != "git" => out.push((
+                (None, None) if s.system.needs_credential() => out.push((
                     at("token"),
                     "a token (or an oauth block) is required".into(),
                 )),

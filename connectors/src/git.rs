@@ -19,6 +19,11 @@ use crate::error::{Error, Result};
 use crate::mapping::Hints;
 use crate::{Connector, Item, Page};
 
+mod config;
+
+pub use config::Config;
+pub(crate) use config::INFO;
+
 const SYSTEM: &str = "git";
 /// Commits per page.
 pub const PAGE: usize = 200;

@@ -17,7 +17,11 @@ use crate::mapping::Hints;
 use crate::secret::Secret;
 use crate::{Connector, Item, Page, time};
 
+mod config;
 pub(crate) mod webhook;
+
+pub use config::Config;
+pub(crate) use config::INFO;
 
 const SYSTEM: &str = "gitlab";
 const STREAMS: [&str; 4] = ["commits", "merge_requests", "deployments", "issues"];

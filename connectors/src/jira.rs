@@ -19,7 +19,11 @@ use crate::http::{Auth, ReadOnlyClient, RetryPolicy};
 use crate::mapping::Hints;
 use crate::{Connector, Item, Page, time};
 
+mod config;
 pub(crate) mod webhook;
+
+pub use config::Config;
+pub(crate) use config::INFO;
 
 const SYSTEM: &str = "jira";
 const FIELDS: &str = "summary,description,status,priority,issuetype,created,updated,reporter,assignee,components,labels,project";

@@ -11,6 +11,13 @@
 //!
 //! Every connector speaks its system's real API; tests run each against a
 //! local server that answers in that system's wire format.
+//!
+//! Each system is one folder: its client and mapping (`github.rs`), its
+//! webhook payloads (`github/webhook.rs`), its `type: github` settings
+//! (`github/config.rs`, a [`registry::System`]) and its local-server tests.
+//! [`registry`] holds one table of them, which a source's `type:` is looked
+//! up in, so nothing else lists systems: a new system is one folder and one
+//! line in the registry.
 
 pub mod azure;
 pub mod bitbucket;
@@ -26,6 +33,7 @@ pub mod linear;
 pub mod mapping;
 pub mod oauth;
 pub mod pylon;
+pub mod registry;
 pub mod salesforce;
 pub mod secret;
 pub mod servicenow;
@@ -49,25 +57,7 @@ use causeway_model::{Signal, TenantId};
 /// The minimal read scopes (or roles) a system's credential needs, as
 /// error messages, `connectors check` and README name them.
 pub fn read_scopes(system: &str) -> &'static str {
-    match system {
-        "github" => {
-            "a fine-grained token with Metadata, Contents, Pull requests, Deployments and Issues: read-only"
-        }
-        "gitlab" => "the read_api scope",
-        "bitbucket" => {
-            "read:repository:bitbucket and read:pullrequest:bitbucket (access tokens: repository, pullrequest)"
-        }
-        "azure_devops" => "Code (Read) and Work Items (Read)",
-        "jira" => "read:jira-work (an API token of a user who can browse the projects, or OAuth)",
-        "linear" => "the read scope",
-        "zendesk" => "the read scope (OAuth) or an agent's API token",
-        "servicenow" => "the itil role (or a read role) and snc_read_only",
-        "slack" => "channels:history, groups:history and channels:read",
-        "salesforce" => "the api scope on a user whose profile only reads Case",
-        "pylon" => "an API token (Pylon has no read-only scope)",
-        "git" => "read access to the repository directory",
-        _ => "read access",
-    }
+    registry::info(system).map_or("read access", |s| s.read_scopes)
 }
 
 /// One record a connector read, with what it says about where it belongs.

@@ -33,7 +33,8 @@ use crate::secret::Secret;
 mod config;
 
 pub use config::{
-    BodyFormat, ClientAuth, Endpoint, OAuthConfig, default_endpoint, settings, token_url_problem,
+    BodyFormat, ClientAuth, Endpoint, OAuthConfig, TokenEndpoint, default_endpoint, settings,
+    token_url_problem,
 };
 
 /// Renew this long before the announced expiry: a request that starts

@@ -17,6 +17,11 @@ use crate::mapping::Hints;
 use crate::secret::Secret;
 use crate::{Connector, Item, Page, time};
 
+mod config;
+
+pub use config::Config;
+pub(crate) use config::INFO;
+
 const SYSTEM: &str = "pylon";
 const DAY_NS: i64 = 86_400_000_000_000;
 /// The longest window Pylon accepts.

@@ -18,6 +18,11 @@ use crate::mapping::Hints;
 use crate::secret::Secret;
 use crate::{Connector, Item, Page, time};
 
+mod config;
+
+pub use config::Config;
+pub(crate) use config::INFO;
+
 const SYSTEM: &str = "salesforce";
 
 /// Settings of one Salesforce connector.

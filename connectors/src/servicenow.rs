@@ -16,6 +16,11 @@ use crate::http::{Auth, ReadOnlyClient, RetryPolicy};
 use crate::mapping::Hints;
 use crate::{Connector, Item, Page, time};
 
+mod config;
+
+pub use config::Config;
+pub(crate) use config::INFO;
+
 const SYSTEM: &str = "servicenow";
 const FIELDS: &str = "sys_id,number,short_description,description,state,priority,opened_at,sys_created_on,sys_updated_on,cmdb_ci,assignment_group,start_date,end_date,type";
 

@@ -16,21 +16,26 @@ mod analyze;
 pub mod changes;
 pub mod config;
 mod error;
+mod gather;
 pub mod history;
 pub mod localize;
 pub mod report;
 pub mod spans;
+pub mod stage;
 
 use causeway_model::rca::{Evidence, Hypothesis, RcaReport};
 use causeway_model::{Anomaly, CauseKind, Incident, Signal, TenantId};
-use causeway_store::SpanStore;
 
 pub use analyze::analyze;
 #[cfg(test)]
 use analyze::with_feedback;
 pub use config::CorrelatorConfig;
 pub use error::{Error, Result};
+pub use gather::{
+    Case, Excluded, Listing, SpanSource, StoreSource, excluded_ranges, gather, investigate,
+};
 use spans::{Interner, SpanSet};
+pub use stage::{LiveEvent, RcaError, RcaService, ReportEvent, ReportSink};
 
 #[allow(missing_docs)] // fields named for what they hold
 /// Everything the analysis of one incident reads.
@@ -53,145 +58,6 @@ pub struct Input<'a> {
     pub feedback: &'a [causeway_model::rca::Feedback],
     /// Verdicts on the tenant's earlier incidents, by evidence.
     pub history: &'a history::History,
-}
-
-/// Time ranges `[from, to)` other incidents cover: kept out of the
-/// reference.
-pub type Excluded = Vec<(i64, i64)>;
-
-/// Where spans are read from.
-pub trait SpanSource {
-    /// Spans starting in `[from_ns, to_ns)`, projected to `columns`.
-    fn scan(
-        &self,
-        from_ns: i64,
-        to_ns: i64,
-        columns: &[&str],
-    ) -> Result<Vec<arrow_array::RecordBatch>>;
-}
-
-#[allow(missing_docs)] // fields named for what they hold
-/// One tenant of a span store.
-#[derive(Debug)]
-pub struct StoreSource<'a>(pub &'a SpanStore, pub &'a TenantId);
-
-impl SpanSource for StoreSource<'_> {
-    fn scan(
-        &self,
-        from_ns: i64,
-        to_ns: i64,
-        columns: &[&str],
-    ) -> Result<Vec<arrow_array::RecordBatch>> {
-        Ok(self.0.scan(self.1, from_ns, to_ns, columns)?)
-    }
-}
-
-#[allow(missing_docs)] // fields named for what they hold
-/// A listing of one tenant's span files and buffered batches, as a
-/// processor snapshot hands them over.
-#[derive(Debug)]
-pub struct Listing<'a> {
-    pub files: &'a [std::path::PathBuf],
-    pub buffered: &'a [arrow_array::RecordBatch],
-}
-
-impl SpanSource for Listing<'_> {
-    fn scan(
-        &self,
-        from_ns: i64,
-        to_ns: i64,
-        columns: &[&str],
-    ) -> Result<Vec<arrow_array::RecordBatch>> {
-        Ok(causeway_store::scan_files(
-            self.files,
-            self.buffered,
-            from_ns,
-            to_ns,
-            columns,
-        )?)
-    }
-}
-
-/// Reads the window and the reference of `incident` from `source`.
-///
-/// The window runs from onset to the latest onset of the incident's
-/// anomalies, at least `window` and at most `max_window` long (an incident
-/// grows: a fault that joins an incident opened by something earlier is
-/// still analysed). The reference is the most
-/// recent `reference` of data before `onset - guard`, going back at most
-/// `lookback`, skipping `excluded` ranges (other incidents, which are not
-/// healthy), and at most `reference_max_spans` spans.
-pub fn gather(
-    source: &dyn SpanSource,
-    incident: &Incident,
-    excluded: &[(i64, i64)],
-    config: &CorrelatorConfig,
-    strings: &mut Interner,
-) -> Result<(SpanSet, SpanSet)> {
-    let onset = incident.onset_ns;
-    let window_end = config.window_end(incident);
-    let batches = source.scan(onset, window_end, &spans::COLUMNS)?;
-    let window = SpanSet::from_batches(&batches, strings)?;
-
-    // Backwards hour by hour until enough healthy data.
-    const STEP: i64 = 3_600_000_000_000;
-    let mut reference = SpanSet::default();
-    let mut to = onset.saturating_sub(config.guard_ns());
-    let floor = onset.saturating_sub(config.lookback_ns());
-    // 10-s buckets with spans, kept as parts arrive (see
-    // `SpanSet::covered_seconds`).
-    let mut buckets = std::collections::HashSet::new();
-    while to > floor
-        && (buckets.len() as u64) * spans::BUCKET_SECONDS < config.reference_seconds()
-        && reference.spans.len() < config.reference_max_spans
-    {
-        let from = to.saturating_sub(STEP).max(floor);
-        let batches = source.scan(from, to, &spans::COLUMNS)?;
-        let mut part = SpanSet::from_batches(&batches, strings)?;
-        part.spans.retain(|s| {
-            !excluded
-                .iter()
-                .any(|&(a, b)| s.start_ns >= a && s.start_ns < b)
-        });
-        // Most recent first, so a cap keeps the freshest reference: at
-        // most the spans that fit, and no bucket beyond the coverage asked
-        // for (an hour's scan would otherwise hand in the whole hour, and
-        // with it the hour's drift).
-        part.spans
-            .sort_unstable_by_key(|s| std::cmp::Reverse(s.start_ns));
-        let room = config.reference_max_spans - reference.spans.len();
-        part.spans.truncate(room);
-        let wanted = config.reference_seconds().div_ceil(spans::BUCKET_SECONDS) as usize;
-        let mut keep = part.spans.len();
-        for (i, s) in part.spans.iter().enumerate() {
-            let bucket = s.bucket();
-            if buckets.len() >= wanted && !buckets.contains(&bucket) {
-                keep = i;
-                break;
-            }
-            buckets.insert(bucket);
-        }
-        part.spans.truncate(keep);
-        reference.spans.extend(part.spans);
-        to = from;
-    }
-    // Self times are per set; the parts were computed separately, and a
-    // parent and child split by an hour boundary are rare enough.
-    Ok((window, reference))
-}
-
-/// The ranges of `others` (not `incident`) to keep out of the reference:
-/// each from 30 s before its onset to 30 s after its last change.
-pub fn excluded_ranges(incident: &Incident, others: &[Incident]) -> Excluded {
-    const PAD: i64 = 30_000_000_000;
-    others
-        .iter()
-        .filter(|o| o.id != incident.id)
-        .map(|o| {
-            let end = o.resolved_ns.unwrap_or(o.updated_ns).max(o.updated_ns);
-            (o.onset_ns - PAD, end + PAD)
-        })
-        .collect()
 }
 
 #[cfg(test)]

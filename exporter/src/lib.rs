@@ -1,25 +1,20 @@
-//! Where people and tools read causeway: the HTTP API.
+//! What leaves causeway: spans forwarded to OTLP destinations (with a
+//! disk queue per destination) and RCA reports sent as notifications (chat,
+//! webhooks) or exported as OTLP logs.
 //!
-//! Entry point: [`api::router`], served by the binary on the API listener
-//! (`exporters.api.endpoint`, default `127.0.0.1:4319`). Every data endpoint
-//! authenticates with the same API keys as ingest and answers only about the
-//! caller's tenant.
+//! Entry points: [`forward::Forwarder`] (a receiver `Tee` and a
+//! correlator `ReportSink`) and [`notify::Notifier`] (a `ReportSink`).
 //!
 //! ```text
-//! GET /healthz, /readyz          liveness / readiness (no data, no auth)
-//! GET /api/v1/services           ─> QueryHandle ─> processor (per tenant)
-//! GET /metrics                   Prometheus text, the caller's tenant only
+//! receiver ─Tee─> Forwarder ─disk queue─> OTLP/gRPC, OTLP/HTTP destinations
+//! RCA stage ─ReportEvent─> Forwarder (OTLP logs), Notifier ─> Slack, Teams, webhooks
 //! ```
 
-pub mod api;
 pub mod config;
 pub mod forward;
-pub mod narrative;
 pub mod notify;
-pub mod rca;
-pub mod sink;
 #[cfg(test)]
 mod testutil;
 
 /// Component name, used in config.
-pub const NAME: &str = "api";
+pub const NAME: &str = "exporters";

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use causeway_benches::{Fault, FaultKind, HttpSender, SimConfig, Simulator};
-use causeway_correlator::spans::Interner;
-use causeway_correlator::{CorrelatorConfig, Input, StoreSource, analyze, excluded_ranges, gather};
+use causeway_correlator::{Case, CorrelatorConfig, StoreSource, excluded_ranges, investigate};
 use causeway_model::{Anomaly, Incident, RcaReport, Signal, TenantId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -326,29 +325,17 @@ fn analyse_in(
     let all: Vec<Incident> = report.incidents.iter().map(|(i, _)| i.clone()).collect();
     let mut out = Vec::new();
     for (incident, anomalies) in report.incidents {
-        let mut strings = Interner::default();
-        let (window, reference) = gather(
-            &StoreSource(&store, &tenant),
-            &incident,
-            &excluded_ranges(&incident, &all),
-            &config,
-            &mut strings,
-        )?;
-        let rca = analyze(
-            Input {
-                tenant: &tenant,
-                incident: &incident,
-                anomalies: &anomalies,
-                window,
-                reference,
-                strings,
-                signals,
-                now_ns: incident.updated_ns,
-                feedback: &[],
-                history: &causeway_correlator::history::History::default(),
-            },
-            &config,
-        );
+        let case = Case {
+            tenant: &tenant,
+            incident: &incident,
+            anomalies: &anomalies,
+            excluded: &excluded_ranges(&incident, &all),
+            signals,
+            now_ns: incident.updated_ns,
+            feedback: &[],
+            history: &causeway_correlator::history::History::default(),
+        };
+        let rca = investigate(&StoreSource(&store, &tenant), case, &config)?;
         check(&rca, &store, &tenant);
         out.push((incident, anomalies, rca));
     }

@@ -1,18 +1,21 @@
 //! Per-tenant span processing.
 //!
 //! Entry point: [`ProcessorStage`], which owns all per-tenant state, consumes
-//! the bounded queue the receiver fills and answers [`Query`]s sent through
-//! a [`QueryHandle`]. State is owned by the stage's task and mutated through
-//! `&mut self`: no locks, and a query sees exactly the batches queued before
-//! it was asked, because the stage drains its input before answering.
+//! the bounded queue the receiver fills, answers [`Query`]s sent through
+//! a [`QueryHandle`] and sends each [`IncidentChange`] on to the
+//! correlator. State is owned by the stage's task and mutated through
+//! `&mut self`: no locks, and a query sees exactly the batches queued
+//! before it was asked, because the stage drains its input before
+//! answering.
 //!
 //! ```text
-//! receiver ──QueuedBatch──> ProcessorStage ──> catalog (per tenant × service)
+//! receiver ──QueuedBatch──> ProcessorStage ──IncidentChange──> correlator
 //!                                ^
-//! API ───────Query (oneshot)─────┘
+//! API, correlator ──Query (oneshot)
 //! ```
 
 mod catalog;
+mod changes;
 pub mod config;
 pub mod detect;
 mod error;
@@ -26,6 +29,7 @@ pub mod sql;
 mod stage;
 
 pub use catalog::{Catalog, MAX_SERVICES_PER_TENANT, OVERFLOW_SERVICE, ServiceStats};
+pub use changes::IncidentChange;
 pub use error::{Error, Result};
 pub use query::{
     CellRange, EdgeRow, MetricsSnapshot, Query, QueryHandle, RedQuery, RedRow, Snapshot,

@@ -6,7 +6,7 @@
 //! it computes does not depend on which conversion finished first, and a
 //! query still sees every batch acknowledged before it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -15,16 +15,18 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 
 use crate::catalog::Catalog;
+use crate::changes::{IncidentChange, Outbox};
 use crate::config::SpansConfig;
 use crate::detect::{DetectSettings, IncidentSettings, TenantDetection, links_of};
 use crate::graph::{EdgeKey, GraphState};
 use crate::kernels::otlp_to_arrow::otlp_to_arrow;
 use crate::persist::{Persistence, from_row, to_row};
-use crate::query::{
-    CellRange, EdgeRow, MetricsSnapshot, Query, RedQuery, RedRow, Snapshot, SnapshotCell,
-};
+use crate::query::{EdgeRow, MetricsSnapshot, Query, Snapshot};
+#[cfg(test)]
+use crate::query::{RedQuery, RedRow};
 use crate::red::{self, RedKey};
-use crate::series::{Cell, SeriesKey, SeriesSet};
+use crate::series::SeriesSet;
+use rows::{copy_cells, red_rows};
 
 /// The state document that holds a tenant's detection.
 const DETECTION_PART: &str = "detection";
@@ -68,6 +70,8 @@ pub struct ProcessorStage {
     sealed_windows: u64,
     failed_batches: u64,
     persist: Persistence,
+    /// Incident changes on their way to the correlator.
+    outbox: Outbox,
 }
 
 impl ProcessorStage {
@@ -91,6 +95,7 @@ impl ProcessorStage {
             sealed_windows: 0,
             failed_batches: 0,
             persist,
+            outbox: Outbox::new(None),
         };
         stage.catalog.restore(services);
         let (mut restored, mut skipped) = (0u64, 0u64);
@@ -144,6 +149,12 @@ impl ProcessorStage {
         Ok(stage)
     }
 
+    /// Also sends every incident change to `changes` (the correlator).
+    pub fn with_changes(mut self, changes: mpsc::Sender<IncidentChange>) -> Self {
+        self.outbox = Outbox::new(Some(changes));
+        self
+    }
+
     /// Runs until the input closes (every sender dropped, i.e. the receivers
     /// have stopped) and everything queued is processed.
     pub async fn run(mut self) {
@@ -174,12 +185,14 @@ impl ProcessorStage {
                 c = oldest(&mut converting), if !converting.is_empty() => {
                     converting.pop_front();
                     self.process(c);
+                    self.outbox.flush();
                 }
                 b = self.input.recv(), if converting.len() < in_flight => match b {
                     Some(batch) => converting.push_back(self.convert(batch)),
                     None => break,
                 },
                 _ = tick.tick() => {
+                    self.outbox.flush();
                     self.persist.poll();
                     if self.persist.checkpoint_due() {
                         self.checkpoint(false);
@@ -195,6 +208,7 @@ impl ProcessorStage {
             red::record_self_times(&mut state.self_time, state.graph.take_self_times());
         }
         self.advance();
+        self.outbox.flush();
         self.checkpoint(true);
         tracing::info!(
             batches = self.processed_batches,
@@ -271,7 +285,9 @@ impl ProcessorStage {
         // which order, then depends on the data and its order alone, not on
         // how fast it came in (a replay and a live feed of the same spans
         // find the same incidents).
-        self.sealed_windows += seal(state);
+        let (sealed, changes) = seal(state);
+        self.sealed_windows += sealed;
+        self.outbox.push(&tenant, changes);
         if let Err(e) = result {
             self.failed_batches += 1;
             tracing::error!(tenant = %tenant, error = %e, "cannot aggregate a batch");
@@ -326,8 +342,10 @@ impl ProcessorStage {
 
     /// Seals windows the watermark has passed, for every tenant.
     fn advance(&mut self) {
-        for state in self.tenants.values_mut() {
-            self.sealed_windows += seal(state);
+        for (tenant, state) in &mut self.tenants {
+            let (sealed, changes) = seal(state);
+            self.sealed_windows += sealed;
+            self.outbox.push(tenant, changes);
         }
     }
 
@@ -419,7 +437,10 @@ impl ProcessorStage {
                         .max(state.self_time.seal_horizon_ns());
                     state.red.raise_watermark(end);
                     state.self_time.raise_watermark(end);
-                    self.sealed_windows += seal(state);
+                    let (sealed, changes) = seal(state);
+                    self.sealed_windows += sealed;
+                    self.outbox.push(&tenant, changes);
+                    self.outbox.flush();
                 }
                 let _ = reply.send(());
             }
@@ -485,81 +506,10 @@ impl ProcessorStage {
     }
 }
 
-/// Copies the cells of `set` in `range`, at most `limit`; true if more matched.
-fn copy_cells<K: SeriesKey>(
-    set: &SeriesSet<K>,
-    range: &CellRange,
-    limit: usize,
-    out: &mut Vec<SnapshotCell<K>>,
-) -> bool {
-    for (k, r, t, c) in set.cells() {
-        if !range.contains(r, t) {
-            continue;
-        }
-        if out.len() == limit {
-            return true;
-        }
-        out.push((k.clone(), r, t, c.compact_clone()));
-    }
-    false
-}
-
-/// The whole-range cell and the per-step cells of one row.
-type Merged = (Cell, BTreeMap<i64, Cell>);
-
-/// RED rows for a query: series of all status codes merged per
-/// (service, operation, kind).
-fn red_rows(set: &SeriesSet<RedKey>, self_time: &SeriesSet<RedKey>, q: &RedQuery) -> Vec<RedRow> {
-    let filter = |k: &RedKey| {
-        q.service.as_deref().is_none_or(|s| *k.service == *s)
-            && q.operation.as_deref().is_none_or(|o| *k.operation == *o)
-    };
-    let step = q
-        .step_ns
-        .unwrap_or(q.to_ns.saturating_sub(q.from_ns))
-        .max(1);
-    let merge = |set: &SeriesSet<RedKey>| {
-        let mut merged: BTreeMap<(String, String, i8), Merged> = BTreeMap::new();
-        for (key, points) in set.query_points(q.from_ns, q.to_ns, step, filter) {
-            let entry = merged
-                .entry((key.service.to_string(), key.operation.to_string(), key.kind))
-                .or_default();
-            for (t, cell) in points {
-                entry.0.merge(&cell);
-                entry.1.entry(t).or_default().merge(&cell);
-            }
-        }
-        merged
-    };
-    let mut selfs = merge(self_time);
-    let points_of = |points: BTreeMap<i64, Cell>| {
-        if q.step_ns.is_some() {
-            points.into_iter().map(|(t, c)| (t, c.stats())).collect()
-        } else {
-            Vec::new()
-        }
-    };
-    merge(set)
-        .into_iter()
-        .map(|(key, (total, points))| {
-            let own = selfs.remove(&key);
-            let (service, operation, kind) = key;
-            RedRow {
-                service,
-                operation,
-                kind,
-                total: total.stats(),
-                points: points_of(points),
-                self_total: own.as_ref().map(|(t, _)| t.stats()),
-                self_points: own.map(|(_, p)| points_of(p)).unwrap_or_default(),
-            }
-        })
-        .collect()
-}
-
 /// Seals one tenant's windows the watermark has passed and hands them to
-/// detection; returns how many RED windows it sealed.
-fn seal(state: &mut TenantState) -> u64 {
+/// detection; returns how many RED windows it sealed and the incidents
+/// that changed.
+fn seal(state: &mut TenantState) -> (u64, Vec<causeway_model::Incident>) {
     // A tenant has one event time: the edges of a window are sealed with
     // its spans' window, so that detection judges the graph of a window
     // (which edge carried no calls while both its services were busy)
@@ -578,8 +528,10 @@ fn seal(state: &mut TenantState) -> u64 {
             .observe(red, edges, self_time, &links_of(&state.edges));
     }
     state.detect.tick(state.red.watermark_ns());
-    sealed
+    (sealed, state.detect.take_changes())
 }
+
+mod rows;
 
 #[cfg(test)]
 mod conversion_tests;

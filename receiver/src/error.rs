@@ -129,18 +129,8 @@ impl ReceiveError {
     }
 }
 
-/// Errors setting a receiver up (the operator's or the environment's fault).
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// A TLS file is missing or unparsable.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// Binding a listener failed.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// The OS error.
-        source: std::io::Error,
-    },
+impl From<causeway_server::AuthError> for ReceiveError {
+    fn from(e: causeway_server::AuthError) -> Self {
+        Self::Unauthenticated(e.0)
+    }
 }

@@ -11,15 +11,13 @@
 //!  :4318 HTTP ─┘   (401)            (413)        (400/415)   (partial)   (429/503)
 //! ```
 //!
-//! The [`net`] module's listener (TLS, HTTP/1+2, graceful drain) is shared
-//! with the API server.
+//! Listeners (TLS, HTTP/1+2, graceful drain) and API-key authentication
+//! come from `causeway-server`, shared with the API.
 
 pub mod admission;
-pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
-pub mod net;
 pub mod otlp;
 
 use std::net::SocketAddr;
@@ -28,13 +26,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use admission::Admission;
-pub use auth::Authenticator;
-pub use error::{ReceiveError, SetupError};
+pub use causeway_server::SetupError;
+pub use error::ReceiveError;
 pub use metrics::ReceiverMetrics;
 pub use otlp::ingest::{Ingest, Outcome, Tee, TeeFull};
 
+use causeway_server::Authenticator;
+use causeway_server::net::{self, Listener, ServeOptions};
 use config::OtlpReceiverConfig;
-use net::{Listener, ServeOptions};
 use otlp::grpc::GrpcTraceService;
 
 /// Component name, used in config and metrics.

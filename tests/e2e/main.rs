@@ -7,6 +7,7 @@ mod connectors;
 mod dashboard;
 mod errors;
 mod harness;
+mod layout;
 mod polyglot;
 mod restart;
 mod sdk_rust;

@@ -6,9 +6,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use causeway_exporter::config::ApiConfig;
+use causeway_api::config::ApiConfig;
 use causeway_processor::config::SpansConfig;
-use causeway_receiver::config::{AuthConfig, OtlpReceiverConfig, Problem, QueueConfig};
+use causeway_receiver::config::{OtlpReceiverConfig, QueueConfig};
+use causeway_server::config::{AuthConfig, Problem};
 use serde::Deserialize;
 
 use super::{env, locate};

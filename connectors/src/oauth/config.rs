@@ -81,44 +81,96 @@ pub struct Endpoint {
     pub body: BodyFormat,
 }
 
+/// Where a system's OAuth tokens come from unless `oauth.token_url` says
+/// otherwise; each system names its own in its `config.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpoint {
+    /// No OAuth: a static token only (Pylon), or no credential at all.
+    Unsupported,
+    /// OAuth without a default endpoint: `oauth.token_url` is required
+    /// (Entra's, for Azure DevOps, names the directory).
+    Configured,
+    /// The public service's endpoint. A source with a `base_url` is a
+    /// self-hosted server (GitHub Enterprise, self-managed GitLab) with an
+    /// endpoint of its own, so there this one would be wrong.
+    Public {
+        /// Token URL.
+        token_url: &'static str,
+        /// Client authentication it expects.
+        client_auth: ClientAuth,
+        /// Body encoding it expects.
+        body: BodyFormat,
+    },
+    /// One endpoint whatever the API root: a Jira `base_url` is Atlassian's
+    /// API gateway (`api.atlassian.com/ex/jira/…`), whose tokens still come
+    /// from Atlassian.
+    Global {
+        /// Token URL.
+        token_url: &'static str,
+        /// Client authentication it expects.
+        client_auth: ClientAuth,
+        /// Body encoding it expects.
+        body: BodyFormat,
+    },
+    /// On each customer's own host (Zendesk, ServiceNow, Salesforce):
+    /// `path` after the source's root.
+    OnHost {
+        /// Path of the token endpoint on the host.
+        path: &'static str,
+        /// Body encoding it expects.
+        body: BodyFormat,
+    },
+}
+
+impl TokenEndpoint {
+    /// Whether the system takes an `oauth` block.
+    pub fn supported(self) -> bool {
+        self != TokenEndpoint::Unsupported
+    }
+
+    /// The endpoint of a source whose own root is `host_url` (for
+    /// [`TokenEndpoint::OnHost`]), with a `base_url` override or not.
+    pub fn endpoint(self, host_url: Option<&str>, base_url_set: bool) -> Endpoint {
+        match self {
+            TokenEndpoint::Unsupported | TokenEndpoint::Configured => Endpoint {
+                token_url: None,
+                client_auth: ClientAuth::Body,
+                body: BodyFormat::Form,
+            },
+            TokenEndpoint::Public {
+                token_url,
+                client_auth,
+                body,
+            } => Endpoint {
+                token_url: (!base_url_set).then(|| token_url.to_owned()),
+                client_auth,
+                body,
+            },
+            TokenEndpoint::Global {
+                token_url,
+                client_auth,
+                body,
+            } => Endpoint {
+                token_url: Some(token_url.to_owned()),
+                client_auth,
+                body,
+            },
+            TokenEndpoint::OnHost { path, body } => Endpoint {
+                token_url: host_url.map(|h| format!("{}{path}", h.trim_end_matches('/'))),
+                client_auth: ClientAuth::Body,
+                body,
+            },
+        }
+    }
+}
+
 /// The default token endpoint of `system`, given the source's own
 /// settings (`site` for Zendesk's subdomain, ServiceNow's instance and
 /// Salesforce's instance URL are passed as `host_url`).
 pub fn default_endpoint(system: &str, host_url: Option<&str>) -> Endpoint {
-    let fixed = |url: &str, client_auth, body| Endpoint {
-        token_url: Some(url.to_owned()),
-        client_auth,
-        body,
-    };
-    let on_host = |path: &str, body| Endpoint {
-        token_url: host_url.map(|h| format!("{}{path}", h.trim_end_matches('/'))),
-        client_auth: ClientAuth::Body,
-        body,
-    };
-    use BodyFormat::{Form, Json};
-    use ClientAuth::{Basic, Body};
-    match system {
-        "github" => fixed("https://github.com/login/oauth/access_token", Body, Form),
-        "gitlab" => fixed("https://gitlab.com/oauth/token", Body, Form),
-        "bitbucket" => fixed(
-            "https://bitbucket.org/site/oauth2/access_token",
-            Basic,
-            Form,
-        ),
-        "jira" => fixed("https://auth.atlassian.com/oauth/token", Body, Json),
-        "linear" => fixed("https://api.linear.app/oauth/token", Body, Form),
-        "slack" => fixed("https://slack.com/api/oauth.v2.access", Body, Form),
-        "zendesk" => on_host("/oauth/tokens", Json),
-        "servicenow" => on_host("/oauth_token.do", Form),
-        "salesforce" => on_host("/services/oauth2/token", Form),
-        // Azure DevOps: Entra's endpoint names the directory
-        // (`https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token`).
-        _ => Endpoint {
-            token_url: None,
-            client_auth: Body,
-            body: Form,
-        },
-    }
+    crate::registry::info(system)
+        .map_or(TokenEndpoint::Unsupported, |s| s.oauth)
+        .endpoint(host_url, false)
 }
 
 /// Problems with a token URL: not a URL, or plain HTTP to a host that is

@@ -309,6 +309,10 @@ pub(super) fn pattern_evidence(
             .filter(|k| !w.templates.contains_key(k))
             .copied(),
     );
+    // In a fixed order: evidence of equal score (one line logged as an
+    // event and as an exception) is then listed the same way every run,
+    // not in the hash map's order of the process.
+    keys.sort_unstable();
     for (service, tpl) in keys {
         if !r.spans.contains_key(&service) || !w.spans.contains_key(&service) {
             continue;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
-use causeway_receiver::otlp::grpc::BytesDecoder;
+use causeway_server::grpc::BytesDecoder;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, StatusCode, Uri};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use causeway_connectors::secret::SecretRef;
-use causeway_receiver::config::Problem;
+use causeway_server::Problem;
 use serde::Deserialize;
 
 /// One downstream endpoint.

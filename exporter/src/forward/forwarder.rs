@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{self, OtlpClient, SendError};
 use super::config::{ForwardConfig, WhenFull};
 use super::queue::{AppendError, DiskQueue, Kind, Record};
-use crate::sink::{ReportEvent, ReportSink};
+use causeway_correlator::{ReportEvent, ReportSink};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Exporter {

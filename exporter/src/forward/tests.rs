@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use bytes::Bytes;
 use causeway_model::TenantId;
 use causeway_receiver::config::{OtlpReceiverConfig, QueueConfig};
-use causeway_receiver::{Admission, Authenticator, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
+use causeway_receiver::{Admission, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
+use causeway_server::Authenticator;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -27,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 use super::config::Protocol;
 use super::queue::DiskQueue;
 use super::*;
-use crate::sink::{ReportEvent, ReportSink};
 use crate::testutil::{scratch_dir as tmp, serve};
+use causeway_correlator::{ReportEvent, ReportSink};
 
 /// A request of `n` spans whose span ids encode (`batch`, index).
 fn request(batch: u32, n: u32) -> Bytes {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use causeway_connectors::secret::SecretRef;
-use causeway_receiver::config::Problem;
+use causeway_server::Problem;
 use serde::Deserialize;
 
 /// One destination.

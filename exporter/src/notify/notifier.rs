@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{NotifierKind, NotifyConfig};
-use crate::sink::{ReportEvent, ReportSink};
+use causeway_correlator::{ReportEvent, ReportSink};
 
 /// Undeliverable messages kept at most.
 pub const DEAD_LETTERS: usize = 1000;

@@ -18,8 +18,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::sink::{ReportEvent, ReportSink};
 use crate::testutil::{scratch_dir as tmp, serve};
+use causeway_correlator::{ReportEvent, ReportSink};
 
 #[derive(Clone, Default)]
 struct Hook {

@@ -388,9 +388,7 @@ fn rca_all(
     incidents: &[Incident],
     results: &mut [CaseResult],
 ) -> anyhow::Result<()> {
-    use causeway_correlator::{
-        CorrelatorConfig, Input, StoreSource, analyze, excluded_ranges, gather, spans::Interner,
-    };
+    use causeway_correlator::{Case, CorrelatorConfig, StoreSource, excluded_ranges, investigate};
     let store = causeway_store::SpanStore::open(spans_dir, Default::default())
         .context("opening the replayed spans")?;
     let config = CorrelatorConfig::default();
@@ -398,30 +396,17 @@ fn rca_all(
         let Some((incident, anomalies)) = &r.incident else {
             continue;
         };
-        let mut strings = Interner::default();
-        let excluded = excluded_ranges(incident, incidents);
-        let (window, reference) = gather(
-            &StoreSource(&store, tenant),
+        let case = Case {
+            tenant,
             incident,
-            &excluded,
-            &config,
-            &mut strings,
-        )?;
-        let report = analyze(
-            Input {
-                tenant,
-                incident,
-                anomalies,
-                window,
-                reference,
-                strings,
-                signals: &[],
-                now_ns: incident.updated_ns,
-                feedback: &[],
-                history: &causeway_correlator::history::History::default(),
-            },
-            &config,
-        );
+            anomalies,
+            excluded: &excluded_ranges(incident, incidents),
+            signals: &[],
+            now_ns: incident.updated_ns,
+            feedback: &[],
+            history: &causeway_correlator::history::History::default(),
+        };
+        let report = investigate(&StoreSource(&store, tenant), case, &config)?;
         r.rca_services = report
             .hypotheses
             .iter()

@@ -13,20 +13,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use causeway_model::Transport;
 use http_body::Body as HttpBody;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };
 use prost::Message;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use super::ingest::Ingest;
-use crate::auth::Authenticator;
 use crate::error::ReceiveError;
+use causeway_server::Authenticator;
 
 /// The gRPC method path of OTLP trace export.
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -77,6 +77,7 @@ where
         let tenant = match self.auth.authenticate(req.headers()) {
             Ok(t) => t,
             Err(err) => {
+                let err = ReceiveError::from(err);
                 self.ingest.refuse(Transport::Grpc, None, &err);
                 return Box::pin(async move { Ok(to_status(&err).into_http()) });
             }
@@ -192,14 +193,14 @@ impl Codec for RawCodec {
     type Encode = ExportTraceServiceResponse;
     type Decode = Bytes;
     type Encoder = ResponseEncoder;
-    type Decoder = BytesDecoder;
+    type Decoder = causeway_server::grpc::BytesDecoder;
 
     fn encoder(&mut self) -> ResponseEncoder {
         ResponseEncoder
     }
 
-    fn decoder(&mut self) -> BytesDecoder {
-        BytesDecoder
+    fn decoder(&mut self) -> causeway_server::grpc::BytesDecoder {
+        causeway_server::grpc::BytesDecoder
     }
 }
 
@@ -213,22 +214,6 @@ impl Encoder for ResponseEncoder {
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         item.encode(dst)
             .map_err(|e| Status::internal(format!("encoding response: {e}")))
-    }
-}
-
-/// Takes a gRPC message as its bytes, zero-copy: for OTLP requests
-/// validated by the wire scan instead of a prost decode, and for clients
-/// that only need to know a call succeeded.
-#[derive(Debug)]
-pub struct BytesDecoder;
-
-impl Decoder for BytesDecoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        let len = src.remaining();
-        Ok(Some(src.copy_to_bytes(len)))
     }
 }
 

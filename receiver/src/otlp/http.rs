@@ -24,8 +24,8 @@ use prost::Message;
 
 use super::body::{Encoding, decompress, json_to_protobuf};
 use super::ingest::{Ingest, Outcome};
-use crate::auth::Authenticator;
 use crate::error::ReceiveError;
+use causeway_server::Authenticator;
 
 /// The OTLP/HTTP traces path.
 pub const TRACES_PATH: &str = "/v1/traces";
@@ -104,6 +104,7 @@ async fn export(State(state): State<Arc<HttpState>>, req: Request) -> Response {
     let tenant = match state.auth.authenticate(&parts.headers) {
         Ok(t) => t,
         Err(err) => {
+            let err = ReceiveError::from(err);
             state.ingest.refuse(transport, None, &err);
             return error_response(&err, format);
         }

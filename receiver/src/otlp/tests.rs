@@ -22,11 +22,12 @@ use tower::ServiceExt;
 use super::body::{Encoding, decompress, json_to_protobuf};
 use super::wire::{WireError, scan_request};
 use crate::admission::Admission;
-use crate::auth::Authenticator;
-use crate::config::{ApiKeyConfig, QueueConfig};
+use crate::config::QueueConfig;
 use crate::error::ReceiveError;
 use crate::metrics::ReceiverMetrics;
 use crate::otlp::ingest::Ingest;
+use causeway_server::Authenticator;
+use causeway_server::config::ApiKeyConfig;
 
 fn workload_batch(seed: u64, spans: usize) -> ExportTraceServiceRequest {
     Workload::new(WorkloadConfig {
@@ -93,6 +94,45 @@ fn scan_counts_match_a_full_prost_decode() {
         assert!(first >= WorkloadConfig::default().start_ns);
     }
     assert!(errors > 0, "the workload has failed spans");
+}
+
+/// `resources` resources of one span each, naming `distinct` services in
+/// turn: what a hostile client sends to make per-service bookkeeping cost
+/// more than the request.
+fn many_services(resources: usize, distinct: usize) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    let template = workload_batch(7, 1).resource_spans[0].clone();
+    let mut req = ExportTraceServiceRequest::default();
+    for i in 0..resources {
+        let mut rs = template.clone();
+        rs.scope_spans.truncate(1);
+        rs.scope_spans[0].spans.truncate(1);
+        if let Some(kv) = rs
+            .resource
+            .as_mut()
+            .and_then(|r| r.attributes.iter_mut().find(|kv| kv.key == "service.name"))
+        {
+            kv.value = Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                value: Some(Value::StringValue(format!("svc-{}", i % distinct))),
+            });
+        }
+        req.resource_spans.push(rs);
+    }
+    req
+}
+
+#[test]
+fn many_services_in_one_request_are_counted_each_in_order_of_appearance() {
+    let req = many_services(6_000, 3_000);
+    let scan = scan_request(&req.encode_to_vec()).expect("well-formed");
+    let got: Vec<_> = scan
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.spans, s.errors))
+        .collect();
+    assert_eq!(got.len(), 3_000);
+    assert_eq!(got, prost_counts(&req));
+    assert!(scan.services.iter().all(|s| s.spans == 2));
 }
 
 #[test]

@@ -16,6 +16,8 @@
 //! Field numbers are those of opentelemetry-proto's `trace.proto`,
 //! `resource.proto` and `common.proto` (v1).
 
+use std::collections::HashMap;
+
 use causeway_model::ServiceCount;
 use causeway_model::wire::{I32, I64, LEN, Reader, VARINT, expect};
 pub use causeway_model::wire::{MAX_DEPTH, WireError, id_problem};
@@ -40,6 +42,12 @@ const MAX_REASONS: usize = 3;
 /// spans may still be invalid (see [`Scan::invalid`]).
 pub fn scan_request(buf: &[u8]) -> Result<Scan, WireError> {
     let mut scan = Scan::default();
+    // Where each service's counts are in `scan.services`: a request whose
+    // every resource names another service costs a hash lookup per
+    // resource, not a search through those seen before (a 12 MiB request
+    // of 150,000 services took 20 s of CPU with the search). SipHash: the
+    // names are the client's, chosen to collide if they could.
+    let mut index: HashMap<String, usize> = HashMap::new();
     let mut r = Reader::new(buf);
     let mut resource_index = 0usize;
     while !r.done() {
@@ -47,7 +55,7 @@ pub fn scan_request(buf: &[u8]) -> Result<Scan, WireError> {
         if field == 1 {
             expect(wire, LEN, "ExportTraceServiceRequest", "resource_spans")?;
             let rs = r.bytes("resource_spans")?;
-            scan_resource_spans(rs, resource_index, &mut scan)?;
+            scan_resource_spans(rs, resource_index, &mut scan, &mut index)?;
             resource_index += 1;
         } else {
             r.skip(wire)?;
@@ -66,7 +74,12 @@ struct Tally {
     last_ns: u64,
 }
 
-fn scan_resource_spans(buf: &[u8], index: usize, scan: &mut Scan) -> Result<(), WireError> {
+fn scan_resource_spans(
+    buf: &[u8],
+    index: usize,
+    scan: &mut Scan,
+    services: &mut HashMap<String, usize>,
+) -> Result<(), WireError> {
     let mut r = Reader::new(buf);
     let mut service: Option<&[u8]> = None;
     let mut tally = Tally::default();
@@ -102,20 +115,26 @@ fn scan_resource_spans(buf: &[u8], index: usize, scan: &mut Scan) -> Result<(), 
         Some(raw) => String::from_utf8_lossy(raw),
         None => "unknown_service".into(),
     };
-    match scan.services.iter_mut().find(|s| s.name == name) {
+    match services
+        .get(name.as_ref())
+        .and_then(|&i| scan.services.get_mut(i))
+    {
         Some(s) => {
             s.spans += tally.spans;
             s.errors += tally.errors;
             s.first_ns = min_nonzero(s.first_ns, tally.first_ns);
             s.last_ns = s.last_ns.max(tally.last_ns);
         }
-        None => scan.services.push(ServiceCount {
-            name: name.into_owned(),
-            spans: tally.spans,
-            errors: tally.errors,
-            first_ns: tally.first_ns,
-            last_ns: tally.last_ns,
-        }),
+        None => {
+            services.insert(name.clone().into_owned(), scan.services.len());
+            scan.services.push(ServiceCount {
+                name: name.into_owned(),
+                spans: tally.spans,
+                errors: tally.errors,
+                first_ns: tally.first_ns,
+                last_ns: tally.last_ns,
+            });
+        }
     }
     Ok(())
 }

@@ -122,6 +122,7 @@ impl TenantDetection {
                         if let Some(i) = self.incidents.get_mut(&incident) {
                             i.updated_ns = i.updated_ns.max(last);
                             i.severity = i.severity.max(sev);
+                            self.touched.insert(incident);
                         }
                     }
                 }
@@ -135,6 +136,7 @@ impl TenantDetection {
                         let (incident, onset, score) = (a.incident, a.onset_ns, a.score);
                         if let Some(i) = self.incidents.get_mut(&incident) {
                             i.updated_ns = i.updated_ns.max(since_ns);
+                            self.touched.insert(incident);
                         }
                         self.recurrence
                             .ended(&(subject.clone(), metric), onset, since_ns, score);
@@ -286,6 +288,7 @@ impl TenantDetection {
                 i.updated_ns = i.updated_ns.max(f.detected_ns);
                 i.last_onset_ns = Some(i.last_onset_ns.map_or(f.onset_ns, |l| l.max(f.onset_ns)));
                 i.services.extend(services.iter().map(|s| (*s).to_owned()));
+                self.touched.insert(i.id);
                 i.id
             }
             None => {
@@ -304,6 +307,7 @@ impl TenantDetection {
                         anomalies: vec![anomaly],
                     },
                 );
+                self.touched.insert(id);
                 id
             }
         }
@@ -373,6 +377,7 @@ impl TenantDetection {
             if all_resolved && now_ns >= i.updated_ns.saturating_add(quiet) {
                 i.state = IncidentState::Resolved;
                 i.resolved_ns = Some(i.updated_ns);
+                self.touched.insert(i.id);
             }
         }
     }
@@ -407,6 +412,7 @@ impl TenantDetection {
             if i.state == IncidentState::Open {
                 i.state = IncidentState::Resolved;
                 i.resolved_ns = Some(i.updated_ns.max(i.onset_ns));
+                self.touched.insert(i.id);
             }
         }
     }

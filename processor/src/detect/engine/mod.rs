@@ -118,6 +118,13 @@ pub struct TenantDetection {
     /// Open anomaly per (subject, metric).
     open: HashMap<(Subject, Metric), u64>,
     incidents: BTreeMap<u64, Incident>,
+    /// Incidents touched since the last `take_changes` (not persisted: a
+    /// restarted correlator looks at every incident once).
+    touched: std::collections::BTreeSet<u64>,
+    /// Version last handed out of each open incident (`updated_ns`,
+    /// state); an incident leaves it once resolved, as it no longer
+    /// changes. Bounded by the open incidents.
+    reported: HashMap<u64, (i64, IncidentState)>,
     next_id: u64,
     /// Recent spans, for example traces.
     pub recent: RecentSpans,
@@ -153,6 +160,8 @@ impl TenantDetection {
             anomalies: BTreeMap::new(),
             open: HashMap::new(),
             incidents: BTreeMap::new(),
+            touched: std::collections::BTreeSet::new(),
+            reported: HashMap::new(),
             next_id: 1,
             recent: RecentSpans::default(),
             signatures: Signatures::default(),
@@ -175,6 +184,30 @@ impl TenantDetection {
     /// Every incident kept, newest first.
     pub fn incidents(&self) -> Vec<Incident> {
         self.incidents.values().rev().cloned().collect()
+    }
+
+    /// Incidents opened, grown or resolved since the last call, oldest
+    /// first. A window that confirms an ongoing anomaly without moving its
+    /// incident is not a change.
+    pub fn take_changes(&mut self) -> Vec<Incident> {
+        let mut out = Vec::new();
+        for id in std::mem::take(&mut self.touched) {
+            let Some(i) = self.incidents.get(&id) else {
+                self.reported.remove(&id);
+                continue;
+            };
+            let version = (i.updated_ns, i.state);
+            if self.reported.get(&id) == Some(&version) {
+                continue;
+            }
+            if i.state == IncidentState::Open {
+                self.reported.insert(id, version);
+            } else {
+                self.reported.remove(&id);
+            }
+            out.push(i.clone());
+        }
+        out
     }
 
     /// One incident and its anomalies.

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::ApiKeyConfig;
-use crate::error::ReceiveError;
+use crate::error::AuthError;
 
 /// Resolves the tenant of a request from its credentials.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl Authenticator {
 
     /// Resolves the tenant from `Authorization: Bearer KEY` or `X-API-Key:
     /// KEY` (HTTP headers and gRPC metadata are the same thing on the wire).
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<TenantId, ReceiveError> {
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<TenantId, AuthError> {
         if self.keys.is_empty() {
             return Ok(TenantId::default_tenant());
         }
@@ -58,7 +58,7 @@ impl Authenticator {
     }
 
     /// Resolves the tenant of a raw key.
-    pub fn tenant_for_key(&self, key: &[u8]) -> Result<TenantId, ReceiveError> {
+    pub fn tenant_for_key(&self, key: &[u8]) -> Result<TenantId, AuthError> {
         let digest: [u8; 32] = Sha256::digest(key).into();
         let mut found: Option<&TenantId> = None;
         // Every digest is compared, whether or not an earlier one matched.
@@ -67,25 +67,21 @@ impl Authenticator {
                 found = Some(tenant);
             }
         }
-        found
-            .cloned()
-            .ok_or(ReceiveError::Unauthenticated("unknown API key"))
+        found.cloned().ok_or(AuthError("unknown API key"))
     }
 }
 
 /// Extracts the key a client presented.
-fn presented_key(headers: &HeaderMap) -> Result<&str, ReceiveError> {
+fn presented_key(headers: &HeaderMap) -> Result<&str, AuthError> {
     if let Some(v) = headers.get(http::header::AUTHORIZATION) {
         let v = v
             .to_str()
-            .map_err(|_| ReceiveError::Unauthenticated("malformed Authorization header"))?;
-        let (scheme, token) = v.split_once(' ').ok_or(ReceiveError::Unauthenticated(
-            "Authorization header is not 'Bearer <key>'",
-        ))?;
+            .map_err(|_| AuthError("malformed Authorization header"))?;
+        let (scheme, token) = v
+            .split_once(' ')
+            .ok_or(AuthError("Authorization header is not 'Bearer <key>'"))?;
         if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-            return Err(ReceiveError::Unauthenticated(
-                "Authorization header is not 'Bearer <key>'",
-            ));
+            return Err(AuthError("Authorization header is not 'Bearer <key>'"));
         }
         return Ok(token.trim());
     }
@@ -93,9 +89,9 @@ fn presented_key(headers: &HeaderMap) -> Result<&str, ReceiveError> {
         return v
             .to_str()
             .map(str::trim)
-            .map_err(|_| ReceiveError::Unauthenticated("malformed X-API-Key header"));
+            .map_err(|_| AuthError("malformed X-API-Key header"));
     }
-    Err(ReceiveError::Unauthenticated(
+    Err(AuthError(
         "missing credentials: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
     ))
 }

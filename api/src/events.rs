@@ -1,7 +1,7 @@
 //! `GET /api/v1/events`: a server-sent events stream of the caller's new and
-//! changed incidents (`event: incident`, from the RCA service's watch of
-//! the processor every 2 s while someone listens) and RCA reports
-//! (`event: rca`, as they are written), each with `data: {"id": "..."}`. A subscriber that falls behind gets
+//! changed incidents (`event: incident`, as the processor hands the change
+//! to the RCA stage) and RCA reports (`event: rca`, as they are written),
+//! each with `data: {"id": "..."}`. A subscriber that falls behind gets
 //! `event: reload` and should re-read what it shows.
 
 use std::convert::Infallible;

@@ -14,7 +14,7 @@ use axum::routing::{delete, get, post};
 use causeway_connectors::{KnownServices, SignalHub};
 use causeway_model::TenantId;
 use causeway_processor::{QueryHandle, SqlEngine};
-use causeway_receiver::Authenticator;
+use causeway_server::Authenticator;
 use prometheus_client::registry::Registry;
 
 use super::{events, incidents, metrics, rca, red, services, session, signals, sql, traces, ui};
@@ -54,7 +54,7 @@ pub struct ApiState {
     /// Service names seen in traces, for mapping signals to services.
     pub known: Arc<dyn KnownServices>,
     /// RCA reports, when the correlator runs.
-    pub rca: Option<Arc<crate::rca::RcaService>>,
+    pub rca: Option<Arc<causeway_correlator::RcaService>>,
     /// Dashboard sessions.
     pub sessions: session::Sessions,
     /// Whether session cookies are marked `Secure` (the API serves TLS).

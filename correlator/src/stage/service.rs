@@ -1,25 +1,23 @@
-//! The RCA service: analyses every tenant's incidents as they open and
-//! evolve, stores the reports, and answers the API's report queries.
+//! The RCA service: analyses a tenant's incidents, stores the reports,
+//! hands them to the sinks and answers the API's report queries. The
+//! stage's loop (`run.rs`) decides when.
 //!
 //! ```text
-//! every interval: processor ─tenants, incidents─> for each new or changed incident:
-//!   processor snapshot (span files + buffered) ─> correlator::gather (blocking thread)
-//!   signal hub (changes, tickets) ──────────────> correlator::analyze ─> report store
+//! incidents to analyse ─> processor snapshot (span files + buffered) ─┐
+//! signal hub (changes, tickets), feedback history ────────────────────┴─> investigate
+//!   (blocking thread) ─> LLM narrative? ─> report store ─> sinks, live events
 //! ```
 //!
 //! An incident is re-analysed when it changed since its last report (new
-//! anomalies, resolution), at most once per interval; a resolved incident
-//! whose report is current is left alone.
+//! anomalies, a later update) or people gave feedback on it; a stored
+//! report of the incident as it is now is current, also after a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use causeway_connectors::SignalHub;
-use causeway_correlator::history::History;
-use causeway_correlator::spans::Interner;
-use causeway_correlator::{CorrelatorConfig, Input, Listing, analyze, excluded_ranges, gather};
 use causeway_model::rca::{Feedback, RcaReport};
+use causeway_model::time::now_ns;
 use causeway_model::{Incident, TenantId};
 use causeway_processor::{QueryHandle, SnapshotRequest};
 use causeway_store::{DuckDbReports, SignalQuery};
@@ -27,10 +25,13 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{Notify, broadcast};
 
-use crate::sink::{LiveEvent, ReportEvent, ReportSink};
+use super::narrative::Narrator;
+use super::sink::{LiveEvent, ReportEvent, ReportSink};
+use crate::config::CorrelatorConfig;
+use crate::history::History;
+use crate::{Case, Listing, excluded_ranges, investigate};
 
 /// What can go wrong serving reports.
 #[derive(Debug, thiserror::Error)]
@@ -49,18 +50,20 @@ pub struct RcaService {
     processor: QueryHandle,
     reports: Arc<Mutex<DuckDbReports>>,
     signals: Option<Arc<SignalHub>>,
-    config: CorrelatorConfig,
+    pub(super) config: CorrelatorConfig,
     /// Rewrites narratives, when an LLM is configured.
-    narrator: Option<crate::narrative::Narrator>,
+    narrator: Option<Narrator>,
     /// (tenant, incident) → the incident's `updated_ns` last analysed.
     analysed: Mutex<HashMap<(TenantId, u64), i64>>,
     /// Notifications, OTLP log export.
     sinks: Vec<Arc<dyn ReportSink>>,
     /// New and changed incidents and reports, for the API's event stream.
     live: broadcast::Sender<LiveEvent>,
-    /// (tenant, incident) → `updated_ns` last announced on the event
-    /// stream; `None` while nobody listens.
-    announced: Mutex<Option<HashMap<(TenantId, u64), i64>>>,
+    /// Incidents to analyse again although they did not change (people
+    /// gave feedback on their report); the stage's loop takes them.
+    pub(super) requested: Mutex<HashSet<(TenantId, u64)>>,
+    /// Wakes the stage's loop when `requested` grew.
+    pub(super) wake: Notify,
     /// Reports written, per tenant.
     written: Family<TenantLabel, Counter>,
 }
@@ -74,13 +77,6 @@ struct TenantLabel {
 /// misses some (it is told to reload).
 const LIVE_CAPACITY: usize = 256;
 
-/// How often incidents are looked at for the event stream while someone
-/// listens: a new or changed incident reaches dashboards within this, not
-/// at the next RCA pass.
-const WATCH_INTERVAL: Duration = Duration::from_secs(2);
-
-use causeway_model::time::now_ns;
-
 impl RcaService {
     /// A service over the given report store.
     pub fn new(
@@ -89,16 +85,13 @@ impl RcaService {
         signals: Option<Arc<SignalHub>>,
         config: CorrelatorConfig,
     ) -> Self {
-        let narrator = config
-            .llm
-            .clone()
-            .and_then(|llm| match crate::narrative::Narrator::new(llm) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    tracing::error!(error = %e, "LLM narrator unavailable; template narratives only");
-                    None
-                }
-            });
+        let narrator = config.llm.clone().and_then(|llm| match Narrator::new(llm) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::error!(error = %e, "LLM narrator unavailable; template narratives only");
+                None
+            }
+        });
         Self {
             processor,
             reports: Arc::new(Mutex::new(reports)),
@@ -108,7 +101,8 @@ impl RcaService {
             analysed: Mutex::new(HashMap::new()),
             sinks: Vec::new(),
             live: broadcast::channel(LIVE_CAPACITY).0,
-            announced: Mutex::new(None),
+            requested: Mutex::new(HashSet::new()),
+            wake: Notify::new(),
             written: Family::default(),
         }
     }
@@ -134,83 +128,13 @@ impl RcaService {
         self.live.subscribe()
     }
 
-    fn publish(&self, tenant: &TenantId, kind: &'static str, id: u64) {
+    pub(super) fn publish(&self, tenant: &TenantId, kind: &'static str, id: u64) {
         // No subscriber is not an error.
         let _ = self.live.send(LiveEvent {
             tenant: tenant.clone(),
             kind,
             id,
         });
-    }
-
-    /// Runs until `cancel`: every interval, analyses what changed.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(self.config.interval.max(Duration::from_secs(1)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut watch = tokio::time::interval(WATCH_INTERVAL);
-        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                _ = watch.tick() => {
-                    match self.announce_incidents().await {
-                        Ok(_) => {}
-                        Err(RcaError::Stopped) => break,
-                        Err(e) => tracing::warn!(error = %e, "incident events skipped"),
-                    }
-                }
-                _ = tick.tick() => {
-                    match self.analyse_all().await {
-                        Ok(n) if n > 0 => tracing::info!(reports = n, "RCA reports updated"),
-                        Ok(_) => {}
-                        Err(RcaError::Stopped) => break,
-                        Err(e) => tracing::error!(error = %e, "RCA pass failed; retrying next interval"),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Publishes an `incident` event for every incident that is new or
-    /// changed since the last call, while the event stream has
-    /// subscribers; returns how many. With none, it forgets what it
-    /// announced and costs nothing. The first call after someone
-    /// subscribes announces nothing: a new subscriber reads the current
-    /// state from the API and then follows the changes.
-    pub async fn announce_incidents(&self) -> Result<usize, RcaError> {
-        let poisoned = || RcaError::Store("poisoned".into());
-        if self.live.receiver_count() == 0 {
-            *self.announced.lock().map_err(|_| poisoned())? = None;
-            return Ok(0);
-        }
-        let tenants = self
-            .processor
-            .tenants()
-            .await
-            .map_err(|_| RcaError::Stopped)?;
-        let mut now = HashMap::new();
-        for tenant in tenants {
-            let incidents = self
-                .processor
-                .incidents(tenant.clone())
-                .await
-                .map_err(|_| RcaError::Stopped)?;
-            for i in incidents {
-                now.insert((tenant.clone(), i.id), i.updated_ns);
-            }
-        }
-        let mut announced = self.announced.lock().map_err(|_| poisoned())?;
-        let mut n = 0;
-        if let Some(before) = announced.as_ref() {
-            for ((tenant, id), updated) in &now {
-                if before.get(&(tenant.clone(), *id)) != Some(updated) {
-                    self.publish(tenant, "incident", *id);
-                    n += 1;
-                }
-            }
-        }
-        *announced = Some(now);
-        Ok(n)
     }
 
     /// One pass over every tenant; returns how many reports were written.
@@ -223,7 +147,7 @@ impl RcaService {
         let mut n = 0;
         for tenant in tenants {
             // One tenant's failure (a corrupt file) must not stop the others.
-            match self.analyse_tenant(&tenant).await {
+            match self.analyse_tenant(&tenant, None).await {
                 Ok(k) => n += k,
                 Err(RcaError::Stopped) => return Err(RcaError::Stopped),
                 Err(e) => tracing::error!(%tenant, error = %e, "RCA of the tenant failed"),
@@ -232,8 +156,13 @@ impl RcaService {
         Ok(n)
     }
 
-    /// Analyses the incidents of `tenant` that changed since their report.
-    pub async fn analyse_tenant(&self, tenant: &TenantId) -> Result<usize, RcaError> {
+    /// Analyses the incidents of `tenant` (`only` these, when given) that
+    /// changed since their report; returns how many reports were written.
+    pub async fn analyse_tenant(
+        &self,
+        tenant: &TenantId,
+        only: Option<&HashSet<u64>>,
+    ) -> Result<usize, RcaError> {
         let incidents = self
             .processor
             .incidents(tenant.clone())
@@ -241,6 +170,9 @@ impl RcaService {
             .map_err(|_| RcaError::Stopped)?;
         let mut stale: Vec<&Incident> = Vec::new();
         for i in &incidents {
+            if only.is_some_and(|o| !o.contains(&i.id)) {
+                continue;
+            }
             let key = (tenant.clone(), i.id);
             let known = self
                 .analysed
@@ -332,29 +264,21 @@ impl RcaService {
             // async workers.
             let mut outcome =
                 tokio::task::spawn_blocking(move || -> Result<RcaReport, RcaError> {
-                    let mut strings = Interner::default();
                     let listing = Listing {
                         files: &snapshot.span_files,
                         buffered: &snapshot.buffered,
                     };
-                    let (window, reference) =
-                        gather(&listing, &incident, &excluded, &config, &mut strings)
-                            .map_err(|e| RcaError::Store(e.to_string()))?;
-                    Ok(analyze(
-                        Input {
-                            tenant: &tenant_c,
-                            incident: &incident,
-                            anomalies: &anomalies,
-                            window,
-                            reference,
-                            strings,
-                            signals: &signals,
-                            now_ns: now_ns(),
-                            feedback: &feedback,
-                            history: &history,
-                        },
-                        &config,
-                    ))
+                    let case = Case {
+                        tenant: &tenant_c,
+                        incident: &incident,
+                        anomalies: &anomalies,
+                        excluded: &excluded,
+                        signals: &signals,
+                        now_ns: now_ns(),
+                        feedback: &feedback,
+                        history: &history,
+                    };
+                    investigate(&listing, case, &config).map_err(|e| RcaError::Store(e.to_string()))
                 })
                 .await
                 .map_err(|e| RcaError::Store(format!("RCA task failed: {e}")))??;
@@ -460,10 +384,14 @@ impl RcaService {
             .with_store(move |db| db.add_feedback(&t, id, &feedback))
             .await?;
         if found {
-            // Re-ranked with it at the next pass.
+            // Re-ranked with it now (the stage's loop is told).
             if let Ok(mut a) = self.analysed.lock() {
                 a.remove(&(tenant.clone(), id));
             }
+            if let Ok(mut r) = self.requested.lock() {
+                r.insert((tenant.clone(), id));
+            }
+            self.wake.notify_one();
         }
         Ok(found)
     }
@@ -473,6 +401,9 @@ impl RcaService {
         let t = tenant.clone();
         if let Ok(mut a) = self.analysed.lock() {
             a.retain(|(x, _), _| x != tenant);
+        }
+        if let Ok(mut r) = self.requested.lock() {
+            r.retain(|(x, _)| x != tenant);
         }
         self.with_store(move |db| db.delete_tenant(&t)).await
     }

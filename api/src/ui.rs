@@ -4,10 +4,10 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-const INDEX: &str = include_str!("../../assets/ui/index.html");
-const APP_JS: &str = include_str!("../../assets/ui/app.js");
-const APP_CSS: &str = include_str!("../../assets/ui/app.css");
-const OPENAPI: &str = include_str!("../../assets/openapi.json");
+const INDEX: &str = include_str!("../assets/ui/index.html");
+const APP_JS: &str = include_str!("../assets/ui/app.js");
+const APP_CSS: &str = include_str!("../assets/ui/app.css");
+const OPENAPI: &str = include_str!("../assets/openapi.json");
 
 /// Only same-origin scripts, styles and connections: the dashboard needs
 /// nothing else, and an injected script could not run or phone home.

@@ -4,8 +4,8 @@ use axum::body::Body;
 use bytes::Bytes;
 use causeway_model::{Lease, QueuedBatch, ServiceCount, TenantId, TraceBatch, Transport};
 use causeway_processor::{ProcessorStage, QueryHandle, SqlConfig, SqlEngine};
-use causeway_receiver::Authenticator;
-use causeway_receiver::config::ApiKeyConfig;
+use causeway_server::Authenticator;
+use causeway_server::config::ApiKeyConfig;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use prometheus_client::metrics::counter::Counter;
@@ -68,7 +68,7 @@ struct Api {
     router: axum::Router,
     data: mpsc::Sender<QueuedBatch>,
     ready: Arc<Readiness>,
-    rca: Arc<crate::rca::RcaService>,
+    rca: Arc<causeway_correlator::RcaService>,
 }
 
 fn api() -> Api {
@@ -99,7 +99,7 @@ fn api() -> Api {
         .get_or_create(&vec![("kind".into(), "process".into())])
         .inc();
     let ready = Arc::new(Readiness::default());
-    let rca = Arc::new(crate::rca::RcaService::new(
+    let rca = Arc::new(causeway_correlator::RcaService::new(
         QueryHandle::new(qtx.clone()),
         causeway_store::DuckDbReports::in_memory().expect("reports"),
         None,

@@ -5,8 +5,8 @@
 //! timeout, a refusal or an answer of the wrong shape leaves the template
 //! narrative in place: the report never waits on, or depends on, the LLM.
 
-use causeway_correlator::config::{LlmConfig, LlmProvider};
-use causeway_correlator::report::{LLM_INSTRUCTIONS, llm_evidence};
+use crate::config::{LlmConfig, LlmProvider};
+use crate::report::{LLM_INSTRUCTIONS, llm_evidence};
 use causeway_model::RcaReport;
 use serde_json::{Value, json};
 
@@ -140,10 +140,10 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    use crate::config::KeyRef;
     use axum::Router;
     use axum::http::HeaderMap;
     use axum::routing::post;
-    use causeway_correlator::config::KeyRef;
 
     use super::*;
 
@@ -195,7 +195,13 @@ mod tests {
                 }
             }),
         );
-        let addr = crate::testutil::serve(app).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
         (format!("http://{addr}"), seen)
     }
 
