@@ -58,7 +58,8 @@ impl AzureDevOps {
             Some(auth),
             &[("accept", "application/json")],
             policy,
-        )?;
+        )?
+        .pinned_to(&settings.base_url)?;
         Ok(Self { settings, client })
     }
 

@@ -48,7 +48,8 @@ pub struct Bitbucket {
 impl Bitbucket {
     /// A connector with Basic (email, API token) or Bearer auth.
     pub fn new(settings: BitbucketSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
-        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
+        let client =
+            ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?.pinned_to(&settings.base_url)?;
         Ok(Self { settings, client })
     }
 

@@ -64,6 +64,18 @@ pub enum Error {
         /// The endpoint's words.
         message: String,
     },
+    /// The system pointed at a URL outside the origin it was configured
+    /// with (a next-page link, a redirect): not followed, since the
+    /// request would carry the credential there.
+    #[error("{system}: not following {url}: outside the configured origin {origin}")]
+    ForeignUrl {
+        /// Source system.
+        system: &'static str,
+        /// URL without its query.
+        url: String,
+        /// The configured origin (`https://api.github.com`).
+        origin: String,
+    },
     /// Still rate-limited after the allowed waits; the next sync retries.
     #[error("{system}: rate limited at {url}; retry in {retry_after_s} s")]
     RateLimited {

@@ -79,7 +79,8 @@ impl GitHub {
                 ("x-github-api-version", "2022-11-28"),
             ],
             policy,
-        )?;
+        )?
+        .pinned_to(&settings.base_url)?;
         Ok(Self { settings, client })
     }
 

@@ -62,7 +62,8 @@ impl GitLab {
 
     /// A connector with any [`Auth`] (an OAuth session: `Bearer`).
     pub fn with_auth(settings: GitLabSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
-        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
+        let client =
+            ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?.pinned_to(&settings.base_url)?;
         Ok(Self { settings, client })
     }
 

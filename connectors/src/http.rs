@@ -201,6 +201,9 @@ pub struct ReadOnlyClient {
     policy: RetryPolicy,
     /// One request at a time; holds the earliest time of the next one.
     pace: Mutex<Option<tokio::time::Instant>>,
+    /// The only origin requests (next-page links, redirects) may go to,
+    /// once pinned.
+    origin: Option<url::Origin>,
 }
 
 impl ReadOnlyClient {
@@ -235,7 +238,38 @@ impl ReadOnlyClient {
             headers: map,
             policy,
             pace: Mutex::new(None),
+            origin: None,
         })
+    }
+
+    /// Only ever sends to the origin of `base_url` (scheme, host, port):
+    /// a next-page link or a redirect elsewhere is refused with
+    /// [`Error::ForeignUrl`] instead of being sent with the credential.
+    pub fn pinned_to(mut self, base_url: &str) -> Result<Self> {
+        let origin = Url::parse(base_url)
+            .map_err(|e| Error::Config {
+                connector: self.system.to_owned(),
+                message: format!("base URL {base_url:?}: {e}"),
+            })?
+            .origin();
+        let allowed = origin.clone();
+        // Redirects stay on the origin too (reqwest drops `Authorization`
+        // on a cross-host redirect, but not GitLab's `PRIVATE-TOKEN`).
+        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 {
+                attempt.error("more than 5 redirects")
+            } else if attempt.url().origin() == allowed {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        });
+        self.http = http_client(self.policy, redirect).map_err(|e| Error::Config {
+            connector: self.system.to_owned(),
+            message: format!("HTTP client: {e}"),
+        })?;
+        self.origin = Some(origin);
+        Ok(self)
     }
 
     /// The system this client talks to.
@@ -286,6 +320,15 @@ impl ReadOnlyClient {
             });
         }
         let shown = display_url(&parsed);
+        if let Some(origin) = &self.origin
+            && parsed.origin() != *origin
+        {
+            return Err(Error::ForeignUrl {
+                system: self.system,
+                url: shown,
+                origin: origin.ascii_serialization(),
+            });
+        }
         // One request at a time per token, as the systems ask.
         let mut pace = self.pace.lock().await;
         let mut attempt = 0u32;
@@ -485,8 +528,10 @@ pub fn wait_from_headers(headers: &HeaderMap, now: SystemTime) -> Option<Duratio
 fn until(epoch_s: i64, now: SystemTime) -> Duration {
     let now_s = now
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    Duration::from_secs((epoch_s - now_s).max(0) as u64 + 1)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    // Checked: both come from a response header, any i64 is possible.
+    let ahead = u64::try_from(epoch_s.saturating_sub(now_s)).unwrap_or(0);
+    Duration::from_secs(ahead.saturating_add(1))
 }
 
 /// When the remaining budget is under a tenth of the limit, spread what is
@@ -503,7 +548,7 @@ pub fn pause_for_budget(headers: &HeaderMap, now: SystemTime) -> Option<Duration
     let (limit, remaining) = pairs
         .iter()
         .find_map(|(l, r)| Some((header_u64(headers, l)?, header_u64(headers, r)?)))?;
-    if limit == 0 || remaining * 10 >= limit {
+    if limit == 0 || remaining.saturating_mul(10) >= limit {
         return None;
     }
     let reset = [
@@ -521,7 +566,9 @@ pub fn pause_for_budget(headers: &HeaderMap, now: SystemTime) -> Option<Duration
         reset
     };
     let left = until(reset_s, now);
-    Some(left / (remaining.max(1) as u32))
+    // A remaining budget over u32::MAX would truncate to 0 and divide by
+    // zero: the header is the system's, not ours.
+    Some(left / u32::try_from(remaining).unwrap_or(u32::MAX).max(1))
 }
 
 #[cfg(test)]

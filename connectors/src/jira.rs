@@ -63,7 +63,8 @@ impl Jira {
             Some(auth),
             &[("accept", "application/json")],
             policy,
-        )?;
+        )?
+        .pinned_to(&settings.base_url)?;
         Ok(Self { settings, client })
     }
 

@@ -71,7 +71,8 @@ impl Linear {
 
     /// A connector with any [`Auth`] (an OAuth session that renews itself).
     pub fn with_auth(settings: LinearSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
-        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
+        let client =
+            ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?.pinned_to(&settings.url)?;
         Ok(Self { settings, client })
     }
 

@@ -48,7 +48,8 @@ pub struct Pylon {
 impl Pylon {
     /// A connector with an API token.
     pub fn new(settings: PylonSettings, token: Secret, policy: RetryPolicy) -> Result<Self> {
-        let client = ReadOnlyClient::new(SYSTEM, Some(Auth::Bearer(token)), &[], policy)?;
+        let client = ReadOnlyClient::new(SYSTEM, Some(Auth::Bearer(token)), &[], policy)?
+            .pinned_to(&settings.base_url)?;
         Ok(Self { settings, client })
     }
 }

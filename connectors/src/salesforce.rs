@@ -66,7 +66,8 @@ impl Salesforce {
                 ),
             });
         }
-        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
+        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?
+            .pinned_to(&settings.instance_url)?;
         Ok(Self { settings, client })
     }
 }

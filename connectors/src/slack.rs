@@ -53,7 +53,8 @@ impl Slack {
     /// A connector with any [`Auth`] (an OAuth session for rotating
     /// tokens, `xoxe.xoxb-`).
     pub fn with_auth(settings: SlackSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
-        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
+        let client =
+            ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?.pinned_to(&settings.base_url)?;
         Ok(Self { settings, client })
     }
 

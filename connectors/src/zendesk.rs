@@ -42,7 +42,8 @@ pub struct Zendesk {
 impl Zendesk {
     /// A connector; for API tokens, `Auth::Basic` with user `{email}/token`.
     pub fn new(settings: ZendeskSettings, auth: Auth, policy: RetryPolicy) -> Result<Self> {
-        let client = ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?;
+        let client =
+            ReadOnlyClient::new(SYSTEM, Some(auth), &[], policy)?.pinned_to(&settings.base_url)?;
         Ok(Self { settings, client })
     }
 }
