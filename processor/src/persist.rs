@@ -32,6 +32,8 @@ pub struct Persistence {
     last_flush: Instant,
     last_maintenance: Instant,
     last_state: Instant,
+    /// Each tenant's retention horizon at its last prune.
+    pruned: std::collections::HashMap<TenantId, [i64; 3]>,
     /// Failed writes (the disk's fault); data stays in memory meanwhile.
     pub failures: u64,
 }
@@ -69,6 +71,7 @@ impl Persistence {
             last_flush: now,
             last_maintenance: now,
             last_state: now,
+            pruned: std::collections::HashMap::new(),
             failures: 0,
         }
     }
@@ -128,7 +131,7 @@ impl Persistence {
         &mut self,
         cells: Vec<CellRow>,
         services: Vec<ServiceRow>,
-        horizons: Option<[i64; 3]>,
+        horizons: Vec<(TenantId, [i64; 3])>,
         force: bool,
     ) {
         self.last_checkpoint = Instant::now();
@@ -136,7 +139,17 @@ impl Persistence {
             .store
             .save_cells(&cells)
             .and_then(|()| self.store.save_services(&services))
-            .and_then(|()| horizons.map_or(Ok(0), |h| self.store.prune_cells(h)));
+            .and_then(|()| {
+                // Only tenants whose horizon moved since their last prune:
+                // an idle tenant costs nothing per checkpoint.
+                let moved: Vec<(TenantId, [i64; 3])> = horizons
+                    .into_iter()
+                    .filter(|(t, h)| self.pruned.get(t) != Some(h))
+                    .collect();
+                let n = self.store.prune_cells(&moved)?;
+                self.pruned.extend(moved);
+                Ok(n)
+            });
         if let Err(e) = result {
             self.failures += 1;
             tracing::error!(error = %e, cells = cells.len(), "checkpoint failed; will retry");
@@ -191,6 +204,7 @@ impl Persistence {
 
     /// Deletes every trace of a tenant.
     pub fn delete_tenant(&mut self, tenant: &TenantId) -> causeway_store::Result<()> {
+        self.pruned.remove(tenant);
         self.store.delete_tenant(tenant)?;
         self.spans.delete_tenant(tenant)
     }
@@ -226,4 +240,69 @@ pub(crate) fn from_row<K: SeriesKey>(r: CellRow) -> Option<DirtyCell<K>> {
         hist: r.hist,
         handed_on: r.handed_on,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use causeway_store::{CellRow, Family};
+
+    fn cell(tenant: &str, start_ns: i64) -> CellRow {
+        CellRow {
+            tenant: TenantId::new(tenant).expect("tenant"),
+            family: Family::Red,
+            a: "checkout".into(),
+            b: "POST /orders".into(),
+            c: 2,
+            d: 0,
+            resolution: 0,
+            start_ns,
+            calls: 1,
+            errors: 0,
+            hist: vec![1],
+            handed_on: true,
+        }
+    }
+
+    #[test]
+    fn each_tenant_is_pruned_on_its_own_horizon_and_an_idle_one_holds_nobody_back() {
+        let dir = std::env::temp_dir().join(format!("causeway-persist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut p = Persistence::open(StorageSettings::new(dir.clone())).expect("open");
+        let (busy, idle) = (
+            TenantId::new("busy").expect("tenant"),
+            TenantId::new("idle").expect("tenant"),
+        );
+        p.checkpoint(
+            vec![cell("busy", 10), cell("busy", 200), cell("idle", 10)],
+            Vec::new(),
+            Vec::new(),
+            false,
+        );
+        // The busy tenant's event time moved on; the idle one's did not.
+        p.checkpoint(
+            Vec::new(),
+            Vec::new(),
+            vec![(busy.clone(), [100, 0, 0]), (idle.clone(), [0, 0, 0])],
+            false,
+        );
+        let mut left: Vec<(String, i64)> = p
+            .store
+            .load_cells()
+            .expect("load")
+            .into_iter()
+            .map(|c| (c.tenant.as_str().to_owned(), c.start_ns))
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [("busy".to_owned(), 200), ("idle".to_owned(), 10)],
+            "the busy tenant's old cell went, the idle tenant kept its own"
+        );
+        assert_eq!(p.pruned.get(&busy), Some(&[100, 0, 0]));
+        assert_eq!(p.failures, 0);
+        drop(p);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -298,7 +298,7 @@ impl ProcessorStage {
     /// Writes what changed since the last checkpoint.
     fn checkpoint(&mut self, force: bool) {
         let mut rows = Vec::new();
-        let mut horizon: Option<[i64; 3]> = None;
+        let mut horizons = Vec::with_capacity(self.tenants.len());
         for (tenant, state) in &mut self.tenants {
             for c in state.red.take_dirty() {
                 rows.push(to_row(tenant, causeway_store::Family::Red, c));
@@ -309,15 +309,11 @@ impl ProcessorStage {
             for c in state.self_time.take_dirty() {
                 rows.push(to_row(tenant, causeway_store::Family::SelfTime, c));
             }
-            // Prune only what every tenant's retention has let go.
-            let h = state.red.retention_horizon();
-            horizon = Some(match horizon {
-                None => h,
-                Some(p) => [p[0].min(h[0]), p[1].min(h[1]), p[2].min(h[2])],
-            });
+            // Each tenant's retention runs on its own event time.
+            horizons.push((tenant.clone(), state.red.retention_horizon()));
         }
         let services = self.catalog.take_dirty();
-        self.persist.checkpoint(rows, services, horizon, force);
+        self.persist.checkpoint(rows, services, horizons, force);
         if self.persist.state_due(force) {
             let saved_ns = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

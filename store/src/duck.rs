@@ -191,11 +191,19 @@ impl Store for DuckDbStore {
         Ok(out)
     }
 
-    fn prune_cells(&mut self, before_ns: [i64; 3]) -> Result<u64> {
-        let n = self.conn.execute(
-            "DELETE FROM cells WHERE (resolution = 0 AND start_ns < ?) OR (resolution = 1 AND start_ns < ?) OR (resolution = 2 AND start_ns < ?)",
-            params![before_ns[0], before_ns[1], before_ns[2]],
-        )?;
+    fn prune_cells(&mut self, horizons: &[(TenantId, [i64; 3])]) -> Result<u64> {
+        if horizons.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.conn.transaction()?;
+        let mut n = 0;
+        for (tenant, before_ns) in horizons {
+            n += tx.execute(
+                "DELETE FROM cells WHERE tenant = ? AND ((resolution = 0 AND start_ns < ?) OR (resolution = 1 AND start_ns < ?) OR (resolution = 2 AND start_ns < ?))",
+                params![tenant.as_str(), before_ns[0], before_ns[1], before_ns[2]],
+            )?;
+        }
+        tx.commit()?;
         Ok(n as u64)
     }
 
@@ -307,7 +315,16 @@ mod tests {
         assert_eq!(cells[0].calls, 7, "replaced, not duplicated");
         assert_eq!(cells[0].hist, vec![1, 2, 3]);
         assert_eq!(s.load_services().expect("services")[0].spans, 9);
-        assert_eq!(s.prune_cells([15, 0, 0]).expect("prune"), 2);
+        // Only the tenant whose horizon is given is pruned.
+        let globex = TenantId::new("globex").expect("tenant");
+        let before = s.load_cells().expect("load").len();
+        assert_eq!(s.prune_cells(&[(globex, [i64::MAX; 3])]).expect("prune"), 1);
+        assert_eq!(s.load_cells().expect("load").len(), before - 1);
+        assert_eq!(
+            s.prune_cells(&[(TenantId::new("acme").expect("tenant"), [15, 0, 0])])
+                .expect("prune"),
+            1
+        );
         s.delete_tenant(&TenantId::new("acme").expect("tenant"))
             .expect("delete");
         let left = s.load_cells().expect("load");

@@ -131,8 +131,10 @@ pub trait Store: Send {
     fn save_services(&mut self, rows: &[ServiceRow]) -> Result<()>;
     /// The whole catalog.
     fn load_services(&self) -> Result<Vec<ServiceRow>>;
-    /// Deletes cells that start before `before_ns[resolution]`; returns how many.
-    fn prune_cells(&mut self, before_ns: [i64; 3]) -> Result<u64>;
+    /// Deletes each listed tenant's cells that start before its
+    /// `before_ns[resolution]`; returns how many. Per tenant: one idle
+    /// tenant's horizon must not hold back everyone else's retention.
+    fn prune_cells(&mut self, horizons: &[(TenantId, [i64; 3])]) -> Result<u64>;
     /// Inserts or replaces state documents (by tenant and part).
     fn save_state(&mut self, rows: &[StateRow]) -> Result<()>;
     /// Every state document.
