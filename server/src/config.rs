@@ -35,7 +35,7 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
-    /// Oldest protocol version accepted: `"1.2"` (default) or `"1.3"`.
+    /// Oldest protocol version accepted: `"1.3"` (default) or `"1.2"`.
     #[serde(default)]
     pub min_version: TlsVersion,
 }
@@ -43,11 +43,14 @@ pub struct TlsConfig {
 /// A TLS protocol version.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub enum TlsVersion {
-    /// TLS 1.2.
-    #[default]
+    /// TLS 1.2, for old clients an operator opts in for.
     #[serde(rename = "1.2")]
     Tls12,
-    /// TLS 1.3.
+    /// TLS 1.3: the default. Every maintained OTLP client speaks it (Go's
+    /// crypto/tls, rustls, Java 11+, OpenSSL 1.1.1+ under Python, Node
+    /// and .NET), and it leaves out the cipher suites and renegotiation
+    /// that TLS 1.2 deployments must be configured against.
+    #[default]
     #[serde(rename = "1.3")]
     Tls13,
 }
@@ -111,4 +114,24 @@ fn sha256_hex<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         )
     })?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_13_is_the_default_and_12_an_explicit_choice() {
+        let parse = |json: &str| serde_json::from_str::<TlsConfig>(json).expect("parses");
+        let default = parse(r#"{"cert_file": "c.pem", "key_file": "k.pem"}"#);
+        assert_eq!(default.min_version, TlsVersion::Tls13);
+        let old = parse(r#"{"cert_file": "c.pem", "key_file": "k.pem", "min_version": "1.2"}"#);
+        assert_eq!(old.min_version, TlsVersion::Tls12);
+        assert!(
+            serde_json::from_str::<TlsConfig>(
+                r#"{"cert_file": "c.pem", "key_file": "k.pem", "min_version": "1.1"}"#
+            )
+            .is_err()
+        );
+    }
 }
