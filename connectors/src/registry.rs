@@ -65,11 +65,6 @@ pub trait System: Debug + Send + Sync {
         self.info().name
     }
 
-    /// The same name, as [`Connector::system`] calls it.
-    fn system(&self) -> &'static str {
-        self.name()
-    }
-
     /// The minimal read scopes to grant, for `connectors check` and README.
     fn read_scopes(&self) -> &'static str {
         self.info().read_scopes

@@ -22,8 +22,6 @@ use crate::graph::{EdgeKey, GraphState};
 use crate::kernels::otlp_to_arrow::otlp_to_arrow;
 use crate::persist::{Persistence, from_row, to_row};
 use crate::query::{EdgeRow, MetricsSnapshot, Query, Snapshot};
-#[cfg(test)]
-use crate::query::{RedQuery, RedRow};
 use crate::red::{self, RedKey};
 use crate::series::SeriesSet;
 use rows::{copy_cells, red_rows};

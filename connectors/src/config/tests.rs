@@ -35,7 +35,7 @@ sources:
         })
     };
     // Unset: every build fails naming the variable, never a value.
-    for s in cfg.sources.iter().filter(|s| s.system.system() != "git") {
+    for s in cfg.sources.iter().filter(|s| s.system.name() != "git") {
         let err = s
             .build(RetryPolicy::default(), &no_sealed, None)
             .expect_err("unset");

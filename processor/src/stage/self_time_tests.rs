@@ -1,6 +1,6 @@
 use super::tests::queued;
 use super::*;
-use crate::query::QueryHandle;
+use crate::query::{QueryHandle, RedQuery, RedRow};
 use bytes::Bytes;
 use causeway_benches::{Workload, WorkloadConfig};
 use prost::Message;

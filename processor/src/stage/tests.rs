@@ -1,5 +1,6 @@
 use super::*;
 use crate::query::QueryHandle;
+use crate::query::RedQuery;
 use bytes::Bytes;
 use causeway_benches::{Workload, WorkloadConfig};
 use causeway_model::{Lease, ServiceCount, TraceBatch, Transport};
