@@ -366,7 +366,7 @@ fn init_logging(config: &Config) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(causeway_app::logging::RedactingStderr);
     match logs.encoding {
         LogEncoding::Console => builder.init(),
         LogEncoding::Json => builder.json().init(),

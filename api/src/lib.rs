@@ -4,16 +4,20 @@
 //! Entry point: [`router`], served by the binary on the API listener
 //! (`exporters.api.endpoint`, default `127.0.0.1:4319`, [`config::ApiConfig`]).
 //! Every data endpoint authenticates with the same API keys as ingest and
-//! answers only about the caller's tenant.
+//! answers only about the caller's tenant; every request passes the
+//! [`causeway_server::Gate`] (rate limits per client address and tenant,
+//! the failed-authentication block).
 //!
 //! ```text
 //! GET /healthz, /readyz          liveness / readiness (no data, no auth)
 //! GET /api/v1/services, red, ... ─> QueryHandle ─> processor (per tenant)
 //! GET /api/v1/rca, events        ─> RcaService (correlator): reports, live events
 //! POST /api/v1/webhooks/{tenant}/{source} ─> SignalHub (connectors)
+//! GET /api/v1/audit             the caller's audit trail
 //! GET /metrics                   Prometheus text, the caller's tenant only
 //! ```
 
+pub mod audit;
 pub mod config;
 mod events;
 mod incidents;
@@ -27,6 +31,8 @@ mod signals;
 mod sql;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_gate;
 mod traces;
 mod ui;
 

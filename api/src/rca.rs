@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::red::{parse_time, rfc3339};
-use super::{ApiState, Caller, PageParams, Q, error, paginate};
+use super::{ApiState, Caller, CallerActor, PageParams, Q, error, paginate};
 
 /// Reports are listed from this long ago when `from` is not given.
 const DEFAULT_RANGE_NS: i64 = 7 * 24 * 3_600_000_000_000;
@@ -135,6 +135,7 @@ pub(super) struct FeedbackBody {
 pub(super) async fn feedback(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
+    Extension(CallerActor(actor)): Extension<CallerActor>,
     Path(id): Path<String>,
     body: Result<Json<FeedbackBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -171,7 +172,19 @@ pub(super) async fn feedback(
         at_ns: super::red::now_ns(),
     };
     match rca.feedback(&tenant, id, fb.clone()).await {
-        Ok(true) => (StatusCode::CREATED, Json(json!({"feedback": fb}))).into_response(),
+        Ok(true) => {
+            state.audit(
+                &tenant,
+                &actor,
+                "rca.feedback",
+                causeway_model::AuditOutcome::Success,
+                format!(
+                    "report={id} rank={} service={} confirmed={}",
+                    fb.rank, fb.service, fb.confirmed
+                ),
+            );
+            (StatusCode::CREATED, Json(json!({"feedback": fb}))).into_response()
+        }
         Ok(false) => error(StatusCode::NOT_FOUND, "no such report"),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }

@@ -13,11 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use causeway_connectors::{KnownServices, SignalHub};
 use causeway_model::TenantId;
+use causeway_model::{Actor, AuditEvent, AuditOutcome};
 use causeway_processor::{QueryHandle, SqlEngine};
-use causeway_server::Authenticator;
+use causeway_server::{Class, ClientAddr, Denied, Gate, Limited};
 use prometheus_client::registry::Registry;
 
-use super::{events, incidents, metrics, rca, red, services, session, signals, sql, traces, ui};
+use super::{
+    audit, events, incidents, metrics, rca, red, services, session, signals, sql, traces, ui,
+};
 
 /// Whether the process is ready to take traffic: set once every listener is
 /// bound and cleared when shutdown begins.
@@ -39,8 +42,10 @@ impl Readiness {
 /// What the API handlers share.
 #[derive(Debug)]
 pub struct ApiState {
-    /// Resolves callers to tenants.
-    pub auth: Arc<Authenticator>,
+    /// Rate limits and authentication of callers.
+    pub gate: Gate,
+    /// The audit trail, when the process keeps one.
+    pub audit: Option<Arc<audit::AuditLog>>,
     /// Asks the processor.
     pub processor: QueryHandle,
     /// Runs SQL statements.
@@ -57,6 +62,8 @@ pub struct ApiState {
     pub rca: Option<Arc<causeway_correlator::RcaService>>,
     /// Dashboard sessions.
     pub sessions: session::Sessions,
+    /// What else holds tenant data and must forget it on deletion.
+    pub purges: Vec<Arc<dyn causeway_model::TenantPurge>>,
     /// Whether session cookies are marked `Secure` (the API serves TLS).
     pub secure_cookies: bool,
 }
@@ -80,6 +87,31 @@ impl KnownServices for CatalogServices {
 #[derive(Debug, Clone)]
 pub(super) struct Caller(pub(super) TenantId);
 
+/// Who the caller is, for the audit trail (put next to [`Caller`]).
+#[derive(Debug, Clone)]
+pub(super) struct CallerActor(pub(super) Actor);
+
+impl ApiState {
+    /// Records an audit event of `tenant` done by `actor`.
+    pub(super) fn audit(
+        &self,
+        tenant: &TenantId,
+        actor: &Actor,
+        action: &str,
+        outcome: AuditOutcome,
+        detail: String,
+    ) {
+        self.gate.audit().record(AuditEvent {
+            at_ns: causeway_model::time::now_ns(),
+            tenant: Some(tenant.clone()),
+            action: action.to_owned(),
+            outcome,
+            actor: actor.clone(),
+            detail,
+        });
+    }
+}
+
 /// The API router.
 pub fn router(state: Arc<ApiState>) -> Router {
     let authed = Router::new()
@@ -102,6 +134,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/session",
             get(session::current).delete(session::delete),
         )
+        .route("/api/v1/audit", get(audit::list))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -174,11 +207,20 @@ pub(super) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
+    let client = req.extensions().get::<ClientAddr>().copied();
+    let ip = client.map(|c| c.0.ip());
     // A key in the request wins over a cookie; a cookie session must echo
     // its CSRF token on anything that changes state.
     let has_key = req.headers().contains_key(http::header::AUTHORIZATION)
         || req.headers().contains_key("x-api-key");
     if !has_key && let Some(s) = state.sessions.lookup(req.headers()) {
+        let limits = state.gate.limits();
+        if let Err(l) = limits
+            .admit_client(Class::Api, ip)
+            .and_then(|()| limits.admit_tenant(Class::Api, &s.tenant))
+        {
+            return too_many(&l);
+        }
         let safe = matches!(
             *req.method(),
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
@@ -190,14 +232,26 @@ pub(super) async fn authenticate(
             );
         }
         req.extensions_mut().insert(Caller(s.tenant));
+        req.extensions_mut().insert(CallerActor(Actor {
+            client: ip,
+            key_fingerprint: None,
+            via: "session".into(),
+        }));
         return next.run(req).await;
     }
-    match state.auth.authenticate(req.headers()) {
+    match state.gate.admit(Class::Api, client, req.headers()) {
         Ok(tenant) => {
+            let actor = Actor {
+                client: ip,
+                key_fingerprint: causeway_server::Authenticator::fingerprint(req.headers()),
+                via: "api_key".into(),
+            };
             req.extensions_mut().insert(Caller(tenant));
+            req.extensions_mut().insert(CallerActor(actor));
             next.run(req).await
         }
-        Err(e) => {
+        Err(Denied::Limited(l)) => too_many(&l),
+        Err(Denied::Unauthenticated(e)) => {
             let mut r = error(StatusCode::UNAUTHORIZED, &e.to_string());
             r.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -206,6 +260,16 @@ pub(super) async fn authenticate(
             r
         }
     }
+}
+
+/// 429 with `Retry-After` for a request a limit turned away.
+pub(super) fn too_many(limited: &Limited) -> Response {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, &limited.to_string());
+    r.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(limited.retry_after_secs()),
+    );
+    r
 }
 
 /// An OTLP span kind as the API writes it everywhere (RED series, traces,

@@ -63,6 +63,7 @@ pub(super) struct DeleteParams {
 pub(super) async fn delete_data(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
+    Extension(super::CallerActor(actor)): Extension<super::CallerActor>,
     super::Q(params): super::Q<DeleteParams>,
 ) -> Response {
     if params.confirm.as_deref() != Some(tenant.as_str()) {
@@ -90,7 +91,32 @@ pub(super) async fn delete_data(
         );
     }
     match state.processor.delete_tenant(tenant.clone()).await {
-        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(())) => {
+            // Signed-in dashboards of the tenant end with its data.
+            state.sessions.remove_tenant(&tenant);
+            for p in &state.purges {
+                if let Err(e) = p.purge(&tenant) {
+                    tracing::error!(%tenant, what = p.what(), error = %e, "tenant purge failed");
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("deleting {} failed: {e}; retry", p.what()),
+                    );
+                }
+            }
+            if let Some(audit) = &state.audit
+                && let Err(e) = audit.purge_tenant(&tenant)
+            {
+                tracing::error!(%tenant, error = %e, "purging the tenant's old audit entries failed");
+            }
+            state.audit(
+                &tenant,
+                &actor,
+                "data.delete",
+                causeway_model::AuditOutcome::Success,
+                String::new(),
+            );
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(Err(e)) => {
             tracing::error!(%tenant, error = %e, "tenant delete failed");
             error(

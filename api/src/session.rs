@@ -10,17 +10,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use causeway_model::TenantId;
+use axum::{Extension, Json};
+use causeway_model::{Actor, AuditOutcome, TenantId};
+use causeway_server::{Class, ClientAddr, key_fingerprint};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiState, error};
+use super::{ApiState, Caller, CallerActor, error, too_many};
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "causeway_session";
@@ -148,12 +149,19 @@ struct SignIn {
     api_key: String,
 }
 
-/// `POST /api/v1/session`.
+/// `POST /api/v1/session`: the sign-in form. The client address's rate
+/// and failed-authentication block apply before the key is looked at, so
+/// a guessing loop is stopped before a right guess could get through.
 pub(super) async fn create(
     State(state): State<Arc<ApiState>>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let ip = client.map(|Extension(c)| c.0.ip());
+    if let Err(l) = state.gate.limits().admit_client(Class::Api, ip) {
+        return too_many(&l);
+    }
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -173,10 +181,27 @@ pub(super) async fn create(
             );
         }
     };
-    let tenant = match state.auth.tenant_for_key(sign_in.api_key.as_bytes()) {
+    let fingerprint = key_fingerprint(sign_in.api_key.as_bytes());
+    let tenant = match state.gate.auth().tenant_for_key(sign_in.api_key.as_bytes()) {
         Ok(t) => t,
-        Err(e) => return error(StatusCode::UNAUTHORIZED, &e.to_string()),
+        Err(e) => {
+            state.gate.auth_failed(Class::Api, ip, Some(fingerprint), e);
+            return error(StatusCode::UNAUTHORIZED, &e.to_string());
+        }
     };
+    state.gate.limits().auth_succeeded(ip);
+    let actor = Actor {
+        client: ip,
+        key_fingerprint: Some(fingerprint),
+        via: "api_key".into(),
+    };
+    state.audit(
+        &tenant,
+        &actor,
+        "session.create",
+        AuditOutcome::Success,
+        String::new(),
+    );
     let Some((token, csrf)) = state.sessions.create(tenant.clone()) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -199,7 +224,7 @@ pub(super) async fn create(
 pub(super) async fn current(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
     let body = match state.sessions.lookup(&headers) {
         Some(s) => json!({"tenant": s.tenant.as_str(), "csrf_token": s.csrf, "keyless": false}),
-        None if !state.auth.enabled() => json!({
+        None if !state.gate.auth().enabled() => json!({
             "tenant": TenantId::default_tenant().as_str(),
             "csrf_token": "",
             "keyless": true,
@@ -213,8 +238,20 @@ pub(super) async fn current(State(state): State<Arc<ApiState>>, headers: HeaderM
 }
 
 /// `DELETE /api/v1/session` (behind authentication and the CSRF check).
-pub(super) async fn delete(State(state): State<Arc<ApiState>>, headers: HeaderMap) -> Response {
+pub(super) async fn delete(
+    State(state): State<Arc<ApiState>>,
+    Extension(Caller(tenant)): Extension<Caller>,
+    Extension(CallerActor(actor)): Extension<CallerActor>,
+    headers: HeaderMap,
+) -> Response {
     state.sessions.remove(&headers);
+    state.audit(
+        &tenant,
+        &actor,
+        "session.delete",
+        AuditOutcome::Success,
+        String::new(),
+    );
     let mut r = StatusCode::NO_CONTENT.into_response();
     if let Some(c) = set_cookie("", 0, state.secure_cookies) {
         r.headers_mut().insert(header::SET_COOKIE, c);

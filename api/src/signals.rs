@@ -170,10 +170,19 @@ pub(super) async fn deploy(
 
 pub(super) async fn webhook(
     State(state): State<Arc<ApiState>>,
+    client: Option<Extension<causeway_server::ClientAddr>>,
     Path((tenant, source)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let ip = client.map(|Extension(c)| c.0.ip());
+    if let Err(l) = state
+        .gate
+        .limits()
+        .admit_client(causeway_server::Class::Webhook, ip)
+    {
+        return super::too_many(&l);
+    }
     let Some(hub) = &state.signals else {
         return error(StatusCode::NOT_FOUND, "no such endpoint");
     };

@@ -8,11 +8,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use causeway_model::AuditOutcome;
 use causeway_processor::SqlError;
 use causeway_processor::sql::{to_arrow_ipc, to_json};
 use serde::Deserialize;
 
-use super::{ApiState, Caller, error};
+use super::{ApiState, Caller, CallerActor, error, too_many};
 
 /// Media type of an Arrow IPC stream.
 const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -29,6 +30,7 @@ struct Body {
 pub(super) async fn query(
     State(state): State<Arc<ApiState>>,
     Extension(Caller(tenant)): Extension<Caller>,
+    Extension(CallerActor(actor)): Extension<CallerActor>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -51,7 +53,32 @@ pub(super) async fn query(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(ARROW_STREAM));
-    let answer = match state.sql.query(tenant.clone(), body.sql).await {
+    // Held until the answer is computed: a tenant's statements beyond its
+    // slots are turned away instead of queueing behind each other.
+    let slot = match state.gate.limits().sql_slot(&tenant) {
+        Ok(s) => s,
+        Err(l) => return too_many(&l),
+    };
+    let started = std::time::Instant::now();
+    let statement = body.sql.clone();
+    let result = state.sql.query(tenant.clone(), body.sql).await;
+    drop(slot);
+    let took = started.elapsed();
+    let (outcome, rows) = match &result {
+        Ok(a) => (AuditOutcome::Success, a.rows()),
+        Err(_) => (AuditOutcome::Failure, 0),
+    };
+    state.audit(
+        &tenant,
+        &actor,
+        "sql.query",
+        outcome,
+        format!(
+            "rows={rows} duration_ms={} sql={statement}",
+            took.as_millis()
+        ),
+    );
+    let answer = match result {
         Ok(a) => a,
         Err(e) => {
             let status = match &e {

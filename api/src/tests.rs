@@ -4,8 +4,8 @@ use axum::body::Body;
 use bytes::Bytes;
 use causeway_model::{Lease, QueuedBatch, ServiceCount, TenantId, TraceBatch, Transport};
 use causeway_processor::{ProcessorStage, QueryHandle, SqlConfig, SqlEngine};
-use causeway_server::Authenticator;
 use causeway_server::config::ApiKeyConfig;
+use causeway_server::{Authenticator, Gate, Limits, LimitsConfig};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use prometheus_client::metrics::counter::Counter;
@@ -19,7 +19,7 @@ use super::{ApiState, Readiness, router};
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn key(tenant: &str, key: &str) -> ApiKeyConfig {
+pub(crate) fn key(tenant: &str, key: &str) -> ApiKeyConfig {
     ApiKeyConfig {
         tenant: TenantId::new(tenant).expect("tenant"),
         key_sha256: sha2::Sha256::digest(key.as_bytes()).into(),
@@ -64,14 +64,19 @@ fn hub(dir: &std::path::Path) -> causeway_connectors::SignalHub {
     causeway_connectors::SignalHub::open(&dir.join("signals.duckdb"), config).expect("hub")
 }
 
-struct Api {
-    router: axum::Router,
+pub(crate) struct Api {
+    pub(crate) router: axum::Router,
     data: mpsc::Sender<QueuedBatch>,
     ready: Arc<Readiness>,
     rca: Arc<causeway_correlator::RcaService>,
+    pub(crate) audit: Arc<super::audit::AuditLog>,
 }
 
 fn api() -> Api {
+    api_with(&LimitsConfig::default())
+}
+
+pub(crate) fn api_with(limits: &LimitsConfig) -> Api {
     let (data, data_rx) = mpsc::channel(16);
     let (qtx, qrx) = mpsc::channel(4);
     let dir = std::env::temp_dir().join(format!(
@@ -105,11 +110,21 @@ fn api() -> Api {
         None,
         Default::default(),
     ));
+    let audit = Arc::new(super::audit::AuditLog::new(
+        causeway_store::DuckDbAudit::in_memory().expect("audit"),
+        std::time::Duration::from_secs(3600),
+    ));
+    tokio::spawn(Arc::clone(&audit).run(tokio_util::sync::CancellationToken::new()));
     let state = Arc::new(ApiState {
-        auth: Arc::new(Authenticator::new(&[
-            key("acme", "ka"),
-            key("globex", "kg"),
-        ])),
+        gate: Gate::new(
+            Arc::new(Authenticator::new(&[
+                key("acme", "ka"),
+                key("globex", "kg"),
+            ])),
+            Arc::new(Limits::new(limits)),
+            Arc::clone(&audit) as Arc<dyn causeway_model::AuditSink>,
+        ),
+        audit: Some(Arc::clone(&audit)),
         processor: QueryHandle::new(qtx.clone()),
         sql: Arc::new(SqlEngine::start(QueryHandle::new(qtx), SqlConfig::default()).expect("sql")),
         registry: Arc::new(registry),
@@ -117,6 +132,7 @@ fn api() -> Api {
         signals: Some(Arc::new(hub(&dir))),
         rca: Some(Arc::clone(&rca)),
         sessions: Default::default(),
+        purges: Vec::new(),
         secure_cookies: false,
         known: Arc::new(causeway_connectors::NoServices),
     });
@@ -125,6 +141,7 @@ fn api() -> Api {
         data,
         ready,
         rca,
+        audit,
     }
 }
 
@@ -213,7 +230,8 @@ async fn a_stopped_processor_is_503_not_a_hang() {
     let (qtx, qrx) = mpsc::channel(1);
     drop((data_rx, qrx));
     let state = Arc::new(ApiState {
-        auth: Arc::new(Authenticator::new(&[])),
+        gate: Gate::open(Arc::new(Authenticator::new(&[]))),
+        audit: None,
         processor: QueryHandle::new(qtx.clone()),
         sql: Arc::new(SqlEngine::start(QueryHandle::new(qtx), SqlConfig::default()).expect("sql")),
         registry: Arc::new(Registry::default()),
@@ -221,6 +239,7 @@ async fn a_stopped_processor_is_503_not_a_hang() {
         signals: None,
         rca: None,
         sessions: Default::default(),
+        purges: Vec::new(),
         secure_cookies: false,
         known: Arc::new(causeway_connectors::NoServices),
     });
@@ -240,7 +259,8 @@ async fn without_api_keys_the_dashboard_session_is_the_default_tenant_and_with_k
     let state = |keys: &[ApiKeyConfig]| {
         let (qtx, _qrx) = mpsc::channel(1);
         Arc::new(ApiState {
-            auth: Arc::new(Authenticator::new(keys)),
+            gate: Gate::open(Arc::new(Authenticator::new(keys))),
+            audit: None,
             processor: QueryHandle::new(qtx.clone()),
             sql: Arc::new(
                 SqlEngine::start(QueryHandle::new(qtx), SqlConfig::default()).expect("sql"),
@@ -250,6 +270,7 @@ async fn without_api_keys_the_dashboard_session_is_the_default_tenant_and_with_k
             signals: None,
             rca: None,
             sessions: Default::default(),
+            purges: Vec::new(),
             secure_cookies: false,
             known: Arc::new(causeway_connectors::NoServices),
         })

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod config;
+pub mod logging;
 mod replay;
 mod wiring;
 
@@ -30,6 +31,6 @@ pub fn init_cli_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(logging::RedactingStderr)
         .try_init();
 }

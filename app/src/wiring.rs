@@ -8,16 +8,18 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use causeway_api::audit::AuditLog;
 use causeway_api::{self as api, ApiState, CatalogServices, Readiness};
 use causeway_connectors::{KnownServices, SignalHub};
 use causeway_correlator::{RcaService, ReportSink};
 use causeway_exporter::forward::{ForwardMetrics, Forwarder};
 use causeway_exporter::notify::{Notifier, NotifyMetrics};
+use causeway_model::{Actor, AuditEvent, AuditOutcome, AuditSink};
 use causeway_processor::persist::Persistence;
 use causeway_processor::{ProcessorStage, QueryHandle, SqlEngine};
 use causeway_receiver::{Admission, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
-use causeway_server::Authenticator;
 use causeway_server::net::{self, Listener, ServeOptions};
+use causeway_server::{Authenticator, Gate, Limits};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +68,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let auth = Arc::new(Authenticator::new(&config.auth.api_keys));
+    let limits = Arc::new(Limits::new(&config.limits));
+    let audit_path = config.storage.data_dir.join("audit.duckdb");
+    let audit = Arc::new(
+        AuditLog::new(
+            causeway_store::DuckDbAudit::open(&audit_path)
+                .with_context(|| format!("opening the audit trail {}", audit_path.display()))?,
+            config.storage.retention.audit,
+        )
+        .register(&mut registry),
+    );
+    let gate = Gate::new(
+        Arc::clone(&auth),
+        Arc::clone(&limits),
+        Arc::clone(&audit) as Arc<dyn AuditSink>,
+    );
+    let serve_options = ServeOptions::new(&config.limits, grace);
+    record_config_load(&config, &auth, audit.as_ref());
+    for (path, addr, _) in config.plaintext_public_listeners() {
+        tracing::warn!(
+            listener = path,
+            %addr,
+            "plaintext listener reachable from other machines (insecure: true); keys and data cross the network in clear"
+        );
+    }
     let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
     let (query_tx, query_rx) = mpsc::channel(QUERY_CAPACITY);
     let (change_tx, change_rx) = mpsc::channel(CHANGE_CAPACITY);
@@ -76,7 +102,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let ingest = Arc::new(ingest);
 
-    let receiver = OtlpReceiver::bind(&config.receivers.otlp, ingest, Arc::clone(&auth), grace)
+    let receiver = OtlpReceiver::bind(&config.receivers.otlp, ingest, gate.clone(), serve_options)
         .await
         .context("starting the OTLP receiver")?;
     let api_cfg = &config.exporters.api;
@@ -116,7 +142,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let rca = Arc::new(rca);
     let ready = Arc::new(Readiness::default());
     let api_state = Arc::new(ApiState {
-        auth: Arc::clone(&auth),
+        gate,
+        audit: Some(Arc::clone(&audit)),
         processor: processor_handle,
         sql: Arc::new(sql),
         registry: Arc::new(registry),
@@ -125,6 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         known: Arc::clone(&known),
         rca: Some(Arc::clone(&rca)),
         sessions: Default::default(),
+        purges: vec![Arc::clone(&notifier) as Arc<dyn causeway_model::TenantPurge>],
         secure_cookies: config.exporters.api.tls.is_some(),
     });
     let receivers_stop = CancellationToken::new();
@@ -161,9 +189,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let api_server = tokio::spawn(net::serve(
         api_listener,
         api::router(api_state),
-        ServeOptions {
-            grace,
-            ..ServeOptions::default()
+        serve_options,
+        api_stop.clone(),
+    ));
+    let audit_stop = CancellationToken::new();
+    let audit_task = tokio::spawn(Arc::clone(&audit).run(audit_stop.clone()));
+    let housekeeping = tokio::spawn(housekeep(
+        Housekeeping {
+            limits: Arc::clone(&limits),
+            hub: Arc::clone(&hub),
+            rca: Arc::clone(&rca),
+            notifier: Arc::clone(&notifier),
+            retention: config.storage.retention.clone(),
         },
         api_stop.clone(),
     ));
@@ -185,24 +222,119 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     connectors_stop.cancel();
     rca_stop.cancel();
     receivers_stop.cancel();
-    rca_task.await.context("RCA task")?;
+    // A task that failed is reported and the drain goes on: what the
+    // others hold (the processor's queue above all) must still be saved.
+    let mut failed: Vec<String> = Vec::new();
+    let mut joined = |what: &str, r: Result<(), tokio::task::JoinError>| {
+        if let Err(e) = r {
+            tracing::error!(task = what, error = %e, "task ended abnormally; shutdown goes on");
+            failed.push(what.to_owned());
+        }
+    };
+    joined("RCA", rca_task.await);
     notify_stop.cancel();
-    receivers.await.context("receiver task")?;
+    joined("receiver", receivers.await);
     // Every request is acknowledged and queued on disk by now; what the
     // downstream has not taken yet is sent after the next start.
     forward_stop.cancel();
-    forward_task.await.context("forwarding task")?;
-    notify_task.await.context("notification task")?;
-    connectors.await.context("connector task")?;
+    joined("forwarding", forward_task.await);
+    joined("notification", notify_task.await);
+    joined("connectors", connectors.await);
     // Every sender of the queue is gone now; the processor ends once it
     // has processed everything that was queued.
-    processor
-        .await
-        .context("the processor thread ended abnormally")?;
+    let processor_done = processor.await.is_ok();
     api_stop.cancel();
-    api_server.await.context("API task")?;
+    joined("API", api_server.await);
+    joined("housekeeping", housekeeping.await);
+    // Last: everything before may still have recorded audit events.
+    audit_stop.cancel();
+    joined("audit", audit_task.await);
+    if !processor_done {
+        tracing::error!("the processor thread ended abnormally");
+        failed.push("processor".into());
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("stopped; these tasks had failed: {}", failed.join(", "));
+    }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// What the housekeeping task tends.
+struct Housekeeping {
+    limits: Arc<Limits>,
+    hub: Arc<SignalHub>,
+    rca: Arc<RcaService>,
+    notifier: Arc<Notifier>,
+    retention: crate::config::RetentionConfig,
+}
+
+/// Once a minute forgets idle rate-limit keys (their memory follows the
+/// clients of the last minute); once an hour, and a minute after start,
+/// deletes signals, reports and dead letters past their retention (the
+/// audit trail prunes itself, spans and series are pruned by the
+/// processor).
+async fn housekeep(h: Housekeeping, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.tick().await;
+    let mut minutes: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        h.limits.housekeep();
+        if minutes.is_multiple_of(60) {
+            apply_retention(&h).await;
+        }
+        minutes += 1;
+    }
+}
+
+async fn apply_retention(h: &Housekeeping) {
+    let now = causeway_model::time::now_ns();
+    let before = |d: std::time::Duration| {
+        now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+    };
+    match h.hub.prune(before(h.retention.signals)).await {
+        Ok(n) if n > 0 => tracing::info!(signals = n, "signals past retention deleted"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "signal retention failed"),
+    }
+    match h.rca.prune(before(h.retention.reports)).await {
+        Ok(n) if n > 0 => tracing::info!(reports = n, "RCA reports past retention deleted"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "report retention failed"),
+    }
+    let ms = u64::try_from(before(h.retention.dead_letters) / 1_000_000).unwrap_or(0);
+    let n = h.notifier.dead_letters().retain(ms, None);
+    if n > 0 {
+        tracing::info!(dead_letters = n, "dead letters past retention deleted");
+    }
+}
+
+/// The configuration a process starts with goes to every tenant's audit
+/// trail (what applied to its data from then on) and the operator's.
+fn record_config_load(config: &Config, auth: &Authenticator, audit: &dyn AuditSink) {
+    let detail = format!(
+        "api_keys={} connectors={} otlp_exporters={} notifications={} insecure={}",
+        config.auth.api_keys.len(),
+        config.connectors.sources.len(),
+        config.exporters.otlp.len(),
+        config.exporters.notifications.len(),
+        config.insecure
+    );
+    let tenants = auth.tenants().into_iter().map(Some);
+    for tenant in std::iter::once(None).chain(tenants) {
+        audit.record(AuditEvent {
+            at_ns: causeway_model::time::now_ns(),
+            tenant,
+            action: "config.load".into(),
+            outcome: AuditOutcome::Success,
+            actor: Actor::system(),
+            detail: detail.clone(),
+        });
+    }
 }
 
 /// Opens the stores, restores the processor's state from them and runs the

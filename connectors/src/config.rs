@@ -191,9 +191,9 @@ impl ConnectorsConfig {
                 ));
             }
             if let Some(u) = &s.base_url
-                && url::Url::parse(u).is_err()
+                && let Err(e) = causeway_model::outbound::check(u)
             {
-                out.push((at("base_url"), format!("{u:?} is not a URL")));
+                out.push((at("base_url"), e));
             }
             let system = s.system.name();
             let token = s.system.token();

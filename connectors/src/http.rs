@@ -246,6 +246,10 @@ impl ReadOnlyClient {
     /// a next-page link or a redirect elsewhere is refused with
     /// [`Error::ForeignUrl`] instead of being sent with the credential.
     pub fn pinned_to(mut self, base_url: &str) -> Result<Self> {
+        causeway_model::outbound::check(base_url).map_err(|message| Error::Config {
+            connector: self.system.to_owned(),
+            message,
+        })?;
         let origin = Url::parse(base_url)
             .map_err(|e| Error::Config {
                 connector: self.system.to_owned(),

@@ -26,6 +26,40 @@ use crate::{Connector, time};
 /// A built connector and the tenant it reads for.
 pub type TenantConnector = (TenantId, Box<dyn Connector>);
 
+/// Runs one source's sync loop and restarts it when its task fails:
+/// after 1 s, doubling to at most the sync interval, so a source that
+/// fails on every run costs one attempt per interval.
+async fn supervise(
+    hub: Arc<SignalHub>,
+    tenant: TenantId,
+    c: Arc<dyn Connector>,
+    known: Arc<dyn KnownServices>,
+    cancel: Cancel,
+) {
+    let ceiling = hub.config.interval.max(Duration::from_secs(10));
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let run = tokio::spawn(Arc::clone(&hub).sync_loop(
+            tenant.clone(),
+            Arc::clone(&c),
+            Arc::clone(&known),
+            cancel.clone(),
+        ));
+        match run.await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(%tenant, connector = c.name(), error = %e, retry_in = ?wait,
+                    "connector task failed; restarting it");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(ceiling);
+    }
+}
+
 /// Where the hub learns which services a tenant's traces name (for
 /// matching repositories and projects to services).
 #[async_trait::async_trait]
@@ -256,15 +290,37 @@ impl SignalHub {
         out
     }
 
-    /// Syncs every source each `interval` until `cancel` fires.
+    /// Syncs every source each `interval` until `cancel` fires, each on a
+    /// task of its own: a slow source does not delay the others, and a
+    /// source whose task fails (a panic on a payload nobody foresaw) is
+    /// restarted after a back-off while the others go on.
     pub async fn run(self: Arc<Self>, known: Arc<dyn KnownServices>, cancel: Cancel) {
         let (connectors, failed) = self.connectors(RetryPolicy::default());
         for (name, e) in failed {
             tracing::error!(connector = name, error = %e, "connector not started");
         }
-        if connectors.is_empty() {
-            return;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (tenant, c) in connectors {
+            let c: Arc<dyn Connector> = Arc::from(c);
+            tasks.spawn(supervise(
+                Arc::clone(&self),
+                tenant,
+                c,
+                Arc::clone(&known),
+                cancel.clone(),
+            ));
         }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Syncs one source every `interval` until `cancel`.
+    async fn sync_loop(
+        self: Arc<Self>,
+        tenant: TenantId,
+        c: Arc<dyn Connector>,
+        known: Arc<dyn KnownServices>,
+        cancel: Cancel,
+    ) {
         let mut tick = tokio::time::interval(self.config.interval.max(Duration::from_secs(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -272,10 +328,22 @@ impl SignalHub {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            tokio::select! {
+            let mapper =
+                ServiceMapper::new(self.config.mapping.clone(), known.services(&tenant).await);
+            let sync = sync_connector(c.as_ref(), &tenant, &self.store, &mapper, self.settings());
+            let report = tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = self.sync_once(&connectors, known.as_ref()) => {}
-            }
+                r = sync => r,
+            };
+            tracing::info!(
+                %tenant,
+                connector = c.name(),
+                pages = report.pages,
+                records = report.records,
+                new = report.new,
+                failed = report.failed.len(),
+                "connector synced"
+            );
         }
     }
 
@@ -395,6 +463,11 @@ impl SignalHub {
     /// Deletes everything of one tenant.
     pub async fn delete_tenant(&self, tenant: &TenantId) -> Result<()> {
         Ok(self.store.lock().await.delete_tenant(tenant)?)
+    }
+
+    /// Deletes signals not changed since `before_ns` (retention).
+    pub async fn prune(&self, before_ns: i64) -> Result<u64> {
+        Ok(self.store.lock().await.prune_before(before_ns)?)
     }
 
     /// Seals a credential for `tenant` under the configured key.

@@ -204,8 +204,8 @@ impl CorrelatorConfig {
             out.push("correlator.min_change_score must be a number >= 0".to_owned());
         }
         if let Some(llm) = &self.llm {
-            if !(llm.endpoint.starts_with("http://") || llm.endpoint.starts_with("https://")) {
-                out.push("correlator.llm.endpoint must be an http(s) URL".to_owned());
+            if let Err(e) = causeway_model::outbound::check(&llm.endpoint) {
+                out.push(format!("correlator.llm.endpoint: {e}"));
             }
             if llm.model.trim().is_empty() {
                 out.push("correlator.llm.model must be set".to_owned());

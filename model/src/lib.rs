@@ -9,8 +9,12 @@
 //! ```
 
 pub mod anomaly;
+pub mod audit;
 mod batch;
+pub mod outbound;
+pub mod purge;
 pub mod rca;
+pub mod redact;
 pub mod retry;
 pub mod schema;
 pub mod signal;
@@ -20,7 +24,9 @@ pub mod time;
 pub mod wire;
 
 pub use anomaly::{Anomaly, Incident, IncidentState, Severity, Subject};
+pub use audit::{Actor, AuditEvent, AuditOutcome, AuditSink, NoAudit};
 pub use batch::{Lease, QueuedBatch, ServiceCount, TraceBatch, Transport};
+pub use purge::TenantPurge;
 pub use rca::{CauseKind, Evidence, Hypothesis, Precedent, RcaReport};
 pub use signal::{Signal, SignalKind};
 pub use tenant::{TenantId, TenantIdError};

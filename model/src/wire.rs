@@ -4,6 +4,32 @@
 //! them to Arrow with it, both without building prost structs: every value
 //! read is a slice of the request buffer or a scalar.
 
+/// Longest string kept from a request (service, span and event names,
+/// attribute values, status and exception messages), bytes; longer ones
+/// are cut at a character boundary, as the OpenTelemetry attribute-value
+/// length limit truncates. Names become series keys, catalog entries and
+/// dictionary values, so one client's megabyte-long route would otherwise
+/// cost a megabyte per series (10,000 series per tenant). 4 KiB is over
+/// any name the semantic conventions describe and near what other
+/// backends keep (Datadog cuts tag values and resource names at 5,000
+/// characters).
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+/// `raw` cut to [`MAX_VALUE_BYTES`] at a UTF-8 character boundary, and
+/// whether it was cut.
+#[inline]
+pub fn cap_value(raw: &[u8]) -> (&[u8], bool) {
+    if raw.len() <= MAX_VALUE_BYTES {
+        return (raw, false);
+    }
+    let mut end = MAX_VALUE_BYTES;
+    // Back off continuation bytes (10xxxxxx) to the start of a character.
+    while end > 0 && raw[end] & 0b1100_0000 == 0b1000_0000 {
+        end -= 1;
+    }
+    (&raw[..end], true)
+}
+
 /// Why a request is not a well-formed `ExportTraceServiceRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
@@ -60,6 +86,12 @@ impl<'a> Reader<'a> {
     /// A reader over `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
+    }
+
+    #[inline]
+    /// Bytes read so far: with the buffer, the raw bytes of a field.
+    pub fn position(&self) -> usize {
+        self.pos
     }
 
     #[inline]

@@ -9,7 +9,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
 use causeway_model::{QueuedBatch, TenantId};
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
@@ -19,7 +18,7 @@ use crate::changes::{IncidentChange, Outbox};
 use crate::config::SpansConfig;
 use crate::detect::{DetectSettings, IncidentSettings, TenantDetection, links_of};
 use crate::graph::{EdgeKey, GraphState};
-use crate::kernels::otlp_to_arrow::otlp_to_arrow;
+use crate::kernels::otlp_to_arrow::{self, MAX_VALUE_BYTES};
 use crate::persist::{Persistence, from_row, to_row};
 use crate::query::{EdgeRow, MetricsSnapshot, Query, Snapshot};
 use crate::red::{self, RedKey};
@@ -53,7 +52,10 @@ struct TenantState {
 }
 
 /// A batch and its conversion to Arrow.
-type Converted = (QueuedBatch, Result<RecordBatch, crate::error::Error>);
+type Converted = (
+    QueuedBatch,
+    Result<otlp_to_arrow::Converted, crate::error::Error>,
+);
 
 /// Consumes the ingest queue and answers queries.
 #[derive(Debug)]
@@ -67,6 +69,8 @@ pub struct ProcessorStage {
     processed_spans: u64,
     sealed_windows: u64,
     failed_batches: u64,
+    /// Strings cut at the value length limit.
+    truncated_values: u64,
     persist: Persistence,
     /// Incident changes on their way to the correlator.
     outbox: Outbox,
@@ -92,6 +96,7 @@ impl ProcessorStage {
             processed_spans: 0,
             sealed_windows: 0,
             failed_batches: 0,
+            truncated_values: 0,
             persist,
             outbox: Outbox::new(None),
         };
@@ -213,6 +218,7 @@ impl ProcessorStage {
             spans = self.processed_spans,
             sealed_windows = self.sealed_windows,
             failed_batches = self.failed_batches,
+            truncated_values = self.truncated_values,
             store_failures = self.persist.failures,
             "processor drained its input and stopped"
         );
@@ -243,7 +249,7 @@ impl ProcessorStage {
         self.processed_batches += 1;
         self.processed_spans += batch.spans;
         tokio::task::spawn_blocking(move || {
-            let spans = otlp_to_arrow(&queued.batch.tenant, &queued.batch.payload);
+            let spans = otlp_to_arrow::convert(&queued.batch.tenant, &queued.batch.payload);
             (queued, spans)
         })
     }
@@ -261,7 +267,22 @@ impl ProcessorStage {
         };
         let batch = &queued.batch;
         let spans = match spans {
-            Ok(b) => b,
+            Ok(c) => {
+                if c.truncated > 0 {
+                    // Logged on the first cut and then every 10,000th: a
+                    // client that always sends huge names is visible
+                    // without flooding the log.
+                    if self.truncated_values == 0
+                        || self.truncated_values / 10_000
+                            != (self.truncated_values + c.truncated) / 10_000
+                    {
+                        tracing::warn!(tenant = %batch.tenant, cut_so_far = self.truncated_values + c.truncated,
+                            limit_bytes = MAX_VALUE_BYTES, "names or attribute values over the limit were cut");
+                    }
+                    self.truncated_values += c.truncated;
+                }
+                c.batch
+            }
             Err(e) => {
                 // The receiver validated this payload: this is a bug, not bad
                 // input. Keep serving; the catalog already counted the spans.

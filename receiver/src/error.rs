@@ -36,6 +36,11 @@ pub enum ReceiveError {
     #[error("unsupported content encoding {0:?}: use gzip, zstd, deflate or none")]
     UnsupportedEncoding(String),
 
+    /// The client, or its tenant, is over a rate limit, or its address is
+    /// blocked after failed authentications.
+    #[error("{0}")]
+    RateLimited(causeway_server::Limited),
+
     // --- the server's state ---
     /// This tenant holds its whole share of the queue.
     #[error("tenant is over its share of the ingest queue; retry after {retry_after:?}")]
@@ -76,6 +81,7 @@ impl ReceiveError {
             Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
                 "unsupported_media_type"
             }
+            Self::RateLimited(_) => "rate_limited",
             Self::TenantThrottled { .. } => "tenant_throttled",
             Self::Overloaded { .. } => "overloaded",
             Self::ForwardQueueFull { .. } => "forward_queue_full",
@@ -93,7 +99,7 @@ impl ReceiveError {
             Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => {
                 S::UNSUPPORTED_MEDIA_TYPE
             }
-            Self::TenantThrottled { .. } => S::TOO_MANY_REQUESTS,
+            Self::TenantThrottled { .. } | Self::RateLimited(_) => S::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } | Self::ForwardQueueFull { .. } | Self::ShuttingDown { .. } => {
                 S::SERVICE_UNAVAILABLE
             }
@@ -109,7 +115,9 @@ impl ReceiveError {
             | Self::Decompress { .. }
             | Self::UnsupportedMediaType(_)
             | Self::UnsupportedEncoding(_) => C::InvalidArgument,
-            Self::TooLarge { .. } => C::ResourceExhausted,
+            // OTLP/gRPC: a rate limit is RESOURCE_EXHAUSTED, retryable
+            // because it carries RetryInfo.
+            Self::TooLarge { .. } | Self::RateLimited(_) => C::ResourceExhausted,
             Self::TenantThrottled { .. }
             | Self::Overloaded { .. }
             | Self::ForwardQueueFull { .. }
@@ -124,6 +132,7 @@ impl ReceiveError {
             | Self::Overloaded { retry_after }
             | Self::ForwardQueueFull { retry_after, .. }
             | Self::ShuttingDown { retry_after } => Some(*retry_after),
+            Self::RateLimited(l) => Some(l.retry_after),
             _ => None,
         }
     }
@@ -132,5 +141,14 @@ impl ReceiveError {
 impl From<causeway_server::AuthError> for ReceiveError {
     fn from(e: causeway_server::AuthError) -> Self {
         Self::Unauthenticated(e.0)
+    }
+}
+
+impl From<causeway_server::Denied> for ReceiveError {
+    fn from(e: causeway_server::Denied) -> Self {
+        match e {
+            causeway_server::Denied::Unauthenticated(a) => a.into(),
+            causeway_server::Denied::Limited(l) => Self::RateLimited(l),
+        }
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! ```text
 //!  :4317 gRPC ─┐
-//!              ├─ Authenticator ─ size limit ─ decompress ─ wire scan ─ Admission ─> bounded queue
-//!  :4318 HTTP ─┘   (401)            (413)        (400/415)   (partial)   (429/503)
+//!              ├─ Gate ─────────── size limit ─ decompress ─ wire scan ─ Admission ─> bounded queue
+//!  :4318 HTTP ─┘   (401/429)        (413)        (400/415)   (partial)   (429/503)
 //! ```
 //!
 //! Listeners (TLS, HTTP/1+2, graceful drain) and API-key authentication
@@ -31,7 +31,7 @@ pub use error::ReceiveError;
 pub use metrics::ReceiverMetrics;
 pub use otlp::ingest::{Ingest, Outcome, Tee, TeeFull};
 
-use causeway_server::Authenticator;
+use causeway_server::Gate;
 use causeway_server::net::{self, Listener, ServeOptions};
 use config::OtlpReceiverConfig;
 use otlp::grpc::GrpcTraceService;
@@ -51,17 +51,17 @@ impl OtlpReceiver {
     pub async fn bind(
         config: &OtlpReceiverConfig,
         ingest: Arc<Ingest>,
-        auth: Arc<Authenticator>,
-        grace: std::time::Duration,
+        gate: Gate,
+        serve: ServeOptions,
     ) -> Result<Self, SetupError> {
         let grpc = match &config.protocols.grpc {
             Some(g) => {
                 let listener = Listener::bind(g.endpoint, g.tls.as_ref()).await?;
                 let service =
-                    GrpcTraceService::new(Arc::clone(&ingest), Arc::clone(&auth), g.max_bytes());
+                    GrpcTraceService::new(Arc::clone(&ingest), gate.clone(), g.max_bytes());
                 let options = ServeOptions {
                     max_concurrent_streams: g.max_concurrent_streams,
-                    grace,
+                    ..serve
                 };
                 Some((listener, service, options))
             }
@@ -70,15 +70,9 @@ impl OtlpReceiver {
         let http = match &config.protocols.http {
             Some(h) => {
                 let listener = Listener::bind(h.endpoint, h.tls.as_ref()).await?;
-                let router = otlp::http::router(
-                    Arc::clone(&ingest),
-                    Arc::clone(&auth),
-                    h.max_request_body_size,
-                );
-                let options = ServeOptions {
-                    grace,
-                    ..ServeOptions::default()
-                };
+                let router =
+                    otlp::http::router(Arc::clone(&ingest), gate.clone(), h.max_request_body_size);
+                let options = serve;
                 Some((listener, router, options))
             }
             None => None,

@@ -57,6 +57,15 @@ impl Authenticator {
         self.tenant_for_key(key.as_bytes())
     }
 
+    /// The fingerprint of the key `headers` present (the first 12 hex
+    /// digits of its SHA-256), for the audit trail; `None` without one.
+    pub fn fingerprint(headers: &HeaderMap) -> Option<String> {
+        presented_key(headers)
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(|k| key_fingerprint(k.as_bytes()))
+    }
+
     /// Resolves the tenant of a raw key.
     pub fn tenant_for_key(&self, key: &[u8]) -> Result<TenantId, AuthError> {
         let digest: [u8; 32] = Sha256::digest(key).into();
@@ -94,6 +103,14 @@ fn presented_key(headers: &HeaderMap) -> Result<&str, AuthError> {
     Err(AuthError(
         "missing credentials: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
     ))
+}
+
+/// The first 12 hex digits of a key's SHA-256: names a configured key in
+/// the audit trail (its config entry holds the full digest) without
+/// revealing it.
+pub fn key_fingerprint(key: &[u8]) -> String {
+    let digest = Sha256::digest(key);
+    hex::encode(&digest[..6])
 }
 
 /// The hex SHA-256 digest of a key, as the `auth.api_keys[].key_sha256`
@@ -159,6 +176,16 @@ mod tests {
         let t = a.authenticate(&HeaderMap::new()).expect("ok");
         assert_eq!(t.as_str(), "default");
         assert!(!a.enabled());
+    }
+
+    #[test]
+    fn fingerprint_is_a_digest_prefix_never_the_key() {
+        let f = Authenticator::fingerprint(&headers("authorization", "Bearer k-acme"))
+            .expect("a key was presented");
+        assert_eq!(f.len(), 12);
+        assert!(key_digest_hex("k-acme").starts_with(&f));
+        assert!(!f.contains("k-acme"));
+        assert_eq!(Authenticator::fingerprint(&HeaderMap::new()), None);
     }
 
     #[test]

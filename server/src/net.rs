@@ -30,11 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{TlsConfig, TlsVersion};
 use crate::error::SetupError;
+use crate::limits::config::{ConnectionLimits, LimitsConfig};
+use crate::limits::{ClientAddr, ConnectionCounts};
 
 /// How long a client has to finish a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client has to send request headers (slowloris guard).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Loads a rustls server config from PEM files.
 pub fn load_tls(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, SetupError> {
@@ -126,16 +126,37 @@ pub struct ServeOptions {
     pub max_concurrent_streams: u32,
     /// How long to wait for in-flight requests on shutdown.
     pub grace: Duration,
+    /// Open connections, in all and per client address.
+    pub connections: ConnectionLimits,
+    /// How long a client has to send request headers (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// How long a request body may stay idle.
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
+        Self::new(&LimitsConfig::default(), Duration::from_secs(30))
+    }
+}
+
+impl ServeOptions {
+    /// Options from the `limits` section, draining for `grace` on shutdown.
+    pub fn new(limits: &LimitsConfig, grace: Duration) -> Self {
         Self {
             max_concurrent_streams: 128,
-            grace: Duration::from_secs(30),
+            grace,
+            connections: limits.connections,
+            header_read_timeout: limits.header_read_timeout,
+            body_idle_timeout: limits.body_idle_timeout,
         }
     }
 }
+
+/// A request as handlers see it: the body gives up after
+/// [`ServeOptions::body_idle_timeout`] without data, and the extensions
+/// hold the [`ClientAddr`].
+pub type ServedRequest = http::Request<tower_http::timeout::TimeoutBody<Incoming>>;
 
 /// Serves `service` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn serve<S, B>(
@@ -144,7 +165,7 @@ pub async fn serve<S, B>(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) where
-    S: tower::Service<http::Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+    S: tower::Service<ServedRequest, Response = http::Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
@@ -156,7 +177,7 @@ pub async fn serve<S, B>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(options.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -165,6 +186,7 @@ pub async fn serve<S, B>(
         .initial_connection_window_size(4 * 1024 * 1024)
         .keep_alive_interval(Some(Duration::from_secs(60)));
     let mut connections = JoinSet::new();
+    let per_client = Arc::new(ConnectionCounts::default());
     let Listener { tcp, tls, addr } = listener;
     loop {
         let accepted = tokio::select! {
@@ -174,7 +196,7 @@ pub async fn serve<S, B>(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             r = tcp.accept() => r,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Usually EMFILE: back off instead of spinning.
@@ -183,12 +205,32 @@ pub async fn serve<S, B>(
                 continue;
             }
         };
+        // Over a cap the connection is closed at once: cheaper for both
+        // sides than a request answered 503, and the client's pool retries.
+        if connections.len() >= options.connections.max {
+            tracing::debug!(%addr, %peer, open = connections.len(), "connection limit reached; closing");
+            continue;
+        }
+        let Some(slot) = per_client.try_open(peer.ip(), options.connections.per_client) else {
+            tracing::debug!(%addr, %peer, "per-client connection limit reached; closing");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let builder = builder.clone();
-        let service = service.clone();
+        let body_timeout = options.body_idle_timeout;
+        let service =
+            tower::ServiceExt::map_request(service.clone(), move |req: http::Request<Incoming>| {
+                let (mut parts, body) = req.into_parts();
+                parts.extensions.insert(ClientAddr(peer));
+                http::Request::from_parts(
+                    parts,
+                    tower_http::timeout::TimeoutBody::new(body_timeout, body),
+                )
+            });
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
+            let _slot = slot;
             match tls {
                 None => serve_connection(builder, TokioIo::new(stream), service, shutdown).await,
                 Some(acceptor) => {

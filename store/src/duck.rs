@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS cells_stage AS SELECT * FROM cells LIMIT 0;
 /// DuckDB-backed [`Store`].
 pub struct DuckDbStore {
     conn: Connection,
+    /// The file (`None` in memory): rewritten after a tenant's deletion.
+    path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for DuckDbStore {
@@ -63,6 +65,7 @@ impl DuckDbStore {
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
             conn: crate::open::connect(Some(path), SCHEMA)?,
+            path: Some(path.to_path_buf()),
         })
     }
 
@@ -70,6 +73,7 @@ impl DuckDbStore {
     pub fn in_memory() -> Result<Self> {
         Ok(Self {
             conn: crate::open::connect(None, SCHEMA)?,
+            path: None,
         })
     }
 }
@@ -259,6 +263,9 @@ impl Store for DuckDbStore {
             params![tenant.as_str()],
         )?;
         tx.commit()?;
+        if let Some(path) = &self.path {
+            crate::open::rewrite(&mut self.conn, path, SCHEMA)?;
+        }
         Ok(())
     }
 }

@@ -5,17 +5,20 @@
 //! DuckDB file; the only implementation today); [`SpanStore`], which keeps
 //! spans as Parquet files per tenant and hour under the data directory;
 //! [`DuckDbSignals`] (connector signals, cursors, sealed credentials) and
-//! [`DuckDbReports`] (RCA reports and feedback).
+//! [`DuckDbReports`] (RCA reports and feedback); [`DuckDbAudit`] (the
+//! append-only audit trail).
 //!
 //! ```text
 //! processor ──cells, services──> Store (DuckDB file: <data_dir>/causeway.duckdb)
 //!           ──span batches────> SpanStore (<data_dir>/spans/tenant=T/hour=YYYY-MM-DDTHH/*.parquet)
 //! connectors ──signals, cursors, sealed credentials──> DuckDbSignals (<data_dir>/signals.duckdb)
+//! every stage ──audit events──> DuckDbAudit (<data_dir>/audit.duckdb)
 //! ```
 //!
 //! Every row and every file path carries the tenant; deleting a tenant
 //! removes its rows and its directory.
 
+mod audit;
 mod duck;
 mod error;
 mod open;
@@ -23,6 +26,7 @@ mod reports;
 mod signals;
 mod spans;
 
+pub use audit::{AuditEntry, DuckDbAudit};
 pub use duck::DuckDbStore;
 pub use error::{Error, Result};
 pub use reports::DuckDbReports;

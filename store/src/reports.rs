@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS rca_feedback (
 #[derive(Debug)]
 pub struct DuckDbReports {
     conn: Connection,
+    /// The file (`None` in memory): rewritten after a tenant's deletion.
+    path: Option<std::path::PathBuf>,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> Error {
@@ -46,6 +48,7 @@ impl DuckDbReports {
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
             conn: crate::open::connect(Some(path), SCHEMA)?,
+            path: Some(path.to_path_buf()),
         })
     }
 
@@ -53,6 +56,7 @@ impl DuckDbReports {
     pub fn in_memory() -> Result<Self> {
         Ok(Self {
             conn: crate::open::connect(None, SCHEMA)?,
+            path: None,
         })
     }
 
@@ -182,6 +186,24 @@ impl DuckDbReports {
         Ok(out)
     }
 
+    /// Deletes reports last computed before `before_ns` (retention) and
+    /// their feedback; returns how many reports.
+    pub fn prune_before(&mut self, before_ns: i64) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM rca_reports WHERE computed_ns < ?",
+            params![before_ns],
+        )?;
+        tx.execute(
+            "DELETE FROM rca_feedback WHERE NOT EXISTS
+               (SELECT 1 FROM rca_reports r WHERE r.tenant = rca_feedback.tenant
+                  AND r.id = rca_feedback.id)",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+
     /// Deletes every report and feedback of `tenant`.
     pub fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
         let tx = self.conn.transaction()?;
@@ -194,6 +216,9 @@ impl DuckDbReports {
             params![tenant.as_str()],
         )?;
         tx.commit()?;
+        if let Some(path) = &self.path {
+            crate::open::rewrite(&mut self.conn, path, SCHEMA)?;
+        }
         Ok(())
     }
 }
@@ -264,6 +289,30 @@ mod tests {
         db.delete_tenant(&a)?;
         assert!(db.list(&a, 0, i64::MAX, 0)?.is_empty());
         assert_eq!(db.list(&b, 0, i64::MAX, 0)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn retention_drops_old_reports_and_their_feedback() -> Result<()> {
+        let mut db = DuckDbReports::in_memory()?;
+        let a = TenantId::new("a").map_err(corrupt)?;
+        db.put(&a, &report(1, 100))?;
+        db.put(&a, &report(2, 300))?;
+        let fb = Feedback {
+            rank: 1,
+            service: "x".into(),
+            confirmed: false,
+            by: "sre".into(),
+            comment: None,
+            at_ns: 5,
+        };
+        assert!(db.add_feedback(&a, 1, &fb)?);
+        assert_eq!(db.prune_before(200)?, 1);
+        assert!(db.get(&a, 1)?.is_none());
+        assert!(db.get(&a, 2)?.is_some());
+        // A report stored again under the old id starts without feedback.
+        db.put(&a, &report(1, 400))?;
+        assert!(db.get(&a, 1)?.is_some_and(|r| r.feedback.is_empty()));
         Ok(())
     }
 }

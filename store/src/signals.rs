@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use causeway_model::redact::redact;
 use causeway_model::{Signal, SignalKind, TenantId};
 use duckdb::{Connection, OptionalExt, params};
 
@@ -97,6 +98,8 @@ pub struct SealedRow {
 /// DuckDB-backed signal store.
 pub struct DuckDbSignals {
     conn: Connection,
+    /// The file (`None` in memory): rewritten after a tenant's deletion.
+    path: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for DuckDbSignals {
@@ -112,6 +115,7 @@ impl DuckDbSignals {
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
             conn: crate::open::connect(Some(path), SCHEMA)?,
+            path: Some(path.to_path_buf()),
         })
     }
 
@@ -119,6 +123,7 @@ impl DuckDbSignals {
     pub fn in_memory() -> Result<Self> {
         Ok(Self {
             conn: crate::open::connect(None, SCHEMA)?,
+            path: None,
         })
     }
 
@@ -150,6 +155,8 @@ impl DuckDbSignals {
             let json = |v: &Vec<String>| {
                 serde_json::to_string(v).map_err(|e| Error::Corrupt(e.to_string()))
             };
+            // Stored redacted: e-mail addresses and tokens in a ticket's
+            // text never reach the API, notifications or an LLM prompt.
             tx.execute(
                 "INSERT OR REPLACE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
@@ -157,10 +164,10 @@ impl DuckDbSignals {
                     s.source,
                     s.external_id,
                     s.kind.as_str(),
-                    s.url,
-                    s.title,
-                    s.body,
-                    s.author,
+                    s.url.as_deref().map(redact),
+                    redact(&s.title),
+                    redact(&s.body),
+                    s.author.as_deref().map(redact),
                     s.created_ns,
                     s.updated_ns,
                     s.repository,
@@ -364,6 +371,25 @@ impl DuckDbSignals {
         Ok(())
     }
 
+    /// Deletes signals not changed since `before_ns` (retention) with their
+    /// service links; returns how many signals.
+    pub fn prune_before(&mut self, before_ns: i64) -> Result<u64> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "DELETE FROM signals WHERE updated_ns < ?",
+            params![before_ns],
+        )?;
+        tx.execute(
+            "DELETE FROM signal_services WHERE NOT EXISTS
+               (SELECT 1 FROM signals s WHERE s.tenant = signal_services.tenant
+                  AND s.source = signal_services.source
+                  AND s.external_id = signal_services.external_id)",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+
     /// Deletes everything of one tenant.
     pub fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
         let tx = self.conn.transaction()?;
@@ -379,6 +405,9 @@ impl DuckDbSignals {
             )?;
         }
         tx.commit()?;
+        if let Some(path) = &self.path {
+            crate::open::rewrite(&mut self.conn, path, SCHEMA)?;
+        }
         Ok(())
     }
 }
@@ -406,6 +435,98 @@ mod tests {
             version: None,
             commit: Some(id.into()),
         }
+    }
+
+    #[test]
+    fn a_deleted_tenant_leaves_no_bytes_in_the_file() {
+        let dir =
+            std::env::temp_dir().join(format!("causeway-signals-purge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("signals.duckdb");
+        let mut s = DuckDbSignals::open(&path).expect("open");
+        let acme = TenantId::new("acmepurgecheck").expect("tenant");
+        let globex = TenantId::new("globexkept").expect("tenant");
+        let page: Vec<Signal> = (0..500)
+            .map(|i| {
+                let mut sig = signal(
+                    "acmepurgecheck",
+                    &format!("a{i}"),
+                    SignalKind::Commit,
+                    i,
+                    &["checkout"],
+                );
+                sig.title = format!("acmesecretcommit number {i}");
+                sig
+            })
+            .collect();
+        s.commit_page(&acme, &page, None).expect("commit");
+        s.commit_page(
+            &globex,
+            &[signal("globexkept", "g1", SignalKind::Commit, 1, &["cart"])],
+            None,
+        )
+        .expect("commit");
+        drop(s);
+        let bytes = std::fs::read(&path).expect("read");
+        let find = |b: &[u8], what: &[u8]| b.windows(what.len()).any(|w| w == what);
+        assert!(
+            find(&bytes, b"acmepurgecheck"),
+            "the tenant is in the file before"
+        );
+        let mut s = DuckDbSignals::open(&path).expect("reopen");
+        s.delete_tenant(&acme).expect("delete");
+        drop(s);
+        let bytes = std::fs::read(&path).expect("read");
+        assert!(
+            !find(&bytes, b"acmepurgecheck"),
+            "no trace of the tenant's name"
+        );
+        assert!(!find(&bytes, b"acmesecretcommit"), "no trace of its data");
+        let s = DuckDbSignals::open(&path).expect("reopen");
+        assert_eq!(
+            s.signals(&globex, &SignalQuery::default())
+                .expect("read")
+                .len(),
+            1
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn retention_drops_signals_not_changed_since_the_horizon() {
+        let mut s = DuckDbSignals::in_memory().expect("open");
+        let acme = TenantId::new("acme").expect("tenant");
+        let page = vec![
+            signal("acme", "old", SignalKind::Commit, 10, &["checkout"]),
+            signal("acme", "new", SignalKind::Commit, 30, &["checkout"]),
+        ];
+        s.commit_page(&acme, &page, None).expect("commit");
+        assert_eq!(s.prune_before(20).expect("prune"), 1);
+        let q = SignalQuery {
+            service: Some("checkout".into()),
+            ..SignalQuery::default()
+        };
+        let left = s.signals(&acme, &q).expect("read");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].external_id, "new");
+    }
+
+    #[test]
+    fn emails_and_tokens_are_redacted_before_they_are_stored() {
+        let mut s = DuckDbSignals::in_memory().expect("open");
+        let acme = TenantId::new("acme").expect("tenant");
+        let mut sig = signal("acme", "t1", SignalKind::Ticket, 10, &["checkout"]);
+        sig.title = "Checkout down, says jane@example.com".into();
+        sig.body = "customer bob.smith@corp.example wrote; token=abc123 in the log".into();
+        sig.author = Some("jane@example.com".into());
+        s.commit_page(&acme, &[sig], None).expect("commit");
+        let got = s.signals(&acme, &SignalQuery::default()).expect("read");
+        let text = format!("{got:?}");
+        assert!(!text.contains("example.com"), "{text}");
+        assert!(!text.contains("corp.example"), "{text}");
+        assert!(!text.contains("abc123"), "{text}");
+        assert_eq!(got[0].title, "Checkout down, says <email>");
+        assert_eq!(got[0].author.as_deref(), Some("<email>"));
     }
 
     #[test]

@@ -34,7 +34,17 @@ fn a_valid_config_passes_and_every_shipped_config_is_valid() {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).expect("read");
-            let (ok, err) = validate(&text, &[("CAUSEWAY_ACME_KEY_SHA256", &key_hash("k"))]);
+            let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+            let cert = data.join("test-cert.pem").display().to_string();
+            let key = data.join("test-key.pem").display().to_string();
+            let (ok, err) = validate(
+                &text,
+                &[
+                    ("CAUSEWAY_ACME_KEY_SHA256", &key_hash("k")),
+                    ("CAUSEWAY_TLS_CERT", &cert),
+                    ("CAUSEWAY_TLS_KEY", &key),
+                ],
+            );
             assert!(ok, "{}: {err}", path.display());
             n += 1;
         }
@@ -117,6 +127,37 @@ fn env_substitution_and_its_errors() {
     assert!(!ok);
     assert!(
         err.contains("c.yaml:3:") && err.contains("CW_TEST_PORT is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_public_plaintext_listener_even_with_keys() {
+    let dir = Scratch::new("public-plaintext");
+    let path = dir.0.join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 0.0.0.0:0\n\
+             exporters:\n  api:\n    endpoint: {}\n\
+             auth:\n  api_keys:\n    - tenant: acme\n      key_sha256: {}\n",
+            free_addr(),
+            key_hash("k")
+        ),
+    )
+    .expect("write");
+    let out = Command::new(binary())
+        .current_dir(&dir.0)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run serve");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("receivers.otlp.protocols.http.endpoint")
+            && err.contains("without TLS")
+            && err.contains("insecure: true"),
         "{err}"
     );
 }

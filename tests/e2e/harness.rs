@@ -173,6 +173,18 @@ impl Server {
         (status, resp.text().await.unwrap_or_default())
     }
 
+    /// DELETE an API path with a key; returns status and body.
+    pub async fn delete(&self, path: &str, key: &str) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .delete(self.api_url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("API request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

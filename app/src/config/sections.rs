@@ -39,8 +39,12 @@ pub struct Config {
     /// Read-only connectors, webhooks and the signal store.
     #[serde(default)]
     pub connectors: causeway_connectors::config::ConnectorsConfig,
-    /// Allow listening beyond loopback without API keys. Anyone who can
-    /// reach the ports can then write and read the `default` tenant's data.
+    /// Rate limits, connection caps and read timeouts.
+    #[serde(default)]
+    pub limits: causeway_server::LimitsConfig,
+    /// Allow listening beyond loopback without API keys or without TLS.
+    /// Anyone who can reach the ports can then read what is sent in clear
+    /// (or, without keys, write and read the `default` tenant's data).
     #[serde(default)]
     pub insecure: bool,
 }
@@ -97,6 +101,9 @@ pub struct StorageConfig {
     /// Span files.
     #[serde(default)]
     pub spans: SpanStorageConfig,
+    /// How long signals, reports, dead letters and the audit trail are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// Per-tenant overrides.
     #[serde(default)]
     pub tenants: std::collections::BTreeMap<causeway_model::TenantId, TenantStorageConfig>,
@@ -108,6 +115,7 @@ impl Default for StorageConfig {
             data_dir: default_data_dir(),
             checkpoint_interval: default_checkpoint(),
             spans: SpanStorageConfig::default(),
+            retention: RetentionConfig::default(),
             tenants: Default::default(),
         }
     }
@@ -150,6 +158,58 @@ pub(super) fn default_flush_interval() -> Duration {
 }
 pub(super) fn default_flush_rows() -> usize {
     65_536
+}
+
+/// `storage.retention`: how long each kind of record is kept (spans have
+/// `storage.spans.retention`, series `processors.spans.retention`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Signals (commits, deploys, tickets, messages), by their last change.
+    #[serde(default = "default_signal_retention", with = "humantime_serde")]
+    pub signals: Duration,
+    /// RCA reports and their feedback, by when each was last computed.
+    #[serde(default = "default_report_retention", with = "humantime_serde")]
+    pub reports: Duration,
+    /// Notifications that could not be delivered.
+    #[serde(default = "default_dead_letter_retention", with = "humantime_serde")]
+    pub dead_letters: Duration,
+    /// The audit trail.
+    #[serde(default = "default_audit_retention", with = "humantime_serde")]
+    pub audit: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            signals: default_signal_retention(),
+            reports: default_report_retention(),
+            dead_letters: default_dead_letter_retention(),
+            audit: default_audit_retention(),
+        }
+    }
+}
+
+// Ninety days: the correlator looks back hours to days for the changes
+// behind an incident (correlator.change_half_life), and a quarter covers
+// the incident reviews that read signals after the fact.
+pub(super) fn default_signal_retention() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
+}
+// A year: reports are what post-incident reviews and the precedent search
+// read, and are small (kilobytes each).
+pub(super) fn default_report_retention() -> Duration {
+    Duration::from_secs(365 * 24 * 3600)
+}
+// Thirty days: long enough for an operator to notice the
+// causeway_notifications_failed_total alert and replay by hand.
+pub(super) fn default_dead_letter_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+// A year: what SOC 2 and ISO 27001 auditors ask to see, and PCI DSS's
+// minimum for audit logs (requirement 10.5.1).
+pub(super) fn default_audit_retention() -> Duration {
+    Duration::from_secs(365 * 24 * 3600)
 }
 
 /// `storage.tenants.<tenant>`.
@@ -304,6 +364,42 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 impl Config {
+    /// Every listener: its config path, address and whether it has TLS.
+    pub fn listeners(&self) -> Vec<(&'static str, std::net::SocketAddr, bool)> {
+        let otlp = &self.receivers.otlp;
+        let mut listeners = Vec::new();
+        if let Some(g) = &otlp.protocols.grpc {
+            listeners.push((
+                "receivers.otlp.protocols.grpc.endpoint",
+                g.endpoint,
+                g.tls.is_some(),
+            ));
+        }
+        if let Some(h) = &otlp.protocols.http {
+            listeners.push((
+                "receivers.otlp.protocols.http.endpoint",
+                h.endpoint,
+                h.tls.is_some(),
+            ));
+        }
+        listeners.push((
+            "exporters.api.endpoint",
+            self.exporters.api.endpoint,
+            self.exporters.api.tls.is_some(),
+        ));
+        listeners
+    }
+
+    /// Listeners reachable from other machines that speak plaintext:
+    /// refused unless `insecure: true`, and named in a warning at start
+    /// when it is.
+    pub fn plaintext_public_listeners(&self) -> Vec<(&'static str, std::net::SocketAddr, bool)> {
+        self.listeners()
+            .into_iter()
+            .filter(|(_, addr, tls)| !tls && !addr.ip().is_loopback())
+            .collect()
+    }
+
     /// Reads, substitutes, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let file = path.display().to_string();
@@ -397,6 +493,21 @@ impl Config {
             .queue
             .validate("processors.queue", otlp.largest_request(), &mut problems);
         self.exporters.api.validate("exporters.api", &mut problems);
+        self.limits.validate("limits", &mut problems);
+        let r = &self.storage.retention;
+        for (field, d) in [
+            ("signals", r.signals),
+            ("reports", r.reports),
+            ("dead_letters", r.dead_letters),
+            ("audit", r.audit),
+        ] {
+            if d.is_zero() {
+                problems.push(Problem::new(
+                    format!("storage.retention.{field}"),
+                    "must be positive",
+                ));
+            }
+        }
         causeway_exporter::forward::config::validate_all(
             &self.exporters.otlp,
             "exporters.otlp",
@@ -417,18 +528,11 @@ impl Config {
             problems.push(Problem::new(field, message));
         }
 
-        let mut listeners = Vec::new();
-        if let Some(g) = &otlp.protocols.grpc {
-            listeners.push(("receivers.otlp.protocols.grpc.endpoint", g.endpoint));
-        }
-        if let Some(h) = &otlp.protocols.http {
-            listeners.push(("receivers.otlp.protocols.http.endpoint", h.endpoint));
-        }
-        listeners.push(("exporters.api.endpoint", self.exporters.api.endpoint));
-        for (i, (path, addr)) in listeners.iter().enumerate() {
+        let listeners = self.listeners();
+        for (i, (path, addr, _)) in listeners.iter().enumerate() {
             if listeners[..i]
                 .iter()
-                .any(|(_, a)| a == addr && addr.port() != 0)
+                .any(|(_, a, _)| a == addr && addr.port() != 0)
             {
                 problems.push(Problem::new(
                     *path,
@@ -436,8 +540,21 @@ impl Config {
                 ));
             }
         }
+        if !self.insecure {
+            for (path, addr, _) in self.plaintext_public_listeners() {
+                problems.push(Problem::new(
+                    path,
+                    format!(
+                        "{addr} is reachable from other machines without TLS: API keys and data would \
+                         cross the network in clear. Configure tls (cert_file, key_file) on this \
+                         listener, bind a loopback address, or set `insecure: true` to accept the risk \
+                         (a TLS-terminating proxy or mesh in front, say)"
+                    ),
+                ));
+            }
+        }
         if self.auth.api_keys.is_empty() && !self.insecure {
-            for (path, addr) in &listeners {
+            for (path, addr, _) in &listeners {
                 if !addr.ip().is_loopback() {
                     problems.push(Problem::new(
                         *path,

@@ -79,11 +79,39 @@ fn insecure_allows_public_addresses_and_keys_do_too() {
         "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317\n";
     assert!(parse(public).is_err());
     parse(&format!("{public}insecure: true\n")).expect("insecure");
+    // Keys alone are not enough beyond loopback: they would cross the
+    // network in clear.
     let keyed = format!(
         "{public}auth:\n  api_keys:\n    - tenant: a\n      key_sha256: {}\n",
         "ab".repeat(32)
     );
-    parse(&keyed).expect("keys configured");
+    let err = parse(&keyed).expect_err("plaintext public listener");
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].field, "receivers.otlp.protocols.grpc.endpoint");
+    assert!(err.0[0].message.contains("without TLS"), "{err}");
+    parse(&format!("{keyed}insecure: true\n")).expect("insecure, said so");
+    // With TLS on the public listener, keys suffice.
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    let tls = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317\n        tls:\n          cert_file: {}\n          key_file: {}\n\
+         auth:\n  api_keys:\n    - tenant: a\n      key_sha256: {}\n",
+        data.join("test-cert.pem").display(),
+        data.join("test-key.pem").display(),
+        "ab".repeat(32)
+    );
+    parse(&tls).expect("TLS and keys");
+}
+
+#[test]
+fn limits_are_configurable_and_checked() {
+    let ok = "limits:\n  api:\n    per_client: {per_second: 5, burst: 10}\n    per_tenant: {per_second: 0, burst: 0}\n  sql_concurrency: 4\n  body_idle_timeout: 5s\n";
+    let c = parse(ok).expect("valid limits");
+    assert_eq!(c.limits.api.per_client.burst, 10);
+    assert!(!c.limits.api.per_tenant.enabled());
+    assert_eq!(c.limits.sql_concurrency, 4);
+    let err = parse("limits:\n  sql_concurrency: 0\n").expect_err("zero slots");
+    assert_eq!(err.0[0].field, "limits.sql_concurrency");
+    assert_eq!(err.0[0].line, Some(2));
 }
 
 #[test]

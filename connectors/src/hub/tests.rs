@@ -265,3 +265,94 @@ async fn every_source_takes_valid_and_refuses_forged_and_replayed_deliveries() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A source that panics on its first `n` syncs, then answers empty pages.
+#[derive(Debug)]
+struct Flaky {
+    name: &'static str,
+    panics_left: std::sync::atomic::AtomicU32,
+    pages: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl Connector for Flaky {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn system(&self) -> &'static str {
+        "test"
+    }
+    fn streams(&self) -> Vec<String> {
+        vec!["s".into()]
+    }
+    async fn page(
+        &self,
+        _tenant: &TenantId,
+        _stream: &str,
+        _since_ns: i64,
+        _next: Option<&str>,
+    ) -> Result<crate::Page> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let left = self.panics_left.load(SeqCst);
+        if left > 0 {
+            self.panics_left.store(left - 1, SeqCst);
+            panic!("a payload nobody foresaw");
+        }
+        self.pages.fetch_add(1, SeqCst);
+        Ok(crate::Page {
+            items: Vec::new(),
+            next: None,
+        })
+    }
+    async fn check(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_source_is_restarted_and_the_others_keep_syncing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let dir = std::env::temp_dir().join(format!("causeway-hub-sup-{}", std::process::id()));
+    let hub = Arc::new(hub(&dir));
+    let acme = TenantId::new("acme").expect("tenant");
+    let flaky = Arc::new(Flaky {
+        name: "flaky",
+        panics_left: 2.into(),
+        pages: 0.into(),
+    });
+    let steady = Arc::new(Flaky {
+        name: "steady",
+        panics_left: 0.into(),
+        pages: 0.into(),
+    });
+    let cancel = Cancel::new();
+    let known: Arc<dyn KnownServices> = Arc::new(crate::NoServices);
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in [Arc::clone(&flaky), Arc::clone(&steady)] {
+        tasks.spawn(super::supervise(
+            Arc::clone(&hub),
+            acme.clone(),
+            c as Arc<dyn Connector>,
+            Arc::clone(&known),
+            cancel.clone(),
+        ));
+    }
+    // The first sync runs at once; the flaky source fails twice and is
+    // restarted after 1 s and 2 s, then syncs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while flaky.pages.load(SeqCst) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(flaky.panics_left.load(SeqCst), 0, "both failures happened");
+    assert!(
+        flaky.pages.load(SeqCst) >= 1,
+        "restarted after failing twice"
+    );
+    assert!(
+        steady.pages.load(SeqCst) >= 1,
+        "the other source synced meanwhile"
+    );
+    cancel.cancel();
+    while tasks.join_next().await.is_some() {}
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -55,7 +55,9 @@ impl Narrator {
 
     /// The LLM's narrative for `report`.
     pub async fn narrate(&self, report: &RcaReport) -> Result<String, NarrativeError> {
-        let evidence = llm_evidence(report);
+        // Span attributes and exception messages can quote e-mail
+        // addresses or tokens; none of it leaves for a third party.
+        let evidence = causeway_model::redact::redact_owned(llm_evidence(report));
         let cfg = &self.config;
         let base = cfg.endpoint.trim_end_matches('/');
         let (url, body) = match cfg.provider {

@@ -407,4 +407,9 @@ impl RcaService {
         }
         self.with_store(move |db| db.delete_tenant(&t)).await
     }
+
+    /// Deletes reports last computed before `before_ns` (retention).
+    pub async fn prune(&self, before_ns: i64) -> Result<u64, RcaError> {
+        self.with_store(move |db| db.prune_before(before_ns)).await
+    }
 }

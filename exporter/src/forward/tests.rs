@@ -14,7 +14,8 @@ use bytes::Bytes;
 use causeway_model::TenantId;
 use causeway_receiver::config::{OtlpReceiverConfig, QueueConfig};
 use causeway_receiver::{Admission, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
-use causeway_server::Authenticator;
+use causeway_server::net::ServeOptions;
+use causeway_server::{Authenticator, Gate, LimitsConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -122,7 +123,8 @@ async fn downstream(addr: SocketAddr, seen: Arc<Mutex<HashMap<Vec<u8>, usize>>>)
     let auth = Arc::new(Authenticator::new(&[]));
     let admission = Admission::new(tx, &QueueConfig::default(), 1);
     let ingest = Arc::new(Ingest::new(admission, ReceiverMetrics::default()));
-    let receiver = OtlpReceiver::bind(&config, ingest, auth, Duration::from_secs(1))
+    let serve = ServeOptions::new(&LimitsConfig::default(), Duration::from_secs(1));
+    let receiver = OtlpReceiver::bind(&config, ingest, Gate::open(auth), serve)
         .await
         .expect("bind downstream");
     let stop = CancellationToken::new();

@@ -132,14 +132,13 @@ impl Notifier {
                 .expose()
                 .trim()
                 .to_owned();
-            match reqwest::Url::parse(&url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-                _ => {
-                    return Err(fail(format!(
-                        "url ({}) is not an http(s) URL",
-                        c.url.describe()
-                    )));
-                }
+            // The URL is a secret: the message names where it came from,
+            // never the URL.
+            if causeway_model::outbound::check(&url).is_err() {
+                return Err(fail(format!(
+                    "url ({}) must be an https URL (plain http only to loopback)",
+                    c.url.describe()
+                )));
             }
             let key = match &c.secret {
                 Some(r) => {
@@ -327,6 +326,28 @@ pub(super) enum Attempt {
     Permanent(String),
 }
 
+/// `v` with every string redacted: no field can carry an e-mail address
+/// or a token out (span attributes and exception messages in evidence
+/// can quote them).
+fn redacted(v: Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(causeway_model::redact::redact_owned(s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(redacted).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, redacted(v))).collect()),
+        other => other,
+    }
+}
+
+impl causeway_model::TenantPurge for Notifier {
+    fn what(&self) -> &'static str {
+        "notification dead letters"
+    }
+
+    fn purge(&self, tenant: &causeway_model::TenantId) -> Result<u64, String> {
+        Ok(self.dead.retain(0, Some(tenant.as_str())) as u64)
+    }
+}
+
 impl ReportSink for Notifier {
     fn report(&self, event: &ReportEvent) {
         if !event.is_news() {
@@ -360,7 +381,7 @@ impl ReportSink for Notifier {
             let msg = Pending {
                 destination: i,
                 event: kind,
-                body: serde_json::to_vec(&body).unwrap_or_default(),
+                body: serde_json::to_vec(&redacted(body)).unwrap_or_default(),
                 tenant: event.tenant.as_str().to_owned(),
                 report: event.report.id,
             };
@@ -542,6 +563,29 @@ impl DeadLetters {
         if let Err(e) = result {
             tracing::error!(file = %self.path.display(), error = %e, "cannot write the dead-letter store");
         }
+    }
+
+    /// Drops entries older than `before_unix_ms` (retention) and, when
+    /// given, every entry of `tenant` (its purge); returns how many went.
+    pub fn retain(&self, before_unix_ms: u64, tenant: Option<&str>) -> usize {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let n = entries.len();
+        entries.retain(|line| {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                // Unreadable lines hold nothing anyone can use.
+                return false;
+            };
+            let old = v["at_unix_ms"].as_u64().unwrap_or(0) < before_unix_ms;
+            let theirs = tenant.is_some_and(|t| v["tenant"].as_str() == Some(t));
+            !old && !theirs
+        });
+        let gone = n - entries.len();
+        if gone > 0
+            && let Err(e) = self.rewrite(&entries)
+        {
+            tracing::error!(file = %self.path.display(), error = %e, "cannot rewrite the dead-letter store");
+        }
+        gone
     }
 
     /// What is kept, oldest first.

@@ -59,7 +59,7 @@ fn report(service: &str, cause: CauseKind, confidence: f64) -> RcaReport {
         window_end_ns: 2,
         reference_spans: 10,
         reference_seconds: 10,
-        summary: format!("{service} fails <since> the deploy & more"),
+        summary: format!("{service} fails <since> the deploy & more, says ops@example.com"),
         narrative: String::new(),
         narrative_by: "template".into(),
         hypotheses: vec![Hypothesis {
@@ -167,6 +167,16 @@ async fn slack_teams_and_signed_webhook_get_their_formats_after_retries() {
     .await;
     assert_eq!(slack.calls.load(Ordering::SeqCst), 3, "500 and 429 retried");
 
+    // No e-mail address leaves in any format.
+    for got in [&slack, &teams, &hook] {
+        let (_, body) = got.got.lock().expect("lock")[0].clone();
+        let text = String::from_utf8_lossy(&body);
+        assert!(!text.contains("ops@example.com"), "{text}");
+        assert!(
+            text.contains("&lt;email&gt;") || text.contains("<email>"),
+            "{text}"
+        );
+    }
     let (_, body) = slack.got.lock().expect("lock")[0].clone();
     let v: Value = serde_json::from_slice(&body).expect("slack json");
     assert!(v["text"].as_str().is_some_and(|t| t.contains("shipping")));

@@ -25,8 +25,25 @@ use causeway_model::wire::{I32, I64, LEN, Reader, VARINT, WireError, id_problem}
 
 use crate::error::Error;
 
+pub use causeway_model::wire::MAX_VALUE_BYTES;
+
+/// Spans of one request in the span schema, and how many strings were cut
+/// at [`MAX_VALUE_BYTES`].
+#[derive(Debug)]
+pub struct Converted {
+    /// The spans.
+    pub batch: RecordBatch,
+    /// Strings cut.
+    pub truncated: u64,
+}
+
 /// Converts one request's spans to a batch in the span schema.
 pub fn otlp_to_arrow(tenant: &TenantId, payload: &[u8]) -> Result<RecordBatch, Error> {
+    convert(tenant, payload).map(|c| c.batch)
+}
+
+/// [`otlp_to_arrow`], also counting the strings it cut.
+pub fn convert(tenant: &TenantId, payload: &[u8]) -> Result<Converted, Error> {
     let mut b = Builders::with_capacity(estimate_spans(payload));
     let mut r = Reader::new(payload);
     while !r.done() {
@@ -37,7 +54,19 @@ pub fn otlp_to_arrow(tenant: &TenantId, payload: &[u8]) -> Result<RecordBatch, E
             r.skip(wire)?;
         }
     }
-    Ok(b.finish(tenant)?)
+    let truncated = b.truncated;
+    Ok(Converted {
+        batch: b.finish(tenant)?,
+        truncated,
+    })
+}
+
+/// `raw` cut to [`MAX_VALUE_BYTES`], counting a cut in `cut`.
+#[inline]
+fn capped<'a>(raw: &'a [u8], cut: &mut u64) -> &'a [u8] {
+    let (kept, was_cut) = causeway_model::wire::cap_value(raw);
+    *cut += u64::from(was_cut);
+    kept
 }
 
 /// A rough span count for builder capacity (~250 bytes per span).
@@ -148,6 +177,8 @@ struct Builders<'a> {
     events: Dict,
     /// Reused for each span's joined event templates.
     events_buf: String,
+    /// Strings cut at [`MAX_VALUE_BYTES`].
+    truncated: u64,
 }
 
 /// Which dictionary builder holds each string slot (the two int slots are
@@ -194,6 +225,7 @@ impl<'a> Builders<'a> {
             exception_message: StringBuilder::new(),
             events: dict(),
             events_buf: String::new(),
+            truncated: 0,
         }
     }
 
@@ -293,7 +325,7 @@ fn resource_spans<'a>(buf: &'a [u8], b: &mut Builders<'a>) -> Result<(), WireErr
     while !r.done() {
         let (field, wire) = r.key()?;
         if field == 1 && wire == LEN {
-            resource(r.bytes("resource")?, &mut values)?;
+            resource(r.bytes("resource")?, &mut values, &mut b.truncated)?;
         } else {
             r.skip(wire)?;
         }
@@ -320,7 +352,7 @@ fn resource_spans<'a>(buf: &'a [u8], b: &mut Builders<'a>) -> Result<(), WireErr
     Ok(())
 }
 
-fn resource<'a>(buf: &'a [u8], v: &mut ResourceValues<'a>) -> Result<(), WireError> {
+fn resource<'a>(buf: &'a [u8], v: &mut ResourceValues<'a>, cut: &mut u64) -> Result<(), WireError> {
     let mut r = Reader::new(buf);
     while !r.done() {
         let (field, wire) = r.key()?;
@@ -328,7 +360,7 @@ fn resource<'a>(buf: &'a [u8], v: &mut ResourceValues<'a>) -> Result<(), WireErr
             r.skip(wire)?;
             continue;
         }
-        let (key, val) = key_value(r.bytes("attribute")?)?;
+        let (key, val) = key_value(r.bytes("attribute")?, cut)?;
         let Some(s) = val.str() else { continue };
         match key {
             b"service.name" => v.service_name = Some(s),
@@ -345,7 +377,7 @@ fn resource<'a>(buf: &'a [u8], v: &mut ResourceValues<'a>) -> Result<(), WireErr
 }
 
 #[inline]
-fn key_value(buf: &[u8]) -> Result<(&[u8], Val<'_>), WireError> {
+fn key_value<'a>(buf: &'a [u8], cut: &mut u64) -> Result<(&'a [u8], Val<'a>), WireError> {
     let mut r = Reader::new(buf);
     let mut key: &[u8] = &[];
     let mut val = Val::Other;
@@ -353,7 +385,7 @@ fn key_value(buf: &[u8]) -> Result<(&[u8], Val<'_>), WireError> {
         let (field, wire) = r.key()?;
         match (field, wire) {
             (1, LEN) => key = r.bytes("key")?,
-            (2, LEN) => val = any_value(r.bytes("value")?)?,
+            (2, LEN) => val = any_value(r.bytes("value")?, cut)?,
             _ => r.skip(wire)?,
         }
     }
@@ -361,13 +393,13 @@ fn key_value(buf: &[u8]) -> Result<(&[u8], Val<'_>), WireError> {
 }
 
 #[inline]
-fn any_value(buf: &[u8]) -> Result<Val<'_>, WireError> {
+fn any_value<'a>(buf: &'a [u8], cut: &mut u64) -> Result<Val<'a>, WireError> {
     let mut r = Reader::new(buf);
     let mut val = Val::Other;
     while !r.done() {
         let (field, wire) = r.key()?;
         match (field, wire) {
-            (1, LEN) => val = Val::Str(r.bytes("string_value")?),
+            (1, LEN) => val = Val::Str(capped(r.bytes("string_value")?, cut)),
             (3, VARINT) => val = Val::Int(r.varint()? as i64),
             _ => {
                 r.skip(wire)?;
@@ -396,19 +428,19 @@ fn span<'a>(buf: &'a [u8], resource: u32, b: &mut Builders<'a>) -> Result<(), Wi
             (1, LEN) => trace_id = r.bytes("trace_id")?,
             (2, LEN) => span_id = r.bytes("span_id")?,
             (4, LEN) => parent = r.bytes("parent_span_id")?,
-            (5, LEN) => name = r.bytes("name")?,
+            (5, LEN) => name = capped(r.bytes("name")?, &mut b.truncated),
             (6, VARINT) => kind = i8::try_from(r.varint()?).unwrap_or(0),
             (7, I64) => start = r.fixed64()?,
             (8, I64) => end = r.fixed64()?,
             (9, LEN) => {
-                let (key, val) = key_value(r.bytes("attribute")?)?;
+                let (key, val) = key_value(r.bytes("attribute")?, &mut b.truncated)?;
                 match slot_of(key) {
                     Some((slot, prio)) if prio >= slots[slot].1 => slots[slot] = (Some(val), prio),
                     _ => {}
                 }
             }
             (11, LEN) => {
-                let ev = event(r.bytes("event")?)?;
+                let ev = event(r.bytes("event")?, &mut b.truncated)?;
                 if exception.is_none() && ev.is_exception {
                     exception = Some((ev.exception_type, ev.exception_message));
                 }
@@ -425,7 +457,9 @@ fn span<'a>(buf: &'a [u8], resource: u32, b: &mut Builders<'a>) -> Result<(), Wi
                 while !sr.done() {
                     let (f, w) = sr.key()?;
                     match (f, w) {
-                        (2, LEN) => status_message = Some(sr.bytes("message")?),
+                        (2, LEN) => {
+                            status_message = Some(capped(sr.bytes("message")?, &mut b.truncated))
+                        }
                         (3, VARINT) => status_code = i8::try_from(sr.varint()?).unwrap_or(0),
                         _ => sr.skip(w)?,
                     }
@@ -538,18 +572,18 @@ impl EventInfo<'_> {
 }
 
 /// Reads one span event.
-fn event(buf: &[u8]) -> Result<EventInfo<'_>, WireError> {
+fn event<'a>(buf: &'a [u8], cut: &mut u64) -> Result<EventInfo<'a>, WireError> {
     let mut r = Reader::new(buf);
     let mut ev = EventInfo::default();
     while !r.done() {
         let (field, wire) = r.key()?;
         match (field, wire) {
             (2, LEN) => {
-                ev.name = r.bytes("event name")?;
+                ev.name = capped(r.bytes("event name")?, cut);
                 ev.is_exception = ev.name == b"exception";
             }
             (3, LEN) => {
-                let (key, val) = key_value(r.bytes("attribute")?)?;
+                let (key, val) = key_value(r.bytes("attribute")?, cut)?;
                 match key {
                     b"exception.type" => ev.exception_type = val.str(),
                     b"exception.message" => ev.exception_message = val.str(),

@@ -4,8 +4,10 @@
 use std::io::Read;
 
 use bytes::Bytes;
+use causeway_model::wire::{LEN, Reader, WireError};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint};
 
 use crate::error::ReceiveError;
 
@@ -86,21 +88,80 @@ pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, ReceiveError> {
     Ok(Bytes::from(request.encode_to_vec()))
 }
 
-/// Drops the spans with invalid ids from a request (the rare path), returning
-/// the re-encoded request.
+/// Drops the spans with invalid ids from a request (the rare path), and
+/// scope and resource spans left without spans; everything else is copied
+/// byte for byte. On the wire, not through prost: the request is kept
+/// exactly as the scan accepted it (strings that are not UTF-8 included,
+/// read lossily later), so whether a request is accepted never depends
+/// on whether one of its spans has a bad id.
 pub fn drop_invalid_spans(payload: &[u8]) -> Result<Bytes, ReceiveError> {
-    let mut request = ExportTraceServiceRequest::decode(payload)
+    let mut out = Vec::with_capacity(payload.len());
+    filter(payload, &mut out, Level::Request)
         .map_err(|e| ReceiveError::Decode(format!("invalid protobuf: {e}")))?;
-    for rs in &mut request.resource_spans {
-        for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| {
-                super::wire::id_problem(&s.trace_id, &s.span_id, &s.parent_span_id).is_none()
-            });
+    Ok(Bytes::from(out))
+}
+
+/// Where in the request a message sits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// `ExportTraceServiceRequest`: field 1 holds `ResourceSpans`.
+    Request,
+    /// `ResourceSpans`: field 2 holds `ScopeSpans`.
+    Resource,
+    /// `ScopeSpans`: field 2 holds `Span`s.
+    Scope,
+}
+
+/// Copies `buf` (a message at `level`) to `out` without its invalid spans;
+/// returns whether any span was kept.
+fn filter(buf: &[u8], out: &mut Vec<u8>, level: Level) -> Result<bool, WireError> {
+    let (child, field_no) = match level {
+        Level::Request => (Some(Level::Resource), 1u32),
+        Level::Resource => (Some(Level::Scope), 2),
+        Level::Scope => (None, 2),
+    };
+    let mut kept_any = false;
+    let mut r = Reader::new(buf);
+    while !r.done() {
+        let start = r.position();
+        let (field, wire) = r.key()?;
+        if field != u64::from(field_no) || wire != LEN {
+            r.skip(wire)?;
+            out.extend_from_slice(&buf[start..r.position()]);
+            continue;
         }
-        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+        let inner = r.bytes("message")?;
+        match child {
+            Some(level) => {
+                let mut kept = Vec::with_capacity(inner.len());
+                if filter(inner, &mut kept, level)? {
+                    encode_key(field_no, WireType::LengthDelimited, out);
+                    encode_varint(kept.len() as u64, out);
+                    out.extend_from_slice(&kept);
+                    kept_any = true;
+                }
+            }
+            None => {
+                if span_is_valid(inner)? {
+                    out.extend_from_slice(&buf[start..r.position()]);
+                    kept_any = true;
+                }
+            }
+        }
     }
-    request
-        .resource_spans
-        .retain(|rs| !rs.scope_spans.is_empty());
-    Ok(Bytes::from(request.encode_to_vec()))
+    Ok(kept_any)
+}
+
+fn span_is_valid(span: &[u8]) -> Result<bool, WireError> {
+    let (mut trace_id, mut span_id, mut parent): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+    let mut r = Reader::new(span);
+    while !r.done() {
+        match r.key()? {
+            (1, LEN) => trace_id = r.bytes("trace_id")?,
+            (2, LEN) => span_id = r.bytes("span_id")?,
+            (4, LEN) => parent = r.bytes("parent_span_id")?,
+            (_, wire) => r.skip(wire)?,
+        }
+    }
+    Ok(super::wire::id_problem(trace_id, span_id, parent).is_none())
 }

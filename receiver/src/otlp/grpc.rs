@@ -26,7 +26,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use super::ingest::Ingest;
 use crate::error::ReceiveError;
-use causeway_server::Authenticator;
+use causeway_server::{Class, ClientAddr, Gate};
 
 /// The gRPC method path of OTLP trace export.
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -35,17 +35,17 @@ pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceServ
 #[derive(Debug, Clone)]
 pub struct GrpcTraceService {
     ingest: Arc<Ingest>,
-    auth: Arc<Authenticator>,
+    gate: Gate,
     max_bytes: usize,
 }
 
 impl GrpcTraceService {
     /// A service ingesting into `ingest`, refusing requests over `max_bytes`
     /// after decompression.
-    pub fn new(ingest: Arc<Ingest>, auth: Arc<Authenticator>, max_bytes: usize) -> Self {
+    pub fn new(ingest: Arc<Ingest>, gate: Gate, max_bytes: usize) -> Self {
         Self {
             ingest,
-            auth,
+            gate,
             max_bytes,
         }
     }
@@ -74,7 +74,8 @@ where
             ));
             return Box::pin(async move { Ok(status.into_http()) });
         }
-        let tenant = match self.auth.authenticate(req.headers()) {
+        let client = req.extensions().get::<ClientAddr>().copied();
+        let tenant = match self.gate.admit(Class::Ingest, client, req.headers()) {
             Ok(t) => t,
             Err(err) => {
                 let err = ReceiveError::from(err);
@@ -231,6 +232,20 @@ mod tests {
         let details = status.get_error_details();
         let retry = details.retry_info().expect("RetryInfo");
         assert_eq!(retry.retry_delay, Some(Duration::from_secs(2)));
+
+        // A rate limit is RESOURCE_EXHAUSTED with RetryInfo (OTLP/gRPC:
+        // retryable because the server says when).
+        let status = to_status(&ReceiveError::RateLimited(causeway_server::Limited {
+            class: causeway_server::Class::Ingest,
+            scope: causeway_server::limits::Scope::Tenant,
+            retry_after: Duration::from_millis(1500),
+        }));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let details = status.get_error_details();
+        assert_eq!(
+            details.retry_info().expect("RetryInfo").retry_delay,
+            Some(Duration::from_millis(1500))
+        );
 
         let status = to_status(&ReceiveError::TooLarge { limit: 10 });
         assert_eq!(status.code(), Code::ResourceExhausted);

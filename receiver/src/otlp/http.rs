@@ -25,7 +25,7 @@ use prost::Message;
 use super::body::{Encoding, decompress, json_to_protobuf};
 use super::ingest::{Ingest, Outcome};
 use crate::error::ReceiveError;
-use causeway_server::Authenticator;
+use causeway_server::{Class, ClientAddr, Gate};
 
 /// The OTLP/HTTP traces path.
 pub const TRACES_PATH: &str = "/v1/traces";
@@ -33,15 +33,15 @@ pub const TRACES_PATH: &str = "/v1/traces";
 #[derive(Debug)]
 struct HttpState {
     ingest: Arc<Ingest>,
-    auth: Arc<Authenticator>,
+    gate: Gate,
     max_bytes: usize,
 }
 
 /// The OTLP/HTTP router.
-pub fn router(ingest: Arc<Ingest>, auth: Arc<Authenticator>, max_bytes: usize) -> Router {
+pub fn router(ingest: Arc<Ingest>, gate: Gate, max_bytes: usize) -> Router {
     let state = Arc::new(HttpState {
         ingest,
-        auth,
+        gate,
         max_bytes,
     });
     Router::new()
@@ -101,7 +101,8 @@ async fn export(State(state): State<Arc<HttpState>>, req: Request) -> Response {
         }
     };
     let transport = format.transport();
-    let tenant = match state.auth.authenticate(&parts.headers) {
+    let client = parts.extensions.get::<ClientAddr>().copied();
+    let tenant = match state.gate.admit(Class::Ingest, client, &parts.headers) {
         Ok(t) => t,
         Err(err) => {
             let err = ReceiveError::from(err);
@@ -143,11 +144,22 @@ async fn read_payload(
         return Err(ReceiveError::TooLarge { limit });
     }
     let raw = read_body(body, limit).await?;
-    let decoded = decompress(raw, encoding, limit)?;
-    match format {
-        Format::Protobuf => Ok(decoded),
-        Format::Json => json_to_protobuf(&decoded),
-    }
+    // A compressed body's cost is its decompressed size, up to `limit`,
+    // whatever its own length: any compressed body over a few KiB goes to
+    // the blocking pool, as does a large plain one.
+    let cost = if encoding == Encoding::Identity {
+        raw.len()
+    } else {
+        raw.len().saturating_mul(64)
+    };
+    super::ingest::off_worker(cost, move || {
+        let decoded = decompress(raw, encoding, limit)?;
+        match format {
+            Format::Protobuf => Ok(decoded),
+            Format::Json => json_to_protobuf(&decoded),
+        }
+    })
+    .await
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ReceiveError> {

@@ -10,6 +10,7 @@ pub mod body;
 pub mod grpc;
 pub mod http;
 pub mod ingest;
+pub mod properties;
 pub mod wire;
 
 #[cfg(test)]

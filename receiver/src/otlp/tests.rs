@@ -26,8 +26,8 @@ use crate::config::QueueConfig;
 use crate::error::ReceiveError;
 use crate::metrics::ReceiverMetrics;
 use crate::otlp::ingest::Ingest;
-use causeway_server::Authenticator;
 use causeway_server::config::ApiKeyConfig;
+use causeway_server::{Authenticator, Gate};
 
 fn workload_batch(seed: u64, spans: usize) -> ExportTraceServiceRequest {
     Workload::new(WorkloadConfig {
@@ -408,7 +408,7 @@ mod http_front {
         let admission = Admission::new(tx, &queue, auth.tenants().len());
         let ingest = Arc::new(Ingest::new(admission, ReceiverMetrics::default()));
         Harness {
-            router: super::super::http::router(ingest, auth, LIMIT),
+            router: super::super::http::router(ingest, Gate::open(auth), LIMIT),
             rx,
         }
     }
@@ -668,6 +668,51 @@ mod http_front {
             h.rx.try_recv().is_err(),
             "nothing from unauthenticated requests was queued"
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_over_its_rate_gets_429_with_retry_after_and_others_do_not() {
+        let (tx, mut rx) = mpsc::channel(64);
+        let queue = QueueConfig::default();
+        let auth = Arc::new(Authenticator::new(&[]));
+        let admission = Admission::new(tx, &queue, 1);
+        let ingest = Arc::new(Ingest::new(admission, ReceiverMetrics::default()));
+        let mut limits = causeway_server::LimitsConfig::default();
+        limits.ingest.per_client = causeway_server::limits::Rate::new(1, 2);
+        let gate = Gate::new(
+            auth,
+            Arc::new(causeway_server::Limits::new(&limits)),
+            Arc::new(causeway_model::NoAudit),
+        );
+        let router = super::super::http::router(ingest, gate, LIMIT);
+        let bytes = workload_batch(1, 10).encode_to_vec();
+        let from = |ip: &str| {
+            let mut req = post((), "application/x-protobuf")
+                .body(Body::from(bytes.clone()))
+                .expect("req");
+            let addr: std::net::SocketAddr = format!("{ip}:5000").parse().expect("addr");
+            req.extensions_mut()
+                .insert(causeway_server::ClientAddr(addr));
+            req
+        };
+        assert_eq!(send(&router, from("10.0.0.1")).await.0, StatusCode::OK);
+        assert_eq!(send(&router, from("10.0.0.1")).await.0, StatusCode::OK);
+        let (status, headers, body) = send(&router, from("10.0.0.1")).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers["retry-after"], "1");
+        let rpc = rpc_status(&body);
+        assert_eq!(rpc.code, tonic::Code::ResourceExhausted as i32);
+        assert!(
+            rpc.message.contains("per client address"),
+            "{}",
+            rpc.message
+        );
+        assert_eq!(send(&router, from("10.0.0.2")).await.0, StatusCode::OK);
+        let mut queued = 0;
+        while rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 3, "the refused request queued nothing");
     }
 
     #[tokio::test]

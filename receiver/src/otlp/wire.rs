@@ -112,7 +112,8 @@ fn scan_resource_spans(
     }
     scan.spans += tally.spans;
     let name = match service {
-        Some(raw) => String::from_utf8_lossy(raw),
+        // Cut as the processor cuts it, so catalog and series agree.
+        Some(raw) => String::from_utf8_lossy(causeway_model::wire::cap_value(raw).0),
         None => "unknown_service".into(),
     };
     match services

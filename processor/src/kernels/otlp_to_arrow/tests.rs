@@ -190,3 +190,59 @@ fn invalid_spans_are_skipped_and_empty_requests_give_empty_batches() {
     assert!(otlp_to_arrow(&TenantId::default_tenant(), &[0x0a, 0x05, 1]).is_err());
     let _ = ExportTraceServiceRequest::default();
 }
+
+#[test]
+fn names_and_values_over_the_limit_are_cut_at_a_character_boundary_and_counted() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use super::{MAX_VALUE_BYTES, convert};
+
+    let string = |k: &str, v: String| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v)),
+        }),
+        ..Default::default()
+    };
+    // "é" is two bytes: a cut at the limit would land inside one.
+    let long_name = format!("x{}", "é".repeat(MAX_VALUE_BYTES));
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![string("service.name", "s".repeat(MAX_VALUE_BYTES * 3))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![2; 8],
+                    name: long_name,
+                    kind: 2,
+                    start_time_unix_nano: 1,
+                    end_time_unix_nano: 2,
+                    attributes: vec![string("http.route", "/short".into())],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let tenant = TenantId::default_tenant();
+    let c = convert(&tenant, &req.encode_to_vec()).expect("converts");
+    assert_eq!(c.truncated, 2, "the span name and the service name");
+    let name = dict_str(&c.batch, col::SPAN_NAME, 0).expect("name");
+    assert!(name.len() <= MAX_VALUE_BYTES && name.len() >= MAX_VALUE_BYTES - 1);
+    assert!(
+        name.starts_with('x') && name.ends_with('é'),
+        "no broken character"
+    );
+    let service = dict_str(&c.batch, col::SERVICE_NAME, 0).expect("service");
+    assert_eq!(service.len(), MAX_VALUE_BYTES);
+    assert_eq!(
+        dict_str(&c.batch, col::HTTP_ROUTE, 0).as_deref(),
+        Some("/short")
+    );
+}
