@@ -208,7 +208,7 @@ pub(super) async fn authenticate(
     next: Next,
 ) -> Response {
     let client = req.extensions().get::<ClientAddr>().copied();
-    let ip = client.map(|c| c.0.ip());
+    let ip = state.gate.limits().client_ip(client, req.headers());
     // A key in the request wins over a cookie; a cookie session must echo
     // its CSRF token on anything that changes state.
     let has_key = req.headers().contains_key(http::header::AUTHORIZATION)

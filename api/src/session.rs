@@ -158,7 +158,10 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ip = client.map(|Extension(c)| c.0.ip());
+    let ip = state
+        .gate
+        .limits()
+        .client_ip(client.map(|Extension(c)| c), &headers);
     if let Err(l) = state.gate.limits().admit_client(Class::Api, ip) {
         return too_many(&l);
     }

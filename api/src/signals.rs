@@ -175,7 +175,10 @@ pub(super) async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ip = client.map(|Extension(c)| c.0.ip());
+    let ip = state
+        .gate
+        .limits()
+        .client_ip(client.map(|Extension(c)| c), &headers);
     if let Err(l) = state
         .gate
         .limits()

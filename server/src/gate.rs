@@ -72,7 +72,7 @@ impl Gate {
         client: Option<ClientAddr>,
         headers: &HeaderMap,
     ) -> Result<TenantId, Denied> {
-        let ip = client.map(|c| c.0.ip());
+        let ip = self.limits.client_ip(client, headers);
         self.limits.admit_client(class, ip)?;
         match self.auth.authenticate(headers) {
             Ok(tenant) => {

@@ -399,6 +399,7 @@ function errorView(e, r) {
   if (e.status === 404 && r.name === 'trace') hint = 'The trace is not in span storage: it may have aged out, or its spans were sampled away.';
   else if (e.status === 404) hint = 'It does not exist, or it belongs to another tenant.';
   else if (e.status === 503) hint = 'This part of causeway is not running or not ready yet.';
+  else if (e.status === 429) hint = 'Too many requests from this address or tenant: wait a moment, then reload.';
   return page('Something went wrong',
     h('div', { class: 'error-box', role: 'alert', 'data-testid': 'error' },
       h('p', {}, e.message || String(e)), hint ? h('p', { class: 'muted' }, hint) : null),

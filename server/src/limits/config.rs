@@ -38,6 +38,13 @@ pub struct LimitsConfig {
     /// the request is abandoned (slow-body guard).
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
     pub body_idle_timeout: Duration,
+    /// Proxies and load balancers in front (CIDR blocks): for requests
+    /// from them, the client address is read from `X-Forwarded-For`
+    /// (the right-most address not in these blocks). Empty: the
+    /// connection's own address always counts, and the header is ignored
+    /// (a client could otherwise name any address it likes).
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for LimitsConfig {
@@ -51,6 +58,7 @@ impl Default for LimitsConfig {
             connections: ConnectionLimits::default(),
             header_read_timeout: default_header_timeout(),
             body_idle_timeout: default_body_timeout(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -181,7 +181,38 @@ impl Limits {
         &self.config
     }
 
-    /// Counts a request of `class` from `client` before it is
+    /// The address a request counts against: the connection's, or, when
+    /// the connection comes from a trusted proxy, the right-most address
+    /// of `X-Forwarded-For` that is not itself a trusted proxy.
+    pub fn client_ip(&self, peer: Option<ClientAddr>, headers: &http::HeaderMap) -> Option<IpAddr> {
+        let peer = peer?.0.ip();
+        let trusted = |ip: &IpAddr| self.config.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return Some(peer);
+        }
+        let mut client = peer;
+        // Hops are appended left to right; read from the nearest.
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                // A malformed hop: trust nothing beyond it.
+                break;
+            };
+            client = ip;
+            if !trusted(&ip) {
+                break;
+            }
+        }
+        Some(client)
+    }
+
+    /// Counts a request of `class` from `client` (see
+    /// [`Limits::client_ip`]) before it is
     /// authenticated: the per-address rate, and the block of an address
     /// that failed authentication too often.
     pub fn admit_client(&self, class: Class, client: Option<IpAddr>) -> Result<(), Limited> {

@@ -188,3 +188,46 @@ fn bad_settings_are_reported() {
     LimitsConfig::default().validate("limits", &mut problems);
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+#[test]
+fn forwarded_addresses_count_only_behind_trusted_proxies() {
+    let peer = |s: &str| Some(ClientAddr(s.parse().expect("addr")));
+    let headers = |xff: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-for", xff.parse().expect("header"));
+        h
+    };
+    let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+    // Without trusted proxies the header is ignored: a client could name
+    // any address.
+    let open = Limits::new(&LimitsConfig::default());
+    assert_eq!(
+        open.client_ip(peer("203.0.113.5:1000"), &headers("1.2.3.4")),
+        ip("203.0.113.5")
+    );
+    let config = LimitsConfig {
+        trusted_proxies: vec!["10.0.0.0/8".parse().expect("cidr")],
+        ..LimitsConfig::default()
+    };
+    let behind = Limits::new(&config);
+    // The right-most untrusted hop is the client; what it claims to its
+    // left is not believed.
+    assert_eq!(
+        behind.client_ip(
+            peer("10.0.0.2:1000"),
+            &headers("6.6.6.6, 198.51.100.7, 10.0.0.9")
+        ),
+        ip("198.51.100.7")
+    );
+    // A direct client's header is ignored.
+    assert_eq!(
+        behind.client_ip(peer("198.51.100.8:1000"), &headers("6.6.6.6")),
+        ip("198.51.100.8")
+    );
+    // A malformed hop stops the walk at the last good address.
+    assert_eq!(
+        behind.client_ip(peer("10.0.0.2:1000"), &headers("garbage")),
+        ip("10.0.0.2")
+    );
+    assert_eq!(behind.client_ip(None, &headers("1.2.3.4")), None);
+}
