@@ -88,7 +88,13 @@ impl Session {
         // Nobody may take the changes: the processor keeps at most the
         // latest of each incident waiting, and drops them when this goes.
         let (change_tx, change_rx) = mpsc::channel(CHANGE_CAPACITY);
-        let processor = start_processor(config, batch_rx, query_rx, Some(change_tx))?;
+        let processor = start_processor(
+            config,
+            batch_rx,
+            query_rx,
+            Some(change_tx),
+            causeway_processor::ProcessorMetrics::register(&mut registry),
+        )?;
         Ok(Self {
             ingest: Arc::new(Ingest::new(admission, metrics)),
             queries: causeway_processor::QueryHandle::new(query_tx),

@@ -110,7 +110,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("starting the API")?;
 
-    let processor = start_processor(&config, batch_rx, query_rx, Some(change_tx))?;
+    let processor = start_processor(
+        &config,
+        batch_rx,
+        query_rx,
+        Some(change_tx),
+        causeway_processor::ProcessorMetrics::register(&mut registry),
+    )?;
 
     let processor_handle = QueryHandle::new(query_tx);
     let sql = SqlEngine::start(
@@ -346,6 +352,7 @@ pub(crate) fn start_processor(
     batches: mpsc::Receiver<causeway_model::QueuedBatch>,
     queries: mpsc::Receiver<causeway_processor::Query>,
     changes: Option<mpsc::Sender<causeway_processor::IncidentChange>>,
+    metrics: causeway_processor::ProcessorMetrics,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
     let dir = &config.storage.data_dir;
     std::fs::create_dir_all(dir)
@@ -361,6 +368,7 @@ pub(crate) fn start_processor(
     if let Some(changes) = changes {
         stage = stage.with_changes(changes);
     }
+    stage = stage.with_metrics(metrics);
     // The processor is CPU-bound and does blocking disk writes: it gets a
     // thread of its own instead of a runtime worker.
     let (done, processor) = tokio::sync::oneshot::channel();

@@ -21,6 +21,7 @@ pub mod detect;
 mod error;
 pub mod graph;
 pub mod kernels;
+mod metrics;
 pub mod persist;
 mod query;
 pub mod red;
@@ -31,6 +32,7 @@ mod stage;
 pub use catalog::{Catalog, MAX_SERVICES_PER_TENANT, OVERFLOW_SERVICE, ServiceStats};
 pub use changes::IncidentChange;
 pub use error::{Error, Result};
+pub use metrics::ProcessorMetrics;
 pub use query::{
     CellRange, EdgeRow, MetricsSnapshot, Query, QueryHandle, RedQuery, RedRow, Snapshot,
     SnapshotCell, SnapshotRequest,

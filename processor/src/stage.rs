@@ -71,6 +71,10 @@ pub struct ProcessorStage {
     failed_batches: u64,
     /// Strings cut at the value length limit.
     truncated_values: u64,
+    /// Counters on `/metrics`.
+    metrics: crate::ProcessorMetrics,
+    /// Store failures already added to `metrics`.
+    store_failures_reported: u64,
     persist: Persistence,
     /// Incident changes on their way to the correlator.
     outbox: Outbox,
@@ -97,6 +101,8 @@ impl ProcessorStage {
             sealed_windows: 0,
             failed_batches: 0,
             truncated_values: 0,
+            metrics: crate::ProcessorMetrics::default(),
+            store_failures_reported: 0,
             persist,
             outbox: Outbox::new(None),
         };
@@ -158,6 +164,12 @@ impl ProcessorStage {
         self
     }
 
+    /// Counts on `metrics` (registered by the caller).
+    pub fn with_metrics(mut self, metrics: crate::ProcessorMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Runs until the input closes (every sender dropped, i.e. the receivers
     /// have stopped) and everything queued is processed.
     pub async fn run(mut self) {
@@ -197,6 +209,13 @@ impl ProcessorStage {
                 _ = tick.tick() => {
                     self.outbox.flush();
                     self.persist.poll();
+                    let failures = self.persist.failures;
+                    if failures > self.store_failures_reported {
+                        self.metrics
+                            .store_failures
+                            .inc_by(failures - self.store_failures_reported);
+                        self.store_failures_reported = failures;
+                    }
                     if self.persist.checkpoint_due() {
                         self.checkpoint(false);
                     }
@@ -261,6 +280,7 @@ impl ProcessorStage {
                 // A panic in the conversion: a bug, not bad input. The
                 // batch's lease went with the task.
                 self.failed_batches += 1;
+                self.metrics.failed_batches.inc();
                 tracing::error!(error = %e, "the conversion of an accepted batch panicked");
                 return;
             }
@@ -280,6 +300,7 @@ impl ProcessorStage {
                             limit_bytes = MAX_VALUE_BYTES, "names or attribute values over the limit were cut");
                     }
                     self.truncated_values += c.truncated;
+                    self.metrics.truncated_values.inc_by(c.truncated);
                 }
                 c.batch
             }
@@ -287,6 +308,7 @@ impl ProcessorStage {
                 // The receiver validated this payload: this is a bug, not bad
                 // input. Keep serving; the catalog already counted the spans.
                 self.failed_batches += 1;
+                self.metrics.failed_batches.inc();
                 tracing::error!(tenant = %batch.tenant, error = %e, "cannot convert an accepted batch");
                 return;
             }
@@ -309,6 +331,7 @@ impl ProcessorStage {
         self.outbox.push(&tenant, changes);
         if let Err(e) = result {
             self.failed_batches += 1;
+            self.metrics.failed_batches.inc();
             tracing::error!(tenant = %tenant, error = %e, "cannot aggregate a batch");
         }
         // `queued` drops here, releasing its queue memory.

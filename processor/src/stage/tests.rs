@@ -88,3 +88,38 @@ async fn queries_see_everything_queued_before_them_per_tenant() {
     drop(tx);
     task.await.expect("stage ends when input closes");
 }
+
+#[tokio::test]
+async fn cut_values_are_counted_on_the_metrics() {
+    let (tx, rx) = mpsc::channel(16);
+    let (qtx, qrx) = mpsc::channel(4);
+    let metrics = crate::ProcessorMetrics::default();
+    let stage = ProcessorStage::new(rx, qrx, SpansConfig::default(), test_persistence("cut"))
+        .expect("stage")
+        .with_metrics(metrics.clone());
+    let handle = QueryHandle::new(qtx);
+    let mut req = Workload::new(WorkloadConfig::default()).batch(10);
+    let mut long = 0;
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for span in &mut ss.spans {
+                span.name = "x".repeat(crate::kernels::otlp_to_arrow::MAX_VALUE_BYTES + 1);
+                long += 1;
+            }
+        }
+    }
+    let n = causeway_benches::span_count(&req);
+    tx.send(queued("acme", Bytes::from(req.encode_to_vec()), n))
+        .await
+        .expect("send");
+    let task = tokio::spawn(stage.run());
+    // A query answers after everything queued before it was processed.
+    handle
+        .services(TenantId::new("acme").expect("tenant"))
+        .await
+        .expect("answer");
+    assert_eq!(metrics.truncated_values.get(), long);
+    assert_eq!(metrics.failed_batches.get(), 0);
+    drop((tx, handle));
+    task.await.expect("stage ends");
+}
