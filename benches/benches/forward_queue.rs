@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use causeway_benches::{Workload, WorkloadConfig, span_count};
-use causeway_exporter::forward::queue::{DiskQueue, Kind};
 use causeway_receiver::otlp::wire::scan_request;
+use causeway_store::queue::{DiskQueue, Kind};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 

@@ -6,7 +6,8 @@
 //! spans as Parquet files per tenant and hour under the data directory;
 //! [`DuckDbSignals`] (connector signals, cursors, sealed credentials) and
 //! [`DuckDbReports`] (RCA reports and feedback); [`DuckDbAudit`] (the
-//! append-only audit trail).
+//! append-only audit trail); [`queue::DiskQueue`], the segment log that
+//! forwarding queues and the write-ahead log are made of.
 //!
 //! ```text
 //! processor ──cells, services──> Store (DuckDB file: <data_dir>/causeway.duckdb)
@@ -22,9 +23,11 @@ mod audit;
 mod duck;
 mod error;
 mod open;
+pub mod queue;
 mod reports;
 mod signals;
 mod spans;
+pub mod wal;
 
 pub use audit::{AuditEntry, DuckDbAudit};
 pub use duck::DuckDbStore;

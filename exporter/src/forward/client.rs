@@ -20,7 +20,7 @@ use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
 use super::config::{Compression, ForwardConfig, HeaderValueRef, Protocol};
-use super::queue::Kind;
+use causeway_store::queue::Kind;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -173,7 +173,8 @@ impl OtlpClient {
                     logs,
                 } => {
                     let uri = match kind {
-                        Kind::Traces => traces,
+                        // Forwarding queues hold no write-ahead records.
+                        Kind::Traces | Kind::Accepted => traces,
                         Kind::Logs => logs,
                     };
                     self.send_http(client, uri, payload).await
@@ -214,7 +215,9 @@ impl OtlpClient {
             }
         }
         let path = PathAndQuery::from_static(match kind {
-            Kind::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Kind::Traces | Kind::Accepted => {
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+            }
             Kind::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
         });
         match grpc.unary(request, path, RawCodec).await {

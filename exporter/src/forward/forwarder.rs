@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{self, OtlpClient, SendError};
 use super::config::{ForwardConfig, WhenFull};
-use super::queue::{AppendError, DiskQueue, Kind, Record};
 use causeway_correlator::{ReportEvent, ReportSink};
+use causeway_store::queue::{AppendError, DiskQueue, Kind, Record};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Exporter {
@@ -228,7 +228,7 @@ impl Forwarder {
     fn enqueue(&self, target: &Target, kind: Kind, items: u64, payload: &[u8]) {
         let items32 = u32::try_from(items).unwrap_or(u32::MAX);
         match target.queue.append(kind, items32, payload) {
-            Ok(()) => {
+            Ok(_) => {
                 target.record_held();
                 target.wake.notify_one();
             }
@@ -395,7 +395,7 @@ pub(super) async fn send_loop(
         match task.await {
             Ok(Delivery::Sent) => {
                 let counter = match record.kind {
-                    Kind::Traces => &target.sent_spans,
+                    Kind::Traces | Kind::Accepted => &target.sent_spans,
                     Kind::Logs => &target.sent_logs,
                 };
                 counter.inc_by(u64::from(record.items));

@@ -21,7 +21,6 @@
 pub mod client;
 pub mod config;
 mod forwarder;
-pub mod queue;
 #[cfg(test)]
 mod tests;
 

@@ -27,10 +27,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::Protocol;
-use super::queue::DiskQueue;
 use super::*;
 use crate::testutil::{scratch_dir as tmp, serve};
 use causeway_correlator::{ReportEvent, ReportSink};
+use causeway_store::queue::DiskQueue;
 
 /// A request of `n` spans whose span ids encode (`batch`, index).
 fn request(batch: u32, n: u32) -> Bytes {

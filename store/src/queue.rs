@@ -1,6 +1,7 @@
-//! A bounded, persistent FIFO of export requests: append-only segment files
-//! and a cursor, so that what the receiver acknowledged survives a
-//! downstream outage and a restart, and is sent once.
+//! A bounded, persistent FIFO of requests: append-only segment files and a
+//! cursor, so that what the receiver acknowledged survives a downstream
+//! outage, a crash and a restart. Forwarding queues send from it; the
+//! write-ahead log replays from it.
 //!
 //! ```text
 //! dir/00000000000000000007.seg   records [len u32][crc32 u32][kind u8][items u32][payload]
@@ -36,6 +37,9 @@ pub enum Kind {
     Traces,
     /// `ExportLogsServiceRequest`.
     Logs,
+    /// An accepted request in the write-ahead log: tenant, transport and
+    /// the `ExportTraceServiceRequest` (see `crate::wal`).
+    Accepted,
 }
 
 impl Kind {
@@ -43,6 +47,7 @@ impl Kind {
         match self {
             Kind::Traces => 1,
             Kind::Logs => 2,
+            Kind::Accepted => 3,
         }
     }
 
@@ -50,6 +55,7 @@ impl Kind {
         match b {
             1 => Some(Kind::Traces),
             2 => Some(Kind::Logs),
+            3 => Some(Kind::Accepted),
             _ => None,
         }
     }
@@ -73,6 +79,28 @@ pub struct Record {
 pub struct Position {
     segment: u64,
     offset: u64,
+}
+
+impl Position {
+    /// As stored (segment, then offset, little-endian).
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.segment.to_le_bytes());
+        out[8..].copy_from_slice(&self.offset.to_le_bytes());
+        out
+    }
+
+    /// From [`Position::to_bytes`].
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        let mut seg = [0u8; 8];
+        let mut off = [0u8; 8];
+        seg.copy_from_slice(&b[..8]);
+        off.copy_from_slice(&b[8..]);
+        Self {
+            segment: u64::from_le_bytes(seg),
+            offset: u64::from_le_bytes(off),
+        }
+    }
 }
 
 /// Why an append was refused.
@@ -157,7 +185,7 @@ impl DiskQueue {
             tracing::warn!(
                 file = %path.display(),
                 kept = valid,
-                "forward queue: cutting off a record torn by a crash"
+                "disk queue: cutting off a record torn by a crash"
             );
             file.set_len(valid)?;
         }
@@ -216,7 +244,9 @@ impl DiskQueue {
     }
 
     /// Appends one record; refuses when the queue would exceed its limit.
-    pub fn append(&self, kind: Kind, items: u32, payload: &[u8]) -> Result<(), AppendError> {
+    /// Returns where the record after it will start (what acknowledging
+    /// it up to and including this record takes).
+    pub fn append(&self, kind: Kind, items: u32, payload: &[u8]) -> Result<Position, AppendError> {
         let len = u32::try_from(payload.len())
             .ok()
             .filter(|l| *l < MAX_RECORD)
@@ -267,8 +297,12 @@ impl DiskQueue {
         }
         w.len += size;
         w.dirty = true;
+        let end = Position {
+            segment: w.segment,
+            offset: w.len,
+        };
         st.held += size;
-        Ok(())
+        Ok(end)
     }
 
     /// The first unsent record, or `None` when everything was sent.
@@ -338,7 +372,7 @@ impl DiskQueue {
                         segment = pos.segment,
                         offset = pos.offset,
                         error = %e,
-                        "forward queue: corrupt record; skipping the rest of its segment"
+                        "disk queue: corrupt record; skipping the rest of its segment"
                     );
                     if pos.segment == tail.0 {
                         return Ok(None);

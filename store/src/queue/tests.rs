@@ -1,5 +1,17 @@
 use super::*;
-use crate::testutil::scratch_dir as tmp;
+
+/// A fresh, not yet created directory under the system's temp dir.
+fn tmp(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "causeway-queue-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
 
 fn drain(q: &DiskQueue) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
