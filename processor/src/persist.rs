@@ -135,10 +135,11 @@ impl Persistence {
         force: bool,
     ) {
         self.last_checkpoint = Instant::now();
+        // Cells and catalog in one transaction: a crash between them
+        // would leave the catalog behind the series.
         let result = self
             .store
-            .save_cells(&cells)
-            .and_then(|()| self.store.save_services(&services))
+            .save_checkpoint(&cells, &services, None)
             .and_then(|()| {
                 // Only tenants whose horizon moved since their last prune:
                 // an idle tenant costs nothing per checkpoint.

@@ -3,9 +3,10 @@
 use std::path::Path;
 
 use causeway_model::TenantId;
-use duckdb::{Connection, params};
+use duckdb::{Connection, OptionalExt, params};
 
 use crate::error::{Error, Result};
+use crate::queue::Position;
 use crate::{CellRow, Family, ServiceRow, StateRow, Store};
 
 const SCHEMA: &str = "
@@ -41,6 +42,12 @@ CREATE TABLE IF NOT EXISTS detection_state (
     state    BLOB    NOT NULL,
     saved_ns BIGINT  NOT NULL,
     PRIMARY KEY (tenant, part)
+);
+-- Named positions: `wal`, the write-ahead log position whose requests the
+-- cells and catalog above hold (written with them, in one transaction).
+CREATE TABLE IF NOT EXISTS marks (
+    name  VARCHAR PRIMARY KEY,
+    value BLOB    NOT NULL
 );
 -- Checkpoints append here (DuckDB's appender is fast; row-at-a-time upserts
 -- are not), then upsert into `cells` in one statement.
@@ -78,37 +85,96 @@ impl DuckDbStore {
     }
 }
 
+/// Upserts `rows` into `cells` within `tx`.
+fn write_cells(tx: &duckdb::Transaction<'_>, rows: &[CellRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    tx.execute("DELETE FROM cells_stage", [])?;
+    {
+        let mut appender = tx.appender("cells_stage")?;
+        for r in rows {
+            appender.append_row(params![
+                r.tenant.as_str(),
+                r.family.as_str(),
+                r.a,
+                r.b,
+                r.c,
+                r.d,
+                r.resolution,
+                r.start_ns,
+                r.calls,
+                r.errors,
+                r.hist,
+                r.handed_on,
+            ])?;
+        }
+        appender.flush()?;
+    }
+    tx.execute("INSERT OR REPLACE INTO cells SELECT * FROM cells_stage", [])?;
+    tx.execute("DELETE FROM cells_stage", [])?;
+    Ok(())
+}
+
+/// Upserts `rows` into `services` within `tx`.
+fn write_services(tx: &duckdb::Transaction<'_>, rows: &[ServiceRow]) -> Result<()> {
+    let mut stmt = tx.prepare("INSERT OR REPLACE INTO services VALUES (?, ?, ?, ?, ?, ?)")?;
+    for r in rows {
+        stmt.execute(params![
+            r.tenant.as_str(),
+            r.name,
+            r.spans,
+            r.errors,
+            r.first_ns,
+            r.last_ns
+        ])?;
+    }
+    Ok(())
+}
+
 impl Store for DuckDbStore {
     fn save_cells(&mut self, rows: &[CellRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM cells_stage", [])?;
-        {
-            let mut appender = tx.appender("cells_stage")?;
-            for r in rows {
-                appender.append_row(params![
-                    r.tenant.as_str(),
-                    r.family.as_str(),
-                    r.a,
-                    r.b,
-                    r.c,
-                    r.d,
-                    r.resolution,
-                    r.start_ns,
-                    r.calls,
-                    r.errors,
-                    r.hist,
-                    r.handed_on,
-                ])?;
-            }
-            appender.flush()?;
-        }
-        tx.execute("INSERT OR REPLACE INTO cells SELECT * FROM cells_stage", [])?;
-        tx.execute("DELETE FROM cells_stage", [])?;
+        write_cells(&tx, rows)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn save_checkpoint(
+        &mut self,
+        cells: &[CellRow],
+        services: &[ServiceRow],
+        wal: Option<Position>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        write_cells(&tx, cells)?;
+        write_services(&tx, services)?;
+        if let Some(mark) = wal {
+            tx.execute(
+                "INSERT OR REPLACE INTO marks VALUES ('wal', ?)",
+                params![mark.to_bytes().to_vec()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn wal_mark(&self) -> Result<Option<Position>> {
+        let raw: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM marks WHERE name = 'wal'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        raw.map(|b| {
+            <[u8; 16]>::try_from(b.as_slice())
+                .map(Position::from_bytes)
+                .map_err(|_| Error::Corrupt(format!("a WAL mark of {} bytes", b.len())))
+        })
+        .transpose()
     }
 
     fn load_cells(&self) -> Result<Vec<CellRow>> {
@@ -151,20 +217,7 @@ impl Store for DuckDbStore {
             return Ok(());
         }
         let tx = self.conn.transaction()?;
-        {
-            let mut stmt =
-                tx.prepare("INSERT OR REPLACE INTO services VALUES (?, ?, ?, ?, ?, ?)")?;
-            for r in rows {
-                stmt.execute(params![
-                    r.tenant.as_str(),
-                    r.name,
-                    r.spans,
-                    r.errors,
-                    r.first_ns,
-                    r.last_ns
-                ])?;
-            }
-        }
+        write_services(&tx, rows)?;
         tx.commit()?;
         Ok(())
     }
@@ -289,6 +342,40 @@ mod tests {
             hist: vec![1, 2, 3],
             handed_on: true,
         }
+    }
+
+    #[test]
+    fn a_checkpoint_saves_cells_catalog_and_the_wal_mark_together() {
+        let dir = std::env::temp_dir().join(format!("causeway-duck-mark-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("causeway.duckdb");
+        let mark = |n: u8| Position::from_bytes([n; 16]);
+        let service = ServiceRow {
+            tenant: TenantId::new("acme").expect("tenant"),
+            name: "checkout".into(),
+            spans: 3,
+            errors: 1,
+            first_ns: 1,
+            last_ns: 2,
+        };
+        {
+            let mut s = DuckDbStore::open(&path).expect("open");
+            assert_eq!(s.wal_mark().expect("mark"), None);
+            s.save_checkpoint(
+                &[cell("acme", 10, 3)],
+                std::slice::from_ref(&service),
+                Some(mark(1)),
+            )
+            .expect("checkpoint");
+            // A checkpoint without a log keeps the last mark.
+            s.save_checkpoint(&[cell("acme", 20, 1)], &[], None)
+                .expect("checkpoint");
+        }
+        let s = DuckDbStore::open(&path).expect("reopen");
+        assert_eq!(s.wal_mark().expect("mark"), Some(mark(1)));
+        assert_eq!(s.load_cells().expect("cells").len(), 2);
+        assert_eq!(s.load_services().expect("services"), vec![service]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

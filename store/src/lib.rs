@@ -136,6 +136,17 @@ pub trait Store: Send {
     fn load_cells(&self) -> Result<Vec<CellRow>>;
     /// Inserts or replaces catalog rows.
     fn save_services(&mut self, rows: &[ServiceRow]) -> Result<()>;
+    /// Cells and catalog rows together, atomically, with the write-ahead
+    /// log position whose requests they hold, when there is a log: a crash
+    /// leaves all of a checkpoint or none of it.
+    fn save_checkpoint(
+        &mut self,
+        cells: &[CellRow],
+        services: &[ServiceRow],
+        wal: Option<queue::Position>,
+    ) -> Result<()>;
+    /// The write-ahead log position of the last checkpoint that had one.
+    fn wal_mark(&self) -> Result<Option<queue::Position>>;
     /// The whole catalog.
     fn load_services(&self) -> Result<Vec<ServiceRow>>;
     /// Deletes each listed tenant's cells that start before its
