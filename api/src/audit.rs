@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use causeway_model::redact::redact_owned;
-use causeway_model::time::{now_ns, rfc3339_millis};
+use causeway_model::time::{ago_ns, rfc3339_millis};
 use causeway_model::{AuditEvent, AuditSink, TenantId};
 use causeway_store::DuckDbAudit;
 use prometheus_client::metrics::counter::Counter;
@@ -114,12 +114,7 @@ impl AuditLog {
     }
 
     async fn prune(&self) {
-        let Some(before) = i64::try_from(self.retention.as_nanos())
-            .ok()
-            .and_then(|r| now_ns().checked_sub(r))
-        else {
-            return;
-        };
+        let before = ago_ns(self.retention);
         let store = Arc::clone(&self.store);
         let done = tokio::task::spawn_blocking(move || {
             store
@@ -140,42 +135,26 @@ impl AuditLog {
 
     /// Removes `tenant`'s entries older than the retention (its purge).
     pub fn purge_tenant(&self, tenant: &TenantId) -> Result<u64, causeway_store::Error> {
-        let before = i64::try_from(self.retention.as_nanos())
-            .ok()
-            .and_then(|r| now_ns().checked_sub(r))
-            .unwrap_or(i64::MIN);
+        let before = ago_ns(self.retention);
         self.store
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .purge_tenant(tenant, before)
     }
 
-    /// A page of `tenant`'s entries, newest first.
+    /// A page of `tenant`'s entries, newest first; `None` reads the
+    /// entries no tenant can be named for (failed authentications with
+    /// unknown keys, start-up): the operator's.
     pub fn page(
         &self,
-        tenant: &TenantId,
+        tenant: Option<&TenantId>,
         before: Option<(i64, u64)>,
         limit: usize,
     ) -> Result<Vec<causeway_store::AuditEntry>, causeway_store::Error> {
         self.store
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .list(Some(tenant), before, limit)
-    }
-}
-
-impl AuditLog {
-    /// A page of the entries no tenant can be named for (failed
-    /// authentications with unknown keys, start-up): the operator's.
-    pub fn page_system(
-        &self,
-        before: Option<(i64, u64)>,
-        limit: usize,
-    ) -> Result<Vec<causeway_store::AuditEntry>, causeway_store::Error> {
-        self.store
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .list(None, before, limit)
+            .list(tenant, before, limit)
     }
 }
 
@@ -227,7 +206,8 @@ pub(super) async fn list(
     let after = page.after;
     let t = tenant.clone();
     let entries =
-        tokio::task::spawn_blocking(move || audit.page(&t, after, limit.saturating_add(1))).await;
+        tokio::task::spawn_blocking(move || audit.page(Some(&t), after, limit.saturating_add(1)))
+            .await;
     let mut entries = match entries {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => {

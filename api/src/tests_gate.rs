@@ -148,7 +148,7 @@ async fn failed_sign_ins_are_blocked_and_audited_without_the_key() {
     // trail, with the address and the key's fingerprint, never the key.
     let mut system = Vec::new();
     for _ in 0..100 {
-        system = api.audit.page_system(None, 10).expect("system trail");
+        system = api.audit.page(None, None, 10).expect("system trail");
         if system.len() >= 3 {
             break;
         }

@@ -298,10 +298,7 @@ async fn housekeep(h: Housekeeping, stop: CancellationToken) {
 }
 
 async fn apply_retention(h: &Housekeeping) {
-    let now = causeway_model::time::now_ns();
-    let before = |d: std::time::Duration| {
-        now.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-    };
+    let before = causeway_model::time::ago_ns;
     match h.hub.prune(before(h.retention.signals)).await {
         Ok(n) if n > 0 => tracing::info!(signals = n, "signals past retention deleted"),
         Ok(_) => {}

@@ -36,7 +36,7 @@ async fn supervise(
     known: Arc<dyn KnownServices>,
     cancel: Cancel,
 ) {
-    let ceiling = hub.config.interval.max(Duration::from_secs(10));
+    let ceiling = hub.sync_period();
     let mut wait = Duration::from_secs(1);
     loop {
         let run = tokio::spawn(Arc::clone(&hub).sync_loop(
@@ -272,22 +272,36 @@ impl SignalHub {
     ) -> Vec<(String, SyncReport)> {
         let mut out = Vec::new();
         for (tenant, c) in connectors {
-            let mapper =
-                ServiceMapper::new(self.config.mapping.clone(), known.services(tenant).await);
-            let report =
-                sync_connector(c.as_ref(), tenant, &self.store, &mapper, self.settings()).await;
-            tracing::info!(
-                %tenant,
-                connector = c.name(),
-                pages = report.pages,
-                records = report.records,
-                new = report.new,
-                failed = report.failed.len(),
-                "connector synced"
-            );
+            let report = self.sync_source(tenant, c.as_ref(), known).await;
             out.push((format!("{tenant}/{}", c.name()), report));
         }
         out
+    }
+
+    /// One sync of one source, logged.
+    async fn sync_source(
+        &self,
+        tenant: &TenantId,
+        c: &dyn Connector,
+        known: &dyn KnownServices,
+    ) -> SyncReport {
+        let mapper = ServiceMapper::new(self.config.mapping.clone(), known.services(tenant).await);
+        let report = sync_connector(c, tenant, &self.store, &mapper, self.settings()).await;
+        tracing::info!(
+            %tenant,
+            connector = c.name(),
+            pages = report.pages,
+            records = report.records,
+            new = report.new,
+            failed = report.failed.len(),
+            "connector synced"
+        );
+        report
+    }
+
+    /// How often each source syncs: the configured interval, at least 10 s.
+    fn sync_period(&self) -> Duration {
+        self.config.interval.max(Duration::from_secs(10))
     }
 
     /// Syncs every source each `interval` until `cancel` fires, each on a
@@ -321,29 +335,17 @@ impl SignalHub {
         known: Arc<dyn KnownServices>,
         cancel: Cancel,
     ) {
-        let mut tick = tokio::time::interval(self.config.interval.max(Duration::from_secs(10)));
+        let mut tick = tokio::time::interval(self.sync_period());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let mapper =
-                ServiceMapper::new(self.config.mapping.clone(), known.services(&tenant).await);
-            let sync = sync_connector(c.as_ref(), &tenant, &self.store, &mapper, self.settings());
-            let report = tokio::select! {
+            tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = sync => r,
-            };
-            tracing::info!(
-                %tenant,
-                connector = c.name(),
-                pages = report.pages,
-                records = report.records,
-                new = report.new,
-                failed = report.failed.len(),
-                "connector synced"
-            );
+                _ = self.sync_source(&tenant, c.as_ref(), known.as_ref()) => {}
+            }
         }
     }
 

@@ -58,6 +58,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// Every system that can push.
+    pub const ALL: [Source; 6] = [
+        Source::GitHub,
+        Source::GitLab,
+        Source::Jira,
+        Source::Linear,
+        Source::Slack,
+        Source::Deploy,
+    ];
+
     /// By path segment name.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {

@@ -8,14 +8,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };
-    let source = match which % 6 {
-        0 => Source::GitHub,
-        1 => Source::GitLab,
-        2 => Source::Jira,
-        3 => Source::Linear,
-        4 => Source::Slack,
-        _ => Source::Deploy,
-    };
+    let source = Source::ALL[usize::from(which) % Source::ALL.len()];
     let tenant = TenantId::new("acme").expect("tenant");
     let event = (which & 0x80 != 0).then_some("push");
     let _ = parse(source, "fuzz", &tenant, event, body, 1_700_000_000_000_000_000);

@@ -12,6 +12,11 @@ pub fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// The wall clock `d` ago, unix ns (a retention horizon); saturating.
+pub fn ago_ns(d: Duration) -> i64 {
+    now_ns().saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 /// A system time from unix ns; times before 1970 are 1970 (nothing
 /// causeway stores predates it, and formatting must not fail).
 fn system_time(ns: i64) -> SystemTime {

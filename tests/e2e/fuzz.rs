@@ -49,14 +49,7 @@ fn webhook_corpus_is_read_or_refused() {
         let Some((&which, body)) = data.split_first() else {
             continue;
         };
-        let source = match which % 6 {
-            0 => Source::GitHub,
-            1 => Source::GitLab,
-            2 => Source::Jira,
-            3 => Source::Linear,
-            4 => Source::Slack,
-            _ => Source::Deploy,
-        };
+        let source = Source::ALL[usize::from(which) % Source::ALL.len()];
         let event = (which & 0x80 != 0).then_some("push");
         if parse(
             source,

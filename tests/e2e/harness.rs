@@ -76,6 +76,37 @@ pub struct Server {
     _dir: Scratch,
 }
 
+/// A web-shop request of about `spans` spans whose every resource is the
+/// one service `service` (so counts are easy to check), encoded.
+pub fn request_for(service: &str, spans: usize) -> bytes::Bytes {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
+    use prost::Message;
+    let mut req =
+        causeway_benches::Workload::new(causeway_benches::WorkloadConfig::default()).batch(spans);
+    for rs in &mut req.resource_spans {
+        if let Some(r) = rs.resource.as_mut() {
+            for kv in &mut r.attributes {
+                if kv.key == "service.name" {
+                    kv.value = Some(AnyValue {
+                        value: Some(Value::StringValue(service.into())),
+                    });
+                }
+            }
+        }
+    }
+    bytes::Bytes::from(req.encode_to_vec())
+}
+
+/// Spans in an encoded `ExportTraceServiceRequest`.
+pub fn spans_in(b: &bytes::Bytes) -> u64 {
+    use prost::Message;
+    let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+        b.clone(),
+    )
+    .expect("decode");
+    causeway_benches::span_count(&req)
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_causeway")
 }

@@ -6,34 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::harness::{Options, Scratch, Server, grpc, key_hash};
-use bytes::Bytes;
-use causeway_benches::{Workload, WorkloadConfig};
-use prost::Message;
+use crate::harness::{Options, Scratch, Server, grpc, key_hash, request_for, spans_in};
 
 const TENANT: &str = "acmepurge";
 const SERVICE: &str = "acmepurge-checkout";
 const KEPT_TENANT: &str = "globexkept";
-
-fn request_for(service: &str, spans: usize) -> Bytes {
-    let mut req = Workload::new(WorkloadConfig::default()).batch(spans);
-    for rs in &mut req.resource_spans {
-        if let Some(r) = rs.resource.as_mut() {
-            for kv in &mut r.attributes {
-                if kv.key == "service.name" {
-                    kv.value = Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-                        value: Some(
-                            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
-                                service.into(),
-                            ),
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    Bytes::from(req.encode_to_vec())
-}
 
 /// Files under `dir` (but the audit trail) whose path or bytes name `what`.
 fn files_naming(dir: &Path, what: &str) -> Vec<PathBuf> {
@@ -123,11 +100,7 @@ async fn a_deleted_tenant_leaves_no_byte_in_the_data_directory() {
     // The other tenant's data is all there.
     server.restart();
     let services = server.services(Some("k-kept")).await;
-    let sent = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-        request_for("globexkept-billing", 100),
-    )
-    .expect("decode");
-    let expected = 3 * causeway_benches::span_count(&sent);
+    let expected = 3 * spans_in(&request_for("globexkept-billing", 100));
     assert_eq!(
         services.get("globexkept-billing").map(|s| s.0),
         Some(expected),

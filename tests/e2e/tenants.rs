@@ -1,38 +1,6 @@
 //! Tenant isolation: a key sees only its own tenant's services and metrics.
 
-use crate::harness::{Server, grpc, key_hash};
-use bytes::Bytes;
-use causeway_benches::{Workload, WorkloadConfig};
-use prost::Message;
-
-fn request_for(service: &str, spans: usize) -> Bytes {
-    let mut req = Workload::new(WorkloadConfig::default()).batch(spans);
-    // Rename every resource to one service so counts are easy to check.
-    for rs in &mut req.resource_spans {
-        if let Some(r) = rs.resource.as_mut() {
-            for kv in &mut r.attributes {
-                if kv.key == "service.name" {
-                    kv.value = Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-                        value: Some(
-                            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
-                                service.into(),
-                            ),
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    Bytes::from(req.encode_to_vec())
-}
-
-fn count(b: &Bytes) -> u64 {
-    let req = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
-        b.clone(),
-    )
-    .expect("decode");
-    causeway_benches::span_count(&req)
-}
+use crate::harness::{Server, grpc, key_hash, request_for, spans_in as count};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_isolated_across_ingest_api_and_metrics() {

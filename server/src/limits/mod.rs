@@ -268,7 +268,7 @@ impl Limits {
         }
     }
 
-    /// One of `tenant`'s SQL slots, held while its statement runs; `None`
+    /// One of `tenant`'s SQL slots, held while its statement runs; refused
     /// when all are taken.
     pub fn sql_slot(&self, tenant: &TenantId) -> Result<OwnedSemaphorePermit, Limited> {
         let semaphore = {
