@@ -95,7 +95,12 @@ pub(super) async fn delete_data(
             // Signed-in dashboards of the tenant end with its data.
             state.sessions.remove_tenant(&tenant);
             for p in &state.purges {
-                if let Err(e) = p.purge(&tenant) {
+                // Purges block (a queue rewrite waits for its sender).
+                let (purge, who) = (Arc::clone(p), tenant.clone());
+                let outcome = tokio::task::spawn_blocking(move || purge.purge(&who))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                if let Err(e) = outcome {
                     tracing::error!(%tenant, what = p.what(), error = %e, "tenant purge failed");
                     return error(
                         StatusCode::INTERNAL_SERVER_ERROR,

@@ -43,6 +43,7 @@ fn batch(tenant: &str, service: &str, spans: u64, errors: u64) -> QueuedBatch {
             }],
         },
         lease: Lease::new(sem.try_acquire_owned().expect("permit"), None),
+        logged: None,
     }
 }
 

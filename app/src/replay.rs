@@ -88,12 +88,15 @@ impl Session {
         // Nobody may take the changes: the processor keeps at most the
         // latest of each incident waiting, and drops them when this goes.
         let (change_tx, change_rx) = mpsc::channel(CHANGE_CAPACITY);
-        let processor = start_processor(
+        // A replay is bounded and re-runnable: it needs no write-ahead log
+        // (a serve's unreleased records stay for the next serve).
+        let (processor, _) = start_processor(
             config,
             batch_rx,
             query_rx,
             Some(change_tx),
             causeway_processor::ProcessorMetrics::register(&mut registry),
+            None,
         )?;
         Ok(Self {
             ingest: Arc::new(Ingest::new(admission, metrics)),

@@ -14,12 +14,13 @@ use causeway_connectors::{KnownServices, SignalHub};
 use causeway_correlator::{RcaService, ReportSink};
 use causeway_exporter::forward::{ForwardMetrics, Forwarder};
 use causeway_exporter::notify::{Notifier, NotifyMetrics};
-use causeway_model::{Actor, AuditEvent, AuditOutcome, AuditSink};
+use causeway_model::{Actor, AuditEvent, AuditOutcome, AuditSink, LogPosition};
 use causeway_processor::persist::Persistence;
 use causeway_processor::{ProcessorStage, QueryHandle, SqlEngine};
 use causeway_receiver::{Admission, Ingest, OtlpReceiver, ReceiverMetrics, Tee};
 use causeway_server::net::{self, Listener, ServeOptions};
 use causeway_server::{Authenticator, Gate, Limits};
+use causeway_store::wal::Wal;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -95,28 +96,52 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (batch_tx, batch_rx) = mpsc::channel(config.processors.queue.capacity);
     let (query_tx, query_rx) = mpsc::channel(QUERY_CAPACITY);
     let (change_tx, change_rx) = mpsc::channel(CHANGE_CAPACITY);
-    let admission = Admission::new(batch_tx, &config.processors.queue, auth.tenants().len());
+    let wal = open_wal(&config)?;
+    let mut admission = Admission::new(batch_tx, &config.processors.queue, auth.tenants().len());
+    if let Some(wal) = &wal {
+        admission = admission.with_log(Arc::clone(wal) as Arc<dyn causeway_model::AcceptLog>);
+    }
     let mut ingest = Ingest::new(admission, receiver_metrics);
     if !forwarder.is_empty() {
         ingest = ingest.with_tee(Arc::clone(&forwarder) as Arc<dyn Tee>);
     }
     let ingest = Arc::new(ingest);
 
-    let receiver = OtlpReceiver::bind(&config.receivers.otlp, ingest, gate.clone(), serve_options)
-        .await
-        .context("starting the OTLP receiver")?;
+    let receiver = OtlpReceiver::bind(
+        &config.receivers.otlp,
+        Arc::clone(&ingest),
+        gate.clone(),
+        serve_options,
+    )
+    .await
+    .context("starting the OTLP receiver")?;
     let api_cfg = &config.exporters.api;
     let api_listener = Listener::bind(api_cfg.endpoint, api_cfg.tls.as_ref())
         .await
         .context("starting the API")?;
 
-    let processor = start_processor(
+    let (processor, mark) = start_processor(
         &config,
         batch_rx,
         query_rx,
         Some(change_tx),
         causeway_processor::ProcessorMetrics::register(&mut registry),
+        wal.clone(),
     )?;
+    // Before the receivers take a request: replayed records must enter the
+    // queue ahead of every new one (the log's order is the queue's).
+    if let Some(wal) = &wal {
+        replay_wal(wal, mark, ingest.admission()).await?;
+    }
+    // The receivers hold the only other handle: when they stop, the queue
+    // closes and the processor drains and ends.
+    drop(ingest);
+    let wal_sync = CancellationToken::new();
+    if let (Some(wal), causeway_store::wal::Fsync::Interval(every)) =
+        (&wal, config.storage.wal.fsync())
+    {
+        tokio::spawn(sync_wal(Arc::clone(wal), every, wal_sync.clone()));
+    }
 
     let processor_handle = QueryHandle::new(query_tx);
     let sql = SqlEngine::start(
@@ -158,7 +183,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         known: Arc::clone(&known),
         rca: Some(Arc::clone(&rca)),
         sessions: Default::default(),
-        purges: vec![Arc::clone(&notifier) as Arc<dyn causeway_model::TenantPurge>],
+        purges: vec![
+            Arc::clone(&notifier) as Arc<dyn causeway_model::TenantPurge>,
+            Arc::clone(&forwarder) as Arc<dyn causeway_model::TenantPurge>,
+        ],
         secure_cookies: config.exporters.api.tls.is_some(),
     });
     let receivers_stop = CancellationToken::new();
@@ -249,6 +277,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Every sender of the queue is gone now; the processor ends once it
     // has processed everything that was queued.
     let processor_done = processor.await.is_ok();
+    wal_sync.cancel();
     api_stop.cancel();
     joined("API", api_server.await);
     joined("housekeeping", housekeeping.await);
@@ -350,16 +379,23 @@ pub(crate) fn start_processor(
     queries: mpsc::Receiver<causeway_processor::Query>,
     changes: Option<mpsc::Sender<causeway_processor::IncidentChange>>,
     metrics: causeway_processor::ProcessorMetrics,
-) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    wal: Option<Arc<Wal>>,
+) -> anyhow::Result<(tokio::sync::oneshot::Receiver<()>, Option<LogPosition>)> {
     let dir = &config.storage.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    let persist = Persistence::open(config.storage.settings()).with_context(|| {
+    let mut persist = Persistence::open(config.storage.settings(&config.cluster.instance())).with_context(|| {
         format!(
             "opening the stores under {} (another causeway using the same data directory holds its lock?)",
             dir.display()
         )
     })?;
+    let mark = match wal {
+        Some(wal) => persist
+            .attach_wal(wal)
+            .context("reading the write-ahead log mark")?,
+        None => None,
+    };
     let mut stage = ProcessorStage::new(batches, queries, config.processors.spans.clone(), persist)
         .context("restoring stored series")?;
     if let Some(changes) = changes {
@@ -382,7 +418,89 @@ pub(crate) fn start_processor(
             let _ = done.send(());
         })
         .context("starting the processor thread")?;
-    Ok(processor)
+    Ok((processor, mark))
+}
+
+/// Opens `<data_dir>/wal` when `storage.wal.enabled`.
+fn open_wal(config: &Config) -> anyhow::Result<Option<Arc<Wal>>> {
+    let c = &config.storage.wal;
+    if !c.enabled {
+        tracing::warn!(
+            "storage.wal.enabled is false: a crash loses what the last checkpoint did not save"
+        );
+        return Ok(None);
+    }
+    let dir = config.storage.data_dir.join("wal");
+    let wal = Wal::open(&dir, u64::from(c.max_size_mib) << 20, c.fsync())
+        .with_context(|| format!("opening the write-ahead log {}", dir.display()))?;
+    Ok(Some(Arc::new(wal)))
+}
+
+/// Queues every record after `mark` again, in log order: what was
+/// acknowledged before a crash but not yet in the processor's stores. One
+/// record is in memory at a time; the queue's limits pace the replay.
+async fn replay_wal(
+    wal: &Wal,
+    mark: Option<LogPosition>,
+    admission: &Admission,
+) -> anyhow::Result<()> {
+    let mut reader = wal.after(mark);
+    let (mut requests, mut spans, mut skipped) = (0u64, 0u64, 0u64);
+    while let Some(record) = reader
+        .next_record()
+        .context("reading the write-ahead log")?
+    {
+        // The payload was validated when it was accepted; only a damaged
+        // record fails here, and it cannot be saved by refusing to start.
+        let scan = match causeway_receiver::otlp::wire::scan_request(&record.payload) {
+            Ok(scan) => scan,
+            Err(e) => {
+                skipped += 1;
+                tracing::error!(tenant = %record.tenant, error = %e, "write-ahead log: a record that does not decode; skipped");
+                continue;
+            }
+        };
+        requests += 1;
+        spans += scan.spans;
+        let batch = causeway_model::TraceBatch {
+            tenant: record.tenant,
+            transport: record.transport,
+            payload: record.payload,
+            spans: scan.spans,
+            services: scan.services,
+        };
+        admission
+            .readmit(batch, record.next)
+            .await
+            .map_err(|e| anyhow::anyhow!("replaying the write-ahead log: {e}"))?;
+    }
+    if requests > 0 || skipped > 0 {
+        tracing::warn!(
+            requests,
+            spans,
+            skipped,
+            "replayed acknowledged requests the last run had not saved (it did not stop cleanly)"
+        );
+    }
+    Ok(())
+}
+
+/// Forces the write-ahead log to disk every `every` (`fsync: interval`).
+async fn sync_wal(wal: Arc<Wal>, every: std::time::Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => break,
+        }
+        let w = Arc::clone(&wal);
+        match tokio::task::spawn_blocking(move || w.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot sync the write-ahead log"),
+            Err(e) => tracing::error!(error = %e, "the write-ahead log sync task failed"),
+        }
+    }
 }
 
 /// SIGTERM and SIGINT, listened to from the moment this is created: a

@@ -93,4 +93,88 @@ pub struct QueuedBatch {
     pub batch: TraceBatch,
     /// Released when this value is dropped.
     pub lease: Lease,
+    /// Where the batch's record ends in the acceptance log, when there is
+    /// one: once the processor's stores hold this batch's effects, the log
+    /// may release everything up to here.
+    pub logged: Option<LogPosition>,
+}
+
+/// A place in the write-ahead log of accepted requests: the position just
+/// after a record. Positions grow in the order records were appended, which
+/// is the order batches enter the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LogPosition {
+    /// The segment file's number.
+    pub segment: u64,
+    /// The byte offset in it.
+    pub offset: u64,
+}
+
+impl LogPosition {
+    /// As stored (segment, then offset, little-endian).
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.segment.to_le_bytes());
+        out[8..].copy_from_slice(&self.offset.to_le_bytes());
+        out
+    }
+
+    /// From [`LogPosition::to_bytes`].
+    pub fn from_bytes(b: [u8; 16]) -> Self {
+        let mut seg = [0u8; 8];
+        let mut off = [0u8; 8];
+        seg.copy_from_slice(&b[..8]);
+        off.copy_from_slice(&b[8..]);
+        Self {
+            segment: u64::from_le_bytes(seg),
+            offset: u64::from_le_bytes(off),
+        }
+    }
+}
+
+impl std::fmt::Display for LogPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.segment, self.offset)
+    }
+}
+
+impl std::str::FromStr for LogPosition {
+    type Err = ();
+    /// From [`LogPosition`]'s `Display` (`segment.offset`).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (a, b) = s.split_once('.').ok_or(())?;
+        Ok(Self {
+            segment: a.parse().map_err(|_| ())?,
+            offset: b.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// Why the acceptance log refused a record; the request is then refused
+/// with a retryable status, never acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptLogError {
+    /// The log holds its maximum: the processor has not saved enough yet
+    /// to release older records.
+    #[error("the write-ahead log is full ({held} of {max} bytes held)")]
+    Full {
+        /// Bytes held.
+        held: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The disk refused the write.
+    #[error("cannot write the write-ahead log: {0}")]
+    Io(String),
+}
+
+/// Where the receiver writes each accepted batch before it acknowledges it
+/// (the store's write-ahead log; none by default in tests and tools). A
+/// trait here so that the receiver does not depend on the store.
+pub trait AcceptLog: Send + Sync + std::fmt::Debug {
+    /// Appends `batch`; returns the position after its record.
+    fn append(&self, batch: &TraceBatch) -> Result<LogPosition, AcceptLogError>;
+    /// Whether `append` waits for the disk (fsync per record): the caller
+    /// then runs it off the async workers.
+    fn waits_for_disk(&self) -> bool;
 }

@@ -25,7 +25,9 @@ pub mod wire;
 
 pub use anomaly::{Anomaly, Incident, IncidentState, Severity, Subject};
 pub use audit::{Actor, AuditEvent, AuditOutcome, AuditSink, NoAudit};
-pub use batch::{Lease, QueuedBatch, ServiceCount, TraceBatch, Transport};
+pub use batch::{
+    AcceptLog, AcceptLogError, Lease, LogPosition, QueuedBatch, ServiceCount, TraceBatch, Transport,
+};
 pub use purge::TenantPurge;
 pub use rca::{CauseKind, Evidence, Hypothesis, Precedent, RcaReport};
 pub use signal::{Signal, SignalKind};

@@ -215,6 +215,8 @@ pub struct StorageSettings {
     pub span_flush_interval: Duration,
     /// Spans buffered per tenant before a file is written.
     pub span_flush_rows: usize,
+    /// Series, catalog and state in PostgreSQL instead of the DuckDB file.
+    pub postgres: Option<causeway_store::PgSettings>,
 }
 
 impl StorageSettings {
@@ -227,6 +229,7 @@ impl StorageSettings {
             tenant_span_retention: Default::default(),
             span_flush_interval: Duration::from_secs(30),
             span_flush_rows: 65_536,
+            postgres: None,
         }
     }
 

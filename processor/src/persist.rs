@@ -5,13 +5,24 @@
 //! converted; this module owns the timing of writes, compaction and expiry,
 //! and keeps serving when the disk fails (errors are logged and counted; the
 //! data stays in memory and is written at the next checkpoint).
+//!
+//! With a write-ahead log ([`Persistence::attach_wal`]) every checkpoint
+//! writes all buffered spans first, then cells and catalog with the log
+//! mark (the position after the last batch they hold) in one transaction,
+//! then releases the log up to the mark. A crash at any point leaves
+//! stores that hold exactly the batches before the saved mark; the log
+//! holds the rest, and span files past the mark are discarded at start.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::RecordBatch;
-use causeway_model::TenantId;
+use std::sync::Arc;
+
+use causeway_model::{LogPosition, TenantId};
+use causeway_store::wal::Wal;
 use causeway_store::{
-    CellRow, DuckDbStore, Family, ServiceRow, SpanStore, SpanStoreSettings, StateRow, Store,
+    CellRow, DuckDbStore, Family, PgStore, ServiceRow, SpanStore, SpanStoreSettings, StateRow,
+    Store,
 };
 
 use crate::config::StorageSettings;
@@ -32,6 +43,10 @@ pub struct Persistence {
     last_flush: Instant,
     last_maintenance: Instant,
     last_state: Instant,
+    /// The write-ahead log this persistence releases, when there is one.
+    wal: Option<Arc<Wal>>,
+    /// The log position the stores held at start.
+    start_mark: Option<LogPosition>,
     /// Each tenant's retention horizon at its last prune.
     pruned: std::collections::HashMap<TenantId, [i64; 3]>,
     /// Failed writes (the disk's fault); data stays in memory meanwhile.
@@ -48,16 +63,22 @@ impl std::fmt::Debug for Persistence {
 }
 
 impl Persistence {
-    /// Opens the DuckDB file and the span directory under the data directory.
+    /// Opens the store (PostgreSQL when configured, else the DuckDB file
+    /// under the data directory) and the span directory.
     pub fn open(settings: StorageSettings) -> causeway_store::Result<Self> {
-        let store = DuckDbStore::open(&settings.data_dir.join("causeway.duckdb"))?;
+        let store: Box<dyn Store> = match &settings.postgres {
+            Some(pg) => Box::new(PgStore::connect(pg)?),
+            None => Box::new(DuckDbStore::open(
+                &settings.data_dir.join("causeway.duckdb"),
+            )?),
+        };
         let spans = SpanStore::open(
             &settings.data_dir.join("spans"),
             SpanStoreSettings {
                 flush_rows: settings.span_flush_rows,
             },
         )?;
-        Ok(Self::new(Box::new(store), spans, settings))
+        Ok(Self::new(store, spans, settings))
     }
 
     /// Uses the given stores.
@@ -71,9 +92,38 @@ impl Persistence {
             last_flush: now,
             last_maintenance: now,
             last_state: now,
+            wal: None,
+            start_mark: None,
             pruned: std::collections::HashMap::new(),
             failures: 0,
         }
+    }
+
+    /// Releases `wal` at each checkpoint. Returns the saved mark (the
+    /// log's records after it are what the stores do not hold, to be
+    /// replayed) after deleting the span files written past it.
+    pub fn attach_wal(&mut self, wal: Arc<Wal>) -> causeway_store::Result<Option<LogPosition>> {
+        // Records before the log's head were released by a checkpoint that
+        // saved them, even when this store has no mark (a new instance
+        // name, a new backend): files up to the head hold released records
+        // and stay; only those past it are replayed.
+        let mark = self.store.wal_mark()?.max(Some(wal.head()));
+        let discarded = self.spans.discard_after(mark)?;
+        if discarded > 0 {
+            tracing::info!(
+                files = discarded,
+                "span files past the last checkpoint discarded; the write-ahead log replays them"
+            );
+        }
+        self.wal = Some(wal);
+        self.start_mark = mark;
+        Ok(mark)
+    }
+
+    /// The log position the stores held at start (what a checkpoint saves
+    /// again until a batch moves it).
+    pub fn start_mark(&self) -> Option<LogPosition> {
+        self.start_mark
     }
 
     /// Everything stored: cells, catalog and state documents.
@@ -104,9 +154,15 @@ impl Persistence {
         &self.spans
     }
 
-    /// Buffers converted spans.
-    pub fn append_spans(&mut self, tenant: &TenantId, batch: RecordBatch) {
-        if let Err(e) = self.spans.append(tenant, batch) {
+    /// Buffers converted spans of a request that ends at `logged` in the
+    /// write-ahead log.
+    pub fn append_spans(
+        &mut self,
+        tenant: &TenantId,
+        batch: RecordBatch,
+        logged: Option<LogPosition>,
+    ) {
+        if let Err(e) = self.spans.append_logged(tenant, batch, logged) {
             self.failures += 1;
             tracing::error!(%tenant, error = %e, "cannot write spans");
         }
@@ -125,37 +181,44 @@ impl Persistence {
         self.last_checkpoint.elapsed() >= self.settings.checkpoint_interval
     }
 
+    /// Before a checkpoint takes its rows: with a write-ahead log, writes
+    /// every span buffer and waits, since the mark the checkpoint saves
+    /// says the spans before it are on disk. `false` when they could not
+    /// all be written: the checkpoint must then be skipped (its rows stay
+    /// in memory, the log keeps every record after the last mark, and a
+    /// crash replays them into the stores as they were at that mark).
+    pub fn prepare_checkpoint(&mut self) -> bool {
+        if self.wal.is_none() {
+            return true;
+        }
+        self.last_flush = Instant::now();
+        match self.spans.flush_and_wait() {
+            Ok(()) => true,
+            Err(e) => {
+                self.failures += 1;
+                tracing::error!(error = %e, "checkpoint skipped: spans could not be written; the write-ahead log keeps every record since the last one");
+                false
+            }
+        }
+    }
+
     /// Writes changed cells and catalog rows, prunes cells past retention,
-    /// and (when due) flushes spans and runs maintenance.
+    /// and (when due) flushes spans and runs maintenance. `mark` is the log
+    /// position after the last batch whose effects the cells hold. Call
+    /// [`Persistence::prepare_checkpoint`] first. Returns whether the
+    /// checkpoint was saved.
     pub fn checkpoint(
         &mut self,
         cells: Vec<CellRow>,
         services: Vec<ServiceRow>,
         horizons: Vec<(TenantId, [i64; 3])>,
         force: bool,
-    ) {
+        mark: Option<LogPosition>,
+    ) -> bool {
         self.last_checkpoint = Instant::now();
-        // Cells and catalog in one transaction: a crash between them
-        // would leave the catalog behind the series.
-        let result = self
-            .store
-            .save_checkpoint(&cells, &services, None)
-            .and_then(|()| {
-                // Only tenants whose horizon moved since their last prune:
-                // an idle tenant costs nothing per checkpoint.
-                let moved: Vec<(TenantId, [i64; 3])> = horizons
-                    .into_iter()
-                    .filter(|(t, h)| self.pruned.get(t) != Some(h))
-                    .collect();
-                let n = self.store.prune_cells(&moved)?;
-                self.pruned.extend(moved);
-                Ok(n)
-            });
-        if let Err(e) = result {
-            self.failures += 1;
-            tracing::error!(error = %e, cells = cells.len(), "checkpoint failed; will retry");
-        }
-        if force || self.last_flush.elapsed() >= self.settings.span_flush_interval {
+        let logged = self.wal.is_some();
+        // Without a log, spans are written on their own schedule.
+        if !logged && (force || self.last_flush.elapsed() >= self.settings.span_flush_interval) {
             self.last_flush = Instant::now();
             // At shutdown, wait until every file is in place.
             let flushed = if force {
@@ -168,10 +231,65 @@ impl Persistence {
                 tracing::error!(error = %e, "cannot write spans; will retry");
             }
         }
-        if self.last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
+        // Cells and catalog in one transaction: a crash between them
+        // would leave the catalog behind the series.
+        let mark = mark.filter(|_| logged);
+        let result = self
+            .store
+            .save_checkpoint(&cells, &services, mark)
+            .and_then(|()| {
+                // Only tenants whose horizon moved since their last prune:
+                // an idle tenant costs nothing per checkpoint.
+                let moved: Vec<(TenantId, [i64; 3])> = horizons
+                    .into_iter()
+                    .filter(|(t, h)| self.pruned.get(t) != Some(h))
+                    .collect();
+                let n = self.store.prune_cells(&moved)?;
+                self.pruned.extend(moved);
+                Ok(n)
+            });
+        let saved = match result {
+            Ok(_) => {
+                if let (Some(wal), Some(mark)) = (&self.wal, mark)
+                    && let Err(e) = wal.release(mark)
+                {
+                    self.failures += 1;
+                    tracing::error!(error = %e, "cannot release the write-ahead log; will retry");
+                }
+                true
+            }
+            Err(e) => {
+                self.failures += 1;
+                tracing::error!(error = %e, cells = cells.len(), "checkpoint failed; will retry");
+                false
+            }
+        };
+        // With a log, compaction only right after a saved checkpoint, when
+        // every span file is at or before the saved mark: a merged file
+        // carries no log position, so it must hold nothing a replay adds.
+        if (saved || !logged) && self.last_maintenance.elapsed() >= MAINTENANCE_INTERVAL {
             self.last_maintenance = Instant::now();
             self.maintain();
         }
+        saved
+    }
+
+    /// Starts a new write-ahead log segment (before a tenant's deletion:
+    /// the checkpoint that follows then frees the segment holding the
+    /// tenant's records).
+    pub fn roll_wal(&self) -> causeway_store::Result<()> {
+        match &self.wal {
+            Some(wal) => wal.roll().map_err(|source| causeway_store::Error::Io {
+                path: "write-ahead log".into(),
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a write-ahead log is attached.
+    pub fn has_wal(&self) -> bool {
+        self.wal.is_some()
     }
 
     /// Compacts finished hours and deletes hours past each tenant's retention.
@@ -280,6 +398,7 @@ mod tests {
             Vec::new(),
             Vec::new(),
             false,
+            None,
         );
         // The busy tenant's event time moved on; the idle one's did not.
         p.checkpoint(
@@ -287,6 +406,7 @@ mod tests {
             Vec::new(),
             vec![(busy.clone(), [100, 0, 0]), (idle.clone(), [0, 0, 0])],
             false,
+            None,
         );
         let mut left: Vec<(String, i64)> = p
             .store

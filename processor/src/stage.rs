@@ -78,6 +78,8 @@ pub struct ProcessorStage {
     persist: Persistence,
     /// Incident changes on their way to the correlator.
     outbox: Outbox,
+    /// The write-ahead log position after the last batch processed.
+    logged: Option<causeway_model::LogPosition>,
 }
 
 impl ProcessorStage {
@@ -90,6 +92,7 @@ impl ProcessorStage {
         persist: Persistence,
     ) -> causeway_store::Result<Self> {
         let (cells, services, states) = persist.load()?;
+        let logged = persist.start_mark();
         let mut stage = Self {
             input,
             queries,
@@ -105,6 +108,7 @@ impl ProcessorStage {
             store_failures_reported: 0,
             persist,
             outbox: Outbox::new(None),
+            logged,
         };
         stage.catalog.restore(services);
         let (mut restored, mut skipped) = (0u64, 0u64);
@@ -262,9 +266,6 @@ impl ProcessorStage {
     /// Counts `queued` into the catalog and starts its conversion.
     fn convert(&mut self, queued: QueuedBatch) -> JoinHandle<Converted> {
         let batch = &queued.batch;
-        // Counted here, from the receiver's scan, so that the catalog holds
-        // every accepted span even if its conversion were to fail.
-        self.catalog.add(&batch.tenant, &batch.services);
         self.processed_batches += 1;
         self.processed_spans += batch.spans;
         tokio::task::spawn_blocking(move || {
@@ -285,7 +286,15 @@ impl ProcessorStage {
                 return;
             }
         };
+        // Processed, whatever the outcome below: a batch that cannot be
+        // converted would fail again on replay.
+        self.logged = self.logged.max(queued.logged);
         let batch = &queued.batch;
+        // Counted here, in queue order and from the receiver's scan: the
+        // catalog holds every accepted span even if its conversion failed,
+        // and a checkpoint taken while later batches convert holds exactly
+        // the batches before its mark.
+        self.catalog.add(&batch.tenant, &batch.services);
         let spans = match spans {
             Ok(c) => {
                 if c.truncated > 0 {
@@ -314,7 +323,8 @@ impl ProcessorStage {
             }
         };
         let tenant = batch.tenant.clone();
-        self.persist.append_spans(&tenant, spans.clone());
+        self.persist
+            .append_spans(&tenant, spans.clone(), queued.logged);
         let state = self.tenant(&tenant);
         state.detect.recent.push(spans.clone());
         state.detect.observe_batch(&spans, &state.edges);
@@ -337,8 +347,12 @@ impl ProcessorStage {
         // `queued` drops here, releasing its queue memory.
     }
 
-    /// Writes what changed since the last checkpoint.
-    fn checkpoint(&mut self, force: bool) {
+    /// Writes what changed since the last checkpoint; `false` when it
+    /// could not (it is retried at the next tick).
+    fn checkpoint(&mut self, force: bool) -> bool {
+        if !self.persist.prepare_checkpoint() {
+            return false;
+        }
         let mut rows = Vec::new();
         let mut horizons = Vec::with_capacity(self.tenants.len());
         for (tenant, state) in &mut self.tenants {
@@ -355,7 +369,9 @@ impl ProcessorStage {
             horizons.push((tenant.clone(), state.red.retention_horizon()));
         }
         let services = self.catalog.take_dirty();
-        self.persist.checkpoint(rows, services, horizons, force);
+        let saved = self
+            .persist
+            .checkpoint(rows, services, horizons, force, self.logged);
         if self.persist.state_due(force) {
             let saved_ns = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -376,6 +392,7 @@ impl ProcessorStage {
             }
             self.persist.save_state(&states);
         }
+        saved
     }
 
     /// Seals windows the watermark has passed, for every tenant.
@@ -483,9 +500,31 @@ impl ProcessorStage {
                 let _ = reply.send(());
             }
             Query::DeleteTenant { tenant, reply } => {
-                self.tenants.remove(&tenant);
-                self.catalog.delete_tenant(&tenant);
-                let outcome = self.persist.delete_tenant(&tenant);
+                // With a write-ahead log, first a checkpoint whose mark
+                // passes every record of the tenant processed so far (a
+                // crash after the deletion must not replay them), in a
+                // fresh segment so that its release frees their bytes.
+                let marked = if self.persist.has_wal() {
+                    self.persist.roll_wal().and_then(|()| {
+                        if self.checkpoint(false) {
+                            Ok(())
+                        } else {
+                            Err(causeway_store::Error::Io {
+                                path: "write-ahead log".into(),
+                                source: std::io::Error::other(
+                                    "the checkpoint before the deletion failed",
+                                ),
+                            })
+                        }
+                    })
+                } else {
+                    Ok(())
+                };
+                let outcome = marked.and_then(|()| {
+                    self.tenants.remove(&tenant);
+                    self.catalog.delete_tenant(&tenant);
+                    self.persist.delete_tenant(&tenant)
+                });
                 match &outcome {
                     Ok(()) => tracing::warn!(%tenant, "deleted every record of the tenant"),
                     Err(e) => tracing::error!(%tenant, error = %e, "deleting the tenant failed"),

@@ -8,16 +8,24 @@
 //! batch). With several tenants, each may hold at most a share of the bytes,
 //! so one tenant's flood throttles that tenant (HTTP 429) while the others
 //! keep being served.
+//!
+//! With a write-ahead log ([`AcceptLog`]), each batch is appended to it and
+//! put into the queue under one lock, so the log's order is the queue's
+//! order: the processor's mark (the last batch its stores hold) then
+//! covers exactly the records before it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use causeway_model::{Lease, QueuedBatch, TenantId, TraceBatch};
+use causeway_model::{AcceptLog, AcceptLogError, Lease, QueuedBatch, TenantId, TraceBatch};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::config::QueueConfig;
 use crate::error::ReceiveError;
+
+/// Held while a batch is appended to the log and put into the queue.
+type OrderLock = Arc<Mutex<()>>;
 
 /// Hands batches to the processor under the queue's limits.
 #[derive(Debug)]
@@ -30,6 +38,8 @@ pub struct Admission {
     tenants: Mutex<HashMap<TenantId, Arc<Semaphore>>>,
     wait: Duration,
     retry_after: Duration,
+    /// The write-ahead log, and the lock that keeps its order the queue's.
+    log: Option<(Arc<dyn AcceptLog>, OrderLock)>,
 }
 
 impl Admission {
@@ -47,7 +57,40 @@ impl Admission {
             tenants: Mutex::new(HashMap::new()),
             wait: config.enqueue_timeout,
             retry_after: config.retry_after,
+            log: None,
         }
+    }
+
+    /// Writes every batch to `log` before it is queued (and so before the
+    /// request is acknowledged).
+    pub fn with_log(mut self, log: Arc<dyn AcceptLog>) -> Self {
+        self.log = Some((log, Arc::new(Mutex::new(()))));
+        self
+    }
+
+    /// Queues a batch read back from the write-ahead log at start, waiting
+    /// as long as it takes for room (the processor is draining the queue
+    /// meanwhile): it is not appended again, and it keeps its position.
+    pub async fn readmit(
+        &self,
+        batch: TraceBatch,
+        logged: causeway_model::LogPosition,
+    ) -> Result<(), ReceiveError> {
+        let kib = u32::try_from(batch.payload.len().div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let closed = || ReceiveError::ShuttingDown {
+            retry_after: self.retry_after,
+        };
+        let global = Arc::clone(&self.global)
+            .acquire_many_owned(kib.min(self.global_kib))
+            .await
+            .map_err(|_| closed())?;
+        let permit = self.tx.reserve().await.map_err(|_| closed())?;
+        permit.send(QueuedBatch {
+            batch,
+            lease: Lease::new(global, None),
+            logged: Some(logged),
+        });
+        Ok(())
     }
 
     /// Bytes currently held by queued (or in-process) batches.
@@ -85,28 +128,62 @@ impl Admission {
         let overloaded = || ReceiveError::Overloaded {
             retry_after: self.retry_after,
         };
-        let enqueue = async {
-            let global = Arc::clone(&self.global)
-                .acquire_many_owned(kib.min(self.global_kib))
-                .await
-                .map_err(|_| overloaded())?;
-            let permit = self
-                .tx
-                .reserve()
-                .await
-                .map_err(|_| ReceiveError::ShuttingDown {
-                    retry_after: self.retry_after,
+        // Waiting for room is bounded; the log append after it is not part
+        // of the wait: once appended, the batch must be queued (a timeout
+        // there would refuse a request whose record replays later).
+        let room =
+            async {
+                let global = Arc::clone(&self.global)
+                    .acquire_many_owned(kib.min(self.global_kib))
+                    .await
+                    .map_err(|_| overloaded())?;
+                let permit = self.tx.clone().reserve_owned().await.map_err(|_| {
+                    ReceiveError::ShuttingDown {
+                        retry_after: self.retry_after,
+                    }
                 })?;
+                Ok::<_, ReceiveError>((global, permit))
+            };
+        let (global, permit) = match tokio::time::timeout(self.wait, room).await {
+            Ok(result) => result?,
+            Err(_) => return Err(overloaded()),
+        };
+        let lease = Lease::new(global, tenant_permit);
+        let Some((log, order)) = &self.log else {
             permit.send(QueuedBatch {
                 batch,
-                lease: Lease::new(global, tenant_permit),
+                lease,
+                logged: None,
             });
-            Ok(())
+            return Ok(());
         };
-        match tokio::time::timeout(self.wait, enqueue).await {
-            Ok(result) => result,
-            Err(_) => Err(overloaded()),
-        }
+        let (log, order) = (Arc::clone(log), Arc::clone(order));
+        let append = move || {
+            let _order = order.lock().unwrap_or_else(|p| p.into_inner());
+            let logged = log.append(&batch)?;
+            permit.send(QueuedBatch {
+                batch,
+                lease,
+                logged: Some(logged),
+            });
+            Ok::<(), AcceptLogError>(())
+        };
+        let appended = if self.log.as_ref().is_some_and(|(l, _)| l.waits_for_disk()) {
+            // An fsync per request: off the async workers.
+            tokio::task::spawn_blocking(append)
+                .await
+                .unwrap_or_else(|e| Err(AcceptLogError::Io(e.to_string())))
+        } else {
+            // A write into the page cache: cheaper than a thread hop.
+            append()
+        };
+        appended.map_err(|e| {
+            tracing::error!(error = %e, "refusing a request: the write-ahead log cannot take it");
+            ReceiveError::LogUnavailable {
+                reason: e.to_string(),
+                retry_after: self.retry_after,
+            }
+        })
     }
 
     fn tenant_budget(&self, tenant: &TenantId, limit: u32) -> Arc<Semaphore> {

@@ -63,6 +63,15 @@ pub enum ReceiveError {
         /// Suggested wait.
         retry_after: Duration,
     },
+    /// The write-ahead log cannot take the request (full, or the disk
+    /// failed): it is refused rather than acknowledged unsaved.
+    #[error("{reason}; retry after {retry_after:?}")]
+    LogUnavailable {
+        /// What the log said.
+        reason: String,
+        /// Suggested wait.
+        retry_after: Duration,
+    },
     /// The server is shutting down and accepts nothing more.
     #[error("shutting down; retry against another instance or after restart")]
     ShuttingDown {
@@ -85,6 +94,7 @@ impl ReceiveError {
             Self::TenantThrottled { .. } => "tenant_throttled",
             Self::Overloaded { .. } => "overloaded",
             Self::ForwardQueueFull { .. } => "forward_queue_full",
+            Self::LogUnavailable { .. } => "wal_unavailable",
             Self::ShuttingDown { .. } => "shutting_down",
         }
     }
@@ -100,9 +110,10 @@ impl ReceiveError {
                 S::UNSUPPORTED_MEDIA_TYPE
             }
             Self::TenantThrottled { .. } | Self::RateLimited(_) => S::TOO_MANY_REQUESTS,
-            Self::Overloaded { .. } | Self::ForwardQueueFull { .. } | Self::ShuttingDown { .. } => {
-                S::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. }
+            | Self::ForwardQueueFull { .. }
+            | Self::LogUnavailable { .. }
+            | Self::ShuttingDown { .. } => S::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -121,6 +132,7 @@ impl ReceiveError {
             Self::TenantThrottled { .. }
             | Self::Overloaded { .. }
             | Self::ForwardQueueFull { .. }
+            | Self::LogUnavailable { .. }
             | Self::ShuttingDown { .. } => C::Unavailable,
         }
     }
@@ -131,6 +143,7 @@ impl ReceiveError {
             Self::TenantThrottled { retry_after }
             | Self::Overloaded { retry_after }
             | Self::ForwardQueueFull { retry_after, .. }
+            | Self::LogUnavailable { retry_after, .. }
             | Self::ShuttingDown { retry_after } => Some(*retry_after),
             Self::RateLimited(l) => Some(l.retry_after),
             _ => None,

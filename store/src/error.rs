@@ -20,6 +20,15 @@ pub enum Error {
     /// Arrow refused a batch.
     #[error("Arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// PostgreSQL refused an operation or could not be reached.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] sqlx::Error),
+    /// The database's schema could not be brought up to date.
+    #[error("PostgreSQL migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A setting is unusable (the operator's fault).
+    #[error("{0}")]
+    Config(String),
     /// Stored data does not read back (corruption, or a bug).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),

@@ -2,7 +2,8 @@
 //!
 //! Entry points: [`Store`], the trait for series cells, the service
 //! catalog and detection state, implemented by [`DuckDbStore`] (an embedded
-//! DuckDB file; the only implementation today); [`SpanStore`], which keeps
+//! DuckDB file, the default) and [`PgStore`] (PostgreSQL, for shared
+//! deployments; the same contract tests run on both); [`SpanStore`], which keeps
 //! spans as Parquet files per tenant and hour under the data directory;
 //! [`DuckDbSignals`] (connector signals, cursors, sealed credentials) and
 //! [`DuckDbReports`] (RCA reports and feedback); [`DuckDbAudit`] (the
@@ -23,15 +24,20 @@ mod audit;
 mod duck;
 mod error;
 mod open;
+pub mod pg;
 pub mod queue;
 mod reports;
 mod signals;
 mod spans;
 pub mod wal;
 
+#[cfg(test)]
+mod contract;
+
 pub use audit::{AuditEntry, DuckDbAudit};
 pub use duck::DuckDbStore;
 pub use error::{Error, Result};
+pub use pg::{PgSettings, PgStore};
 pub use reports::DuckDbReports;
 pub use signals::{CursorUpdate, DuckDbSignals, SealedRow, SignalQuery};
 pub use spans::{SpanStore, SpanStoreSettings, scan_files, writer_props as span_writer_props};

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use causeway_model::TenantId;
 
 /// A segment is closed and a new one started beyond this many bytes, so
 /// sent data is deleted in pieces rather than held until the queue empties.
@@ -40,6 +41,11 @@ pub enum Kind {
     /// An accepted request in the write-ahead log: tenant, transport and
     /// the `ExportTraceServiceRequest` (see `crate::wal`).
     Accepted,
+    /// [`Kind::Traces`] of one tenant: the payload starts with the tenant
+    /// ([`tag_tenant`]), so the tenant's deletion can find it.
+    TenantTraces,
+    /// [`Kind::Logs`] of one tenant.
+    TenantLogs,
 }
 
 impl Kind {
@@ -48,6 +54,8 @@ impl Kind {
             Kind::Traces => 1,
             Kind::Logs => 2,
             Kind::Accepted => 3,
+            Kind::TenantTraces => 4,
+            Kind::TenantLogs => 5,
         }
     }
 
@@ -56,9 +64,30 @@ impl Kind {
             1 => Some(Kind::Traces),
             2 => Some(Kind::Logs),
             3 => Some(Kind::Accepted),
+            4 => Some(Kind::TenantTraces),
+            5 => Some(Kind::TenantLogs),
             _ => None,
         }
     }
+}
+
+/// `tenant` then `body`, as [`Kind::TenantTraces`] and [`Kind::TenantLogs`]
+/// records hold them (`[name length u8][name][body]`).
+pub fn tag_tenant(tenant: &TenantId, body: &[u8]) -> Vec<u8> {
+    let name = tenant.as_str().as_bytes();
+    let mut out = Vec::with_capacity(1 + name.len() + body.len());
+    // Tenant ids are at most 64 bytes (`TenantId`).
+    out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(name);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The tenant and body of a [`tag_tenant`] payload.
+pub fn untag_tenant(payload: &Bytes) -> Option<(TenantId, Bytes)> {
+    let len = usize::from(*payload.first()?);
+    let name = std::str::from_utf8(payload.get(1..1 + len)?).ok()?;
+    Some((TenantId::new(name).ok()?, payload.slice(1 + len..)))
 }
 
 /// One queued request.
@@ -74,34 +103,42 @@ pub struct Record {
     pub next: Position,
 }
 
-/// A place in the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
-    segment: u64,
-    offset: u64,
-}
-
-impl Position {
-    /// As stored (segment, then offset, little-endian).
-    pub fn to_bytes(self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.segment.to_le_bytes());
-        out[8..].copy_from_slice(&self.offset.to_le_bytes());
-        out
+impl Record {
+    /// The tenant of a tenant-tagged record.
+    pub fn tenant(&self) -> Option<TenantId> {
+        match self.kind {
+            Kind::TenantTraces | Kind::TenantLogs => untag_tenant(&self.payload).map(|(t, _)| t),
+            _ => None,
+        }
     }
 
-    /// From [`Position::to_bytes`].
-    pub fn from_bytes(b: [u8; 16]) -> Self {
-        let mut seg = [0u8; 8];
-        let mut off = [0u8; 8];
-        seg.copy_from_slice(&b[..8]);
-        off.copy_from_slice(&b[8..]);
-        Self {
-            segment: u64::from_le_bytes(seg),
-            offset: u64::from_le_bytes(off),
+    /// The record as sent downstream: a tenant-tagged record becomes its
+    /// untagged kind and body.
+    pub fn untagged(self) -> Record {
+        let kind = match self.kind {
+            Kind::TenantTraces => Kind::Traces,
+            Kind::TenantLogs => Kind::Logs,
+            other => {
+                return Record {
+                    kind: other,
+                    ..self
+                };
+            }
+        };
+        match untag_tenant(&self.payload) {
+            Some((_, body)) => Record {
+                kind,
+                payload: body,
+                ..self
+            },
+            None => Record { kind, ..self },
         }
     }
 }
+
+/// A place in the queue (the model's type: the processor carries it in
+/// each batch it takes from the write-ahead log).
+pub use causeway_model::LogPosition as Position;
 
 /// Why an append was refused.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +174,9 @@ struct State {
     held: u64,
     /// The oldest segment file that may still exist.
     oldest: u64,
+    /// A committed rewrite could not be finished: appends are refused until
+    /// the queue is opened again (which finishes it).
+    broken: bool,
 }
 
 #[derive(Debug)]
@@ -158,6 +198,7 @@ impl DiskQueue {
     /// Opens (or creates) the queue in `dir`, cutting off a torn last record.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
+        rewrite::recover(dir)?;
         let mut segments = list_segments(dir)?;
         let cursor = read_cursor(dir)?;
         let head = match (cursor, segments.first()) {
@@ -220,6 +261,7 @@ impl DiskQueue {
                 head,
                 held,
                 oldest: head.segment,
+                broken: false,
             }),
             reader: Mutex::new(Reader {
                 segment: u64::MAX,
@@ -253,35 +295,23 @@ impl DiskQueue {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record too large"))?;
         let size = HEADER as u64 + u64::from(len);
         let mut st = self.lock_state();
+        if st.broken {
+            return Err(
+                io::Error::other("the queue needs reopening after a failed rewrite").into(),
+            );
+        }
         if st.held + size > self.max_bytes {
             return Err(AppendError::Full {
                 held: st.held,
                 max: self.max_bytes,
             });
         }
-        if st.writer.len >= SEGMENT_BYTES {
-            st.writer.file.sync_data()?;
-            let segment = st.writer.segment + 1;
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(segment_path(&self.dir, segment))?;
-            st.writer = Writer {
-                segment,
-                len: 0,
-                file,
-                dirty: false,
-            };
-        }
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&[kind.to_byte()]);
-        crc.update(&items.to_le_bytes());
-        crc.update(payload);
-        let mut header = [0u8; HEADER];
-        header[0..4].copy_from_slice(&len.to_le_bytes());
-        header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
-        header[8] = kind.to_byte();
-        header[9..13].copy_from_slice(&items.to_le_bytes());
+        let closed = if st.writer.len >= SEGMENT_BYTES {
+            self.next_segment(&mut st)?
+        } else {
+            None
+        };
+        let header = encode_header(kind, items, payload, len);
         // One write per part; a crash between them leaves a torn record that
         // the checksum catches at open.
         let w = &mut st.writer;
@@ -302,7 +332,59 @@ impl DiskQueue {
             offset: w.len,
         };
         st.held += size;
+        drop(st);
+        // The closed segment's last writes, outside the lock (the current
+        // segment's are synced by `sync`).
+        if let Some(f) = closed
+            && let Err(e) = f.sync_data()
+        {
+            tracing::error!(dir = %self.dir.display(), error = %e, "disk queue: cannot sync a closed segment");
+        }
         Ok(end)
+    }
+
+    /// Starts the next segment; returns the closed one's file when it
+    /// holds writes not yet synced, for the caller to sync once the lock
+    /// is released.
+    fn next_segment(&self, st: &mut State) -> io::Result<Option<File>> {
+        if st.broken {
+            return Err(io::Error::other(
+                "the queue needs reopening after a failed rewrite",
+            ));
+        }
+        let segment = st.writer.segment + 1;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(segment_path(&self.dir, segment))?;
+        let old = std::mem::replace(
+            &mut st.writer,
+            Writer {
+                segment,
+                len: 0,
+                file,
+                dirty: false,
+            },
+        );
+        Ok(old.dirty.then_some(old.file))
+    }
+
+    /// Closes the segment being written (if it holds anything) and starts
+    /// a new one, so that the bytes of the records acknowledged so far can
+    /// be deleted as soon as the head passes them: a purge does not wait
+    /// for the segment to fill.
+    pub fn roll(&self) -> io::Result<()> {
+        let closed = {
+            let mut st = self.lock_state();
+            if st.writer.len == 0 {
+                return Ok(());
+            }
+            self.next_segment(&mut st)?
+        };
+        match closed {
+            Some(f) => f.sync_data(),
+            None => Ok(()),
+        }
     }
 
     /// The first unsent record, or `None` when everything was sent.
@@ -323,6 +405,9 @@ impl DiskQueue {
     pub fn read_at(&self, mut pos: Position) -> io::Result<Option<Record>> {
         let tail = {
             let st = self.lock_state();
+            // Acknowledged meanwhile (its segment may be gone): go on from
+            // the head.
+            pos = pos.max(st.head);
             (st.writer.segment, st.writer.len)
         };
         let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
@@ -390,9 +475,20 @@ impl DiskQueue {
 
     /// Marks everything before `next` as sent: moves the persisted cursor
     /// and deletes segments left behind.
-    pub fn ack(&self, next: Position) -> io::Result<()> {
+    pub fn ack(&self, mut next: Position) -> io::Result<()> {
         let stale = {
             let mut st = self.lock_state();
+            // The end of a closed segment is the start of the next one:
+            // the whole segment can go.
+            while next.segment < st.writer.segment
+                && fs::metadata(segment_path(&self.dir, next.segment))
+                    .is_ok_and(|m| next.offset >= m.len())
+            {
+                next = Position {
+                    segment: next.segment + 1,
+                    offset: 0,
+                };
+            }
             if next <= st.head {
                 return Ok(());
             }
@@ -432,14 +528,22 @@ impl DiskQueue {
         Ok(())
     }
 
-    /// Flushes appended records to disk.
+    /// Flushes appended records to disk. The fsync runs outside the lock
+    /// (on a second handle of the same file): appends, which run on the
+    /// receiver's async workers, never wait for the disk.
     pub fn sync(&self) -> io::Result<()> {
-        let mut st = self.lock_state();
-        if st.writer.dirty {
-            st.writer.file.sync_data()?;
+        let file = {
+            let mut st = self.lock_state();
+            if !st.writer.dirty {
+                return Ok(());
+            }
             st.writer.dirty = false;
-        }
-        Ok(())
+            st.writer.file.try_clone()?
+        };
+        file.sync_data().inspect_err(|_| {
+            // Not synced after all: the next call tries again.
+            self.lock_state().writer.dirty = true;
+        })
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -527,6 +631,21 @@ fn read_record(file: &mut File, offset: u64, end: u64) -> io::Result<(Kind, u32,
     Ok((kind, items, Bytes::from(payload), size))
 }
 
+/// A record's header: length, checksum of kind, items and payload, kind,
+/// items.
+fn encode_header(kind: Kind, items: u32, payload: &[u8], len: u32) -> [u8; HEADER] {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&[kind.to_byte()]);
+    crc.update(&items.to_le_bytes());
+    crc.update(payload);
+    let mut header = [0u8; HEADER];
+    header[0..4].copy_from_slice(&len.to_le_bytes());
+    header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+    header[8] = kind.to_byte();
+    header[9..13].copy_from_slice(&items.to_le_bytes());
+    header
+}
+
 fn parse_header(h: &[u8; HEADER]) -> (u32, u32, u8, u32) {
     let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
     (u32_at(0), u32_at(4), h[8], u32_at(9))
@@ -558,5 +677,6 @@ fn valid_length(path: &Path) -> io::Result<u64> {
     Ok(offset)
 }
 
+mod rewrite;
 #[cfg(test)]
 mod tests;

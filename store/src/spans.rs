@@ -10,6 +10,13 @@
 //! the merged file, records which files it replaces, renames, then deletes
 //! them, and [`SpanStore::open`] finishes a compaction a crash interrupted,
 //! so spans are neither lost nor duplicated. Retention deletes whole hours.
+//!
+//! With a write-ahead log, each file's name ends with the log position of
+//! the last batch in it (`…-w<segment>.<offset>.parquet`). The processor
+//! saves its mark only after every buffer is written, so at start the files
+//! past the saved mark hold exactly spans that the log replays:
+//! [`SpanStore::discard_after`] deletes them, and the replay writes them
+//! again, once.
 
 use std::collections::HashMap;
 use std::fs;
@@ -22,6 +29,7 @@ use causeway_model::TenantId;
 use causeway_model::schema::col;
 
 use crate::error::{Error, Result};
+use crate::queue::Position;
 
 mod parquet;
 
@@ -78,7 +86,8 @@ const WRITE_QUEUE: usize = 4;
 pub struct SpanStore {
     root: PathBuf,
     settings: SpanStoreSettings,
-    buffers: HashMap<TenantId, (Vec<RecordBatch>, usize)>,
+    /// Per tenant: batches, their rows, and the log position of the last.
+    buffers: HashMap<TenantId, (Vec<RecordBatch>, usize, Option<Position>)>,
     seq: u64,
     pending: std::collections::BTreeMap<u64, Pending>,
     jobs: Option<std::sync::mpsc::SyncSender<Job>>,
@@ -149,12 +158,24 @@ impl SpanStore {
 
     /// Buffers a batch (span schema) of `tenant`; writes when enough is buffered.
     pub fn append(&mut self, tenant: &TenantId, batch: RecordBatch) -> Result<()> {
+        self.append_logged(tenant, batch, None)
+    }
+
+    /// [`SpanStore::append`] of a batch whose request ends at `logged` in
+    /// the write-ahead log.
+    pub fn append_logged(
+        &mut self,
+        tenant: &TenantId,
+        batch: RecordBatch,
+        logged: Option<Position>,
+    ) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let entry = self.buffers.entry(tenant.clone()).or_default();
         entry.1 += batch.num_rows();
         entry.0.push(batch);
+        entry.2 = entry.2.max(logged);
         if entry.1 >= self.settings.flush_rows {
             self.flush_tenant(tenant)?;
         }
@@ -169,7 +190,7 @@ impl SpanStore {
             .filter(|p| &p.tenant == tenant && !p.deleted)
             .flat_map(|p| p.batches.iter().cloned())
             .collect();
-        if let Some((b, _)) = self.buffers.get(tenant) {
+        if let Some((b, _, _)) = self.buffers.get(tenant) {
             out.extend(b.iter().cloned());
         }
         out
@@ -259,7 +280,7 @@ impl SpanStore {
     }
 
     fn flush_tenant(&mut self, tenant: &TenantId) -> Result<()> {
-        let Some((batches, _)) = self.buffers.remove(tenant) else {
+        let Some((batches, _, logged)) = self.buffers.remove(tenant) else {
             return Ok(());
         };
         // Split by the hour each span starts in.
@@ -275,7 +296,10 @@ impl SpanStore {
                 .join(format!("hour={}", hour_label(hour)));
             fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             self.seq += 1;
-            let name = format!("{}-{}.parquet", now_ms(), self.seq);
+            let name = match logged {
+                Some(p) => format!("{}-{}-w{p}.parquet", now_ms(), self.seq),
+                None => format!("{}-{}.parquet", now_ms(), self.seq),
+            };
             let path = dir.join(&name);
             let pending = Pending {
                 tenant: tenant.clone(),
@@ -409,6 +433,28 @@ impl SpanStore {
         Ok(n)
     }
 
+    /// Deletes every file written from log records after `mark` (every
+    /// logged file when there is no mark): the log replays their spans.
+    /// Call at start, before the replay. Returns how many files went.
+    pub fn discard_after(&mut self, mark: Option<Position>) -> Result<usize> {
+        let mut n = 0;
+        for tenant_dir in read_dirs(&self.root)? {
+            for hour_dir in read_dirs(&tenant_dir)? {
+                for file in parquet_files(&hour_dir)? {
+                    let logged = file
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .and_then(logged_of);
+                    if logged.is_some_and(|p| mark.is_none_or(|m| p > m)) {
+                        fs::remove_file(&file).map_err(|e| Error::io(&file, e))?;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Tenants with files or buffers.
     pub fn tenants(&self) -> Result<Vec<TenantId>> {
         let mut out: Vec<TenantId> = self.buffers.keys().cloned().collect();
@@ -444,6 +490,11 @@ impl SpanStore {
         }
         Ok(())
     }
+}
+
+/// The log position in a file stem `…-w<segment>.<offset>`.
+fn logged_of(stem: &str) -> Option<Position> {
+    stem.rsplit_once("-w")?.1.parse().ok()
 }
 
 fn now_ms() -> i64 {

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use causeway_model::{TenantId, Transport};
+use causeway_model::{AcceptLog, AcceptLogError, LogPosition, TenantId, TraceBatch, Transport};
 
 use crate::queue::{AppendError, DiskQueue, Kind, Position};
 
@@ -137,33 +137,17 @@ impl Wal {
         self.queue.sync()
     }
 
-    /// Every record after `mark` (all held records without one), oldest
-    /// first: what the processor's stores do not hold yet.
-    pub fn after(&self, mark: Option<Position>) -> io::Result<Vec<WalRecord>> {
+    /// A reader of every record after `mark` (all held records without
+    /// one), oldest first: what the processor's stores do not hold yet.
+    /// It reads one record at a time, so a replay holds one in memory.
+    pub fn after(&self, mark: Option<Position>) -> WalReader<'_> {
         let mut pos = self.queue.head();
         if let Some(m) = mark
             && m > pos
         {
             pos = m;
         }
-        let mut out = Vec::new();
-        while let Some(r) = self.queue.read_at(pos)? {
-            pos = r.next;
-            if r.kind != Kind::Accepted {
-                continue;
-            }
-            match decode(&r.payload) {
-                Some((tenant, transport, payload)) => out.push(WalRecord {
-                    tenant,
-                    transport,
-                    spans: r.items,
-                    payload,
-                    next: r.next,
-                }),
-                None => tracing::error!("write-ahead log: a record that names no tenant; skipped"),
-            }
-        }
-        Ok(out)
+        WalReader { wal: self, pos }
     }
 
     /// Releases every record before `mark` (the processor's stores hold
@@ -172,9 +156,82 @@ impl Wal {
         self.queue.ack(mark)
     }
 
+    /// Starts a new segment, so that records released from now on take
+    /// their segment's bytes with them (a deleted tenant's records are
+    /// gone from disk at the next release, not when the segment fills).
+    pub fn roll(&self) -> io::Result<()> {
+        self.queue.roll()
+    }
+
+    /// The position of the first record not released.
+    pub fn head(&self) -> Position {
+        self.queue.head()
+    }
+
     /// Bytes of records not released.
     pub fn held_bytes(&self) -> u64 {
         self.queue.held_bytes()
+    }
+}
+
+/// Reads records in order; see [`Wal::after`].
+#[derive(Debug)]
+pub struct WalReader<'a> {
+    wal: &'a Wal,
+    pos: Position,
+}
+
+impl WalReader<'_> {
+    /// The next record, `None` at the end.
+    pub fn next_record(&mut self) -> io::Result<Option<WalRecord>> {
+        while let Some(r) = self.wal.queue.read_at(self.pos)? {
+            self.pos = r.next;
+            if r.kind != Kind::Accepted {
+                continue;
+            }
+            match decode(&r.payload) {
+                Some((tenant, transport, payload)) => {
+                    return Ok(Some(WalRecord {
+                        tenant,
+                        transport,
+                        spans: r.items,
+                        payload,
+                        next: r.next,
+                    }));
+                }
+                None => tracing::error!("write-ahead log: a record that names no tenant; skipped"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every remaining record (tests and small logs).
+    pub fn collect_all(mut self) -> io::Result<Vec<WalRecord>> {
+        let mut out = Vec::new();
+        while let Some(r) = self.next_record()? {
+            out.push(r);
+        }
+        Ok(out)
+    }
+}
+
+impl AcceptLog for Wal {
+    fn append(&self, batch: &TraceBatch) -> Result<LogPosition, AcceptLogError> {
+        Wal::append(
+            self,
+            &batch.tenant,
+            batch.transport,
+            batch.spans,
+            &batch.payload,
+        )
+        .map_err(|e| match e {
+            AppendError::Full { held, max } => AcceptLogError::Full { held, max },
+            other => AcceptLogError::Io(other.to_string()),
+        })
+    }
+
+    fn waits_for_disk(&self) -> bool {
+        self.fsync == Fsync::Always
     }
 }
 
@@ -212,19 +269,47 @@ mod tests {
                 .collect()
         };
         let wal = Wal::open(&d, 1 << 20, Fsync::Never).expect("reopen");
-        let all = wal.after(None).expect("read");
+        let all = wal.after(None).collect_all().expect("read");
         assert_eq!(all.len(), 5);
         assert_eq!(all[1].tenant, globex);
         assert_eq!(all[1].transport, Transport::HttpJson);
         assert_eq!(all[1].payload.as_ref(), &[1u8; 10]);
         assert_eq!(all[3].spans, 3);
-        let after = wal.after(Some(marks[2])).expect("read");
+        let after = wal.after(Some(marks[2])).collect_all().expect("read");
         assert_eq!(after.len(), 2);
         assert_eq!(after[0].payload.as_ref(), &[3u8; 10]);
         wal.release(marks[2]).expect("release");
         drop(wal);
         let wal = Wal::open(&d, 1 << 20, Fsync::Never).expect("reopen");
-        assert_eq!(wal.after(None).expect("read").len(), 2);
+        assert_eq!(wal.after(None).collect_all().expect("read").len(), 2);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_roll_lets_the_next_release_delete_every_released_byte() {
+        let d = dir("roll");
+        let acme = TenantId::new("acme").expect("tenant");
+        let wal = Wal::open(&d, 1 << 20, Fsync::Never).expect("open");
+        let first = wal
+            .append(&acme, Transport::Grpc, 1, b"secret-of-acme")
+            .expect("append");
+        wal.roll().expect("roll");
+        let second = wal
+            .append(&acme, Transport::Grpc, 1, b"later")
+            .expect("append");
+        // Released up to the end of the rolled segment: its file goes.
+        wal.release(first).expect("release");
+        let bytes: Vec<u8> = std::fs::read_dir(&d)
+            .expect("dir")
+            .flat_map(|e| std::fs::read(e.expect("entry").path()).unwrap_or_default())
+            .collect();
+        assert!(
+            !bytes.windows(6).any(|w| w == b"secret"),
+            "a released record's bytes stayed on disk"
+        );
+        let left = wal.after(Some(first)).collect_all().expect("read");
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].next, second);
         let _ = std::fs::remove_dir_all(&d);
     }
 }

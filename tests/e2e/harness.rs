@@ -58,6 +58,8 @@ pub struct Options {
     pub api: String,
     /// Top-level sections other than receivers/exporters/storage/service.
     pub extra: String,
+    /// Under `storage` (beside `data_dir`).
+    pub storage: String,
     /// The API serves TLS.
     pub https: bool,
     /// Data directory (default: a fresh one in the scratch directory).
@@ -134,11 +136,12 @@ impl Server {
         let config = format!(
             "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: {grpc}\n{g}      http:\n        endpoint: {http}\n{h}\
              exporters:\n  api:\n    endpoint: {api}\n{a}\
-             storage:\n  data_dir: {data}\n\
+             storage:\n  data_dir: {data}\n{st}\
              service:\n  shutdown_timeout: 10s\n{extra}",
             g = indent(&opts.grpc, 8),
             h = indent(&opts.http, 8),
             a = indent(&opts.api, 4),
+            st = indent(&opts.storage, 2),
             data = opts
                 .data_dir
                 .clone()
@@ -252,6 +255,13 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends SIGKILL (a crash: nothing runs on the way out) and waits.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
     }
 
     /// Sends SIGTERM and waits for exit.

@@ -4,6 +4,7 @@
 
 mod config;
 mod connectors;
+mod crash;
 mod dashboard;
 mod errors;
 mod fuzz;

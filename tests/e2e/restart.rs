@@ -48,7 +48,40 @@ fn total_calls(red: &serde_json::Value) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn series_graph_catalog_and_spans_survive_a_restart() {
-    let mut server = Server::start("");
+    survives_a_restart(Options::default()).await;
+}
+
+/// The same with series, catalog and detection state in PostgreSQL (the
+/// database every machine and CI have at 127.0.0.1:5432; a schema of its
+/// own, dropped after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_graph_catalog_and_spans_survive_a_restart_on_postgres() {
+    let url = std::env::var("CAUSEWAY_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!(
+        "e2e_restart_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    survives_a_restart(Options {
+        storage: format!("backend: postgres\npostgres:\n  url: {url}\n  schema: {schema}\n"),
+        ..Options::default()
+    })
+    .await;
+    let _ = std::process::Command::new("psql")
+        .args([
+            &url,
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        ])
+        .status();
+}
+
+async fn survives_a_restart(options: Options) {
+    let mut server = Server::start_opts(options);
     let mut workload = Workload::new(WorkloadConfig::default());
     let mut sent = 0u64;
     for _ in 0..6 {

@@ -5,7 +5,9 @@
 mod env;
 mod locate;
 mod sections;
+mod storage;
 #[cfg(test)]
 mod tests;
 
 pub use sections::*;
+pub use storage::*;

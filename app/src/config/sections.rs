@@ -3,7 +3,7 @@
 //! checks that run before anything starts.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use causeway_api::config::ApiConfig;
@@ -12,6 +12,7 @@ use causeway_receiver::config::{OtlpReceiverConfig, QueueConfig};
 use causeway_server::config::{AuthConfig, Problem};
 use serde::Deserialize;
 
+use super::storage::StorageConfig;
 use super::{env, locate};
 
 /// The root of `causeway.yaml`.
@@ -42,6 +43,9 @@ pub struct Config {
     /// Rate limits, connection caps and read timeouts.
     #[serde(default)]
     pub limits: causeway_server::LimitsConfig,
+    /// This instance among several sharing one PostgreSQL database.
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     /// Allow listening beyond loopback without API keys or without TLS.
     /// Anyone who can reach the ports can then read what is sent in clear
     /// (or, without keys, write and read the `default` tenant's data).
@@ -88,158 +92,30 @@ pub struct Exporters {
     pub notifications: Vec<causeway_exporter::notify::NotifyConfig>,
 }
 
-/// `storage`.
-#[derive(Debug, Clone, Deserialize)]
+/// `cluster`.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StorageConfig {
-    /// Directory for everything causeway keeps.
-    #[serde(default = "default_data_dir")]
-    pub data_dir: PathBuf,
-    /// How often changed series and catalog rows are written.
-    #[serde(default = "default_checkpoint", with = "humantime_serde")]
-    pub checkpoint_interval: Duration,
-    /// Span files.
+pub struct ClusterConfig {
+    /// This instance's name: its series cells and write-ahead log mark in
+    /// a shared database are its own. Default: the host name (a pod's name
+    /// in Kubernetes, stable across restarts in a StatefulSet).
     #[serde(default)]
-    pub spans: SpanStorageConfig,
-    /// How long signals, reports, dead letters and the audit trail are kept.
-    #[serde(default)]
-    pub retention: RetentionConfig,
-    /// Per-tenant overrides.
-    #[serde(default)]
-    pub tenants: std::collections::BTreeMap<causeway_model::TenantId, TenantStorageConfig>,
+    pub instance_id: Option<String>,
 }
 
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: default_data_dir(),
-            checkpoint_interval: default_checkpoint(),
-            spans: SpanStorageConfig::default(),
-            retention: RetentionConfig::default(),
-            tenants: Default::default(),
+impl ClusterConfig {
+    /// The configured name, else the host name, else `causeway`.
+    pub fn instance(&self) -> String {
+        if let Some(id) = self.instance_id.as_ref().filter(|s| !s.trim().is_empty()) {
+            return id.trim().to_owned();
         }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "causeway".into())
     }
-}
-
-pub(super) fn default_checkpoint() -> Duration {
-    Duration::from_secs(10)
-}
-
-/// `storage.spans`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpanStorageConfig {
-    /// How long spans are kept (whole hours are deleted).
-    #[serde(default = "default_span_retention", with = "humantime_serde")]
-    pub retention: Duration,
-    /// How often buffered spans are written even if few.
-    #[serde(default = "default_flush_interval", with = "humantime_serde")]
-    pub flush_interval: Duration,
-    /// Spans buffered per tenant before a file is written.
-    #[serde(default = "default_flush_rows")]
-    pub flush_rows: usize,
-}
-
-impl Default for SpanStorageConfig {
-    fn default() -> Self {
-        Self {
-            retention: default_span_retention(),
-            flush_interval: default_flush_interval(),
-            flush_rows: default_flush_rows(),
-        }
-    }
-}
-
-pub(super) fn default_span_retention() -> Duration {
-    Duration::from_secs(7 * 24 * 3600)
-}
-pub(super) fn default_flush_interval() -> Duration {
-    Duration::from_secs(30)
-}
-pub(super) fn default_flush_rows() -> usize {
-    65_536
-}
-
-/// `storage.retention`: how long each kind of record is kept (spans have
-/// `storage.spans.retention`, series `processors.spans.retention`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionConfig {
-    /// Signals (commits, deploys, tickets, messages), by their last change.
-    #[serde(default = "default_signal_retention", with = "humantime_serde")]
-    pub signals: Duration,
-    /// RCA reports and their feedback, by when each was last computed.
-    #[serde(default = "default_report_retention", with = "humantime_serde")]
-    pub reports: Duration,
-    /// Notifications that could not be delivered.
-    #[serde(default = "default_dead_letter_retention", with = "humantime_serde")]
-    pub dead_letters: Duration,
-    /// The audit trail.
-    #[serde(default = "default_audit_retention", with = "humantime_serde")]
-    pub audit: Duration,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        Self {
-            signals: default_signal_retention(),
-            reports: default_report_retention(),
-            dead_letters: default_dead_letter_retention(),
-            audit: default_audit_retention(),
-        }
-    }
-}
-
-// Ninety days: the correlator looks back hours to days for the changes
-// behind an incident (correlator.change_half_life), and a quarter covers
-// the incident reviews that read signals after the fact.
-pub(super) fn default_signal_retention() -> Duration {
-    Duration::from_secs(90 * 24 * 3600)
-}
-// A year: reports are what post-incident reviews and the precedent search
-// read, and are small (kilobytes each).
-pub(super) fn default_report_retention() -> Duration {
-    Duration::from_secs(365 * 24 * 3600)
-}
-// Thirty days: long enough for an operator to notice the
-// causeway_notifications_failed_total alert and replay by hand.
-pub(super) fn default_dead_letter_retention() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
-}
-// A year: what SOC 2 and ISO 27001 auditors ask to see, and PCI DSS's
-// minimum for audit logs (requirement 10.5.1).
-pub(super) fn default_audit_retention() -> Duration {
-    Duration::from_secs(365 * 24 * 3600)
-}
-
-/// `storage.tenants.<tenant>`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantStorageConfig {
-    /// This tenant's span retention.
-    #[serde(with = "humantime_serde")]
-    pub span_retention: Duration,
-}
-
-impl StorageConfig {
-    /// The processor's view of this section.
-    pub fn settings(&self) -> causeway_processor::config::StorageSettings {
-        let mut s = causeway_processor::config::StorageSettings::new(self.data_dir.clone());
-        s.checkpoint_interval = self.checkpoint_interval;
-        s.span_retention = self.spans.retention;
-        s.span_flush_interval = self.spans.flush_interval;
-        s.span_flush_rows = self.spans.flush_rows;
-        s.tenant_span_retention = self
-            .tenants
-            .iter()
-            .map(|(t, c)| (t.clone(), c.span_retention))
-            .collect();
-        s
-    }
-}
-
-pub(super) fn default_data_dir() -> PathBuf {
-    PathBuf::from("./causeway-data")
 }
 
 /// `service`.
@@ -595,6 +471,27 @@ impl Config {
             problems.push(Problem::new(
                 "storage.checkpoint_interval",
                 "checkpoint_interval and spans.flush_interval must be positive",
+            ));
+        }
+        match (self.storage.backend, &self.storage.postgres) {
+            (crate::config::BackendKind::Postgres, None) => problems.push(Problem::new(
+                "storage.postgres.url",
+                "backend: postgres needs storage.postgres.url",
+            )),
+            (_, Some(pg)) => {
+                if let Err(e) = pg.url.parse::<causeway_store::pg::ConnectOptions>() {
+                    problems.push(Problem::new(
+                        "storage.postgres.url",
+                        causeway_model::redact::redact_owned(format!("not a PostgreSQL URL: {e}")),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if self.storage.wal.max_size_mib == 0 || self.storage.wal.fsync_interval.is_zero() {
+            problems.push(Problem::new(
+                "storage.wal",
+                "max_size_mib and fsync_interval must be positive",
             ));
         }
         if self.storage.spans.flush_rows == 0 {

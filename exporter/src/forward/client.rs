@@ -173,9 +173,10 @@ impl OtlpClient {
                     logs,
                 } => {
                     let uri = match kind {
-                        // Forwarding queues hold no write-ahead records.
-                        Kind::Traces | Kind::Accepted => traces,
-                        Kind::Logs => logs,
+                        // Forwarding queues hold no write-ahead records;
+                        // the sender untags tenant records before this.
+                        Kind::Traces | Kind::TenantTraces | Kind::Accepted => traces,
+                        Kind::Logs | Kind::TenantLogs => logs,
                     };
                     self.send_http(client, uri, payload).await
                 }
@@ -215,10 +216,12 @@ impl OtlpClient {
             }
         }
         let path = PathAndQuery::from_static(match kind {
-            Kind::Traces | Kind::Accepted => {
+            Kind::Traces | Kind::TenantTraces | Kind::Accepted => {
                 "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
             }
-            Kind::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            Kind::Logs | Kind::TenantLogs => {
+                "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+            }
         });
         match grpc.unary(request, path, RawCodec).await {
             Ok(_) => Ok(()),

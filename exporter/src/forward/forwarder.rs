@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{self, OtlpClient, SendError};
 use super::config::{ForwardConfig, WhenFull};
 use causeway_correlator::{ReportEvent, ReportSink};
-use causeway_store::queue::{AppendError, DiskQueue, Kind, Record};
+use causeway_store::queue::{AppendError, DiskQueue, Kind, Record, tag_tenant, untag_tenant};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Exporter {
@@ -100,6 +100,15 @@ pub(super) struct Target {
     /// Bytes reserved for requests being accepted (`when_full: refuse`),
     /// not yet appended: with `held`, never above the queue's limit.
     pub(super) reserved: AtomicU64,
+    /// Held (read) by the sender while it has requests in flight; a purge
+    /// takes it (write) to rewrite the queue under a paused sender.
+    pub(super) pause: Arc<tokio::sync::RwLock<()>>,
+    /// Cancelled by a purge: deliveries waiting to retry give their
+    /// record back to the queue at once.
+    pub(super) interrupt: std::sync::Mutex<CancellationToken>,
+    /// One purge at a time: a second would renew the interrupt token the
+    /// first cancelled, and wait for a sender that never lets go.
+    pub(super) purging: std::sync::Mutex<()>,
 }
 
 impl Target {
@@ -194,6 +203,9 @@ impl Forwarder {
                 failed_requests: metrics.failed_requests.get_or_create(&label).clone(),
                 warned_full: AtomicU64::new(0),
                 reserved: AtomicU64::new(0),
+                pause: Arc::new(tokio::sync::RwLock::new(())),
+                interrupt: std::sync::Mutex::new(CancellationToken::new()),
+                purging: std::sync::Mutex::new(()),
             }));
         }
         Ok(Self { targets, metrics })
@@ -225,9 +237,18 @@ impl Forwarder {
         }
     }
 
-    fn enqueue(&self, target: &Target, kind: Kind, items: u64, payload: &[u8]) {
+    fn enqueue(&self, target: &Target, tenant: &TenantId, kind: Kind, items: u64, payload: &[u8]) {
         let items32 = u32::try_from(items).unwrap_or(u32::MAX);
-        match target.queue.append(kind, items32, payload) {
+        // Tagged with the tenant, so that its deletion finds the record.
+        let tagged = match kind {
+            Kind::Traces => Kind::TenantTraces,
+            Kind::Logs => Kind::TenantLogs,
+            other => other,
+        };
+        match target
+            .queue
+            .append(tagged, items32, &tag_tenant(tenant, payload))
+        {
             Ok(_) => {
                 target.record_held();
                 target.wake.notify_one();
@@ -301,7 +322,7 @@ impl causeway_receiver::Tee for Forwarder {
         let size = DiskQueue::record_size(payload.len());
         for t in &self.targets {
             if t.config.wants(tenant.as_str()) {
-                self.enqueue(t, Kind::Traces, spans, payload);
+                self.enqueue(t, tenant, Kind::Traces, spans, payload);
                 // `wants` already holds: only the mode decides.
                 if t.config.queue.when_full == WhenFull::Refuse {
                     t.unreserve(size);
@@ -321,10 +342,50 @@ impl ReportSink for Forwarder {
         if targets.is_empty() {
             return;
         }
+        let Ok(tenant) = TenantId::new(&event.report.tenant) else {
+            tracing::error!("forwarding: a report of an invalid tenant; not sent");
+            return;
+        };
         let payload = rca_log_request(&event.report).encode_to_vec();
         for t in targets {
-            self.enqueue(t, Kind::Logs, 1, &payload);
+            self.enqueue(t, &tenant, Kind::Logs, 1, &payload);
         }
+    }
+}
+
+impl causeway_model::TenantPurge for Forwarder {
+    fn what(&self) -> &'static str {
+        "forwarding queues"
+    }
+
+    /// Rewrites each queue without the tenant's records, with its sender
+    /// paused: deliveries waiting to retry give their records back first.
+    /// Blocks (call it off the async workers).
+    fn purge(&self, tenant: &TenantId) -> Result<u64, String> {
+        let mut n = 0;
+        for t in &self.targets {
+            let _one = t.purging.lock().unwrap_or_else(|p| p.into_inner());
+            t.interrupt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .cancel();
+            let paused = t.pause.blocking_write();
+            *t.interrupt.lock().unwrap_or_else(|p| p.into_inner()) = CancellationToken::new();
+            let dropped = t
+                .queue
+                .rewrite(|kind, payload| match kind {
+                    Kind::TenantTraces | Kind::TenantLogs => {
+                        untag_tenant(payload).is_none_or(|(owner, _)| &owner != tenant)
+                    }
+                    _ => true,
+                })
+                .map_err(|e| format!("exporters.otlp {}: {e}", t.config.name))?;
+            drop(paused);
+            t.record_held();
+            t.wake.notify_one();
+            n += dropped;
+        }
+        Ok(n)
     }
 }
 
@@ -336,6 +397,8 @@ pub(super) enum Delivery {
     Refused,
     /// Shutdown came while it waited to be retried: it stays queued.
     Cancelled,
+    /// A purge needs the queue: it stays queued and is read again after.
+    Interrupted,
 }
 
 /// One endpoint's sender: up to `queue.num_consumers` requests in flight,
@@ -354,16 +417,40 @@ pub(super) async fn send_loop(
     let mut next_read = target.queue.head();
     let mut in_flight: std::collections::VecDeque<(Record, tokio::task::JoinHandle<Delivery>)> =
         std::collections::VecDeque::with_capacity(consumers);
+    // Held while requests are in flight: a purge waits for it.
+    let mut reading: Option<tokio::sync::OwnedRwLockReadGuard<()>> = None;
     loop {
-        while in_flight.len() < consumers && !cancel.is_cancelled() {
+        if reading.is_none() {
+            reading = Some(Arc::clone(&target.pause).read_owned().await);
+            // A purge may have rewritten the queue meanwhile: positions
+            // read before it are gone.
+            next_read = next_read.max(target.queue.head());
+        }
+        // A purge waiting: no new requests, so that in-flight ones finish
+        // and the sender lets go.
+        let purging = || {
+            target
+                .interrupt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_cancelled()
+        };
+        while in_flight.len() < consumers && !cancel.is_cancelled() && !purging() {
             match target.queue.read_at(next_read) {
                 Ok(Some(record)) => {
                     next_read = record.next;
+                    let record = record.untagged();
+                    let interrupt = target
+                        .interrupt
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
                     let task = tokio::spawn(deliver(
                         Arc::clone(&target),
                         record.clone(),
                         dropped_spans.clone(),
                         cancel.clone(),
+                        interrupt,
                     ));
                     in_flight.push_back((record, task));
                 }
@@ -380,6 +467,8 @@ pub(super) async fn send_loop(
             }
         }
         let Some((record, task)) = in_flight.pop_front() else {
+            // Nothing in flight: a purge may go ahead while this waits.
+            reading = None;
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = target.wake.notified() => {}
@@ -395,12 +484,25 @@ pub(super) async fn send_loop(
         match task.await {
             Ok(Delivery::Sent) => {
                 let counter = match record.kind {
-                    Kind::Traces | Kind::Accepted => &target.sent_spans,
-                    Kind::Logs => &target.sent_logs,
+                    Kind::Traces | Kind::TenantTraces | Kind::Accepted => &target.sent_spans,
+                    Kind::Logs | Kind::TenantLogs => &target.sent_logs,
                 };
                 counter.inc_by(u64::from(record.items));
             }
             Ok(Delivery::Refused) => {}
+            Ok(Delivery::Interrupted) => {
+                // This and every later record stay queued (the cursor
+                // cannot skip this one; later ones the downstream already
+                // took are sent again: at least once, as after a restart);
+                // the purge rewrites the queue, and reading starts again
+                // at its head.
+                for (_, task) in in_flight.drain(..) {
+                    let _ = task.await;
+                }
+                reading = None;
+                next_read = target.queue.head();
+                continue;
+            }
             outcome @ (Ok(Delivery::Cancelled) | Err(_)) => {
                 if let Err(e) = outcome {
                     // Never aborted: only a panic ends a delivery early.
@@ -429,6 +531,7 @@ pub(super) async fn deliver(
     record: Record,
     dropped_spans: Family<Dropped, Counter>,
     cancel: CancellationToken,
+    interrupt: CancellationToken,
 ) -> Delivery {
     let retry = &target.config.retry;
     let schedule = Backoff::new(retry.initial_interval, retry.max_interval);
@@ -472,8 +575,10 @@ pub(super) async fn deliver(
                     queued_bytes = target.queue.held_bytes(),
                     "forwarding: downstream unavailable; will retry"
                 );
-                if sleep_or_cancel(wait, &cancel).await {
-                    return Delivery::Cancelled;
+                tokio::select! {
+                    () = cancel.cancelled() => return Delivery::Cancelled,
+                    () = interrupt.cancelled() => return Delivery::Interrupted,
+                    () = tokio::time::sleep(wait) => {}
                 }
             }
         }

@@ -622,3 +622,95 @@ fn tenants_filter_what_is_forwarded() {
     assert!(fwd.targets[0].queue.held_bytes() > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Files under `dir` whose bytes contain `needle`.
+fn files_with(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// A tenant's deletion reaches the forwarding queue while its downstream
+/// is down and a request is being retried: the tenant's records leave the
+/// disk, the others are delivered once, in order, when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_removes_a_tenants_queued_requests_while_the_sender_retries() {
+    let state = HttpState::default();
+    state
+        .script
+        .lock()
+        .expect("lock")
+        .extend(std::iter::repeat_n(
+            StatusCode::SERVICE_UNAVAILABLE,
+            100_000,
+        ));
+    let addr = http_downstream(state.clone()).await;
+    let mut cfg = config("platform", Protocol::Http, format!("http://{addr}/"));
+    cfg.headers.insert(
+        "X-Api-Key".into(),
+        config::HeaderValueRef::Plain("k-123".into()),
+    );
+    cfg.queue.num_consumers = 2;
+    cfg.retry.initial_interval = Duration::from_millis(50);
+    cfg.retry.max_interval = Duration::from_millis(200);
+    let dir = tmp("purge");
+    let mut registry = Registry::default();
+    let fwd = Arc::new(
+        Forwarder::open(&[cfg], &dir, ForwardMetrics::register(&mut registry)).expect("open"),
+    );
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(Arc::clone(&fwd).run(stop.clone()));
+    let (kept, gone) = (
+        TenantId::new("keptco").expect("tenant"),
+        TenantId::new("gonecorp").expect("tenant"),
+    );
+    fwd.accepted(&kept, &request(1, 3), 3);
+    fwd.accepted(&gone, &request(2, 4), 4);
+    fwd.accepted(&kept, &request(3, 5), 5);
+    wait_for("a retried delivery", 10, || {
+        state.calls.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert!(!files_with(&dir, b"gonecorp").is_empty());
+    let purger = Arc::clone(&fwd);
+    let who = gone.clone();
+    let purged = tokio::task::spawn_blocking(move || {
+        causeway_model::TenantPurge::purge(purger.as_ref(), &who)
+    })
+    .await
+    .expect("join")
+    .expect("purge");
+    assert_eq!(purged, 1);
+    assert_eq!(
+        files_with(&dir, b"gonecorp"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    state.script.lock().expect("lock").clear();
+    wait_for("the kept batches", 10, || {
+        state.traces.lock().expect("lock").len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = state.traces.lock().expect("lock").clone();
+    let mut counts: Vec<usize> = got.iter().map(|b| span_ids(b).len()).collect();
+    // Two in flight at once: they may land in either order.
+    counts.sort_unstable();
+    assert_eq!(counts, vec![3, 5], "each kept batch once");
+    stop.cancel();
+    run.await.expect("stopped");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,6 +27,7 @@ pub(crate) fn queued(tenant: &str, payload: Bytes, spans: u64) -> QueuedBatch {
             }],
         },
         lease: Lease::new(permit, None),
+        logged: None,
     }
 }
 

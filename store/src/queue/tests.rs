@@ -178,3 +178,99 @@ fn corrupt_middle_of_a_closed_segment_is_skipped_not_fatal() {
     assert_eq!(got.last().map(Vec::as_slice), Some(&b"after"[..]));
     let _ = fs::remove_dir_all(&dir);
 }
+
+fn tagged(q: &DiskQueue, tenant: &str, body: &[u8]) {
+    let t = TenantId::new(tenant).expect("tenant");
+    q.append(Kind::TenantTraces, 1, &tag_tenant(&t, body))
+        .expect("append");
+}
+
+fn bodies(q: &DiskQueue) -> Vec<Vec<u8>> {
+    drain(q)
+        .into_iter()
+        .map(|p| {
+            let (_, body) = untag_tenant(&Bytes::from(p)).expect("tagged");
+            body.to_vec()
+        })
+        .collect()
+}
+
+fn files_contain(dir: &Path, needle: &[u8]) -> bool {
+    fs::read_dir(dir).expect("dir").any(|e| {
+        let p = e.expect("entry").path();
+        p.is_file()
+            && fs::read(&p)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+    })
+}
+
+#[test]
+fn a_rewrite_removes_one_tenants_records_and_keeps_the_order_of_the_rest() {
+    let dir = tmp("rewrite");
+    let q = DiskQueue::open(&dir, 1 << 20).expect("open");
+    tagged(&q, "acme", b"a1");
+    tagged(&q, "gone", b"secret-1");
+    tagged(&q, "acme", b"a2");
+    // One sent already: the rewrite starts at the head.
+    let r = q.peek().expect("peek").expect("record");
+    assert_eq!(r.tenant().expect("tenant").as_str(), "acme");
+    q.ack(r.next).expect("ack");
+    tagged(&q, "gone", b"secret-2");
+    tagged(&q, "acme", b"a3");
+    let gone = TenantId::new("gone").expect("tenant");
+    let dropped = q
+        .rewrite(|kind, payload| {
+            kind != Kind::TenantTraces || untag_tenant(payload).is_none_or(|(t, _)| t != gone)
+        })
+        .expect("rewrite");
+    assert_eq!(dropped, 2);
+    assert!(
+        !files_contain(&dir, b"secret"),
+        "a deleted record's bytes stayed"
+    );
+    tagged(&q, "acme", b"a4");
+    drop(q);
+    let q = DiskQueue::open(&dir, 1 << 20).expect("reopen");
+    assert_eq!(
+        bodies(&q),
+        vec![b"a2".to_vec(), b"a3".to_vec(), b"a4".to_vec()]
+    );
+    assert_eq!(q.held_bytes(), 0);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rewrite_interrupted_after_its_commit_is_finished_at_open_and_before_it_undone() {
+    for committed in [true, false] {
+        let dir = tmp("rewrite-crash");
+        {
+            let q = DiskQueue::open(&dir, 1 << 20).expect("open");
+            tagged(&q, "acme", b"a1");
+            tagged(&q, "gone", b"secret");
+        }
+        // What a crash leaves: a staged segment holding the kept record,
+        // with or without the commit marker.
+        let staging = dir.join("rewrite.d");
+        fs::create_dir_all(&staging).expect("staging");
+        let t = TenantId::new("acme").expect("tenant");
+        let body = tag_tenant(&t, b"a1");
+        let len = u32::try_from(body.len()).expect("len");
+        let mut seg = encode_header(Kind::TenantTraces, 1, &body, len).to_vec();
+        seg.extend_from_slice(&body);
+        fs::write(segment_path(&staging, 1), seg).expect("stage");
+        if committed {
+            fs::write(dir.join("rewrite"), "1").expect("marker");
+        }
+        let q = DiskQueue::open(&dir, 1 << 20).expect("reopen");
+        let expected: Vec<Vec<u8>> = if committed {
+            vec![b"a1".to_vec()]
+        } else {
+            vec![b"a1".to_vec(), b"secret".to_vec()]
+        };
+        assert_eq!(bodies(&q), expected, "committed: {committed}");
+        assert!(!staging.exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

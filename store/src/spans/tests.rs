@@ -223,3 +223,47 @@ fn spans_in_flight_to_the_writer_stay_visible_exactly_once() {
     assert_eq!(store.files(&tenant).expect("files").len(), 20);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn files_past_the_saved_log_mark_are_discarded_and_the_rest_kept() {
+    let dir = scratch("wal-mark");
+    let acme = TenantId::new("acme").expect("tenant");
+    let base = 481_000 * H;
+    let at = |offset: u64| Some(Position { segment: 1, offset });
+    let mut store = SpanStore::open(&dir, SpanStoreSettings { flush_rows: 1000 }).expect("open");
+    // Written before the log existed: never discarded.
+    store.append(&acme, batch("acme", &[base])).expect("append");
+    store.flush_and_wait().expect("flush");
+    // Two batches up to position 1.200, saved with the mark 1.200.
+    store
+        .append_logged(&acme, batch("acme", &[base + 1]), at(100))
+        .expect("append");
+    store
+        .append_logged(&acme, batch("acme", &[base + 2, base + 3]), at(200))
+        .expect("append");
+    store.flush_and_wait().expect("flush");
+    // Written after the mark, by a row-count flush, before a crash.
+    store
+        .append_logged(&acme, batch("acme", &[base + 4]), at(300))
+        .expect("append");
+    store.flush_and_wait().expect("flush");
+    assert_eq!(rows(&store, &acme), 5);
+    let names: Vec<String> = store
+        .files(&acme)
+        .expect("files")
+        .iter()
+        .map(|f| f.file_name().expect("name").to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("-w1.200.parquet")),
+        "{names:?}"
+    );
+    drop(store);
+    let mut store = SpanStore::open(&dir, SpanStoreSettings::default()).expect("reopen");
+    assert_eq!(store.discard_after(at(200)).expect("discard"), 1);
+    assert_eq!(rows(&store, &acme), 4, "the file past the mark went");
+    // No mark yet: everything the log holds replays, so every logged file goes.
+    assert_eq!(store.discard_after(None).expect("discard"), 1);
+    assert_eq!(rows(&store, &acme), 1);
+    let _ = fs::remove_dir_all(&dir);
+}
