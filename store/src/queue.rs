@@ -74,12 +74,19 @@ impl Kind {
 /// `tenant` then `body`, as [`Kind::TenantTraces`] and [`Kind::TenantLogs`]
 /// records hold them (`[name length u8][name][body]`).
 pub fn tag_tenant(tenant: &TenantId, body: &[u8]) -> Vec<u8> {
+    let mut out = tenant_tag(tenant);
+    out.extend_from_slice(body);
+    out
+}
+
+/// The prefix [`tag_tenant`] puts before a body (for
+/// [`DiskQueue::append_parts`], which writes the body without copying it).
+pub fn tenant_tag(tenant: &TenantId) -> Vec<u8> {
     let name = tenant.as_str().as_bytes();
-    let mut out = Vec::with_capacity(1 + name.len() + body.len());
+    let mut out = Vec::with_capacity(1 + name.len());
     // Tenant ids are at most 64 bytes (`TenantId`).
     out.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(name);
-    out.extend_from_slice(body);
     out
 }
 
@@ -289,11 +296,26 @@ impl DiskQueue {
     /// Returns where the record after it will start (what acknowledging
     /// it up to and including this record takes).
     pub fn append(&self, kind: Kind, items: u32, payload: &[u8]) -> Result<Position, AppendError> {
-        let len = u32::try_from(payload.len())
+        self.append_parts(kind, items, &[payload])
+    }
+
+    /// [`DiskQueue::append`] of a payload given in parts (a prefix and a
+    /// request, say), without copying them into one buffer first.
+    pub fn append_parts(
+        &self,
+        kind: Kind,
+        items: u32,
+        parts: &[&[u8]],
+    ) -> Result<Position, AppendError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let len = u32::try_from(total)
             .ok()
             .filter(|l| *l < MAX_RECORD)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "record too large"))?;
         let size = HEADER as u64 + u64::from(len);
+        // The checksum before the lock: appends of other requests do not
+        // wait for this one's.
+        let header = encode_header(kind, items, parts, len);
         let mut st = self.lock_state();
         if st.broken {
             return Err(
@@ -311,15 +333,14 @@ impl DiskQueue {
         } else {
             None
         };
-        let header = encode_header(kind, items, payload, len);
         // One write per part; a crash between them leaves a torn record that
         // the checksum catches at open.
         let w = &mut st.writer;
-        if let Err(e) = w
+        let written = w
             .file
             .write_all(&header)
-            .and_then(|()| w.file.write_all(payload))
-        {
+            .and_then(|()| parts.iter().try_for_each(|p| w.file.write_all(p)));
+        if let Err(e) = written {
             // Undo a partial append so the next one starts at a record
             // boundary.
             let _ = w.file.set_len(w.len);
@@ -633,11 +654,13 @@ fn read_record(file: &mut File, offset: u64, end: u64) -> io::Result<(Kind, u32,
 
 /// A record's header: length, checksum of kind, items and payload, kind,
 /// items.
-fn encode_header(kind: Kind, items: u32, payload: &[u8], len: u32) -> [u8; HEADER] {
+fn encode_header(kind: Kind, items: u32, parts: &[&[u8]], len: u32) -> [u8; HEADER] {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&[kind.to_byte()]);
     crc.update(&items.to_le_bytes());
-    crc.update(payload);
+    for p in parts {
+        crc.update(p);
+    }
     let mut header = [0u8; HEADER];
     header[0..4].copy_from_slice(&len.to_le_bytes());
     header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());

@@ -102,16 +102,16 @@ impl Wal {
         payload: &[u8],
     ) -> Result<Position, AppendError> {
         let name = tenant.as_str().as_bytes();
-        let mut record = Vec::with_capacity(2 + name.len() + payload.len());
+        let mut prefix = Vec::with_capacity(2 + name.len());
         // Tenant ids are at most 64 bytes (`TenantId`).
-        record.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
-        record.extend_from_slice(name);
-        record.push(transport_byte(transport));
-        record.extend_from_slice(payload);
-        let mark = self.queue.append(
+        prefix.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+        prefix.extend_from_slice(name);
+        prefix.push(transport_byte(transport));
+        // The request is written as it is, not copied behind the prefix.
+        let mark = self.queue.append_parts(
             Kind::Accepted,
             u32::try_from(spans).unwrap_or(u32::MAX),
-            &record,
+            &[&prefix, payload],
         )?;
         if self.fsync == Fsync::Always {
             self.queue.sync()?;

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::{self, OtlpClient, SendError};
 use super::config::{ForwardConfig, WhenFull};
 use causeway_correlator::{ReportEvent, ReportSink};
-use causeway_store::queue::{AppendError, DiskQueue, Kind, Record, tag_tenant, untag_tenant};
+use causeway_store::queue::{AppendError, DiskQueue, Kind, Record, tenant_tag, untag_tenant};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct Exporter {
@@ -247,7 +247,7 @@ impl Forwarder {
         };
         match target
             .queue
-            .append(tagged, items32, &tag_tenant(tenant, payload))
+            .append_parts(tagged, items32, &[&tenant_tag(tenant), payload])
         {
             Ok(_) => {
                 target.record_held();

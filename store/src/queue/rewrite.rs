@@ -125,7 +125,7 @@ impl Out {
         let len = u32::try_from(payload.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "record too large"))?;
         self.file
-            .write_all(&encode_header(kind, items, payload, len))?;
+            .write_all(&encode_header(kind, items, &[payload], len))?;
         self.file.write_all(payload)?;
         self.len += HEADER as u64 + u64::from(len);
         Ok(())

@@ -257,7 +257,7 @@ fn a_rewrite_interrupted_after_its_commit_is_finished_at_open_and_before_it_undo
         let t = TenantId::new("acme").expect("tenant");
         let body = tag_tenant(&t, b"a1");
         let len = u32::try_from(body.len()).expect("len");
-        let mut seg = encode_header(Kind::TenantTraces, 1, &body, len).to_vec();
+        let mut seg = encode_header(Kind::TenantTraces, 1, &[&body], len).to_vec();
         seg.extend_from_slice(&body);
         fs::write(segment_path(&staging, 1), seg).expect("stage");
         if committed {
