@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use causeway_model::redact::redact_owned;
 use causeway_model::time::{ago_ns, rfc3339_millis};
 use causeway_model::{AuditEvent, AuditSink, TenantId};
-use causeway_store::DuckDbAudit;
+use causeway_store::AuditStore;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
@@ -40,14 +40,14 @@ const MAX_DETAIL: usize = 4096;
 pub struct AuditLog {
     tx: mpsc::Sender<AuditEvent>,
     rx: Mutex<Option<mpsc::Receiver<AuditEvent>>>,
-    store: Arc<Mutex<DuckDbAudit>>,
+    store: Arc<Mutex<Box<dyn AuditStore>>>,
     retention: Duration,
     dropped: Counter,
 }
 
 impl AuditLog {
     /// An audit log over `store`, keeping entries for `retention`.
-    pub fn new(store: DuckDbAudit, retention: Duration) -> Self {
+    pub fn new(store: Box<dyn AuditStore>, retention: Duration) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         Self {
             tx,

@@ -107,12 +107,12 @@ pub(crate) fn api_with(limits: &LimitsConfig) -> Api {
     let ready = Arc::new(Readiness::default());
     let rca = Arc::new(causeway_correlator::RcaService::new(
         QueryHandle::new(qtx.clone()),
-        causeway_store::DuckDbReports::in_memory().expect("reports"),
+        Box::new(causeway_store::DuckDbReports::in_memory().expect("reports")),
         None,
         Default::default(),
     ));
     let audit = Arc::new(super::audit::AuditLog::new(
-        causeway_store::DuckDbAudit::in_memory().expect("audit"),
+        Box::new(causeway_store::DuckDbAudit::in_memory().expect("audit")),
         std::time::Duration::from_secs(3600),
     ));
     tokio::spawn(Arc::clone(&audit).run(tokio_util::sync::CancellationToken::new()));

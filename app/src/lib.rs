@@ -16,6 +16,7 @@
 pub mod config;
 pub mod logging;
 mod replay;
+mod stores;
 mod wiring;
 
 pub use replay::{ReplayReport, Session, replay};

@@ -97,6 +97,7 @@ impl Session {
             Some(change_tx),
             causeway_processor::ProcessorMetrics::register(&mut registry),
             None,
+            None,
         )?;
         Ok(Self {
             ingest: Arc::new(Ingest::new(admission, metrics)),

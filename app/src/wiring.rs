@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::stores::Stores;
 
 /// Capacity of the API → processor query channel.
 const QUERY_CAPACITY: usize = 64;
@@ -70,14 +71,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let auth = Arc::new(Authenticator::new(&config.auth.api_keys));
     let limits = Arc::new(Limits::new(&config.limits));
-    let audit_path = config.storage.data_dir.join("audit.duckdb");
+    let stores = Stores::open(&config)?;
     let audit = Arc::new(
-        AuditLog::new(
-            causeway_store::DuckDbAudit::open(&audit_path)
-                .with_context(|| format!("opening the audit trail {}", audit_path.display()))?,
-            config.storage.retention.audit,
-        )
-        .register(&mut registry),
+        AuditLog::new(stores.audit()?, config.storage.retention.audit).register(&mut registry),
     );
     let gate = Gate::new(
         Arc::clone(&auth),
@@ -127,6 +123,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(change_tx),
         causeway_processor::ProcessorMetrics::register(&mut registry),
         wal.clone(),
+        stores.series(),
     )?;
     // Before the receivers take a request: replayed records must enter the
     // queue ahead of every new one (the log's order is the queue's).
@@ -155,11 +152,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("opening the signal store {}", signal_path.display()))?,
     );
     let known: Arc<dyn KnownServices> = Arc::new(CatalogServices(processor_handle.clone()));
-    let rca_path = config.storage.data_dir.join("rca.duckdb");
     let mut rca = RcaService::new(
         processor_handle.clone(),
-        causeway_store::DuckDbReports::open(&rca_path)
-            .with_context(|| format!("opening the RCA store {}", rca_path.display()))?,
+        stores.reports()?,
         Some(Arc::clone(&hub)),
         config.processors.correlator.clone(),
     )
@@ -380,11 +375,17 @@ pub(crate) fn start_processor(
     changes: Option<mpsc::Sender<causeway_processor::IncidentChange>>,
     metrics: causeway_processor::ProcessorMetrics,
     wal: Option<Arc<Wal>>,
+    store: Option<Box<dyn causeway_store::Store>>,
 ) -> anyhow::Result<(tokio::sync::oneshot::Receiver<()>, Option<LogPosition>)> {
     let dir = &config.storage.data_dir;
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    let mut persist = Persistence::open(config.storage.settings(&config.cluster.instance())).with_context(|| {
+    let settings = config.storage.settings(&config.cluster.instance());
+    let opened = match store {
+        Some(store) => Persistence::with_store(store, settings),
+        None => Persistence::open(settings),
+    };
+    let mut persist = opened.with_context(|| {
         format!(
             "opening the stores under {} (another causeway using the same data directory holds its lock?)",
             dir.display()

@@ -81,6 +81,21 @@ impl Persistence {
         Ok(Self::new(store, spans, settings))
     }
 
+    /// Uses `store` (a PostgreSQL store sharing the process's client) and
+    /// the span directory under the data directory.
+    pub fn with_store(
+        store: Box<dyn Store>,
+        settings: StorageSettings,
+    ) -> causeway_store::Result<Self> {
+        let spans = SpanStore::open(
+            &settings.data_dir.join("spans"),
+            SpanStoreSettings {
+                flush_rows: settings.span_flush_rows,
+            },
+        )?;
+        Ok(Self::new(store, spans, settings))
+    }
+
     /// Uses the given stores.
     pub fn new(store: Box<dyn Store>, spans: SpanStore, settings: StorageSettings) -> Self {
         let now = Instant::now();

@@ -12,6 +12,7 @@ use std::path::Path;
 use causeway_model::{Actor, AuditEvent, AuditOutcome, TenantId};
 use duckdb::{Connection, params};
 
+use crate::AuditStore;
 use crate::error::{Error, Result};
 
 const SCHEMA: &str = "
@@ -68,9 +69,10 @@ impl DuckDbAudit {
             next_seq: last.map_or(1, |s| s + 1),
         })
     }
+}
 
-    /// Appends `events` in order, in one transaction.
-    pub fn append(&mut self, events: &[AuditEvent]) -> Result<()> {
+impl AuditStore for DuckDbAudit {
+    fn append(&mut self, events: &[AuditEvent]) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
@@ -93,9 +95,7 @@ impl DuckDbAudit {
         Ok(())
     }
 
-    /// `tenant`'s entries, newest first: at most `limit` whose
-    /// `(at_ns, seq)` is below `before` (the previous page's last).
-    pub fn list(
+    fn list(
         &self,
         tenant: Option<&TenantId>,
         before: Option<(i64, u64)>,
@@ -149,18 +149,14 @@ impl DuckDbAudit {
         Ok(out)
     }
 
-    /// Deletes entries older than `before_ns` (retention); returns how many.
-    pub fn prune_before(&mut self, before_ns: i64) -> Result<u64> {
+    fn prune_before(&mut self, before_ns: i64) -> Result<u64> {
         let n = self
             .conn
             .execute("DELETE FROM audit WHERE at_ns < ?", params![before_ns])?;
         Ok(n as u64)
     }
 
-    /// Deletes `tenant`'s entries older than `before_ns` (its purge keeps
-    /// the entries within the audit retention, the purge's own included,
-    /// as the audit trail is the record that the purge happened).
-    pub fn purge_tenant(&mut self, tenant: &TenantId, before_ns: i64) -> Result<u64> {
+    fn purge_tenant(&mut self, tenant: &TenantId, before_ns: i64) -> Result<u64> {
         let n = self.conn.execute(
             "DELETE FROM audit WHERE tenant = ? AND at_ns < ?",
             params![tenant.as_str(), before_ns],
@@ -191,41 +187,6 @@ mod tests {
             },
             detail: "rows=3".into(),
         }
-    }
-
-    #[test]
-    fn appends_lists_per_tenant_pages_and_prunes() {
-        let mut a = DuckDbAudit::in_memory().expect("open");
-        a.append(&[
-            event(Some("acme"), 10, "sql.query"),
-            event(Some("globex"), 11, "sql.query"),
-            event(None, 12, "auth.api"),
-            event(Some("acme"), 12, "rca.feedback"),
-            event(Some("acme"), 12, "data.delete"),
-        ])
-        .expect("append");
-        let acme = TenantId::new("acme").expect("tenant");
-        let all = a.list(Some(&acme), None, 10).expect("list");
-        let actions: Vec<_> = all.iter().map(|e| e.event.action.as_str()).collect();
-        assert_eq!(actions, ["data.delete", "rca.feedback", "sql.query"]);
-        assert_eq!(all[0].event, event(Some("acme"), 12, "data.delete"));
-        // Pages continue after the last entry, also within one instant.
-        let first = a.list(Some(&acme), None, 1).expect("page 1");
-        let last = &first[0];
-        let next = a
-            .list(Some(&acme), Some((last.event.at_ns, last.seq)), 10)
-            .expect("page 2");
-        assert_eq!(next.len(), 2);
-        assert_eq!(next[0].event.action, "rca.feedback");
-        // Tenant-less events are apart.
-        let system = a.list(None, None, 10).expect("system");
-        assert_eq!(system.len(), 1);
-        assert_eq!(system[0].event.action, "auth.api");
-
-        assert_eq!(a.prune_before(11).expect("prune"), 1);
-        assert_eq!(a.list(Some(&acme), None, 10).expect("list").len(), 2);
-        assert_eq!(a.purge_tenant(&acme, i64::MAX).expect("purge"), 2);
-        assert!(a.list(Some(&acme), None, 10).expect("list").is_empty());
     }
 
     #[test]

@@ -7,9 +7,15 @@ use std::path::PathBuf;
 
 use causeway_model::TenantId;
 
-use crate::pg::{PgSettings, PgStore};
+use causeway_model::rca::{Feedback, RcaReport};
+use causeway_model::{Actor, AuditEvent, AuditOutcome};
+
+use crate::pg::{PgAudit, PgClient, PgReports, PgSettings, PgStore};
 use crate::queue::Position;
-use crate::{CellRow, DuckDbStore, Family, ServiceRow, StateRow, Store};
+use crate::{
+    AuditStore, CellRow, DuckDbAudit, DuckDbReports, DuckDbStore, Family, ReportStore, ServiceRow,
+    StateRow, Store,
+};
 
 /// Opens a store, again and again on the same data.
 trait Backend {
@@ -46,6 +52,12 @@ impl Backend for Pg {
     }
     fn name(&self) -> &'static str {
         "postgres"
+    }
+}
+
+impl Pg {
+    fn client(&self) -> std::sync::Arc<PgClient> {
+        PgClient::connect(&self.0).expect("connect to PostgreSQL")
     }
 }
 
@@ -320,4 +332,169 @@ async fn postgres_opens_and_closes_inside_a_runtime() {
         schema: None,
     });
     assert!(bad.is_err());
+}
+
+fn event(tenant: Option<&str>, at_ns: i64, action: &str) -> AuditEvent {
+    AuditEvent {
+        at_ns,
+        tenant: tenant.map(|t| TenantId::new(t).expect("tenant")),
+        action: action.into(),
+        outcome: AuditOutcome::Success,
+        actor: Actor {
+            client: Some("10.0.0.1".parse().expect("ip")),
+            key_fingerprint: Some("0123456789ab".into()),
+            via: "api_key".into(),
+        },
+        detail: "rows=3".into(),
+    }
+}
+
+fn audit_contract(a: &mut dyn AuditStore, name: &str) {
+    a.append(&[
+        event(Some("acme"), 10, "sql.query"),
+        event(Some("globex"), 11, "sql.query"),
+        event(None, 12, "auth.api"),
+        event(Some("acme"), 12, "rca.feedback"),
+        event(Some("acme"), 12, "data.delete"),
+    ])
+    .expect("append");
+    let acme = tenant("acme");
+    let all = a.list(Some(&acme), None, 10).expect("list");
+    let actions: Vec<_> = all.iter().map(|e| e.event.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["data.delete", "rca.feedback", "sql.query"],
+        "{name}"
+    );
+    assert_eq!(
+        all[0].event,
+        event(Some("acme"), 12, "data.delete"),
+        "{name}"
+    );
+    // Pages continue after the last entry, also within one instant.
+    let first = a.list(Some(&acme), None, 1).expect("page 1");
+    let last = &first[0];
+    let next = a
+        .list(Some(&acme), Some((last.event.at_ns, last.seq)), 10)
+        .expect("page 2");
+    assert_eq!(next.len(), 2, "{name}");
+    assert_eq!(next[0].event.action, "rca.feedback", "{name}");
+    // Tenant-less events are apart.
+    let system = a.list(None, None, 10).expect("system");
+    assert_eq!(system.len(), 1, "{name}");
+    assert_eq!(system[0].event.action, "auth.api", "{name}");
+    assert_eq!(a.prune_before(11).expect("prune"), 1, "{name}");
+    assert_eq!(
+        a.list(Some(&acme), None, 10).expect("list").len(),
+        2,
+        "{name}"
+    );
+    assert_eq!(a.purge_tenant(&acme, i64::MAX).expect("purge"), 2, "{name}");
+    assert!(
+        a.list(Some(&acme), None, 10).expect("list").is_empty(),
+        "{name}"
+    );
+}
+
+#[test]
+fn the_audit_trail_appends_lists_per_tenant_pages_prunes_and_purges() {
+    audit_contract(&mut DuckDbAudit::in_memory().expect("open"), "duckdb");
+    let pg = Pg(pg_scratch("audit", "i1"));
+    audit_contract(&mut PgAudit::new(pg.client()), "postgres");
+}
+
+fn report(id: u64, onset: i64) -> RcaReport {
+    RcaReport {
+        id,
+        tenant: "t".into(),
+        incident: id,
+        window_start_ns: onset,
+        window_end_ns: onset + 1,
+        reference_spans: 10,
+        reference_seconds: 60,
+        summary: format!("report {id}"),
+        narrative: String::new(),
+        narrative_by: "template".into(),
+        hypotheses: Vec::new(),
+        impacted_services: vec!["a".into()],
+        reports: Vec::new(),
+        timeline: Vec::new(),
+        next_steps: Vec::new(),
+        feedback: Vec::new(),
+        computed_ns: onset,
+        incident_updated_ns: 0,
+    }
+}
+
+fn feedback(confirmed: bool) -> Feedback {
+    Feedback {
+        rank: 1,
+        service: "x".into(),
+        confirmed,
+        by: "sre".into(),
+        comment: None,
+        at_ns: 5,
+    }
+}
+
+fn reports_contract(db: &mut dyn ReportStore, name: &str) {
+    let (a, b) = (tenant("a"), tenant("b"));
+    db.put(&a, &report(1, 100)).expect("put");
+    db.put(&a, &report(2, 200)).expect("put");
+    db.put(&b, &report(1, 100)).expect("put");
+    let fb = feedback(true);
+    assert!(db.add_feedback(&a, 1, &fb).expect("feedback"), "{name}");
+    assert!(
+        !db.add_feedback(&a, 9, &fb).expect("feedback"),
+        "{name}: no such report"
+    );
+    let mut updated = report(1, 100);
+    updated.summary = "updated".into();
+    db.put(&a, &updated).expect("put");
+    let got = db.get(&a, 1).expect("get").expect("there");
+    assert_eq!(got.summary, "updated", "{name}");
+    assert_eq!(got.feedback, vec![fb.clone()], "{name}");
+    assert_eq!(db.all_feedback(&a).expect("all"), vec![(1, fb)], "{name}");
+    assert!(
+        db.get(&b, 1)
+            .expect("get")
+            .is_some_and(|r| r.feedback.is_empty()),
+        "{name}: tenants apart"
+    );
+    let list = db.list(&a, 0, i64::MAX, 0).expect("list");
+    assert_eq!(
+        list.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![2, 1],
+        "{name}: newest first"
+    );
+    assert_eq!(
+        db.list(&a, 0, i64::MAX, 1).expect("list").len(),
+        1,
+        "{name}"
+    );
+    // Retention drops old reports and their feedback.
+    assert_eq!(db.prune_before(150).expect("prune"), 2, "{name}");
+    assert!(db.get(&a, 1).expect("get").is_none(), "{name}");
+    assert!(db.get(&a, 2).expect("get").is_some(), "{name}");
+    // A report stored again under the old id starts without feedback.
+    db.put(&a, &report(1, 400)).expect("put");
+    assert!(
+        db.get(&a, 1)
+            .expect("get")
+            .is_some_and(|r| r.feedback.is_empty()),
+        "{name}"
+    );
+    db.delete_tenant(&a).expect("delete");
+    assert!(
+        db.list(&a, 0, i64::MAX, 0).expect("list").is_empty(),
+        "{name}"
+    );
+    assert!(db.all_feedback(&a).expect("all").is_empty(), "{name}");
+}
+
+#[test]
+fn reports_are_per_tenant_replaced_keep_feedback_and_expire() {
+    reports_contract(&mut DuckDbReports::in_memory().expect("open"), "duckdb");
+    let pg = Pg(pg_scratch("reports", "i1"));
+    reports_contract(&mut PgReports::new(pg.client()), "postgres");
 }

@@ -5,9 +5,10 @@
 //! DuckDB file, the default) and [`PgStore`] (PostgreSQL, for shared
 //! deployments; the same contract tests run on both); [`SpanStore`], which keeps
 //! spans as Parquet files per tenant and hour under the data directory;
-//! [`DuckDbSignals`] (connector signals, cursors, sealed credentials) and
-//! [`DuckDbReports`] (RCA reports and feedback); [`DuckDbAudit`] (the
-//! append-only audit trail); [`queue::DiskQueue`], the segment log that
+//! [`DuckDbSignals`] (connector signals, cursors, sealed credentials);
+//! [`ReportStore`] (RCA reports and feedback: [`DuckDbReports`],
+//! [`PgReports`]); [`AuditStore`] (the append-only audit trail:
+//! [`DuckDbAudit`], [`PgAudit`]); [`queue::DiskQueue`], the segment log that
 //! forwarding queues and the write-ahead log are made of.
 //!
 //! ```text
@@ -37,7 +38,7 @@ mod contract;
 pub use audit::{AuditEntry, DuckDbAudit};
 pub use duck::DuckDbStore;
 pub use error::{Error, Result};
-pub use pg::{PgSettings, PgStore};
+pub use pg::{PgAudit, PgClient, PgReports, PgSettings, PgStore};
 pub use reports::DuckDbReports;
 pub use signals::{CursorUpdate, DuckDbSignals, SealedRow, SignalQuery};
 pub use spans::{SpanStore, SpanStoreSettings, scan_files, writer_props as span_writer_props};
@@ -132,6 +133,61 @@ pub struct StateRow {
     pub state: Vec<u8>,
     /// When it was saved, unix ns.
     pub saved_ns: i64,
+}
+
+/// Storage of the audit trail: append-only; entries leave only by age or
+/// with their tenant's purge. [`DuckDbAudit`] and [`PgAudit`].
+pub trait AuditStore: Send + std::fmt::Debug {
+    /// Appends `events` in order, in one transaction.
+    fn append(&mut self, events: &[causeway_model::AuditEvent]) -> Result<()>;
+    /// `tenant`'s entries (`None`: the operator's), newest first: at most
+    /// `limit` whose `(at_ns, seq)` is below `before` (the previous page's
+    /// last).
+    fn list(
+        &self,
+        tenant: Option<&TenantId>,
+        before: Option<(i64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>>;
+    /// Deletes entries older than `before_ns` (retention); returns how many.
+    fn prune_before(&mut self, before_ns: i64) -> Result<u64>;
+    /// Deletes `tenant`'s entries older than `before_ns` (its purge keeps
+    /// the entries within the audit retention, the purge's own included).
+    fn purge_tenant(&mut self, tenant: &TenantId, before_ns: i64) -> Result<u64>;
+}
+
+/// Storage of RCA reports and their feedback. [`DuckDbReports`] and
+/// [`PgReports`].
+pub trait ReportStore: Send + std::fmt::Debug {
+    /// Inserts or replaces `report` (keyed by tenant and id). Feedback
+    /// already given stays attached.
+    fn put(&mut self, tenant: &TenantId, report: &causeway_model::RcaReport) -> Result<()>;
+    /// One report of `tenant`.
+    fn get(&self, tenant: &TenantId, id: u64) -> Result<Option<causeway_model::RcaReport>>;
+    /// Reports of `tenant` whose incident began in `[from_ns, to_ns)`,
+    /// newest first, at most `limit` (0: no limit).
+    fn list(
+        &self,
+        tenant: &TenantId,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<causeway_model::RcaReport>>;
+    /// Records feedback on report `id`; `false` when there is no such
+    /// report of `tenant`.
+    fn add_feedback(
+        &mut self,
+        tenant: &TenantId,
+        id: u64,
+        feedback: &causeway_model::rca::Feedback,
+    ) -> Result<bool>;
+    /// Every feedback of `tenant` (for ranking).
+    fn all_feedback(&self, tenant: &TenantId) -> Result<Vec<(u64, causeway_model::rca::Feedback)>>;
+    /// Deletes reports last computed before `before_ns` (retention) and
+    /// their feedback; returns how many reports.
+    fn prune_before(&mut self, before_ns: i64) -> Result<u64>;
+    /// Deletes every report and feedback of `tenant`.
+    fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()>;
 }
 
 /// Persistence of everything but raw spans.

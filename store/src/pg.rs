@@ -22,7 +22,13 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 
 use crate::error::{Error, Result};
 use crate::queue::Position;
+
+mod audit;
+mod reports;
+
 use crate::{CellRow, Family, ServiceRow, StateRow, Store};
+pub use audit::PgAudit;
+pub use reports::PgReports;
 
 /// Rows per upsert statement: PostgreSQL takes at most 65,535 bind
 /// parameters, and arrays (`UNNEST`) need one per column, so the bound is

@@ -11,6 +11,7 @@ use causeway_model::TenantId;
 use causeway_model::rca::{Feedback, RcaReport};
 use duckdb::{Connection, OptionalExt, params};
 
+use crate::ReportStore;
 use crate::error::{Error, Result};
 
 const SCHEMA: &str = "
@@ -59,10 +60,30 @@ impl DuckDbReports {
             path: None,
         })
     }
+}
 
-    /// Inserts or replaces `report` (keyed by tenant and id). Feedback
-    /// already given stays attached.
-    pub fn put(&mut self, tenant: &TenantId, report: &RcaReport) -> Result<()> {
+impl DuckDbReports {
+    fn feedback(&self, tenant: &TenantId, id: u64) -> Result<Vec<Feedback>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT feedback FROM rca_feedback WHERE tenant = ? AND id = ? ORDER BY at_ns",
+        )?;
+        let rows = stmt.query_map(params![tenant.as_str(), id], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(serde_json::from_str(&r?).map_err(corrupt)?);
+        }
+        Ok(out)
+    }
+
+    fn decode(&self, tenant: &TenantId, json: &str) -> Result<RcaReport> {
+        let mut r: RcaReport = serde_json::from_str(json).map_err(corrupt)?;
+        r.feedback = self.feedback(tenant, r.id)?;
+        Ok(r)
+    }
+}
+
+impl ReportStore for DuckDbReports {
+    fn put(&mut self, tenant: &TenantId, report: &RcaReport) -> Result<()> {
         let json = serde_json::to_string(report).map_err(corrupt)?;
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -84,26 +105,8 @@ impl DuckDbReports {
         Ok(())
     }
 
-    fn feedback(&self, tenant: &TenantId, id: u64) -> Result<Vec<Feedback>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT feedback FROM rca_feedback WHERE tenant = ? AND id = ? ORDER BY at_ns",
-        )?;
-        let rows = stmt.query_map(params![tenant.as_str(), id], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(serde_json::from_str(&r?).map_err(corrupt)?);
-        }
-        Ok(out)
-    }
-
-    fn decode(&self, tenant: &TenantId, json: &str) -> Result<RcaReport> {
-        let mut r: RcaReport = serde_json::from_str(json).map_err(corrupt)?;
-        r.feedback = self.feedback(tenant, r.id)?;
-        Ok(r)
-    }
-
     /// One report of `tenant`.
-    pub fn get(&self, tenant: &TenantId, id: u64) -> Result<Option<RcaReport>> {
+    fn get(&self, tenant: &TenantId, id: u64) -> Result<Option<RcaReport>> {
         let json: Option<String> = self
             .conn
             .query_row(
@@ -117,7 +120,7 @@ impl DuckDbReports {
 
     /// Reports of `tenant` whose incident began in `[from_ns, to_ns)`,
     /// newest first, at most `limit` (0: no limit).
-    pub fn list(
+    fn list(
         &self,
         tenant: &TenantId,
         from_ns: i64,
@@ -145,12 +148,7 @@ impl DuckDbReports {
 
     /// Records feedback on report `id`; `false` when there is no such
     /// report of `tenant`.
-    pub fn add_feedback(
-        &mut self,
-        tenant: &TenantId,
-        id: u64,
-        feedback: &Feedback,
-    ) -> Result<bool> {
+    fn add_feedback(&mut self, tenant: &TenantId, id: u64, feedback: &Feedback) -> Result<bool> {
         let exists: Option<u64> = self
             .conn
             .query_row(
@@ -171,7 +169,7 @@ impl DuckDbReports {
     }
 
     /// Every feedback of `tenant` (for ranking).
-    pub fn all_feedback(&self, tenant: &TenantId) -> Result<Vec<(u64, Feedback)>> {
+    fn all_feedback(&self, tenant: &TenantId) -> Result<Vec<(u64, Feedback)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, feedback FROM rca_feedback WHERE tenant = ? ORDER BY at_ns")?;
@@ -188,7 +186,7 @@ impl DuckDbReports {
 
     /// Deletes reports last computed before `before_ns` (retention) and
     /// their feedback; returns how many reports.
-    pub fn prune_before(&mut self, before_ns: i64) -> Result<u64> {
+    fn prune_before(&mut self, before_ns: i64) -> Result<u64> {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "DELETE FROM rca_reports WHERE computed_ns < ?",
@@ -205,7 +203,7 @@ impl DuckDbReports {
     }
 
     /// Deletes every report and feedback of `tenant`.
-    pub fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
+    fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute(
             "DELETE FROM rca_reports WHERE tenant = ?",
@@ -219,100 +217,6 @@ impl DuckDbReports {
         if let Some(path) = &self.path {
             crate::open::rewrite(&mut self.conn, path, SCHEMA)?;
         }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn report(id: u64, onset: i64) -> RcaReport {
-        RcaReport {
-            id,
-            tenant: "t".into(),
-            incident: id,
-            window_start_ns: onset,
-            window_end_ns: onset + 1,
-            reference_spans: 10,
-            reference_seconds: 60,
-            summary: format!("report {id}"),
-            narrative: String::new(),
-            narrative_by: "template".into(),
-            hypotheses: Vec::new(),
-            impacted_services: vec!["a".into()],
-            reports: Vec::new(),
-            timeline: Vec::new(),
-            next_steps: Vec::new(),
-            feedback: Vec::new(),
-            computed_ns: onset,
-            incident_updated_ns: 0,
-        }
-    }
-
-    #[test]
-    fn reports_are_per_tenant_replaced_and_keep_feedback() -> Result<()> {
-        let mut db = DuckDbReports::in_memory()?;
-        let (a, b) = (
-            TenantId::new("a").map_err(corrupt)?,
-            TenantId::new("b").map_err(corrupt)?,
-        );
-        db.put(&a, &report(1, 100))?;
-        db.put(&a, &report(2, 200))?;
-        db.put(&b, &report(1, 100))?;
-        let fb = Feedback {
-            rank: 1,
-            service: "x".into(),
-            confirmed: true,
-            by: "sre".into(),
-            comment: None,
-            at_ns: 5,
-        };
-        assert!(db.add_feedback(&a, 1, &fb)?);
-        assert!(!db.add_feedback(&a, 9, &fb)?, "no such report");
-        let mut updated = report(1, 100);
-        updated.summary = "updated".into();
-        db.put(&a, &updated)?;
-        let got = db.get(&a, 1)?.ok_or_else(|| corrupt("missing"))?;
-        assert_eq!(got.summary, "updated");
-        assert_eq!(got.feedback, vec![fb]);
-        assert!(
-            db.get(&b, 1)?.is_some_and(|r| r.feedback.is_empty()),
-            "tenants apart"
-        );
-        let list = db.list(&a, 0, i64::MAX, 0)?;
-        assert_eq!(
-            list.iter().map(|r| r.id).collect::<Vec<_>>(),
-            vec![2, 1],
-            "newest first"
-        );
-        db.delete_tenant(&a)?;
-        assert!(db.list(&a, 0, i64::MAX, 0)?.is_empty());
-        assert_eq!(db.list(&b, 0, i64::MAX, 0)?.len(), 1);
-        Ok(())
-    }
-
-    #[test]
-    fn retention_drops_old_reports_and_their_feedback() -> Result<()> {
-        let mut db = DuckDbReports::in_memory()?;
-        let a = TenantId::new("a").map_err(corrupt)?;
-        db.put(&a, &report(1, 100))?;
-        db.put(&a, &report(2, 300))?;
-        let fb = Feedback {
-            rank: 1,
-            service: "x".into(),
-            confirmed: false,
-            by: "sre".into(),
-            comment: None,
-            at_ns: 5,
-        };
-        assert!(db.add_feedback(&a, 1, &fb)?);
-        assert_eq!(db.prune_before(200)?, 1);
-        assert!(db.get(&a, 1)?.is_none());
-        assert!(db.get(&a, 2)?.is_some());
-        // A report stored again under the old id starts without feedback.
-        db.put(&a, &report(1, 400))?;
-        assert!(db.get(&a, 1)?.is_some_and(|r| r.feedback.is_empty()));
         Ok(())
     }
 }

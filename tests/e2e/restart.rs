@@ -65,11 +65,22 @@ async fn series_graph_catalog_and_spans_survive_a_restart_on_postgres() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
+    let scratch = Scratch::new("restart-pg");
+    let data = scratch.0.join("data");
     survives_a_restart(Options {
         storage: format!("backend: postgres\npostgres:\n  url: {url}\n  schema: {schema}\n"),
+        data_dir: Some(data.clone()),
         ..Options::default()
     })
     .await;
+    // Series, audit trail and reports went to PostgreSQL, not to files.
+    for file in ["causeway.duckdb", "audit.duckdb", "rca.duckdb"] {
+        assert!(!data.join(file).exists(), "{file} was written");
+    }
+    assert!(
+        data.join("spans").exists(),
+        "spans stay in the data directory"
+    );
     let _ = std::process::Command::new("psql")
         .args([
             &url,

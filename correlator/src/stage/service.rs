@@ -20,7 +20,7 @@ use causeway_model::rca::{Feedback, RcaReport};
 use causeway_model::time::now_ns;
 use causeway_model::{Incident, TenantId};
 use causeway_processor::{QueryHandle, SnapshotRequest};
-use causeway_store::{DuckDbReports, SignalQuery};
+use causeway_store::{ReportStore, SignalQuery};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -48,7 +48,7 @@ pub enum RcaError {
 #[derive(Debug)]
 pub struct RcaService {
     processor: QueryHandle,
-    reports: Arc<Mutex<DuckDbReports>>,
+    reports: Arc<Mutex<Box<dyn ReportStore>>>,
     signals: Option<Arc<SignalHub>>,
     pub(super) config: CorrelatorConfig,
     /// Rewrites narratives, when an LLM is configured.
@@ -81,7 +81,7 @@ impl RcaService {
     /// A service over the given report store.
     pub fn new(
         processor: QueryHandle,
-        reports: DuckDbReports,
+        reports: Box<dyn ReportStore>,
         signals: Option<Arc<SignalHub>>,
         config: CorrelatorConfig,
     ) -> Self {
@@ -316,14 +316,14 @@ impl RcaService {
 
     async fn with_store<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut DuckDbReports) -> causeway_store::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut dyn ReportStore) -> causeway_store::Result<T> + Send + 'static,
     ) -> Result<T, RcaError> {
         let reports = Arc::clone(&self.reports);
         tokio::task::spawn_blocking(move || {
             let mut db = reports
                 .lock()
                 .map_err(|_| RcaError::Store("report store lock poisoned".into()))?;
-            f(&mut db).map_err(|e| RcaError::Store(e.to_string()))
+            f(db.as_mut()).map_err(|e| RcaError::Store(e.to_string()))
         })
         .await
         .map_err(|e| RcaError::Store(e.to_string()))?

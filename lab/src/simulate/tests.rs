@@ -371,7 +371,7 @@ fn rca_service(
 ) -> causeway_correlator::RcaService {
     causeway_correlator::RcaService::new(
         session.queries(),
-        causeway_store::DuckDbReports::open(&dir.join("rca.duckdb")).expect("reports"),
+        Box::new(causeway_store::DuckDbReports::open(&dir.join("rca.duckdb")).expect("reports")),
         None,
         CorrelatorConfig::default(),
     )

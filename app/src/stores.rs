@@ -1,0 +1,66 @@
+//! The stores a serving process opens, per `storage.backend`: DuckDB files
+//! under the data directory (the embedded default), or one PostgreSQL
+//! client shared by the series store, the audit trail and the RCA reports
+//! (several instances can share the database).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use causeway_store::{
+    AuditStore, DuckDbAudit, DuckDbReports, PgAudit, PgClient, PgReports, PgStore, ReportStore,
+    Store,
+};
+
+use crate::config::Config;
+
+/// Where this process keeps what is not raw spans.
+pub(crate) struct Stores {
+    pg: Option<Arc<PgClient>>,
+    data_dir: std::path::PathBuf,
+}
+
+impl Stores {
+    /// Connects to PostgreSQL (applying pending migrations) when
+    /// configured; DuckDB files open on demand.
+    pub(crate) fn open(config: &Config) -> anyhow::Result<Self> {
+        let settings = config.storage.settings(&config.cluster.instance()).postgres;
+        let pg = match settings {
+            Some(pg) => Some(PgClient::connect(&pg).context("connecting to PostgreSQL")?),
+            None => None,
+        };
+        Ok(Self {
+            pg,
+            data_dir: config.storage.data_dir.clone(),
+        })
+    }
+
+    /// Series cells, catalog, detection state and the log mark (`None`:
+    /// the processor opens its DuckDB file).
+    pub(crate) fn series(&self) -> Option<Box<dyn Store>> {
+        self.pg
+            .as_ref()
+            .map(|c| Box::new(PgStore::new(Arc::clone(c))) as Box<dyn Store>)
+    }
+
+    /// The audit trail.
+    pub(crate) fn audit(&self) -> anyhow::Result<Box<dyn AuditStore>> {
+        if let Some(c) = &self.pg {
+            return Ok(Box::new(PgAudit::new(Arc::clone(c))));
+        }
+        let path = self.data_dir.join("audit.duckdb");
+        Ok(Box::new(DuckDbAudit::open(&path).with_context(|| {
+            format!("opening the audit trail {}", path.display())
+        })?))
+    }
+
+    /// RCA reports and feedback.
+    pub(crate) fn reports(&self) -> anyhow::Result<Box<dyn ReportStore>> {
+        if let Some(c) = &self.pg {
+            return Ok(Box::new(PgReports::new(Arc::clone(c))));
+        }
+        let path = self.data_dir.join("rca.duckdb");
+        Ok(Box::new(DuckDbReports::open(&path).with_context(|| {
+            format!("opening the RCA store {}", path.display())
+        })?))
+    }
+}
