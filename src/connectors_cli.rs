@@ -84,25 +84,28 @@ fn open(common: &Common) -> anyhow::Result<(Config, SignalHub, StoredCatalog)> {
     }
     let dir = &config.storage.data_dir;
     std::fs::create_dir_all(dir)?;
-    let hub =
-        SignalHub::open(&dir.join("signals.duckdb"), config.connectors.clone()).map_err(|e| {
-            anyhow::anyhow!("{e} (is `causeway serve` running on this data directory?)")
-        })?;
+    let stores = causeway_app::stores::Stores::open(&config)?;
+    let hub = stores.signals(&config).map_err(|e| {
+        anyhow::anyhow!("{e:#} (with DuckDB, is `causeway serve` running on this data directory?)")
+    })?;
     let mut catalog = StoredCatalog::default();
-    let main = dir.join("causeway.duckdb");
-    if main.exists() {
-        match causeway_store::DuckDbStore::open(&main).and_then(|s| {
-            use causeway_store::Store;
-            s.load_services()
-        }) {
-            Ok(rows) => {
-                for r in rows {
-                    catalog.0.entry(r.tenant).or_default().push(r.name);
-                }
+    // Services seen in stored spans (the series store's catalog), for
+    // mapping changed paths to services.
+    let rows = stores
+        .series_reader()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
+        .and_then(|s| match s {
+            Some(s) => Ok(s.load_services()?),
+            None => Ok(Vec::new()),
+        });
+    match rows {
+        Ok(rows) => {
+            for r in rows {
+                catalog.0.entry(r.tenant).or_default().push(r.name);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "service catalog not read; only explicit mapping rules apply")
-            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "service catalog not read; only explicit mapping rules apply")
         }
     }
     Ok((config, hub, catalog))

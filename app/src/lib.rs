@@ -16,7 +16,7 @@
 pub mod config;
 pub mod logging;
 mod replay;
-mod stores;
+pub mod stores;
 mod wiring;
 
 pub use replay::{ReplayReport, Session, replay};

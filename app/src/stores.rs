@@ -6,15 +6,16 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use causeway_connectors::SignalHub;
 use causeway_store::{
-    AuditStore, DuckDbAudit, DuckDbReports, PgAudit, PgClient, PgReports, PgStore, ReportStore,
-    Store,
+    AuditStore, DuckDbAudit, DuckDbReports, DuckDbSignals, DuckDbStore, PgAudit, PgClient,
+    PgReports, PgSignals, PgStore, ReportStore, Store,
 };
 
 use crate::config::Config;
 
 /// Where this process keeps what is not raw spans.
-pub(crate) struct Stores {
+pub struct Stores {
     pg: Option<Arc<PgClient>>,
     data_dir: std::path::PathBuf,
 }
@@ -22,7 +23,7 @@ pub(crate) struct Stores {
 impl Stores {
     /// Connects to PostgreSQL (applying pending migrations) when
     /// configured; DuckDB files open on demand.
-    pub(crate) fn open(config: &Config) -> anyhow::Result<Self> {
+    pub fn open(config: &Config) -> anyhow::Result<Self> {
         let settings = config.storage.settings(&config.cluster.instance()).postgres;
         let pg = match settings {
             Some(pg) => Some(PgClient::connect(&pg).context("connecting to PostgreSQL")?),
@@ -36,14 +37,14 @@ impl Stores {
 
     /// Series cells, catalog, detection state and the log mark (`None`:
     /// the processor opens its DuckDB file).
-    pub(crate) fn series(&self) -> Option<Box<dyn Store>> {
+    pub fn series(&self) -> Option<Box<dyn Store>> {
         self.pg
             .as_ref()
             .map(|c| Box::new(PgStore::new(Arc::clone(c))) as Box<dyn Store>)
     }
 
     /// The audit trail.
-    pub(crate) fn audit(&self) -> anyhow::Result<Box<dyn AuditStore>> {
+    pub fn audit(&self) -> anyhow::Result<Box<dyn AuditStore>> {
         if let Some(c) = &self.pg {
             return Ok(Box::new(PgAudit::new(Arc::clone(c))));
         }
@@ -53,8 +54,39 @@ impl Stores {
         })?))
     }
 
+    /// The signal hub over connector signals, cursors and sealed
+    /// credentials (with PostgreSQL, `connectors sync` can run beside a
+    /// serving instance; DuckDB's file lock forbids that).
+    pub fn signals(&self, config: &Config) -> anyhow::Result<SignalHub> {
+        if let Some(c) = &self.pg {
+            return Ok(SignalHub::with_store(
+                PgSignals::new(Arc::clone(c)),
+                config.connectors.clone(),
+            )?);
+        }
+        let path = self.data_dir.join("signals.duckdb");
+        Ok(SignalHub::with_store(
+            DuckDbSignals::open(&path)
+                .with_context(|| format!("opening the signal store {}", path.display()))?,
+            config.connectors.clone(),
+        )?)
+    }
+
+    /// The series store for reading (the catalog for `connectors`), when
+    /// there is one: PostgreSQL, or the DuckDB file if it exists.
+    pub fn series_reader(&self) -> anyhow::Result<Option<Box<dyn Store>>> {
+        if let Some(store) = self.series() {
+            return Ok(Some(store));
+        }
+        let path = self.data_dir.join("causeway.duckdb");
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(DuckDbStore::open(&path)?)))
+    }
+
     /// RCA reports and feedback.
-    pub(crate) fn reports(&self) -> anyhow::Result<Box<dyn ReportStore>> {
+    pub fn reports(&self) -> anyhow::Result<Box<dyn ReportStore>> {
         if let Some(c) = &self.pg {
             return Ok(Box::new(PgReports::new(Arc::clone(c))));
         }

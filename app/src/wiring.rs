@@ -146,11 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.processors.spans.sql.clone(),
     )
     .context("starting the SQL runtime")?;
-    let signal_path = config.storage.data_dir.join("signals.duckdb");
-    let hub = Arc::new(
-        SignalHub::open(&signal_path, config.connectors.clone())
-            .with_context(|| format!("opening the signal store {}", signal_path.display()))?,
-    );
+    let hub = Arc::new(stores.signals(&config)?);
     let known: Arc<dyn KnownServices> = Arc::new(CatalogServices(processor_handle.clone()));
     let mut rca = RcaService::new(
         processor_handle.clone(),

@@ -301,7 +301,7 @@ mod tests {
     use crate::secret::Secret;
     use crate::sync::{SyncSettings, sync_connector};
     use crate::testserver::{Answer, Seen, TestServer, assert_read_only};
-    use causeway_store::{DuckDbSignals, SignalQuery};
+    use causeway_store::{DuckDbSignals, SignalQuery, SignalStore};
     use serde_json::json;
 
     fn bitbucket(r: &Seen, base: &str) -> Answer {

@@ -248,7 +248,7 @@ mod tests {
     use super::*;
     use crate::ServiceMapper;
     use crate::sync::{SyncSettings, sync_connector};
-    use causeway_store::{DuckDbSignals, SignalQuery};
+    use causeway_store::{DuckDbSignals, SignalQuery, SignalStore};
 
     /// Runs `git` in `dir` with fixed identities and dates.
     fn git(dir: &std::path::Path, args: &[&str], date: &str) {

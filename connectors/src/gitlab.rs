@@ -396,7 +396,7 @@ mod tests {
     use crate::ServiceMapper;
     use crate::sync::{SyncSettings, sync_connector};
     use crate::testserver::{Answer, Seen, TestServer, assert_read_only};
-    use causeway_store::{DuckDbSignals, SignalQuery};
+    use causeway_store::{DuckDbSignals, SignalQuery, SignalStore};
     use serde_json::json;
 
     fn gitlab(r: &Seen, _base: &str) -> Answer {

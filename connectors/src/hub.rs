@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use causeway_model::{Signal, TenantId};
-use causeway_store::{DuckDbSignals, SignalQuery};
+use causeway_store::{DuckDbSignals, SignalQuery, SignalStore};
 use http::HeaderMap;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken as Cancel;
@@ -132,7 +132,7 @@ struct Deliveries {
 
 /// Renewed OAuth tokens, sealed in the signal store.
 struct SealedTokens {
-    store: Arc<Mutex<DuckDbSignals>>,
+    store: Arc<Mutex<dyn SignalStore>>,
     key: Arc<SealKey>,
 }
 
@@ -140,18 +140,18 @@ struct SealedTokens {
 impl TokenStore for SealedTokens {
     async fn load(&self, tenant: &TenantId, name: &str) -> Result<Option<Secret>> {
         let mut store = self.store.lock().await;
-        Vault::open(&mut store, &self.key).find(tenant, name)
+        Vault::open(&mut *store, &self.key).find(tenant, name)
     }
 
     async fn save(&self, tenant: &TenantId, name: &str, value: &Secret) -> Result<()> {
         let mut store = self.store.lock().await;
-        Vault::open(&mut store, &self.key).put(tenant, name, value)
+        Vault::open(&mut *store, &self.key).put(tenant, name, value)
     }
 }
 
 /// Sources, store and webhook secrets of every tenant.
 pub struct SignalHub {
-    store: Arc<Mutex<DuckDbSignals>>,
+    store: Arc<Mutex<dyn SignalStore>>,
     config: ConnectorsConfig,
     seal_key: Option<Arc<SealKey>>,
     hooks: HashMap<(TenantId, String), Hook>,
@@ -175,8 +175,11 @@ impl SignalHub {
         Self::with_store(DuckDbSignals::open(path)?, config)
     }
 
-    /// A hub over an already open store.
-    pub fn with_store(store: DuckDbSignals, config: ConnectorsConfig) -> Result<Self> {
+    /// A hub over an already open store (DuckDB or PostgreSQL).
+    pub fn with_store<S: SignalStore + 'static>(
+        store: S,
+        config: ConnectorsConfig,
+    ) -> Result<Self> {
         let seal_key = config
             .seal_key
             .as_ref()
@@ -184,7 +187,7 @@ impl SignalHub {
             .transpose()?
             .map(Arc::new);
         let mut hub = Self {
-            store: Arc::new(Mutex::new(store)),
+            store: Arc::new(Mutex::new(store)) as Arc<Mutex<dyn SignalStore>>,
             config,
             seal_key,
             hooks: HashMap::new(),
@@ -224,7 +227,7 @@ impl SignalHub {
             .store
             .try_lock()
             .map_err(|_| Error::Seal("store busy".into()))?;
-        Vault::open(&mut store, key).get(tenant, name)
+        Vault::open(&mut *store, key).get(tenant, name)
     }
 
     /// Builds every configured connector; failures (a missing credential)
@@ -479,7 +482,7 @@ impl SignalHub {
             .as_ref()
             .ok_or_else(|| Error::Seal("no connectors.seal_key configured".into()))?;
         let mut store = self.store.lock().await;
-        Vault::open(&mut store, key).put(tenant, name, value)
+        Vault::open(&mut *store, key).put(tenant, name, value)
     }
 
     /// Re-seals every stored credential under `new`.
@@ -489,7 +492,7 @@ impl SignalHub {
             .as_ref()
             .ok_or_else(|| Error::Seal("no connectors.seal_key configured".into()))?;
         let mut store = self.store.lock().await;
-        Vault::open(&mut store, key).rotate(new)
+        Vault::open(&mut *store, key).rotate(new)
     }
 }
 

@@ -292,7 +292,7 @@ mod tests {
     use crate::sync::{SyncSettings, sync_connector};
     use crate::testserver::{Answer, Seen, TestServer, assert_read_only};
     use crate::{MappingRule, ServiceMapper};
-    use causeway_store::{DuckDbSignals, SignalQuery};
+    use causeway_store::{DuckDbSignals, SignalQuery, SignalStore};
     use serde_json::json;
 
     fn issue(key: &str, summary: &str, component: &str, updated: &str) -> serde_json::Value {

@@ -295,7 +295,7 @@ mod tests {
     use crate::ServiceMapper;
     use crate::sync::{SyncSettings, sync_connector};
     use crate::testserver::{Answer, Seen, TestServer, assert_read_only};
-    use causeway_store::{DuckDbSignals, SignalQuery};
+    use causeway_store::{DuckDbSignals, SignalQuery, SignalStore};
 
     fn linear(r: &Seen, _base: &str) -> Answer {
         let ct = ("content-type", "application/json; charset=utf-8".to_owned());

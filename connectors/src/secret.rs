@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use base64::Engine;
 use causeway_model::TenantId;
-use causeway_store::{DuckDbSignals, SealedRow};
+use causeway_store::{SealedRow, SignalStore};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -219,13 +219,13 @@ fn aad(tenant: &TenantId, name: &str) -> Vec<u8> {
 /// Sealed credentials in the signal store under one key.
 #[derive(Debug)]
 pub struct Vault<'a> {
-    store: &'a mut DuckDbSignals,
+    store: &'a mut dyn SignalStore,
     key: &'a SealKey,
 }
 
 impl<'a> Vault<'a> {
     /// The vault over `store` with `key`.
-    pub fn open(store: &'a mut DuckDbSignals, key: &'a SealKey) -> Self {
+    pub fn open(store: &'a mut dyn SignalStore, key: &'a SealKey) -> Self {
         Self { store, key }
     }
 
@@ -372,7 +372,7 @@ mod tests {
 
     #[test]
     fn rotation_reseals_everything_under_the_new_key() {
-        let mut store = DuckDbSignals::in_memory().expect("store");
+        let mut store = causeway_store::DuckDbSignals::in_memory().expect("store");
         let (k1, k2) = (SealKey::parse(K1).expect("key"), k2());
         let acme = TenantId::new("acme").expect("tenant");
         {

@@ -269,7 +269,7 @@ pub(crate) mod tests {
     use crate::sync::{SyncSettings, sync_connector};
     use crate::testserver::{Answer, Seen, TestServer, assert_read_only};
     use crate::{MappingRule, ServiceMapper};
-    use causeway_store::{DuckDbSignals, SignalQuery};
+    use causeway_store::{DuckDbSignals, SignalQuery, SignalStore};
     use serde_json::json;
 
     /// Slack's Web API as the tests see it: `xoxb-test` is the good token.

@@ -6,7 +6,7 @@
 //! leaves the cursor where the last committed page put it.
 
 use causeway_model::TenantId;
-use causeway_store::DuckDbSignals;
+use causeway_store::SignalStore;
 
 use crate::error::{Error, Result};
 use crate::mapping::ServiceMapper;
@@ -63,10 +63,10 @@ struct Cursor {
 
 /// Syncs every stream of `connector` for `tenant` into `store`. A stream
 /// that fails is reported and the others go on.
-pub async fn sync_connector(
+pub async fn sync_connector<S: SignalStore + ?Sized>(
     connector: &dyn Connector,
     tenant: &TenantId,
-    store: &tokio::sync::Mutex<DuckDbSignals>,
+    store: &tokio::sync::Mutex<S>,
     mapper: &ServiceMapper,
     settings: SyncSettings,
 ) -> SyncReport {
@@ -96,11 +96,11 @@ pub async fn sync_connector(
     report
 }
 
-async fn sync_stream(
+async fn sync_stream<S: SignalStore + ?Sized>(
     connector: &dyn Connector,
     tenant: &TenantId,
     stream: &str,
-    store: &tokio::sync::Mutex<DuckDbSignals>,
+    store: &tokio::sync::Mutex<S>,
     mapper: &ServiceMapper,
     settings: SyncSettings,
     report: &mut SyncReport,

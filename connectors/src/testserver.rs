@@ -189,7 +189,7 @@ pub(crate) async fn conformance(
     use std::sync::atomic::Ordering::SeqCst;
 
     use causeway_model::TenantId;
-    use causeway_store::DuckDbSignals;
+    use causeway_store::{DuckDbSignals, SignalStore};
 
     use crate::ServiceMapper;
     use crate::sync::{SyncSettings, sync_connector};

@@ -56,7 +56,7 @@ impl Backend for Pg {
 }
 
 impl Pg {
-    fn client(&self) -> std::sync::Arc<PgClient> {
+    pub(crate) fn client(&self) -> std::sync::Arc<PgClient> {
         PgClient::connect(&self.0).expect("connect to PostgreSQL")
     }
 }

@@ -5,7 +5,8 @@
 //! DuckDB file, the default) and [`PgStore`] (PostgreSQL, for shared
 //! deployments; the same contract tests run on both); [`SpanStore`], which keeps
 //! spans as Parquet files per tenant and hour under the data directory;
-//! [`DuckDbSignals`] (connector signals, cursors, sealed credentials);
+//! [`SignalStore`] (connector signals, cursors, sealed credentials:
+//! [`DuckDbSignals`], [`PgSignals`]);
 //! [`ReportStore`] (RCA reports and feedback: [`DuckDbReports`],
 //! [`PgReports`]); [`AuditStore`] (the append-only audit trail:
 //! [`DuckDbAudit`], [`PgAudit`]); [`queue::DiskQueue`], the segment log that
@@ -38,7 +39,7 @@ mod contract;
 pub use audit::{AuditEntry, DuckDbAudit};
 pub use duck::DuckDbStore;
 pub use error::{Error, Result};
-pub use pg::{PgAudit, PgClient, PgReports, PgSettings, PgStore};
+pub use pg::{PgAudit, PgClient, PgReports, PgSettings, PgSignals, PgStore};
 pub use reports::DuckDbReports;
 pub use signals::{CursorUpdate, DuckDbSignals, SealedRow, SignalQuery};
 pub use spans::{SpanStore, SpanStoreSettings, scan_files, writer_props as span_writer_props};
@@ -154,6 +155,38 @@ pub trait AuditStore: Send + std::fmt::Debug {
     /// Deletes `tenant`'s entries older than `before_ns` (its purge keeps
     /// the entries within the audit retention, the purge's own included).
     fn purge_tenant(&mut self, tenant: &TenantId, before_ns: i64) -> Result<u64>;
+}
+
+/// Storage of connector signals, sync cursors and sealed credentials.
+/// [`DuckDbSignals`] and [`PgSignals`].
+pub trait SignalStore: Send + std::fmt::Debug {
+    /// Inserts or replaces `signals` (stored redacted) and, in the same
+    /// transaction, moves `cursor` of `tenant` forward. Returns how many
+    /// signals were new.
+    fn commit_page(
+        &mut self,
+        tenant: &TenantId,
+        signals: &[causeway_model::Signal],
+        cursor: Option<CursorUpdate<'_>>,
+    ) -> Result<usize>;
+    /// The stored cursor of one stream of a connector.
+    fn cursor(&self, tenant: &TenantId, connector: &str, stream: &str) -> Result<Option<String>>;
+    /// Signals of `tenant` matching `q`, newest first.
+    fn signals(&self, tenant: &TenantId, q: &SignalQuery) -> Result<Vec<causeway_model::Signal>>;
+    /// Stores a sealed credential (replacing one of the same name).
+    fn put_sealed(&mut self, row: &SealedRow) -> Result<()>;
+    /// One sealed credential.
+    fn sealed(&self, tenant: &TenantId, name: &str) -> Result<Option<SealedRow>>;
+    /// Every sealed credential (key rotation re-seals them all).
+    fn all_sealed(&self) -> Result<Vec<SealedRow>>;
+    /// Replaces every sealed credential in one transaction (rotation: all
+    /// are under the new key, or none is).
+    fn replace_all_sealed(&mut self, rows: &[SealedRow]) -> Result<()>;
+    /// Deletes signals not changed since `before_ns` (retention) with their
+    /// service links; returns how many signals.
+    fn prune_before(&mut self, before_ns: i64) -> Result<u64>;
+    /// Deletes everything of one tenant.
+    fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()>;
 }
 
 /// Storage of RCA reports and their feedback. [`DuckDbReports`] and

@@ -25,10 +25,12 @@ use crate::queue::Position;
 
 mod audit;
 mod reports;
+mod signals;
 
 use crate::{CellRow, Family, ServiceRow, StateRow, Store};
 pub use audit::PgAudit;
 pub use reports::PgReports;
+pub use signals::PgSignals;
 
 /// Rows per upsert statement: PostgreSQL takes at most 65,535 bind
 /// parameters, and arrays (`UNNEST`) need one per column, so the bound is

@@ -15,6 +15,7 @@ use causeway_model::redact::redact;
 use causeway_model::{Signal, SignalKind, TenantId};
 use duckdb::{Connection, OptionalExt, params};
 
+use crate::SignalStore;
 use crate::error::{Error, Result};
 
 const SCHEMA: &str = "
@@ -126,10 +127,12 @@ impl DuckDbSignals {
             path: None,
         })
     }
+}
 
+impl SignalStore for DuckDbSignals {
     /// Inserts or replaces `signals` and, in the same transaction, moves
     /// `cursor` of `tenant` forward. Returns how many signals were new.
-    pub fn commit_page(
+    fn commit_page(
         &mut self,
         tenant: &TenantId,
         signals: &[Signal],
@@ -200,12 +203,7 @@ impl DuckDbSignals {
     }
 
     /// The stored cursor of one stream of a connector.
-    pub fn cursor(
-        &self,
-        tenant: &TenantId,
-        connector: &str,
-        stream: &str,
-    ) -> Result<Option<String>> {
+    fn cursor(&self, tenant: &TenantId, connector: &str, stream: &str) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row(
@@ -217,7 +215,7 @@ impl DuckDbSignals {
     }
 
     /// Signals of `tenant` matching `q`, newest first.
-    pub fn signals(&self, tenant: &TenantId, q: &SignalQuery) -> Result<Vec<Signal>> {
+    fn signals(&self, tenant: &TenantId, q: &SignalQuery) -> Result<Vec<Signal>> {
         let mut sql = String::from(
             "SELECT s.source, s.external_id, s.kind, s.url, s.title, s.body, s.author, \
              s.created_ns, s.updated_ns, s.repository, s.changed_paths, s.services, \
@@ -305,7 +303,7 @@ impl DuckDbSignals {
     }
 
     /// Stores a sealed credential (replacing one of the same name).
-    pub fn put_sealed(&mut self, row: &SealedRow) -> Result<()> {
+    fn put_sealed(&mut self, row: &SealedRow) -> Result<()> {
         self.conn.execute(
             "INSERT OR REPLACE INTO sealed_secrets VALUES (?, ?, ?, ?)",
             params![row.tenant.as_str(), row.name, row.key_id, row.sealed],
@@ -314,7 +312,7 @@ impl DuckDbSignals {
     }
 
     /// One sealed credential.
-    pub fn sealed(&self, tenant: &TenantId, name: &str) -> Result<Option<SealedRow>> {
+    fn sealed(&self, tenant: &TenantId, name: &str) -> Result<Option<SealedRow>> {
         Ok(self
             .conn
             .query_row(
@@ -332,7 +330,7 @@ impl DuckDbSignals {
     }
 
     /// Every sealed credential (key rotation re-seals them all).
-    pub fn all_sealed(&self) -> Result<Vec<SealedRow>> {
+    fn all_sealed(&self) -> Result<Vec<SealedRow>> {
         let mut stmt = self.conn.prepare(
             "SELECT tenant, name, key_id, sealed FROM sealed_secrets ORDER BY tenant, name",
         )?;
@@ -359,7 +357,7 @@ impl DuckDbSignals {
 
     /// Replaces every sealed credential in one transaction (rotation: all
     /// are under the new key, or none is).
-    pub fn replace_all_sealed(&mut self, rows: &[SealedRow]) -> Result<()> {
+    fn replace_all_sealed(&mut self, rows: &[SealedRow]) -> Result<()> {
         let tx = self.conn.transaction()?;
         for row in rows {
             tx.execute(
@@ -373,7 +371,7 @@ impl DuckDbSignals {
 
     /// Deletes signals not changed since `before_ns` (retention) with their
     /// service links; returns how many signals.
-    pub fn prune_before(&mut self, before_ns: i64) -> Result<u64> {
+    fn prune_before(&mut self, before_ns: i64) -> Result<u64> {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "DELETE FROM signals WHERE updated_ns < ?",
@@ -391,7 +389,7 @@ impl DuckDbSignals {
     }
 
     /// Deletes everything of one tenant.
-    pub fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
+    fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
         let tx = self.conn.transaction()?;
         for table in [
             "signals",
@@ -494,7 +492,16 @@ mod tests {
 
     #[test]
     fn retention_drops_signals_not_changed_since_the_horizon() {
-        let mut s = DuckDbSignals::in_memory().expect("open");
+        retention_drops_signals_not_changed_since_the_horizon_on(
+            &mut DuckDbSignals::in_memory().expect("open"),
+        );
+        let pg = crate::contract::Pg(crate::contract::pg_scratch("signals", "i1"));
+        retention_drops_signals_not_changed_since_the_horizon_on(&mut crate::PgSignals::new(
+            pg.client(),
+        ));
+    }
+
+    fn retention_drops_signals_not_changed_since_the_horizon_on(s: &mut dyn SignalStore) {
         let acme = TenantId::new("acme").expect("tenant");
         let page = vec![
             signal("acme", "old", SignalKind::Commit, 10, &["checkout"]),
@@ -513,7 +520,16 @@ mod tests {
 
     #[test]
     fn emails_and_tokens_are_redacted_before_they_are_stored() {
-        let mut s = DuckDbSignals::in_memory().expect("open");
+        emails_and_tokens_are_redacted_before_they_are_stored_on(
+            &mut DuckDbSignals::in_memory().expect("open"),
+        );
+        let pg = crate::contract::Pg(crate::contract::pg_scratch("signals", "i1"));
+        emails_and_tokens_are_redacted_before_they_are_stored_on(&mut crate::PgSignals::new(
+            pg.client(),
+        ));
+    }
+
+    fn emails_and_tokens_are_redacted_before_they_are_stored_on(s: &mut dyn SignalStore) {
         let acme = TenantId::new("acme").expect("tenant");
         let mut sig = signal("acme", "t1", SignalKind::Ticket, 10, &["checkout"]);
         sig.title = "Checkout down, says jane@example.com".into();
@@ -531,7 +547,16 @@ mod tests {
 
     #[test]
     fn pages_dedupe_filter_by_service_and_keep_tenants_apart() {
-        let mut s = DuckDbSignals::in_memory().expect("open");
+        pages_dedupe_filter_by_service_and_keep_tenants_apart_on(
+            &mut DuckDbSignals::in_memory().expect("open"),
+        );
+        let pg = crate::contract::Pg(crate::contract::pg_scratch("signals", "i1"));
+        pages_dedupe_filter_by_service_and_keep_tenants_apart_on(&mut crate::PgSignals::new(
+            pg.client(),
+        ));
+    }
+
+    fn pages_dedupe_filter_by_service_and_keep_tenants_apart_on(s: &mut dyn SignalStore) {
         let acme = TenantId::new("acme").expect("tenant");
         let globex = TenantId::new("globex").expect("tenant");
         let page = vec![
@@ -637,7 +662,12 @@ mod tests {
 
     #[test]
     fn sealed_secrets_replace_together() {
-        let mut s = DuckDbSignals::in_memory().expect("open");
+        sealed_secrets_replace_together_on(&mut DuckDbSignals::in_memory().expect("open"));
+        let pg = crate::contract::Pg(crate::contract::pg_scratch("signals", "i1"));
+        sealed_secrets_replace_together_on(&mut crate::PgSignals::new(pg.client()));
+    }
+
+    fn sealed_secrets_replace_together_on(s: &mut dyn SignalStore) {
         let acme = TenantId::new("acme").expect("tenant");
         let row = |name: &str, key: &str| SealedRow {
             tenant: acme.clone(),

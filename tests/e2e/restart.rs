@@ -73,8 +73,13 @@ async fn series_graph_catalog_and_spans_survive_a_restart_on_postgres() {
         ..Options::default()
     })
     .await;
-    // Series, audit trail and reports went to PostgreSQL, not to files.
-    for file in ["causeway.duckdb", "audit.duckdb", "rca.duckdb"] {
+    // Series, audit trail, reports and signals went to PostgreSQL.
+    for file in [
+        "causeway.duckdb",
+        "audit.duckdb",
+        "rca.duckdb",
+        "signals.duckdb",
+    ] {
         assert!(!data.join(file).exists(), "{file} was written");
     }
     assert!(

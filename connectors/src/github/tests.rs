@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use causeway_model::SignalKind;
-use causeway_store::{DuckDbSignals, SignalQuery};
+use causeway_store::{DuckDbSignals, SignalQuery, SignalStore};
 use serde_json::json;
 
 use super::*;
