@@ -85,9 +85,14 @@ fn open(common: &Common) -> anyhow::Result<(Config, SignalHub, StoredCatalog)> {
     let dir = &config.storage.data_dir;
     std::fs::create_dir_all(dir)?;
     let stores = causeway_app::stores::Stores::open(&config)?;
-    let hub = stores.signals(&config).map_err(|e| {
-        anyhow::anyhow!("{e:#} (with DuckDB, is `causeway serve` running on this data directory?)")
-    })?;
+    let hub = stores
+        .signals(&config)
+        .and_then(|hub| Ok(hub.with_audit(stores.audit_sink()?)))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#} (with DuckDB, is `causeway serve` running on this data directory?)"
+            )
+        })?;
     let mut catalog = StoredCatalog::default();
     // Services seen in stored spans (the series store's catalog), for
     // mapping changed paths to services.
@@ -150,7 +155,14 @@ pub(crate) fn run(command: ConnectorsCommand) -> ExitCode {
                         .find(|s| s.name == c.name() && s.tenant == tenant.as_str())
                         .map(|s| s.system.read_scopes())
                         .unwrap_or_default();
-                    match c.check().await {
+                    let checked = c.check().await;
+                    hub.audit(
+                        Some(tenant),
+                        "connector.check",
+                        checked.is_ok(),
+                        format!("connector={}", c.name()),
+                    );
+                    match checked {
                         Ok(lines) => {
                             println!("{tenant}/{} ({}): ok", c.name(), c.system());
                             for l in lines {

@@ -43,6 +43,8 @@ pub struct AuditLog {
     store: Arc<Mutex<Box<dyn AuditStore>>>,
     retention: Duration,
     dropped: Counter,
+    /// Where events are also exported (OTLP log records, `audit_logs`).
+    export: Option<Arc<dyn AuditSink>>,
 }
 
 impl AuditLog {
@@ -55,7 +57,15 @@ impl AuditLog {
             store: Arc::new(Mutex::new(store)),
             retention,
             dropped: Counter::default(),
+            export: None,
         }
+    }
+
+    /// Also hands every event, redacted, to `export` (the forwarder, which
+    /// sends it as an OTLP log record to endpoints with `audit_logs`).
+    pub fn with_export(mut self, export: Arc<dyn AuditSink>) -> Self {
+        self.export = Some(export);
+        self
     }
 
     /// Registers `causeway_audit_dropped_total`.
@@ -180,6 +190,9 @@ impl AuditSink for AuditLog {
             detail = %event.detail,
             "audit"
         );
+        if let Some(export) = &self.export {
+            export.record(event.clone());
+        }
         if self.tx.try_send(event).is_err() {
             self.dropped.inc();
         }

@@ -85,6 +85,12 @@ impl Stores {
         Ok(Some(Box::new(DuckDbStore::open(&path)?)))
     }
 
+    /// An audit sink that writes each event at once (for the short-lived
+    /// `connectors` commands; `serve` batches them on a writer task).
+    pub fn audit_sink(&self) -> anyhow::Result<Arc<dyn causeway_model::AuditSink>> {
+        Ok(Arc::new(DirectAudit(std::sync::Mutex::new(self.audit()?))))
+    }
+
     /// RCA reports and feedback.
     pub fn reports(&self) -> anyhow::Result<Box<dyn ReportStore>> {
         if let Some(c) = &self.pg {
@@ -94,5 +100,20 @@ impl Stores {
         Ok(Box::new(DuckDbReports::open(&path).with_context(|| {
             format!("opening the RCA store {}", path.display())
         })?))
+    }
+}
+
+/// Appends each event as it comes; failures are logged (the event is also
+/// a `causeway::audit` log line).
+#[derive(Debug)]
+struct DirectAudit(std::sync::Mutex<Box<dyn AuditStore>>);
+
+impl causeway_model::AuditSink for DirectAudit {
+    fn record(&self, event: causeway_model::AuditEvent) {
+        tracing::info!(target: "causeway::audit", action = %event.action, outcome = event.outcome.as_str(), detail = %event.detail, "audit");
+        let mut store = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = store.append(std::slice::from_ref(&event)) {
+            tracing::error!(error = %e, action = %event.action, "cannot write the audit trail");
+        }
     }
 }

@@ -72,9 +72,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let auth = Arc::new(Authenticator::new(&config.auth.api_keys));
     let limits = Arc::new(Limits::new(&config.limits));
     let stores = Stores::open(&config)?;
-    let audit = Arc::new(
-        AuditLog::new(stores.audit()?, config.storage.retention.audit).register(&mut registry),
-    );
+    let mut audit_log =
+        AuditLog::new(stores.audit()?, config.storage.retention.audit).register(&mut registry);
+    if config.exporters.otlp.iter().any(|e| e.audit_logs) {
+        audit_log = audit_log.with_export(Arc::clone(&forwarder) as Arc<dyn AuditSink>);
+    }
+    let audit = Arc::new(audit_log);
     let gate = Gate::new(
         Arc::clone(&auth),
         Arc::clone(&limits),
@@ -146,7 +149,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.processors.spans.sql.clone(),
     )
     .context("starting the SQL runtime")?;
-    let hub = Arc::new(stores.signals(&config)?);
+    let hub = Arc::new(
+        stores
+            .signals(&config)?
+            .with_audit(Arc::clone(&audit) as Arc<dyn AuditSink>),
+    );
     let known: Arc<dyn KnownServices> = Arc::new(CatalogServices(processor_handle.clone()));
     let mut rca = RcaService::new(
         processor_handle.clone(),

@@ -86,7 +86,12 @@ fn bench(c: &mut Criterion) {
     g.finish();
     drop(stores);
     let _ = std::process::Command::new("psql")
-        .args([&url, "-q", "-c", &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")])
+        .args([
+            &url,
+            "-q",
+            "-c",
+            &format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        ])
         .status();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -157,6 +157,8 @@ pub struct SignalHub {
     hooks: HashMap<(TenantId, String), Hook>,
     deploy_secrets: HashMap<TenantId, Secret>,
     deliveries: std::sync::Mutex<HashMap<(TenantId, String), Deliveries>>,
+    /// Where syncs, seals and key rotations are recorded.
+    audit: Arc<dyn causeway_model::AuditSink>,
 }
 
 impl std::fmt::Debug for SignalHub {
@@ -193,6 +195,7 @@ impl SignalHub {
             hooks: HashMap::new(),
             deploy_secrets: HashMap::new(),
             deliveries: std::sync::Mutex::new(HashMap::new()),
+            audit: Arc::new(causeway_model::NoAudit),
         };
         let mut hooks = HashMap::new();
         for s in &hub.config.sources {
@@ -267,6 +270,29 @@ impl SignalHub {
         }
     }
 
+    /// Records connector syncs, seals and key rotations in `audit`.
+    pub fn with_audit(mut self, audit: Arc<dyn causeway_model::AuditSink>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Records one connector action of `tenant` (`None`: every tenant's,
+    /// a key rotation) in the audit trail.
+    pub fn audit(&self, tenant: Option<&TenantId>, action: &str, ok: bool, detail: String) {
+        self.audit.record(causeway_model::AuditEvent {
+            at_ns: causeway_model::time::now_ns(),
+            tenant: tenant.cloned(),
+            action: action.into(),
+            outcome: if ok {
+                causeway_model::AuditOutcome::Success
+            } else {
+                causeway_model::AuditOutcome::Failure
+            },
+            actor: causeway_model::Actor::system(),
+            detail,
+        });
+    }
+
     /// One sync of every source; returns each source's report.
     pub async fn sync_once(
         &self,
@@ -298,6 +324,18 @@ impl SignalHub {
             new = report.new,
             failed = report.failed.len(),
             "connector synced"
+        );
+        self.audit(
+            Some(tenant),
+            "connector.sync",
+            report.failed.is_empty(),
+            format!(
+                "connector={} records={} new={} failed_streams={}",
+                c.name(),
+                report.records,
+                report.new,
+                report.failed.len()
+            ),
         );
         report
     }
@@ -482,7 +520,15 @@ impl SignalHub {
             .as_ref()
             .ok_or_else(|| Error::Seal("no connectors.seal_key configured".into()))?;
         let mut store = self.store.lock().await;
-        Vault::open(&mut *store, key).put(tenant, name, value)
+        let sealed = Vault::open(&mut *store, key).put(tenant, name, value);
+        // The credential's name, never its value.
+        self.audit(
+            Some(tenant),
+            "connector.seal",
+            sealed.is_ok(),
+            format!("name={name}"),
+        );
+        sealed
     }
 
     /// Re-seals every stored credential under `new`.
@@ -492,7 +538,13 @@ impl SignalHub {
             .as_ref()
             .ok_or_else(|| Error::Seal("no connectors.seal_key configured".into()))?;
         let mut store = self.store.lock().await;
-        Vault::open(&mut *store, key).rotate(new)
+        let rotated = Vault::open(&mut *store, key).rotate(new);
+        let detail = match &rotated {
+            Ok(n) => format!("resealed={n}"),
+            Err(e) => e.to_string(),
+        };
+        self.audit(None, "connector.rotate", rotated.is_ok(), detail);
+        rotated
     }
 }
 

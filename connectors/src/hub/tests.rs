@@ -356,3 +356,57 @@ async fn a_failing_source_is_restarted_and_the_others_keep_syncing() {
     while tasks.join_next().await.is_some() {}
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Audit events as they are recorded.
+#[derive(Debug, Default)]
+struct Recorded(std::sync::Mutex<Vec<causeway_model::AuditEvent>>);
+
+impl causeway_model::AuditSink for Recorded {
+    fn record(&self, event: causeway_model::AuditEvent) {
+        self.0.lock().expect("lock").push(event);
+    }
+}
+
+#[tokio::test]
+async fn syncs_seals_and_key_rotations_are_audited_without_secrets() {
+    let dir = std::env::temp_dir().join(format!("causeway-hub-audit-{}", std::process::id()));
+    let recorded = Arc::new(Recorded::default());
+    let mut config = hub(&dir).config.clone();
+    let key_file = dir.join("seal.key");
+    std::fs::write(&key_file, "07".repeat(32)).expect("key");
+    config.seal_key = Some(crate::SecretRef::File(key_file));
+    let hub = SignalHub::with_store(DuckDbSignals::in_memory().expect("store"), config)
+        .expect("hub")
+        .with_audit(Arc::clone(&recorded) as Arc<dyn causeway_model::AuditSink>);
+    let acme = TenantId::new("acme").expect("tenant");
+    let steady = Flaky {
+        name: "steady",
+        panics_left: 0.into(),
+        pages: 0.into(),
+    };
+    hub.sync_source(&acme, &steady, &crate::NoServices).await;
+    hub.seal(&acme, "github.token", &Secret::new("ghp_supersecretvalue"))
+        .await
+        .expect("seal");
+    let new_key = SealKey::parse(&"09".repeat(32)).expect("key");
+    assert_eq!(hub.rotate(&new_key).await.expect("rotate"), 1);
+    let events = recorded.0.lock().expect("lock").clone();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["connector.sync", "connector.seal", "connector.rotate"]
+    );
+    assert_eq!(events[0].tenant.as_ref(), Some(&acme));
+    assert!(
+        events[0].detail.contains("connector=steady"),
+        "{}",
+        events[0].detail
+    );
+    assert_eq!(events[1].detail, "name=github.token");
+    assert_eq!(events[2].tenant, None, "a rotation is the operator's");
+    assert!(
+        events.iter().all(|e| !e.detail.contains("supersecret")),
+        "{events:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

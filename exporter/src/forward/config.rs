@@ -43,6 +43,10 @@ pub struct ForwardConfig {
     /// Also send each new or updated RCA report as an OTLP log record.
     #[serde(default)]
     pub rca_logs: bool,
+    /// Also send each audit event (of the tenants this endpoint takes) as
+    /// an OTLP log record, for a SIEM or a log store.
+    #[serde(default)]
+    pub audit_logs: bool,
     /// Only these tenants' spans (default: every tenant's).
     #[serde(default)]
     pub tenants: Option<Vec<String>>,

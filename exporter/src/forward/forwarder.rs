@@ -9,12 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use causeway_model::TenantId;
-use causeway_model::rca::RcaReport;
 use causeway_model::retry::Backoff;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -332,6 +327,36 @@ impl causeway_receiver::Tee for Forwarder {
     }
 }
 
+impl causeway_model::AuditSink for Forwarder {
+    /// Queues the event to every endpoint with `audit_logs` that takes its
+    /// tenant (tenant-less events, the operator's, to endpoints that take
+    /// every tenant).
+    fn record(&self, event: causeway_model::AuditEvent) {
+        let tenant = event
+            .tenant
+            .clone()
+            .unwrap_or_else(TenantId::default_tenant);
+        let targets: Vec<&Arc<Target>> = self
+            .targets
+            .iter()
+            .filter(|t| {
+                t.config.audit_logs
+                    && match &event.tenant {
+                        Some(owner) => t.config.wants(owner.as_str()),
+                        None => t.config.tenants.is_none(),
+                    }
+            })
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let payload = super::logs::audit_log_request(&event).encode_to_vec();
+        for t in targets {
+            self.enqueue(t, &tenant, Kind::Logs, 1, &payload);
+        }
+    }
+}
+
 impl ReportSink for Forwarder {
     fn report(&self, event: &ReportEvent) {
         let targets: Vec<&Arc<Target>> = self
@@ -346,7 +371,7 @@ impl ReportSink for Forwarder {
             tracing::error!("forwarding: a report of an invalid tenant; not sent");
             return;
         };
-        let payload = rca_log_request(&event.report).encode_to_vec();
+        let payload = super::logs::rca_log_request(&event.report).encode_to_vec();
         for t in targets {
             self.enqueue(t, &tenant, Kind::Logs, 1, &payload);
         }
@@ -597,84 +622,5 @@ pub(super) async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> 
     tokio::select! {
         () = cancel.cancelled() => true,
         () = tokio::time::sleep(d) => false,
-    }
-}
-
-pub(super) fn kv(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        key_strindex: 0,
-        value: Some(AnyValue { value: Some(value) }),
-    }
-}
-
-pub(super) fn s(v: &str) -> any_value::Value {
-    any_value::Value::StringValue(v.to_owned())
-}
-
-/// An RCA report as one OTLP log record (event `causeway.rca`): the summary
-/// as body, the top hypothesis as attributes, the report's JSON as
-/// `causeway.rca.report` for tools that want all of it.
-pub fn rca_log_request(report: &RcaReport) -> ExportLogsServiceRequest {
-    let mut attributes = vec![
-        kv("event.name", s("causeway.rca")),
-        kv(
-            "causeway.rca.id",
-            any_value::Value::IntValue(i64::try_from(report.id).unwrap_or(i64::MAX)),
-        ),
-        kv(
-            "causeway.incident.id",
-            any_value::Value::IntValue(i64::try_from(report.incident).unwrap_or(i64::MAX)),
-        ),
-        kv(
-            "causeway.rca.impacted_services",
-            s(&report.impacted_services.join(",")),
-        ),
-    ];
-    if let Some(top) = report.hypotheses.first() {
-        attributes.push(kv("causeway.rca.culprit.service", s(&top.service)));
-        if let Some(op) = &top.operation {
-            attributes.push(kv("causeway.rca.culprit.operation", s(op)));
-        }
-        attributes.push(kv("causeway.rca.cause", s(top.cause.as_str())));
-        attributes.push(kv(
-            "causeway.rca.confidence",
-            any_value::Value::DoubleValue(top.confidence),
-        ));
-    }
-    if let Ok(json) = serde_json::to_string(report) {
-        attributes.push(kv("causeway.rca.report", s(&json)));
-    }
-    let time = u64::try_from(report.computed_ns).unwrap_or(0);
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv("service.name", s("causeway")),
-                    kv("causeway.tenant", s(&report.tenant)),
-                ],
-                ..Resource::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: "causeway.rca".to_owned(),
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                    ..InstrumentationScope::default()
-                }),
-                log_records: vec![LogRecord {
-                    time_unix_nano: time,
-                    observed_time_unix_nano: time,
-                    severity_number: SeverityNumber::Warn as i32,
-                    severity_text: "WARN".to_owned(),
-                    body: Some(AnyValue {
-                        value: Some(s(&report.summary)),
-                    }),
-                    attributes,
-                    ..LogRecord::default()
-                }],
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
     }
 }

@@ -1,7 +1,8 @@
 //! OTLP forwarding: causeway as a sidecar or gateway in front of the
 //! platform a team already uses. Every span the receiver accepted is also
 //! sent, as the same `ExportTraceServiceRequest`, to each configured
-//! downstream endpoint; RCA reports can go along as OTLP log records.
+//! downstream endpoint; RCA reports and audit events can go along as OTLP
+//! log records.
 //!
 //! ```text
 //! receiver ─accepted─> Tee ─append─> DiskQueue (per endpoint) ─> sender task ─> downstream
@@ -21,8 +22,10 @@
 pub mod client;
 pub mod config;
 mod forwarder;
+mod logs;
 #[cfg(test)]
 mod tests;
 
 pub use config::{ForwardConfig, WhenFull};
 pub use forwarder::*;
+pub use logs::{audit_log_request, rca_log_request};

@@ -714,3 +714,84 @@ async fn a_purge_removes_a_tenants_queued_requests_while_the_sender_retries() {
     run.await.expect("stopped");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With `audit_logs`, each audit event of a tenant the endpoint takes goes
+/// downstream as one OTLP log record; other tenants' do not.
+#[tokio::test]
+async fn audit_events_go_downstream_as_log_records_for_the_tenants_it_takes() {
+    let state = HttpState::default();
+    let addr = http_downstream(state.clone()).await;
+    let mut cfg = config("siem", Protocol::Http, format!("http://{addr}/"));
+    cfg.headers.insert(
+        "X-Api-Key".into(),
+        config::HeaderValueRef::Plain("k-123".into()),
+    );
+    cfg.audit_logs = true;
+    cfg.tenants = Some(vec!["acme".into()]);
+    let dir = tmp("audit-logs");
+    let mut registry = Registry::default();
+    let fwd = Arc::new(
+        Forwarder::open(&[cfg], &dir, ForwardMetrics::register(&mut registry)).expect("open"),
+    );
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(Arc::clone(&fwd).run(stop.clone()));
+    let event = |tenant: &str, action: &str| causeway_model::AuditEvent {
+        at_ns: 1_700_000_000_000_000_000,
+        tenant: Some(TenantId::new(tenant).expect("tenant")),
+        action: action.into(),
+        outcome: causeway_model::AuditOutcome::Failure,
+        actor: causeway_model::Actor {
+            client: Some("10.0.0.9".parse().expect("ip")),
+            key_fingerprint: Some("0123456789ab".into()),
+            via: "api_key".into(),
+        },
+        detail: "unknown API key".into(),
+    };
+    use causeway_model::AuditSink as _;
+    fwd.record(event("globex", "auth.api"));
+    fwd.record(event("acme", "auth.api"));
+    wait_for("the audit log record", 10, || {
+        !state.logs.lock().expect("lock").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = state.logs.lock().expect("lock").clone();
+    assert_eq!(logs.len(), 1, "only the tenant the endpoint takes");
+    let req = ExportLogsServiceRequest::decode(logs[0].as_slice()).expect("logs request");
+    let rl = &req.resource_logs[0];
+    let tenant = rl
+        .resource
+        .as_ref()
+        .expect("resource")
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "causeway.tenant");
+    assert_eq!(
+        tenant.and_then(|kv| kv.value.clone()).and_then(|v| v.value),
+        Some(any_value::Value::StringValue("acme".into()))
+    );
+    let record = &rl.scope_logs[0].log_records[0];
+    let attr = |k: &str| {
+        record
+            .attributes
+            .iter()
+            .find(|kv| kv.key == k)
+            .and_then(|kv| kv.value.clone())
+            .and_then(|v| v.value)
+    };
+    assert_eq!(
+        attr("event.name"),
+        Some(any_value::Value::StringValue("causeway.audit".into()))
+    );
+    assert_eq!(
+        attr("causeway.audit.outcome"),
+        Some(any_value::Value::StringValue("failure".into()))
+    );
+    assert_eq!(
+        attr("client.address"),
+        Some(any_value::Value::StringValue("10.0.0.9".into()))
+    );
+    stop.cancel();
+    run.await.expect("stopped");
+    let _ = std::fs::remove_dir_all(&dir);
+}
