@@ -169,12 +169,7 @@ impl Store for DuckDbStore {
                 r.get(0)
             })
             .optional()?;
-        raw.map(|b| {
-            <[u8; 16]>::try_from(b.as_slice())
-                .map(Position::from_bytes)
-                .map_err(|_| Error::Corrupt(format!("a WAL mark of {} bytes", b.len())))
-        })
-        .transpose()
+        raw.as_deref().map(crate::mark_of).transpose()
     }
 
     fn load_cells(&self) -> Result<Vec<CellRow>> {

@@ -46,6 +46,13 @@ pub use spans::{SpanStore, SpanStoreSettings, scan_files, writer_props as span_w
 
 use causeway_model::TenantId;
 
+/// A write-ahead log mark as the stores keep it (16 bytes).
+pub(crate) fn mark_of(bytes: &[u8]) -> Result<queue::Position> {
+    <[u8; 16]>::try_from(bytes)
+        .map(queue::Position::from_bytes)
+        .map_err(|_| Error::Corrupt(format!("a WAL mark of {} bytes", bytes.len())))
+}
+
 /// Which series family a cell belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Family {

@@ -262,6 +262,29 @@ impl PgStore {
     }
 }
 
+/// Deletes every row of `tenant` from `tables`, in one transaction.
+pub(crate) fn delete_tenant_rows(
+    client: &PgClient,
+    tenant: &TenantId,
+    tables: &'static [&'static str],
+) -> Result<()> {
+    let tenant = tenant.clone();
+    client.run(move |pool, _| async move {
+        let mut tx = pool.begin().await?;
+        for table in tables {
+            // `table` is one of the caller's constants.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE tenant = $1"
+            )))
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    })
+}
+
 pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -408,12 +431,7 @@ impl Store for PgStore {
                     .bind(&instance)
                     .fetch_optional(&pool)
                     .await?;
-            raw.map(|b| {
-                <[u8; 16]>::try_from(b.as_slice())
-                    .map(Position::from_bytes)
-                    .map_err(|_| Error::Corrupt(format!("a WAL mark of {} bytes", b.len())))
-            })
-            .transpose()
+            raw.as_deref().map(crate::mark_of).transpose()
         })
     }
 
@@ -553,22 +571,12 @@ impl Store for PgStore {
     }
 
     fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
-        let tenant = tenant.clone();
         // Every instance's rows: a deletion is of the tenant, not of one
         // instance's share of it.
-        self.run(move |pool, _| async move {
-            let mut tx = pool.begin().await?;
-            for table in ["detection_state", "cells", "services"] {
-                // `table` is one of the constants above.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE tenant = $1"
-                )))
-                .bind(tenant.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+        delete_tenant_rows(
+            &self.client,
+            tenant,
+            &["detection_state", "cells", "services"],
+        )
     }
 }

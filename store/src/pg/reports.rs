@@ -185,20 +185,6 @@ impl ReportStore for PgReports {
     }
 
     fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
-        let tenant = tenant.clone();
-        self.client.run(move |pool, _| async move {
-            let mut tx = pool.begin().await?;
-            for table in ["rca_reports", "rca_feedback"] {
-                // `table` is one of the constants above.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE tenant = $1"
-                )))
-                .bind(tenant.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+        super::delete_tenant_rows(&self.client, tenant, &["rca_reports", "rca_feedback"])
     }
 }

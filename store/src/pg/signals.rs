@@ -291,25 +291,15 @@ impl SignalStore for PgSignals {
     }
 
     fn delete_tenant(&mut self, tenant: &TenantId) -> Result<()> {
-        let tenant = tenant.clone();
-        self.client.run(move |pool, _| async move {
-            let mut tx = pool.begin().await?;
-            for table in [
+        super::delete_tenant_rows(
+            &self.client,
+            tenant,
+            &[
                 "signals",
                 "signal_services",
                 "sync_cursors",
                 "sealed_secrets",
-            ] {
-                // `table` is one of the constants above.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE tenant = $1"
-                )))
-                .bind(tenant.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+            ],
+        )
     }
 }
